@@ -1,0 +1,118 @@
+import Broker
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ObjectStore
+import ServiceLifecycle
+
+/// HTTP on `--metrics-listen`: `/metrics` (Prometheus text), `/healthz` (the process is up),
+/// `/readyz` (the broker has opened its partitions and accepts requests).
+public final class AdminServer: Service, Sendable {
+    let broker: Broker
+    let meter: ObjectStoreMeter
+    let channel: any Channel
+
+    public init(broker: Broker, meter: ObjectStoreMeter, listen: (host: String, port: Int)) async throws {
+        self.broker = broker
+        self.meter = meter
+        let b = broker
+        let m = meter
+        channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { child in
+                child.pipeline.configureHTTPServerPipeline().flatMap {
+                    child.pipeline.addHandler(AdminHandler(broker: b, meter: m))
+                }
+            }
+            .bind(host: listen.host, port: listen.port).get()
+    }
+
+    public var localPort: Int? { channel.localAddress?.port }
+
+    public func run() async throws {
+        try await gracefulShutdown()
+        try await channel.close()
+    }
+}
+
+final class AdminHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let broker: Broker
+    let meter: ObjectStoreMeter
+
+    init(broker: Broker, meter: ObjectStoreMeter) {
+        self.broker = broker
+        self.meter = meter
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .head(let head) = unwrapInboundIn(data) else { return }
+        let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
+        let (status, body): (HTTPResponseStatus, String)
+        switch path {
+        case "/metrics": (status, body) = (.ok, PrometheusText.render(broker: broker, meter: meter))
+        case "/healthz": (status, body) = (.ok, "ok\n")
+        case "/readyz": (status, body) = broker.isReady ? (.ok, "ready\n") : (.serviceUnavailable, "not ready\n")
+        default: (status, body) = (.notFound, "not found\n")
+        }
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: path == "/metrics" ? "text/plain; version=0.0.4" : "text/plain")
+        headers.add(name: "Content-Length", value: String(body.utf8.count))
+        headers.add(name: "Connection", value: "close")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+    }
+}
+
+/// Renders the broker's and the object store's counters in the Prometheus text format.
+public enum PrometheusText {
+    public static func render(broker: Broker, meter: ObjectStoreMeter) -> String {
+        let s = broker.metrics.snapshot()
+        var out = ""
+        func family(_ name: String, _ type: String, _ help: String) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+        }
+        family("tern_requests_total", "counter", "Kafka requests handled, by API.")
+        for (api, a) in s.apis.sorted(by: { $0.key < $1.key }) { out += "tern_requests_total{api=\"\(api)\"} \(a.requests)\n" }
+        family("tern_request_errors_total", "counter", "Kafka requests that could not be decoded, by API.")
+        for (api, a) in s.apis.sorted(by: { $0.key < $1.key }) { out += "tern_request_errors_total{api=\"\(api)\"} \(a.errors)\n" }
+        family("tern_request_duration_seconds", "histogram", "Time from a request's arrival to its response, by API.")
+        for (api, a) in s.apis.sorted(by: { $0.key < $1.key }) {
+            var cumulative = 0
+            for (i, le) in BrokerMetrics.buckets.enumerated() {
+                cumulative += a.bucketCounts[i]
+                out += "tern_request_duration_seconds_bucket{api=\"\(api)\",le=\"\(le)\"} \(cumulative)\n"
+            }
+            out += "tern_request_duration_seconds_bucket{api=\"\(api)\",le=\"+Inf\"} \(a.requests)\n"
+            out += "tern_request_duration_seconds_sum{api=\"\(api)\"} \(a.seconds)\n"
+            out += "tern_request_duration_seconds_count{api=\"\(api)\"} \(a.requests)\n"
+        }
+        family("tern_produced_bytes_total", "counter", "Record batch bytes accepted by produce.")
+        out += "tern_produced_bytes_total \(s.producedBytes)\n"
+        family("tern_produced_records_total", "counter", "Records accepted by produce.")
+        out += "tern_produced_records_total \(s.producedRecords)\n"
+        family("tern_fetched_bytes_total", "counter", "Record bytes returned by fetch.")
+        out += "tern_fetched_bytes_total \(s.fetchedBytes)\n"
+        family("tern_connections", "gauge", "Open Kafka connections.")
+        out += "tern_connections \(s.connections)\n"
+        family("tern_connections_closed_bad_input_total", "counter", "Connections closed because a request could not be understood.")
+        out += "tern_connections_closed_bad_input_total \(s.closedForBadInput)\n"
+        let objects = meter.snapshot()
+        family("tern_object_store_requests_total", "counter", "Object-store requests, by type.")
+        for r in ObjectStoreRequest.allCases { out += "tern_object_store_requests_total{type=\"\(r.rawValue)\"} \(objects[r]?.requests ?? 0)\n" }
+        family("tern_object_store_errors_total", "counter", "Failed object-store requests, by type.")
+        for r in ObjectStoreRequest.allCases { out += "tern_object_store_errors_total{type=\"\(r.rawValue)\"} \(objects[r]?.errors ?? 0)\n" }
+        family("tern_object_store_bytes_out_total", "counter", "Bytes written to the object store.")
+        out += "tern_object_store_bytes_out_total \(objects.values.reduce(0) { $0 + $1.bytesOut })\n"
+        family("tern_object_store_bytes_in_total", "counter", "Bytes read from the object store.")
+        out += "tern_object_store_bytes_in_total \(objects.values.reduce(0) { $0 + $1.bytesIn })\n"
+        let cache = broker.engine.blockCache.stats
+        family("tern_block_cache_bytes", "gauge", "Bytes held by the block cache.")
+        out += "tern_block_cache_bytes \(cache.bytes)\n"
+        return out
+    }
+}

@@ -1,0 +1,250 @@
+import KafkaProtocol
+import Logging
+import Metadata
+import NIOConcurrencyHelpers
+import NIOCore
+import ObjectStore
+import StreamStorage
+
+/// The Kafka-facing broker: decodes requests, dispatches them to handlers, and owns the
+/// topic table. Storage lives in `StreamEngine`, durable state in the `MetadataStore`.
+public final class Broker: Sendable {
+    public let config: BrokerConfig
+    public let engine: StreamEngine
+    let metadata: any MetadataStore
+    public let metrics: BrokerMetrics
+    let logger: Logger
+    let clusterId: String
+    private let topicTable = NIOLockedValueBox<[String: TopicState]>([:])
+    /// Serializes topic creation and deletion.
+    private let topicLock = AsyncMutex()
+    private let readyBox = NIOLockedValueBox(false)
+
+    public init(config: BrokerConfig, engine: StreamEngine, metadata: any MetadataStore, clusterId: String,
+                metrics: BrokerMetrics, logger: Logger) {
+        self.config = config
+        self.engine = engine
+        self.metadata = metadata
+        self.clusterId = clusterId
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    public var isReady: Bool { readyBox.withLockedValue { $0 } }
+
+    /// Opens every partition's stream (each at a new epoch) and marks the broker ready.
+    public func start() async throws {
+        for t in try await metadata.topics() {
+            for id in t.streamIds where id >= 0 { try await engine.open(streamId: id) }
+            topicTable.withLockedValue { $0[t.name] = TopicState(t) }
+        }
+        readyBox.withLockedValue { $0 = true }
+    }
+
+    public func stopAccepting() { readyBox.withLockedValue { $0 = false } }
+
+    // MARK: topics
+
+    func topic(_ name: String) -> TopicState? { topicTable.withLockedValue { $0[name] } }
+    func topic(id: KafkaUUID) -> TopicState? { topicTable.withLockedValue { $0.values.first { $0.id == id } } }
+    public func allTopics() -> [TopicState] { topicTable.withLockedValue { Array($0.values) }.sorted { $0.name < $1.name } }
+
+    func streamId(_ topic: String, _ partition: Int32) -> Int64? {
+        guard let t = self.topic(topic), partition >= 0, Int(partition) < t.streamIds.count else { return nil }
+        return t.streamIds[Int(partition)]
+    }
+
+    func maxMessageBytes(_ t: TopicState) -> Int32 {
+        t.configs["max.message.bytes"].flatMap { Int32($0) } ?? config.messageMaxBytes
+    }
+
+    enum CreateError: Error {
+        case exists
+        case failed(String)
+    }
+
+    /// Creates a topic and opens its streams.
+    func createTopic(name: String, partitions: Int, configs: [String: String]) async throws(CreateError) -> TopicState {
+        do {
+            return try await topicLock.withLock {
+                if self.topic(name) != nil { throw CreateError.exists }
+                let record = try await metadata.createTopic(name: name, topicId: KafkaUUID.random().hex, partitions: partitions, configs: configs)
+                for id in record.streamIds { try await engine.open(streamId: id) }
+                let t = TopicState(record)
+                topicTable.withLockedValue { $0[name] = t }
+                logger.info("created topic", metadata: ["topic": "\(name)", "partitions": "\(partitions)"])
+                return t
+            }
+        } catch let e as CreateError {
+            throw e
+        } catch let e as MetadataError where e.code == .topicExists {
+            throw .exists
+        } catch {
+            throw .failed("\(error)")
+        }
+    }
+
+    func deleteTopic(name: String) async throws -> Bool {
+        try await topicLock.withLock {
+            guard let record = try await metadata.deleteTopic(name: name) else { return false }
+            topicTable.withLockedValue { $0[name] = nil }
+            for id in record.streamIds { engine.close(streamId: id) }
+            logger.info("deleted topic", metadata: ["topic": "\(name)"])
+            return true
+        }
+    }
+
+    // MARK: dispatch
+
+    /// What a connection does after a request: send a response, send nothing (acks=0), or
+    /// close because the request could not be understood.
+    public enum Outcome: Sendable {
+        case respond(Task<ByteBuffer, Never>)
+        case noResponse
+        case close(String)
+    }
+
+    /// Handles one request frame (without its length prefix). Work that must happen in
+    /// request order (offset assignment) is done before this returns; waiting for durability
+    /// or for data happens in the returned task.
+    public func handle(frame: ByteBuffer) async -> Outcome {
+        guard let (key, version, correlationId) = RequestHeader.peek(frame) else {
+            metrics.badInput()
+            return .close("request shorter than a request header")
+        }
+        guard let api = ApiKey(rawValue: key) else {
+            metrics.badInput()
+            return .close("unknown API key \(key)")
+        }
+        if api == .apiVersions && !api.versions.contains(version) {
+            // Kafka answers a too-new ApiVersions with its own list at v0, so the client can retry.
+            return .respond(Task { self.unsupportedApiVersions(correlationId: correlationId) })
+        }
+        guard api.versions.contains(version), api != .produce || version >= 3 else {
+            metrics.badInput()
+            return .close("unsupported version \(version) of \(api)")
+        }
+        var body = frame
+        let header: RequestHeader
+        do {
+            header = try RequestHeader(from: &body, flexible: api.firstFlexibleVersion.map { version >= $0 } ?? false)
+        } catch {
+            metrics.badInput()
+            return .close("bad request header: \(error)")
+        }
+        let start = ContinuousClock.now
+        do {
+            let outcome = try await dispatch(api, header: header, body: &body)
+            if case .respond(let task) = outcome {
+                let name = "\(api)"
+                return .respond(Task {
+                    let r = await task.value
+                    self.metrics.request(name, seconds: (ContinuousClock.now - start).seconds, failed: false)
+                    return r
+                })
+            }
+            metrics.request("\(api)", seconds: (ContinuousClock.now - start).seconds, failed: false)
+            return outcome
+        } catch {
+            metrics.badInput()
+            metrics.request("\(api)", seconds: (ContinuousClock.now - start).seconds, failed: true)
+            return .close("cannot decode \(api) v\(version): \(error)")
+        }
+    }
+
+    private func dispatch(_ api: ApiKey, header: RequestHeader, body: inout ByteBuffer) async throws -> Outcome {
+        let v = header.apiVersion
+        switch api {
+        case .apiVersions:
+            let r = try ApiVersionsRequest(from: &body, version: v)
+            return respond(header, apiVersions(r))
+        case .metadata:
+            let r = try MetadataRequest(from: &body, version: v)
+            return respond(header, await metadata(r, version: v))
+        case .createTopics:
+            let r = try CreateTopicsRequest(from: &body, version: v)
+            return respond(header, await createTopics(r, version: v))
+        case .deleteTopics:
+            let r = try DeleteTopicsRequest(from: &body, version: v)
+            return respond(header, await deleteTopics(r, version: v))
+        case .produce:
+            let r = try ProduceRequest(from: &body, version: v)
+            return await produce(r, header: header)
+        case .fetch:
+            let r = try FetchRequest(from: &body, version: v)
+            return .respond(Task { self.encode(header, await self.fetch(r, version: v)) })
+        case .listOffsets:
+            let r = try ListOffsetsRequest(from: &body, version: v)
+            return .respond(Task { self.encode(header, await self.listOffsets(r)) })
+        case .offsetForLeaderEpoch:
+            let r = try OffsetForLeaderEpochRequest(from: &body, version: v)
+            return respond(header, offsetForLeaderEpoch(r))
+        case .describeConfigs:
+            let r = try DescribeConfigsRequest(from: &body, version: v)
+            return respond(header, describeConfigs(r, version: v))
+        case .initProducerId:
+            let r = try InitProducerIdRequest(from: &body, version: v)
+            return respond(header, await initProducerId(r))
+        case .findCoordinator:
+            let r = try FindCoordinatorRequest(from: &body, version: v)
+            return respond(header, findCoordinator(r, version: v))
+        case .offsetCommit:
+            let r = try OffsetCommitRequest(from: &body, version: v)
+            return respond(header, await offsetCommit(r, version: v))
+        case .offsetFetch:
+            let r = try OffsetFetchRequest(from: &body, version: v)
+            return respond(header, await offsetFetch(r, version: v))
+        }
+    }
+
+    func respond<M: KafkaMessage>(_ header: RequestHeader, _ message: M) -> Outcome {
+        let b = encode(header, message)
+        return .respond(Task { b })
+    }
+
+    /// Frames a response: length, response header, body.
+    func encode<M: KafkaMessage>(_ header: RequestHeader, _ message: M) -> ByteBuffer {
+        var b = ByteBufferAllocator().buffer(capacity: 256)
+        b.writeInteger(Int32(0))
+        ResponseHeader.encode(correlationId: header.correlationId,
+                              flexible: ResponseHeader.isFlexible(apiKey: header.apiKey, version: header.apiVersion), into: &b)
+        message.encode(into: &b, version: header.apiVersion)
+        b.setInteger(Int32(b.readableBytes - 4), at: 0)
+        return b
+    }
+}
+
+/// A mutex for async critical sections (topic creation), FIFO.
+final class AsyncMutex: Sendable {
+    private struct State {
+        var locked = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    func withLock<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let acquired = state.withLockedValue { s -> Bool in
+                if !s.locked {
+                    s.locked = true
+                    return true
+                }
+                s.waiters.append(c)
+                return false
+            }
+            if acquired { c.resume() }
+        }
+        defer {
+            let next = state.withLockedValue { s -> CheckedContinuation<Void, Never>? in
+                if s.waiters.isEmpty {
+                    s.locked = false
+                    return nil
+                }
+                return s.waiters.removeFirst()
+            }
+            next?.resume()
+        }
+        return try await body()
+    }
+}

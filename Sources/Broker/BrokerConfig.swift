@@ -1,0 +1,151 @@
+import StreamStorage
+
+/// A bad setting, named so the operator can fix it.
+public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Host and port of a listener.
+public struct HostPort: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Accepts `HOST:PORT`, `:PORT`, `[IPv6]:PORT` and Kafka's `PLAINTEXT://HOST:PORT`.
+    public static func parse(_ text: String, setting: String) throws -> HostPort {
+        var t = Substring(text.trimmingWhitespace())
+        if let scheme = t.firstIndex(of: "/"), t[scheme...].hasPrefix("//"), t[..<scheme].hasSuffix(":") {
+            t = t[t.index(scheme, offsetBy: 2)...]
+        }
+        guard let colon = t.lastIndex(of: ":"), let port = Int(t[t.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ConfigError("\(setting): expected HOST:PORT, got '\(text)'")
+        }
+        var host = String(t[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return HostPort(host: host.isEmpty ? "0.0.0.0" : host, port: port)
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+extension StringProtocol {
+    func trimmingWhitespace() -> String {
+        var s = Substring(self)
+        while let f = s.first, f.isWhitespace { s.removeFirst() }
+        while let l = s.last, l.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+}
+
+/// Every setting `tern serve` knows, with its Kafka-style property name and default.
+/// Flags win over environment (`TERN_` + upper-cased name, `.` → `_`), environment over the file.
+public struct BrokerConfig: Sendable {
+    public struct Setting: Sendable {
+        public var name: String
+        public var flag: String?
+        public var defaultValue: String
+        public var help: String
+    }
+
+    public static let settings: [Setting] = [
+        .init(name: "data.dir", flag: "--data-dir", defaultValue: "./tern-data", help: "directory for the embedded bucket and metadata"),
+        .init(name: "listeners", flag: "--listen", defaultValue: "0.0.0.0:9092", help: "Kafka listener HOST:PORT"),
+        .init(name: "advertised.listeners", flag: "--advertise", defaultValue: "localhost:<listen port>", help: "HOST:PORT given to clients"),
+        .init(name: "node.id", flag: "--node-id", defaultValue: "1", help: "this broker's id"),
+        .init(name: "object.store", flag: "--object-store", defaultValue: "file://<data.dir>/objects", help: "bucket: file://DIR (s3:// arrives with the S3 client)"),
+        .init(name: "metadata", flag: "--metadata", defaultValue: "sqlite://<data.dir>/metadata.sqlite", help: "metadata store"),
+        .init(name: "wal", flag: "--wal", defaultValue: "object", help: "WAL mode: object (one object per flush)"),
+        .init(name: "metrics.listen", flag: "--metrics-listen", defaultValue: "127.0.0.1:9644", help: "HTTP listener for /metrics, /healthz, /readyz"),
+        .init(name: "wal.upload.bytes", flag: nil, defaultValue: "8388608", help: "flush the WAL buffer at this size"),
+        .init(name: "wal.upload.interval.ms", flag: nil, defaultValue: "250", help: "flush the WAL buffer at the latest after this long"),
+        .init(name: "wal.buffer.max.bytes", flag: nil, defaultValue: "67108864", help: "unflushed bytes above which produce waits"),
+        .init(name: "wal.upload.concurrency", flag: nil, defaultValue: "4", help: "WAL objects uploading at once"),
+        .init(name: "log.cache.bytes", flag: nil, defaultValue: "268435456", help: "memory for recent batches (tail reads)"),
+        .init(name: "block.cache.bytes", flag: nil, defaultValue: "134217728", help: "memory for object blocks (catch-up reads)"),
+        .init(name: "auto.create.topics.enable", flag: nil, defaultValue: "true", help: "create unknown topics named in metadata requests that allow it"),
+        .init(name: "num.partitions", flag: nil, defaultValue: "1", help: "partitions of auto-created topics and of CreateTopics with -1"),
+        .init(name: "default.replication.factor", flag: nil, defaultValue: "1", help: "reported replication factor (data durability comes from the object store)"),
+        .init(name: "message.max.bytes", flag: nil, defaultValue: "1048588", help: "largest record batch; the default of topic max.message.bytes"),
+        .init(name: "socket.request.max.bytes", flag: nil, defaultValue: "104857600", help: "largest request frame; larger closes the connection"),
+        .init(name: "offset.metadata.max.bytes", flag: nil, defaultValue: "4096", help: "largest metadata string of a committed offset"),
+        .init(name: "object.store.fault.<request>.delay.ms", flag: nil, defaultValue: "0", help: "testing: delay each put/get/head/list/delete"),
+        .init(name: "object.store.fault.<request>.error.rate", flag: nil, defaultValue: "0", help: "testing: fail this share of put/get/head/list/delete"),
+    ]
+
+    public var dataDir = "./tern-data"
+    public var listen = HostPort(host: "0.0.0.0", port: 9092)
+    public var advertise = HostPort(host: "localhost", port: 9092)
+    public var nodeId: Int32 = 1
+    public var objectStoreURL = ""
+    public var metadataURL = ""
+    public var metricsListen = HostPort(host: "127.0.0.1", port: 9644)
+    public var storage = StorageConfig()
+    public var autoCreateTopics = true
+    public var numPartitions: Int32 = 1
+    public var defaultReplicationFactor: Int16 = 1
+    public var messageMaxBytes: Int32 = 1_048_588
+    public var socketRequestMaxBytes = 104_857_600
+    public var offsetMetadataMaxBytes = 4096
+    /// `object.store.fault.*` settings, checked by the object-store layer.
+    public var faults: [String: String] = [:]
+
+    public init() {}
+
+    /// Builds the configuration from merged settings (flags, environment and file already
+    /// layered by the caller). Unknown names and bad values are refused.
+    public static func resolve(_ raw: [String: String]) throws -> BrokerConfig {
+        var c = BrokerConfig()
+        func int(_ k: String, _ range: ClosedRange<Int>) throws -> Int? {
+            guard let v = raw[k] else { return nil }
+            guard let n = Int(v.trimmingWhitespace()), range.contains(n) else {
+                throw ConfigError("\(k): expected a whole number in \(range.lowerBound)...\(range.upperBound), got '\(v)'")
+            }
+            return n
+        }
+        func bool(_ k: String) throws -> Bool? {
+            guard let v = raw[k] else { return nil }
+            switch v.trimmingWhitespace().lowercased() {
+            case "true": return true
+            case "false": return false
+            default: throw ConfigError("\(k): expected true or false, got '\(v)'")
+            }
+        }
+        let known = Set(settings.map(\.name))
+        for k in raw.keys where !known.contains(k) && !k.hasPrefix("object.store.fault.") {
+            throw ConfigError("unknown setting '\(k)' (see tern serve --help)")
+        }
+        if let v = raw["data.dir"] { c.dataDir = v }
+        if let v = raw["listeners"] { c.listen = try HostPort.parse(v.split(separator: ",").first.map(String.init) ?? v, setting: "listeners") }
+        if let v = raw["advertised.listeners"] {
+            c.advertise = try HostPort.parse(v.split(separator: ",").first.map(String.init) ?? v, setting: "advertised.listeners")
+        } else {
+            c.advertise = HostPort(host: "localhost", port: c.listen.port)
+        }
+        if let n = try int("node.id", 0...Int(Int32.max)) { c.nodeId = Int32(n) }
+        c.objectStoreURL = raw["object.store"] ?? "file://\(c.dataDir)/objects"
+        c.metadataURL = raw["metadata"] ?? "sqlite://\(c.dataDir)/metadata.sqlite"
+        if let v = raw["wal"], v != "object" {
+            throw ConfigError("wal: only 'object' (the S3 WAL) is available, got '\(v)'")
+        }
+        if let v = raw["metrics.listen"] { c.metricsListen = try HostPort.parse(v, setting: "metrics.listen") }
+        if let n = try int("wal.upload.bytes", 1024...(1 << 30)) { c.storage.uploadBytes = n }
+        if let n = try int("wal.upload.interval.ms", 1...60_000) { c.storage.uploadIntervalMs = n }
+        if let n = try int("wal.buffer.max.bytes", 1 << 20...(16 << 30)) { c.storage.maxUnflushedBytes = n }
+        if let n = try int("wal.upload.concurrency", 1...64) { c.storage.maxConcurrentUploads = n }
+        if let n = try int("log.cache.bytes", 0...(1 << 40)) { c.storage.logCacheBytes = n }
+        if let n = try int("block.cache.bytes", 0...(1 << 40)) { c.storage.blockCacheBytes = n }
+        if let b = try bool("auto.create.topics.enable") { c.autoCreateTopics = b }
+        if let n = try int("num.partitions", 1...100_000) { c.numPartitions = Int32(n) }
+        if let n = try int("default.replication.factor", 1...Int(Int16.max)) { c.defaultReplicationFactor = Int16(n) }
+        if let n = try int("message.max.bytes", 0...Int(Int32.max)) { c.messageMaxBytes = Int32(n) }
+        if let n = try int("socket.request.max.bytes", 1024...Int(Int32.max)) { c.socketRequestMaxBytes = n }
+        if let n = try int("offset.metadata.max.bytes", 0...Int(Int32.max)) { c.offsetMetadataMaxBytes = n }
+        c.faults = raw.filter { $0.key.hasPrefix("object.store.fault.") }
+        return c
+    }
+}

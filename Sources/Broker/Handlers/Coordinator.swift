@@ -1,0 +1,30 @@
+import KafkaProtocol
+
+extension Broker {
+    static let groupKeyType: Int8 = 0
+
+    /// Group keys find this broker (standalone offset storage); transaction keys find none
+    /// until the transaction coordinator lands.
+    func findCoordinator(_ r: FindCoordinatorRequest, version: Int16) -> FindCoordinatorResponse {
+        var resp = FindCoordinatorResponse()
+        let ok = r.keyType == Self.groupKeyType
+        let code: ErrorCode = ok ? .none : .coordinatorNotAvailable
+        if version >= 4 {
+            resp.coordinators = r.coordinatorKeys.map { key in
+                var c = FindCoordinatorResponse.Coordinator()
+                c.key = key
+                c.nodeId = ok ? config.nodeId : -1
+                c.host = ok ? config.advertise.host : ""
+                c.port = ok ? Int32(config.advertise.port) : -1
+                c.errorCode = code.rawValue
+                return c
+            }
+        } else {
+            resp.errorCode = code.rawValue
+            resp.nodeId = ok ? config.nodeId : -1
+            resp.host = ok ? config.advertise.host : ""
+            resp.port = ok ? Int32(config.advertise.port) : -1
+        }
+        return resp
+    }
+}

@@ -1,0 +1,95 @@
+import KafkaProtocol
+import NIOCore
+import NIOPosix
+import StreamStorage
+
+extension Broker {
+    /// Fetch with real long-polling: answers when `min_bytes` are readable or `max_wait_ms`
+    /// passes, woken by append notifications rather than by sleeping.
+    ///
+    /// Fetch sessions (KIP-227) are not kept: a full fetch gets session id 0, which tells the
+    /// client to keep sending full fetches; an incremental one gets FETCH_SESSION_ID_NOT_FOUND.
+    func fetch(_ r: FetchRequest, version: Int16) async -> FetchResponse {
+        if version >= 7 && (r.sessionId != 0 || r.sessionEpoch > 0) {
+            var resp = FetchResponse()
+            resp.errorCode = ErrorCode.fetchSessionIdNotFound.rawValue
+            return resp
+        }
+        let deadline = NIODeadline.now() + .milliseconds(Int64(max(0, r.maxWaitMs)))
+        let loop = MultiThreadedEventLoopGroup.singleton.any()
+        while true {
+            let generation = engine.notifier.generation
+            let (resp, bytes, hasError) = await fetchOnce(r, version: version)
+            if bytes >= Int(r.minBytes) || hasError || NIODeadline.now() >= deadline || Task.isCancelled {
+                metrics.fetched(bytes: bytes)
+                return resp
+            }
+            await engine.notifier.wait(after: generation, until: deadline, on: loop)
+        }
+    }
+
+    private func fetchOnce(_ r: FetchRequest, version: Int16) async -> (FetchResponse, Int, Bool) {
+        var resp = FetchResponse()
+        var total = 0
+        var hasError = false
+        let maxBytes = version >= 3 ? Int(r.maxBytes) : Int.max
+        for t in r.topics {
+            var tr = FetchResponse.FetchableTopicResponse()
+            tr.topic = t.topic
+            for p in t.partitions {
+                var pr = FetchResponse.FetchableTopicResponse.PartitionData()
+                pr.partitionIndex = p.partition
+                pr.highWatermark = -1
+                pr.lastStableOffset = -1
+                pr.logStartOffset = -1
+                pr.records = nil
+                pr.abortedTransactions = nil
+                guard let sid = streamId(t.topic, p.partition) else {
+                    pr.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                    hasError = true
+                    tr.partitions.append(pr)
+                    continue
+                }
+                let budget = max(0, min(Int(p.partitionMaxBytes), maxBytes - total))
+                do {
+                    // Past the response budget only offsets are reported (KIP-74: the first
+                    // partition with data always gets at least one batch).
+                    let read = try await engine.read(streamId: sid, offset: p.fetchOffset, maxBytes: total > 0 && budget == 0 ? 0 : max(budget, 1),
+                                                     currentLeaderEpoch: version >= 9 ? p.currentLeaderEpoch : -1)
+                    pr.highWatermark = read.highWatermark
+                    // No transactions yet: the last stable offset is the high watermark.
+                    pr.lastStableOffset = read.highWatermark
+                    pr.logStartOffset = read.logStartOffset
+                    pr.abortedTransactions = []
+                    if total > 0 && budget == 0 {
+                        pr.records = ByteBuffer()
+                    } else {
+                        var records = ByteBufferAllocator().buffer(capacity: read.bytes)
+                        for b in read.batches { records.writeImmutableBuffer(b) }
+                        total += records.readableBytes
+                        pr.records = records
+                    }
+                } catch {
+                    hasError = true
+                    switch error {
+                    case .offsetOutOfRange: pr.errorCode = ErrorCode.offsetOutOfRange.rawValue
+                    case .unknownStream: pr.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                    case .fencedLeaderEpoch: pr.errorCode = ErrorCode.fencedLeaderEpoch.rawValue
+                    case .unknownLeaderEpoch: pr.errorCode = ErrorCode.unknownLeaderEpoch.rawValue
+                    case .storage(let why):
+                        logger.warning("fetch read failed", metadata: ["topic": "\(t.topic)", "partition": "\(p.partition)", "error": "\(why)"])
+                        pr.errorCode = ErrorCode.kafkaStorageError.rawValue
+                    }
+                    if let o = engine.offsets(streamId: sid) {
+                        pr.highWatermark = o.highWatermark
+                        pr.lastStableOffset = o.highWatermark
+                        pr.logStartOffset = o.logStartOffset
+                    }
+                }
+                tr.partitions.append(pr)
+            }
+            resp.responses.append(tr)
+        }
+        return (resp, total, hasError)
+    }
+}

@@ -1,0 +1,85 @@
+import KafkaProtocol
+
+extension Broker {
+    static let latestTimestamp: Int64 = -1
+    static let earliestTimestamp: Int64 = -2
+
+    func listOffsets(_ r: ListOffsetsRequest) async -> ListOffsetsResponse {
+        var resp = ListOffsetsResponse()
+        for t in r.topics {
+            var tr = ListOffsetsResponse.ListOffsetsTopicResponse()
+            tr.name = t.name
+            for p in t.partitions {
+                var pr = ListOffsetsResponse.ListOffsetsTopicResponse.ListOffsetsPartitionResponse()
+                pr.partitionIndex = p.partitionIndex
+                pr.timestamp = -1
+                pr.offset = -1
+                pr.leaderEpoch = -1
+                guard let sid = streamId(t.name, p.partitionIndex), let o = engine.offsets(streamId: sid) else {
+                    pr.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                    tr.partitions.append(pr)
+                    continue
+                }
+                if p.currentLeaderEpoch >= 0 && Int64(p.currentLeaderEpoch) != o.epoch {
+                    pr.errorCode = (Int64(p.currentLeaderEpoch) < o.epoch ? ErrorCode.fencedLeaderEpoch : .unknownLeaderEpoch).rawValue
+                    tr.partitions.append(pr)
+                    continue
+                }
+                pr.leaderEpoch = Int32(truncatingIfNeeded: o.epoch)
+                switch p.timestamp {
+                case Self.latestTimestamp:
+                    pr.offset = o.highWatermark
+                case Self.earliestTimestamp:
+                    pr.offset = o.logStartOffset
+                default:
+                    if p.timestamp < 0 {
+                        // -3 (max timestamp) and newer specials arrive with the protocol-coverage work.
+                        pr.errorCode = ErrorCode.unsupportedVersion.rawValue
+                        break
+                    }
+                    do {
+                        if let hit = try await engine.offset(forTimestamp: p.timestamp, streamId: sid) {
+                            pr.offset = hit.offset
+                            pr.timestamp = hit.timestamp
+                        }
+                    } catch {
+                        pr.errorCode = ErrorCode.kafkaStorageError.rawValue
+                    }
+                }
+                tr.partitions.append(pr)
+            }
+            resp.topics.append(tr)
+        }
+        return resp
+    }
+
+    func offsetForLeaderEpoch(_ r: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+        var resp = OffsetForLeaderEpochResponse()
+        for t in r.topics {
+            var tr = OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult()
+            tr.topic = t.topic
+            for p in t.partitions {
+                var pr = OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.EpochEndOffset()
+                pr.partition = p.partition
+                pr.leaderEpoch = -1
+                pr.endOffset = -1
+                guard let sid = streamId(t.topic, p.partition), let o = engine.offsets(streamId: sid),
+                      let hit = engine.endOffset(forEpoch: p.leaderEpoch, streamId: sid) else {
+                    pr.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                    tr.partitions.append(pr)
+                    continue
+                }
+                if p.currentLeaderEpoch >= 0 && Int64(p.currentLeaderEpoch) != o.epoch {
+                    pr.errorCode = (Int64(p.currentLeaderEpoch) < o.epoch ? ErrorCode.fencedLeaderEpoch : .unknownLeaderEpoch).rawValue
+                    tr.partitions.append(pr)
+                    continue
+                }
+                pr.leaderEpoch = hit.epoch
+                pr.endOffset = hit.endOffset
+                tr.partitions.append(pr)
+            }
+            resp.topics.append(tr)
+        }
+        return resp
+    }
+}

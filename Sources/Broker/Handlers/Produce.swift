@@ -1,0 +1,97 @@
+import KafkaProtocol
+import NIOCore
+import StreamStorage
+
+extension Broker {
+    private enum PartitionPlan {
+        case failed(ErrorCode, String?)
+        case pending(StreamEngine.AppendTicket)
+    }
+
+    func produce(_ r: ProduceRequest, header: RequestHeader) async -> Outcome {
+        let acksValid = r.acks == -1 || r.acks == 0 || r.acks == 1
+        let timeout = TimeAmount.milliseconds(Int64(r.timeoutMs > 0 ? r.timeoutMs : 30_000))
+        var plans: [(topic: String, partitions: [(Int32, PartitionPlan)])] = []
+        for t in r.topicData {
+            var parts: [(Int32, PartitionPlan)] = []
+            let state = topic(t.name)
+            for p in t.partitionData {
+                guard acksValid else {
+                    parts.append((p.index, .failed(.invalidRequiredAcks, nil)))
+                    continue
+                }
+                guard let state, p.index >= 0, Int(p.index) < state.streamIds.count else {
+                    parts.append((p.index, .failed(.unknownTopicOrPartition, nil)))
+                    continue
+                }
+                guard let records = p.records, records.readableBytes > 0 else {
+                    parts.append((p.index, .failed(.invalidRecord, "no record batch")))
+                    continue
+                }
+                let limit = maxMessageBytes(state)
+                if records.readableBytes > Int(limit) {
+                    parts.append((p.index, .failed(.messageTooLarge, "batch of \(records.readableBytes) bytes exceeds max.message.bytes \(limit)")))
+                    continue
+                }
+                let header: RecordBatchHeader
+                do {
+                    header = try RecordBatch.validateSingle(records)
+                } catch .corrupt {
+                    parts.append((p.index, .failed(.corruptMessage, "record batch CRC mismatch")))
+                    continue
+                } catch {
+                    guard case .invalidRecord(let why) = error else { continue }
+                    parts.append((p.index, .failed(.invalidRecord, why)))
+                    continue
+                }
+                if header.isControl || header.isTransactional {
+                    parts.append((p.index, .failed(.invalidRecord, "transactional and control batches arrive with transactions")))
+                    continue
+                }
+                let ticket = await engine.append(streamId: state.streamIds[Int(p.index)], batch: records, header: header, timeout: timeout)
+                metrics.produced(bytes: records.readableBytes, records: Int(header.recordCount))
+                parts.append((p.index, .pending(ticket)))
+            }
+            plans.append((t.name, parts))
+        }
+        if r.acks == 0 { return .noResponse }
+        let version = header.apiVersion
+        return .respond(Task {
+            var resp = ProduceResponse()
+            for (name, parts) in plans {
+                var tr = ProduceResponse.TopicProduceResponse()
+                tr.name = name
+                for (index, plan) in parts {
+                    var pr = ProduceResponse.TopicProduceResponse.PartitionProduceResponse()
+                    pr.index = index
+                    pr.baseOffset = -1
+                    switch plan {
+                    case .failed(let code, let message):
+                        pr.errorCode = code.rawValue
+                        if version >= 8 { pr.errorMessage = message }
+                    case .pending(let ticket):
+                        switch await ticket.result() {
+                        case .success(let a):
+                            pr.baseOffset = a.baseOffset
+                            pr.logStartOffset = a.logStartOffset
+                        case .failure(let e):
+                            pr.errorCode = Self.errorCode(for: e).rawValue
+                        }
+                    }
+                    tr.partitionResponses.append(pr)
+                }
+                resp.responses.append(tr)
+            }
+            return self.encode(header, resp)
+        })
+    }
+
+    static func errorCode(for e: AppendError) -> ErrorCode {
+        switch e {
+        case .unknownStream: .unknownTopicOrPartition
+        case .rejected(let code): code
+        case .fenced, .shuttingDown: .notLeaderOrFollower
+        case .timedOut: .requestTimedOut
+        }
+    }
+}

@@ -1,0 +1,28 @@
+import KafkaProtocol
+
+extension Broker {
+    /// Idempotent producers get a fresh producer id (epoch 0), or with v3+ the same id at the
+    /// next epoch (KIP-360). Transactional ids arrive with the transaction coordinator.
+    func initProducerId(_ r: InitProducerIdRequest) async -> InitProducerIdResponse {
+        var resp = InitProducerIdResponse()
+        resp.producerId = -1
+        resp.producerEpoch = -1
+        if r.transactionalId != nil {
+            resp.errorCode = ErrorCode.coordinatorNotAvailable.rawValue
+            return resp
+        }
+        if r.producerId >= 0 && r.producerEpoch >= 0 && r.producerEpoch < Int16.max - 1 {
+            resp.producerId = r.producerId
+            resp.producerEpoch = r.producerEpoch + 1
+            return resp
+        }
+        do {
+            resp.producerId = try await metadata.allocateProducerId()
+            resp.producerEpoch = 0
+        } catch {
+            logger.warning("producer id allocation failed", metadata: ["error": "\(error)"])
+            resp.errorCode = ErrorCode.coordinatorNotAvailable.rawValue
+        }
+        return resp
+    }
+}

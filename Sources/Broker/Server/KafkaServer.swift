@@ -1,0 +1,102 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// The Kafka listener: one task per connection reads frames in order and hands each to the
+/// broker; a second task writes responses in request order, so handlers may finish out of
+/// order (a long-polling fetch does not hold up a produce behind it).
+public final class KafkaServer: Service, Sendable {
+    let broker: Broker
+    let logger: Logger
+    let channel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+    private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+
+    /// Binds the listener (so a taken port fails startup, not later).
+    public init(broker: Broker, logger: Logger) async throws {
+        self.broker = broker
+        self.logger = logger
+        let maxFrame = broker.config.socketRequestMaxBytes
+        channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .bind(host: broker.config.listen.host, port: broker.config.listen.port) { child in
+                child.eventLoop.makeCompletedFuture {
+                    try child.pipeline.syncOperations.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxFrameSize: maxFrame)))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child)
+                }
+            }
+    }
+
+    public var localPort: Int? { channel.channel.localAddress?.port }
+
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await channel.executeThenClose { inbound in
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await connection in inbound {
+                        group.addTask { await self.serve(connection) }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            // Stop accepting, flush what was produced so its requests are answered, then
+            // close the connections so the accept loop can end.
+            self.channel.channel.close(promise: nil)
+            Task {
+                await self.broker.engine.shutdown()
+                try? await Task.sleep(for: .milliseconds(200))
+                for c in self.connections.withLockedValue({ Array($0.values) }) { c.close(promise: nil) }
+            }
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        let peer = connection.channel.remoteAddress.map { "\($0)" } ?? "?"
+        let id = ObjectIdentifier(connection.channel)
+        connections.withLockedValue { $0[id] = connection.channel }
+        broker.metrics.connection(opened: true)
+        defer {
+            broker.metrics.connection(opened: false)
+            connections.withLockedValue { $0[id] = nil }
+        }
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                let (responses, queue) = AsyncStream.makeStream(of: Task<ByteBuffer, Never>.self)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for await response in responses {
+                            try await outbound.write(await response.value)
+                        }
+                    }
+                    defer { queue.finish() }
+                    for try await frame in inbound {
+                        switch await broker.handle(frame: frame) {
+                        case .respond(let task):
+                            queue.yield(task)
+                        case .noResponse:
+                            continue
+                        case .close(let reason):
+                            logger.warning("closing connection: \(reason)", metadata: ["peer": "\(peer)"])
+                            queue.finish()
+                            try await group.next()
+                            return
+                        }
+                    }
+                    queue.finish()
+                    try await group.next()
+                }
+            }
+        } catch {
+            if error is KafkaFrameDecoder.FrameTooLarge || error is KafkaFrameDecoder.InvalidFrame {
+                broker.metrics.badInput()
+                logger.warning("closing connection: \(error)", metadata: ["peer": "\(peer)"])
+            } else {
+                logger.debug("connection ended: \(error)", metadata: ["peer": "\(peer)"])
+            }
+        }
+    }
+}

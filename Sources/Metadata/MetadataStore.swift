@@ -1,0 +1,159 @@
+/// A topic and the streams behind its partitions.
+public struct TopicRecord: Sendable, Equatable {
+    public var name: String
+    /// 32 hex digits.
+    public var topicId: String
+    /// Stream id of each partition, by partition index.
+    public var streamIds: [Int64]
+    public var configs: [String: String]
+
+    public init(name: String, topicId: String, streamIds: [Int64], configs: [String: String]) {
+        self.name = name
+        self.topicId = topicId
+        self.streamIds = streamIds
+        self.configs = configs
+    }
+
+    public var partitionCount: Int { streamIds.count }
+}
+
+/// A stream as the metadata store knows it.
+public struct StreamRecord: Sendable, Equatable {
+    public var streamId: Int64
+    public var epoch: Int64
+    public var startOffset: Int64
+    public var endOffset: Int64
+    /// (epoch, first offset written in that epoch), ascending.
+    public var epochHistory: [EpochStart]
+
+    public init(streamId: Int64, epoch: Int64, startOffset: Int64, endOffset: Int64, epochHistory: [EpochStart]) {
+        self.streamId = streamId
+        self.epoch = epoch
+        self.startOffset = startOffset
+        self.endOffset = endOffset
+        self.epochHistory = epochHistory
+    }
+}
+
+public struct EpochStart: Sendable, Equatable {
+    public var epoch: Int64
+    public var startOffset: Int64
+    public init(epoch: Int64, startOffset: Int64) {
+        self.epoch = epoch
+        self.startOffset = startOffset
+    }
+}
+
+/// Where one range of a stream lives: a data block of an object.
+public struct StreamRange: Sendable, Equatable {
+    public var streamId: Int64
+    public var epoch: Int64
+    public var startOffset: Int64
+    /// Exclusive.
+    public var endOffset: Int64
+    public var objectKey: String
+    public var position: Int
+    public var size: Int
+    public var minTimestamp: Int64
+    public var maxTimestamp: Int64
+
+    public init(streamId: Int64, epoch: Int64, startOffset: Int64, endOffset: Int64, objectKey: String,
+                position: Int, size: Int, minTimestamp: Int64, maxTimestamp: Int64) {
+        self.streamId = streamId
+        self.epoch = epoch
+        self.startOffset = startOffset
+        self.endOffset = endOffset
+        self.objectKey = objectKey
+        self.position = position
+        self.size = size
+        self.minTimestamp = minTimestamp
+        self.maxTimestamp = maxTimestamp
+    }
+}
+
+/// Idempotence state of one producer on one stream: its epoch and last batches.
+public struct ProducerStateRecord: Sendable, Equatable {
+    public struct Batch: Sendable, Equatable {
+        public var firstSequence: Int32
+        public var lastSequence: Int32
+        public var baseOffset: Int64
+        public var lastOffset: Int64
+        public init(firstSequence: Int32, lastSequence: Int32, baseOffset: Int64, lastOffset: Int64) {
+            self.firstSequence = firstSequence
+            self.lastSequence = lastSequence
+            self.baseOffset = baseOffset
+            self.lastOffset = lastOffset
+        }
+    }
+
+    public var streamId: Int64
+    public var producerId: Int64
+    public var producerEpoch: Int16
+    /// Oldest first, at most five.
+    public var batches: [Batch]
+
+    public init(streamId: Int64, producerId: Int64, producerEpoch: Int16, batches: [Batch]) {
+        self.streamId = streamId
+        self.producerId = producerId
+        self.producerEpoch = producerEpoch
+        self.batches = batches
+    }
+}
+
+/// An uploaded object and everything it makes durable, committed in one transaction.
+public struct ObjectCommit: Sendable, Equatable {
+    public var key: String
+    public var size: Int
+    public var ranges: [StreamRange]
+    public var producerStates: [ProducerStateRecord]
+
+    public init(key: String, size: Int, ranges: [StreamRange], producerStates: [ProducerStateRecord]) {
+        self.key = key
+        self.size = size
+        self.ranges = ranges
+        self.producerStates = producerStates
+    }
+}
+
+/// A committed consumer-group offset.
+public struct CommittedOffset: Sendable, Equatable {
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+    public var leaderEpoch: Int32
+    public var metadata: String?
+
+    public init(topic: String, partition: Int32, offset: Int64, leaderEpoch: Int32, metadata: String?) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.leaderEpoch = leaderEpoch
+        self.metadata = metadata
+    }
+}
+
+/// Which objects hold which offsets, and the rest of the cluster's small state.
+///
+/// SQLite for one broker, PostgreSQL for a cluster: the same schema and the same
+/// compare-and-set SQL (`UPDATE … WHERE epoch = $e`, rows affected checked).
+public protocol MetadataStore: Sendable {
+    /// Creates the schema if needed; registers the broker with a new broker epoch.
+    func bootstrap(nodeId: Int32) async throws -> (clusterId: String, brokerEpoch: Int64)
+    func topics() async throws -> [TopicRecord]
+    /// Creates a topic and one stream per partition; `.topicExists` if the name is taken.
+    func createTopic(name: String, topicId: String, partitions: Int, configs: [String: String]) async throws -> TopicRecord
+    /// Deletes a topic and its streams; returns it, or nil if it did not exist.
+    func deleteTopic(name: String) async throws -> TopicRecord?
+    /// Takes ownership of a stream: raises its epoch and records where the epoch starts.
+    func openStream(streamId: Int64, owner: Int32) async throws -> StreamRecord
+    func ranges(streamId: Int64) async throws -> [StreamRange]
+    func producerStates(streamId: Int64) async throws -> [ProducerStateRecord]
+    /// Commits an object: its ranges extend their streams (epoch-fenced); producer state
+    /// is updated in the same transaction. Ranges of deleted streams are dropped.
+    func commit(_ commit: ObjectCommit) async throws
+    /// Keys of committed objects under a prefix.
+    func committedObjectKeys(prefix: String) async throws -> Set<String>
+    func allocateProducerId() async throws -> Int64
+    func commitOffsets(group: String, _ offsets: [CommittedOffset]) async throws
+    func fetchOffsets(group: String) async throws -> [CommittedOffset]
+}

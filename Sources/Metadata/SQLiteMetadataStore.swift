@@ -1,0 +1,300 @@
+import NIOCore
+import NIOPosix
+
+/// The embedded metadata store: one SQLite file, one writer connection confined to one
+/// thread (never an event loop).
+public final class SQLiteMetadataStore: MetadataStore {
+    private let pool: NIOThreadPool
+    // Only touched on `pool`'s single thread.
+    private let connection: SQLiteConnection
+
+    public init(path: String) throws {
+        connection = try SQLiteConnection(path: path)
+        pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+    }
+
+    deinit { try? pool.syncShutdownGracefully() }
+
+    private func run<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+        let c = connection
+        return try await pool.runIfActive { try body(c) }
+    }
+
+    static let schema = """
+    CREATE TABLE IF NOT EXISTS cluster (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        cluster_id TEXT NOT NULL,
+        next_producer_id INTEGER NOT NULL DEFAULT 0,
+        next_stream_id INTEGER NOT NULL DEFAULT 1);
+    CREATE TABLE IF NOT EXISTS brokers (
+        node_id INTEGER PRIMARY KEY,
+        broker_epoch INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS topics (
+        name TEXT PRIMARY KEY,
+        topic_id TEXT NOT NULL UNIQUE,
+        partitions INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS topic_configs (
+        topic TEXT NOT NULL REFERENCES topics(name) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT,
+        PRIMARY KEY (topic, key));
+    CREATE TABLE IF NOT EXISTS streams (
+        stream_id INTEGER PRIMARY KEY,
+        topic TEXT NOT NULL REFERENCES topics(name) ON DELETE CASCADE,
+        partition INTEGER NOT NULL,
+        epoch INTEGER NOT NULL,
+        owner INTEGER,
+        start_offset INTEGER NOT NULL,
+        end_offset INTEGER NOT NULL,
+        UNIQUE (topic, partition));
+    CREATE TABLE IF NOT EXISTS stream_epochs (
+        stream_id INTEGER NOT NULL REFERENCES streams(stream_id) ON DELETE CASCADE,
+        epoch INTEGER NOT NULL,
+        start_offset INTEGER NOT NULL,
+        PRIMARY KEY (stream_id, epoch));
+    CREATE TABLE IF NOT EXISTS objects (
+        object_id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        size INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS stream_ranges (
+        stream_id INTEGER NOT NULL REFERENCES streams(stream_id) ON DELETE CASCADE,
+        start_offset INTEGER NOT NULL,
+        end_offset INTEGER NOT NULL,
+        epoch INTEGER NOT NULL,
+        object_id INTEGER NOT NULL REFERENCES objects(object_id),
+        position INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        min_timestamp INTEGER NOT NULL,
+        max_timestamp INTEGER NOT NULL,
+        PRIMARY KEY (stream_id, start_offset));
+    CREATE TABLE IF NOT EXISTS producer_states (
+        stream_id INTEGER NOT NULL REFERENCES streams(stream_id) ON DELETE CASCADE,
+        producer_id INTEGER NOT NULL,
+        producer_epoch INTEGER NOT NULL,
+        batches TEXT NOT NULL,
+        PRIMARY KEY (stream_id, producer_id));
+    CREATE TABLE IF NOT EXISTS group_offsets (
+        group_id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        partition INTEGER NOT NULL,
+        committed_offset INTEGER NOT NULL,
+        leader_epoch INTEGER NOT NULL,
+        metadata TEXT,
+        PRIMARY KEY (group_id, topic, partition));
+    """
+
+    public func bootstrap(nodeId: Int32) async throws -> (clusterId: String, brokerEpoch: Int64) {
+        try await run { db in
+            try db.execute(Self.schema)
+            return try db.transaction {
+                if try db.query("SELECT cluster_id FROM cluster").isEmpty {
+                    let id = (0..<2).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 36) }.joined()
+                    try db.query("INSERT INTO cluster (id, cluster_id) VALUES (1, ?)", [.text(id)])
+                }
+                let clusterId = try db.query("SELECT cluster_id FROM cluster")[0][0].text!
+                try db.query("""
+                    INSERT INTO brokers (node_id, broker_epoch) VALUES (?, 1)
+                    ON CONFLICT (node_id) DO UPDATE SET broker_epoch = brokers.broker_epoch + 1
+                    """, [.int(Int64(nodeId))])
+                let epoch = try db.query("SELECT broker_epoch FROM brokers WHERE node_id = ?", [.int(Int64(nodeId))])[0][0].int!
+                return (clusterId, epoch)
+            }
+        }
+    }
+
+    public func topics() async throws -> [TopicRecord] {
+        try await run { db in try Self.loadTopics(db, name: nil) }
+    }
+
+    private static func loadTopics(_ db: SQLiteConnection, name: String?) throws -> [TopicRecord] {
+        let rows = name == nil
+            ? try db.query("SELECT name, topic_id, partitions FROM topics ORDER BY name")
+            : try db.query("SELECT name, topic_id, partitions FROM topics WHERE name = ?", [.text(name!)])
+        var out: [TopicRecord] = []
+        for r in rows {
+            let n = r[0].text!
+            var ids = [Int64](repeating: -1, count: Int(r[2].int!))
+            for s in try db.query("SELECT partition, stream_id FROM streams WHERE topic = ?", [.text(n)]) {
+                let p = Int(s[0].int!)
+                if p < ids.count { ids[p] = s[1].int! }
+            }
+            var configs: [String: String] = [:]
+            for c in try db.query("SELECT key, value FROM topic_configs WHERE topic = ?", [.text(n)]) {
+                configs[c[0].text!] = c[1].text
+            }
+            out.append(TopicRecord(name: n, topicId: r[1].text!, streamIds: ids, configs: configs))
+        }
+        return out
+    }
+
+    public func createTopic(name: String, topicId: String, partitions: Int, configs: [String: String]) async throws -> TopicRecord {
+        try await run { db in
+            try db.transaction {
+                if try !db.query("SELECT 1 FROM topics WHERE name = ?", [.text(name)]).isEmpty {
+                    throw MetadataError(.topicExists, name)
+                }
+                try db.query("INSERT INTO topics (name, topic_id, partitions) VALUES (?, ?, ?)",
+                             [.text(name), .text(topicId), .int(Int64(partitions))])
+                for (k, v) in configs {
+                    try db.query("INSERT INTO topic_configs (topic, key, value) VALUES (?, ?, ?)", [.text(name), .text(k), .text(v)])
+                }
+                let first = try db.query("SELECT next_stream_id FROM cluster")[0][0].int!
+                try db.query("UPDATE cluster SET next_stream_id = ?", [.int(first + Int64(partitions))])
+                for p in 0..<partitions {
+                    try db.query("""
+                        INSERT INTO streams (stream_id, topic, partition, epoch, start_offset, end_offset)
+                        VALUES (?, ?, ?, 0, 0, 0)
+                        """, [.int(first + Int64(p)), .text(name), .int(Int64(p))])
+                }
+                return try Self.loadTopics(db, name: name)[0]
+            }
+        }
+    }
+
+    public func deleteTopic(name: String) async throws -> TopicRecord? {
+        try await run { db in
+            try db.transaction {
+                guard let t = try Self.loadTopics(db, name: name).first else { return nil }
+                try db.query("DELETE FROM topics WHERE name = ?", [.text(name)])
+                return t
+            }
+        }
+    }
+
+    public func openStream(streamId: Int64, owner: Int32) async throws -> StreamRecord {
+        try await run { db in
+            try db.transaction {
+                let rows = try db.query("SELECT epoch, end_offset FROM streams WHERE stream_id = ?", [.int(streamId)])
+                guard let row = rows.first else { throw MetadataError(.notFound, "stream \(streamId)") }
+                let epoch = row[0].int! + 1
+                try db.query("UPDATE streams SET epoch = ?, owner = ? WHERE stream_id = ? AND epoch = ?",
+                             [.int(epoch), .int(Int64(owner)), .int(streamId), .int(epoch - 1)])
+                guard db.changes == 1 else { throw MetadataError(.fenced, "stream \(streamId) opened concurrently") }
+                try db.query("INSERT INTO stream_epochs (stream_id, epoch, start_offset) VALUES (?, ?, ?)",
+                             [.int(streamId), .int(epoch), .int(row[1].int!)])
+                return try Self.loadStream(db, streamId)
+            }
+        }
+    }
+
+    private static func loadStream(_ db: SQLiteConnection, _ id: Int64) throws -> StreamRecord {
+        let r = try db.query("SELECT epoch, start_offset, end_offset FROM streams WHERE stream_id = ?", [.int(id)])[0]
+        let history = try db.query("SELECT epoch, start_offset FROM stream_epochs WHERE stream_id = ? ORDER BY epoch", [.int(id)])
+            .map { EpochStart(epoch: $0[0].int!, startOffset: $0[1].int!) }
+        return StreamRecord(streamId: id, epoch: r[0].int!, startOffset: r[1].int!, endOffset: r[2].int!, epochHistory: history)
+    }
+
+    public func ranges(streamId: Int64) async throws -> [StreamRange] {
+        try await run { db in
+            try db.query("""
+                SELECT r.epoch, r.start_offset, r.end_offset, o.key, r.position, r.size, r.min_timestamp, r.max_timestamp
+                FROM stream_ranges r JOIN objects o ON o.object_id = r.object_id
+                WHERE r.stream_id = ? ORDER BY r.start_offset
+                """, [.int(streamId)]).map {
+                StreamRange(streamId: streamId, epoch: $0[0].int!, startOffset: $0[1].int!, endOffset: $0[2].int!,
+                            objectKey: $0[3].text!, position: Int($0[4].int!), size: Int($0[5].int!),
+                            minTimestamp: $0[6].int!, maxTimestamp: $0[7].int!)
+            }
+        }
+    }
+
+    public func producerStates(streamId: Int64) async throws -> [ProducerStateRecord] {
+        try await run { db in
+            try db.query("SELECT producer_id, producer_epoch, batches FROM producer_states WHERE stream_id = ?", [.int(streamId)]).map {
+                ProducerStateRecord(streamId: streamId, producerId: $0[0].int!, producerEpoch: Int16($0[1].int!),
+                                    batches: Self.decodeBatches($0[2].text!))
+            }
+        }
+    }
+
+    /// Batches as "firstSeq:lastSeq:baseOffset:lastOffset" joined by ";".
+    static func encodeBatches(_ b: [ProducerStateRecord.Batch]) -> String {
+        b.map { "\($0.firstSequence):\($0.lastSequence):\($0.baseOffset):\($0.lastOffset)" }.joined(separator: ";")
+    }
+
+    static func decodeBatches(_ s: String) -> [ProducerStateRecord.Batch] {
+        s.split(separator: ";").compactMap { part in
+            let f = part.split(separator: ":").compactMap { Int64($0) }
+            guard f.count == 4 else { return nil }
+            return .init(firstSequence: Int32(truncatingIfNeeded: f[0]), lastSequence: Int32(truncatingIfNeeded: f[1]),
+                         baseOffset: f[2], lastOffset: f[3])
+        }
+    }
+
+    public func commit(_ commit: ObjectCommit) async throws {
+        try await run { db in
+            try db.transaction {
+                try db.query("INSERT INTO objects (key, size) VALUES (?, ?)", [.text(commit.key), .int(Int64(commit.size))])
+                let objectId = try db.query("SELECT object_id FROM objects WHERE key = ?", [.text(commit.key)])[0][0].int!
+                var live = Set<Int64>()
+                for r in commit.ranges {
+                    try db.query("UPDATE streams SET end_offset = ? WHERE stream_id = ? AND epoch = ? AND end_offset = ?",
+                                 [.int(r.endOffset), .int(r.streamId), .int(r.epoch), .int(r.startOffset)])
+                    if db.changes != 1 {
+                        let rows = try db.query("SELECT epoch, end_offset FROM streams WHERE stream_id = ?", [.int(r.streamId)])
+                        guard let row = rows.first else { continue }  // the topic was deleted
+                        if row[0].int! != r.epoch {
+                            throw MetadataError(.fenced, "stream \(r.streamId) is at epoch \(row[0].int!), commit has \(r.epoch)")
+                        }
+                        throw MetadataError(.offsetMismatch, "stream \(r.streamId) ends at \(row[1].int!), range starts at \(r.startOffset)")
+                    }
+                    live.insert(r.streamId)
+                    try db.query("""
+                        INSERT INTO stream_ranges (stream_id, start_offset, end_offset, epoch, object_id, position, size, min_timestamp, max_timestamp)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """, [.int(r.streamId), .int(r.startOffset), .int(r.endOffset), .int(r.epoch), .int(objectId),
+                              .int(Int64(r.position)), .int(Int64(r.size)), .int(r.minTimestamp), .int(r.maxTimestamp)])
+                }
+                for p in commit.producerStates where live.contains(p.streamId) {
+                    try db.query("""
+                        INSERT INTO producer_states (stream_id, producer_id, producer_epoch, batches) VALUES (?, ?, ?, ?)
+                        ON CONFLICT (stream_id, producer_id) DO UPDATE SET producer_epoch = excluded.producer_epoch, batches = excluded.batches
+                        """, [.int(p.streamId), .int(p.producerId), .int(Int64(p.producerEpoch)), .text(Self.encodeBatches(p.batches))])
+                }
+            }
+        }
+    }
+
+    public func committedObjectKeys(prefix: String) async throws -> Set<String> {
+        try await run { db in
+            Set(try db.query("SELECT key FROM objects WHERE substr(key, 1, ?) = ?", [.int(Int64(prefix.utf8.count)), .text(prefix)]).map { $0[0].text! })
+        }
+    }
+
+    public func allocateProducerId() async throws -> Int64 {
+        try await run { db in
+            try db.transaction {
+                let id = try db.query("SELECT next_producer_id FROM cluster")[0][0].int!
+                try db.query("UPDATE cluster SET next_producer_id = ?", [.int(id + 1)])
+                return id
+            }
+        }
+    }
+
+    public func commitOffsets(group: String, _ offsets: [CommittedOffset]) async throws {
+        try await run { db in
+            try db.transaction {
+                for o in offsets {
+                    try db.query("""
+                        INSERT INTO group_offsets (group_id, topic, partition, committed_offset, leader_epoch, metadata)
+                        VALUES (?, ?, ?, ?, ?, ?)
+                        ON CONFLICT (group_id, topic, partition) DO UPDATE SET committed_offset = excluded.committed_offset,
+                            leader_epoch = excluded.leader_epoch, metadata = excluded.metadata
+                        """, [.text(group), .text(o.topic), .int(Int64(o.partition)), .int(o.offset), .int(Int64(o.leaderEpoch)),
+                              o.metadata.map { .text($0) } ?? .null])
+                }
+            }
+        }
+    }
+
+    public func fetchOffsets(group: String) async throws -> [CommittedOffset] {
+        try await run { db in
+            try db.query("SELECT topic, partition, committed_offset, leader_epoch, metadata FROM group_offsets WHERE group_id = ?",
+                         [.text(group)]).map {
+                CommittedOffset(topic: $0[0].text!, partition: Int32($0[1].int!), offset: $0[2].int!,
+                                leaderEpoch: Int32($0[3].int!), metadata: $0[4].text)
+            }
+        }
+    }
+}

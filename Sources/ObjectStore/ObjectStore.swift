@@ -1,0 +1,60 @@
+import NIOCore
+
+/// What an object store holds about one object.
+public struct ObjectInfo: Sendable, Equatable {
+    public var key: String
+    public var size: Int
+
+    public init(key: String, size: Int) {
+        self.key = key
+        self.size = size
+    }
+}
+
+/// An object-store failure, mapped by callers to retries or Kafka errors.
+public struct ObjectStoreError: Error, CustomStringConvertible, Sendable {
+    public enum Code: Sendable, Equatable {
+        /// The key does not exist.
+        case notFound
+        /// A conditional put found the key already there.
+        case alreadyExists
+        /// A requested byte range lies outside the object.
+        case invalidRange
+        /// Transient: worth retrying.
+        case unavailable
+        /// Anything else (permissions, I/O).
+        case failed
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "object store \(code): \(message)" }
+}
+
+/// The durable store of record data: S3, a local directory, memory.
+///
+/// Keys are `/`-separated paths. Objects are immutable once written.
+public protocol ObjectStore: Sendable {
+    /// Writes an object. With `ifNoneMatch` the write fails with `.alreadyExists` when the
+    /// key exists (S3 `If-None-Match: *`), which fences WAL writes.
+    func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws
+    /// Reads an object or a byte range of it.
+    func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer
+    /// The object's size, or nil when it does not exist.
+    func head(_ key: String) async throws -> ObjectInfo?
+    /// All objects whose keys start with `prefix`, in key order.
+    func list(prefix: String) async throws -> [ObjectInfo]
+    /// Deletes objects; missing keys are not an error.
+    func delete(_ keys: [String]) async throws
+}
+
+/// Request kinds, for metering and fault injection.
+public enum ObjectStoreRequest: String, Sendable, CaseIterable {
+    case put = "PUT", get = "GET", head = "HEAD", list = "LIST", delete = "DELETE"
+}

@@ -1,0 +1,159 @@
+import KafkaProtocol
+import Metadata
+import NIOCore
+
+/// The self-describing object layout shared by WAL objects (stream set objects) and,
+/// later, stream objects:
+///
+///     [data block]* [index entry]* [superseded key]* [footer]
+///
+/// A data block holds contiguous record batches of one stream range (at most about
+/// `blockSize` bytes). Each index entry is fixed width; the footer is the last 26 bytes,
+/// so any object can be parsed alone by reading its tail.
+public enum ObjectFormat {
+    public static let magic: UInt32 = 0x5445_524E  // "TERN"
+    public static let version: Int16 = 1
+    public static let footerSize = 26
+    public static let indexEntrySize = 64
+    public static let blockSize = 1 << 20
+
+    /// One index entry: where a stream range sits in the object.
+    public struct Entry: Sendable, Equatable {
+        public var streamId: Int64
+        public var epoch: Int64
+        public var startOffset: Int64
+        public var endOffset: Int64
+        public var recordCount: Int32
+        public var minTimestamp: Int64
+        public var maxTimestamp: Int64
+        public var position: Int
+        public var size: Int
+    }
+
+    public struct Parsed: Sendable, Equatable {
+        public var entries: [Entry]
+        public var superseded: [String]
+    }
+
+    /// A batch to place in an object, with the stream it belongs to.
+    public struct Batch: Sendable {
+        public var streamId: Int64
+        public var epoch: Int64
+        public var header: RecordBatchHeader
+        public var bytes: ByteBuffer
+
+        public init(streamId: Int64, epoch: Int64, header: RecordBatchHeader, bytes: ByteBuffer) {
+            self.streamId = streamId
+            self.epoch = epoch
+            self.header = header
+            self.bytes = bytes
+        }
+    }
+
+    /// Builds an object from batches in append order. Batches are grouped by stream (sorted
+    /// by stream id), each stream's batches kept in order and cut into blocks.
+    public static func build(_ batches: [Batch], superseded: [String] = []) -> (bytes: ByteBuffer, entries: [Entry]) {
+        var byStream: [Int64: [Batch]] = [:]
+        for b in batches { byStream[b.streamId, default: []].append(b) }
+        let total = batches.reduce(0) { $0 + $1.bytes.readableBytes }
+        var out = ByteBufferAllocator().buffer(capacity: total + byStream.count * (indexEntrySize + 8) + footerSize + 64)
+        var entries: [Entry] = []
+        for id in byStream.keys.sorted() {
+            var current: Entry?
+            for b in byStream[id]! {
+                if let c = current, c.size + b.bytes.readableBytes > blockSize || c.epoch != b.epoch {
+                    entries.append(c)
+                    current = nil
+                }
+                if current == nil {
+                    current = Entry(streamId: id, epoch: b.epoch, startOffset: b.header.baseOffset, endOffset: b.header.baseOffset,
+                                    recordCount: 0, minTimestamp: .max, maxTimestamp: .min, position: out.writerIndex, size: 0)
+                }
+                out.writeImmutableBuffer(b.bytes)
+                current!.size += b.bytes.readableBytes
+                current!.endOffset = b.header.lastOffset + 1
+                current!.recordCount += b.header.recordCount
+                current!.minTimestamp = min(current!.minTimestamp, b.header.baseTimestamp)
+                current!.maxTimestamp = max(current!.maxTimestamp, b.header.maxTimestamp)
+            }
+            if let c = current { entries.append(c) }
+        }
+        let indexPosition = out.writerIndex
+        for e in entries {
+            out.writeInteger(e.streamId)
+            out.writeInteger(e.epoch)
+            out.writeInteger(e.startOffset)
+            out.writeInteger(e.endOffset)
+            out.writeInteger(e.recordCount)
+            out.writeInteger(e.minTimestamp)
+            out.writeInteger(e.maxTimestamp)
+            out.writeInteger(Int64(e.position))
+            out.writeInteger(Int32(e.size))
+        }
+        let supersededPosition = out.writerIndex
+        for key in superseded {
+            out.writeInteger(UInt16(key.utf8.count))
+            out.writeString(key)
+        }
+        out.writeInteger(Int64(indexPosition))
+        out.writeInteger(Int32(entries.count))
+        out.writeInteger(Int32(out.writerIndex - 12 - supersededPosition))
+        out.writeInteger(version)
+        out.writeInteger(magic)
+        return (out, entries)
+    }
+
+    public struct FormatError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Parses a whole object's index and footer.
+    public static func parse(_ object: ByteBuffer) throws -> Parsed {
+        let n = object.readableBytes
+        let base = object.readerIndex
+        guard n >= footerSize,
+              let indexPosition = object.getInteger(at: base + n - 26, as: Int64.self),
+              let count = object.getInteger(at: base + n - 18, as: Int32.self),
+              let supersededSize = object.getInteger(at: base + n - 14, as: Int32.self),
+              let v = object.getInteger(at: base + n - 10, as: Int16.self),
+              let m = object.getInteger(at: base + n - 4, as: UInt32.self),
+              m == magic, v == version else {
+            throw FormatError(description: "not a Tern object (bad footer)")
+        }
+        let indexEnd = Int(indexPosition) + Int(count) * indexEntrySize
+        guard indexPosition >= 0, count >= 0, supersededSize >= 0, indexEnd + Int(supersededSize) + footerSize == n else {
+            throw FormatError(description: "object index does not fit the object")
+        }
+        var index = object.getSlice(at: base + Int(indexPosition), length: indexEnd - Int(indexPosition))!
+        var entries: [Entry] = []
+        for _ in 0..<count {
+            let e = Entry(streamId: index.readInteger()!, epoch: index.readInteger()!, startOffset: index.readInteger()!,
+                          endOffset: index.readInteger()!, recordCount: index.readInteger()!, minTimestamp: index.readInteger()!,
+                          maxTimestamp: index.readInteger()!, position: Int(index.readInteger(as: Int64.self)!),
+                          size: Int(index.readInteger(as: Int32.self)!))
+            guard e.position >= 0, e.size >= 0, e.position + e.size <= Int(indexPosition) else {
+                throw FormatError(description: "index entry points outside the data")
+            }
+            entries.append(e)
+        }
+        var sup = object.getSlice(at: base + indexEnd, length: Int(supersededSize))!
+        var superseded: [String] = []
+        while sup.readableBytes > 0 {
+            guard let len = sup.readInteger(as: UInt16.self), let s = sup.readString(length: Int(len)) else {
+                throw FormatError(description: "bad superseded list")
+            }
+            superseded.append(s)
+        }
+        return Parsed(entries: entries, superseded: superseded)
+    }
+
+    /// The ranges an object's entries make durable, for the metadata store.
+    public static func ranges(of entries: [Entry], key: String) -> [StreamRange] {
+        entries.map {
+            StreamRange(streamId: $0.streamId, epoch: $0.epoch, startOffset: $0.startOffset, endOffset: $0.endOffset,
+                        objectKey: key, position: $0.position, size: $0.size,
+                        minTimestamp: $0.minTimestamp, maxTimestamp: $0.maxTimestamp)
+        }
+    }
+}
+

@@ -1,0 +1,693 @@
+import DequeModule
+import KafkaProtocol
+import Logging
+import Metadata
+import NIOConcurrencyHelpers
+import NIOCore
+import ObjectStore
+
+/// Storage settings, by their Kafka-style property names.
+public struct StorageConfig: Sendable {
+    /// `wal.upload.bytes`: flush when the WAL buffer holds this much.
+    public var uploadBytes = 8 << 20
+    /// `wal.upload.interval.ms`: flush at the latest this long after the first unflushed append.
+    public var uploadIntervalMs = 250
+    /// `wal.buffer.max.bytes`: unflushed plus uploading bytes above which produce waits.
+    public var maxUnflushedBytes = 64 << 20
+    /// `wal.upload.concurrency`: WAL objects uploading at once (acked in WAL order).
+    public var maxConcurrentUploads = 4
+    /// `log.cache.bytes`: recent batches kept in memory for tail reads.
+    public var logCacheBytes = 256 << 20
+    /// `block.cache.bytes`: object blocks kept for catch-up reads.
+    public var blockCacheBytes = 128 << 20
+
+    public init() {}
+}
+
+/// Why an append was not made durable.
+public enum AppendError: Error, Equatable, Sendable {
+    case unknownStream
+    case rejected(ErrorCode)
+    /// Another broker took over: NOT_LEADER_OR_FOLLOWER.
+    case fenced
+    /// The request's timeout passed first; the batch may still be written.
+    case timedOut
+    case shuttingDown
+}
+
+public struct AppendResult: Sendable, Equatable {
+    public var baseOffset: Int64
+    public var logStartOffset: Int64
+}
+
+/// A fetch's view of a stream.
+public struct ReadResult: Sendable {
+    public var batches: [ByteBuffer]
+    public var highWatermark: Int64
+    public var logStartOffset: Int64
+    public var bytes: Int { batches.reduce(0) { $0 + $1.readableBytes } }
+}
+
+public enum ReadError: Error, Equatable, Sendable {
+    case unknownStream
+    case offsetOutOfRange
+    case fencedLeaderEpoch
+    case unknownLeaderEpoch
+    case storage(String)
+}
+
+/// Offsets of an open stream.
+public struct StreamOffsets: Sendable, Equatable {
+    public var epoch: Int64
+    public var logStartOffset: Int64
+    public var highWatermark: Int64
+}
+
+/// The broker's storage engine: streams, the shared WAL buffer, the uploader, the LogCache
+/// and the read path (ARCHITECTURE.md "Write path", "Read path").
+///
+/// All partitions share one WAL buffer; a flush writes one object holding every partition's
+/// new batches, and an append is acked only when its object is written and the broker is not
+/// fenced. The object is then committed to the metadata store in WAL order; produce does not
+/// wait for that commit.
+public final class StreamEngine: Sendable {
+    struct CachedBatch {
+        var baseOffset: Int64
+        var lastOffset: Int64
+        var maxTimestamp: Int64
+        var bytes: ByteBuffer
+    }
+
+    struct Stream {
+        var epoch: Int64
+        var nextOffset: Int64
+        var highWatermark: Int64
+        var logStartOffset: Int64
+        var cache: Deque<CachedBatch> = []
+        var ranges: [StreamRange]
+        var producers: ProducerStateTable
+        /// Producer state as of the last completed upload: what a commit records.
+        var durableProducers: ProducerStateTable
+        var epochHistory: [EpochStart]
+    }
+
+    /// The pending answer to one append.
+    public struct AppendTicket: Sendable {
+        let waiter: Waiter
+        public func result() async -> Result<AppendResult, AppendError> { await waiter.wait() }
+    }
+
+    /// An append's answer: set once, by the upload that made it durable or by its timeout,
+    /// whichever comes first; it may come before the caller starts waiting.
+    final class Waiter: Sendable {
+        private enum Phase {
+            case idle
+            case waiting(CheckedContinuation<Result<AppendResult, AppendError>, Never>)
+            case done(Result<AppendResult, AppendError>)
+        }
+
+        private let phase = NIOLockedValueBox(Phase.idle)
+
+        func resume(_ r: Result<AppendResult, AppendError>) {
+            let c: CheckedContinuation<Result<AppendResult, AppendError>, Never>? = phase.withLockedValue { p in
+                switch p {
+                case .idle:
+                    p = .done(r)
+                    return nil
+                case .waiting(let c):
+                    p = .done(r)
+                    return c
+                case .done:
+                    return nil
+                }
+            }
+            c?.resume(returning: r)
+        }
+
+        func wait() async -> Result<AppendResult, AppendError> {
+            await withCheckedContinuation { c in
+                let ready: Result<AppendResult, AppendError>? = phase.withLockedValue { p in
+                    if case .done(let r) = p { return r }
+                    p = .waiting(c)
+                    return nil
+                }
+                if let ready { c.resume(returning: ready) }
+            }
+        }
+    }
+
+    struct PendingAppend {
+        var waiter: Waiter
+        var result: AppendResult
+    }
+
+    struct Buffer {
+        var batches: [ObjectFormat.Batch] = []
+        var waiters: [PendingAppend] = []
+        var bytes = 0
+    }
+
+    struct Upload {
+        var seq: UInt64
+        var buffer: Buffer
+        var done = false
+        var key = ""
+        var entries: [ObjectFormat.Entry] = []
+        var size = 0
+    }
+
+    struct State {
+        var streams: [Int64: Stream] = [:]
+        var buffer = Buffer()
+        var uploads: Deque<Upload> = []
+        var nextSeq: UInt64 = 0
+        var unflushedBytes = 0
+        var timerArmed = false
+        var flushWanted = false
+        var backpressure: [CheckedContinuation<Void, Never>] = []
+        var cacheOrder: Deque<(streamId: Int64, lastOffset: Int64, size: Int)> = []
+        var cacheBytes = 0
+        var fenced = false
+        var closing = false
+        var drained: [CheckedContinuation<Void, Never>] = []
+    }
+
+    public let config: StorageConfig
+    public let nodeId: Int32
+    public let clusterId: String
+    public let brokerEpoch: Int64
+    let objectStore: any ObjectStore
+    let metadata: any MetadataStore
+    let logger: Logger
+    let loop: any EventLoop
+    public let notifier = AppendNotifier()
+    public let blockCache: BlockCache
+    private let state = NIOLockedValueBox(State())
+    private let commits: AsyncStream<ObjectCommit>.Continuation
+    private let commitStream: AsyncStream<ObjectCommit>
+
+    public init(config: StorageConfig, objectStore: any ObjectStore, metadata: any MetadataStore, nodeId: Int32,
+                clusterId: String, brokerEpoch: Int64, loop: any EventLoop, logger: Logger) {
+        self.config = config
+        self.objectStore = objectStore
+        self.metadata = metadata
+        self.nodeId = nodeId
+        self.clusterId = clusterId
+        self.brokerEpoch = brokerEpoch
+        self.loop = loop
+        self.logger = logger
+        self.blockCache = BlockCache(capacity: config.blockCacheBytes)
+        (commitStream, commits) = AsyncStream.makeStream(of: ObjectCommit.self)
+    }
+
+    // MARK: keys
+
+    var walPrefix: String { "\(clusterId)/wal/\(nodeId)/" }
+    var fenceKey: String { "\(clusterId)/meta/fence/\(nodeId)/\(brokerEpoch)" }
+
+    func walKey(seq: UInt64) -> String {
+        let s = String(seq)
+        return "\(walPrefix)\(Self.pad(brokerEpoch))/\(String(repeating: "0", count: max(0, 20 - s.count)))\(s)"
+    }
+
+    static func pad(_ v: Int64) -> String {
+        let s = String(v)
+        return String(repeating: "0", count: max(0, 10 - s.count)) + s
+    }
+
+    // MARK: recovery and ownership
+
+    /// Commits WAL objects this node wrote but did not commit before it stopped: they may
+    /// hold acked records. Runs before any stream opens, in WAL order.
+    public func recover() async throws -> Int {
+        let committed = try await metadata.committedObjectKeys(prefix: walPrefix)
+        var recovered = 0
+        for info in try await objectStore.list(prefix: walPrefix) where !committed.contains(info.key) {
+            let object = try await objectStore.get(info.key, range: nil)
+            let parsed: ObjectFormat.Parsed
+            do {
+                parsed = try ObjectFormat.parse(object)
+            } catch {
+                logger.error("skipping unreadable WAL object", metadata: ["key": "\(info.key)", "error": "\(error)"])
+                continue
+            }
+            var headers: [(Int64, RecordBatchHeader)] = []
+            for e in parsed.entries {
+                for (h, _) in RecordBatch.split(object.getSlice(at: object.readerIndex + e.position, length: e.size)!) {
+                    headers.append((e.streamId, h))
+                }
+            }
+            var tables: [Int64: ProducerStateTable] = [:]
+            for (s, h) in headers where h.hasProducerId {
+                if tables[s] == nil {
+                    tables[s] = ProducerStateTable(streamId: s, records: try await metadata.producerStates(streamId: s))
+                }
+                tables[s]!.record(h)
+            }
+            let states = Self.touchedStates(headers, tables)
+            try await metadata.commit(ObjectCommit(key: info.key, size: info.size,
+                                                   ranges: ObjectFormat.ranges(of: parsed.entries, key: info.key),
+                                                   producerStates: states))
+            recovered += 1
+            logger.info("recovered uncommitted WAL object", metadata: ["key": "\(info.key)", "ranges": "\(parsed.entries.count)"])
+        }
+        return recovered
+    }
+
+    static func touchedStates(_ headers: [(Int64, RecordBatchHeader)], _ tables: [Int64: ProducerStateTable]) -> [ProducerStateRecord] {
+        var seen = Set<[Int64]>()
+        var out: [ProducerStateRecord] = []
+        for (s, h) in headers where h.hasProducerId && seen.insert([s, h.producerId]).inserted {
+            if let r = tables[s]?.entries[h.producerId] { out.append(r) }
+        }
+        return out
+    }
+
+    /// Opens a stream at epoch+1 and loads its object index and producer state.
+    @discardableResult
+    public func open(streamId: Int64) async throws -> StreamOffsets {
+        let record = try await metadata.openStream(streamId: streamId, owner: nodeId)
+        let ranges = try await metadata.ranges(streamId: streamId)
+        let producers = try await metadata.producerStates(streamId: streamId)
+        let table = ProducerStateTable(streamId: streamId, records: producers)
+        let stream = Stream(epoch: record.epoch, nextOffset: record.endOffset, highWatermark: record.endOffset,
+                            logStartOffset: record.startOffset, ranges: ranges, producers: table,
+                            durableProducers: table, epochHistory: record.epochHistory)
+        state.withLockedValue { $0.streams[streamId] = stream }
+        return StreamOffsets(epoch: record.epoch, logStartOffset: record.startOffset, highWatermark: record.endOffset)
+    }
+
+    /// Forgets a stream (its topic was deleted). Pending batches for it are still uploaded
+    /// but the commit drops them.
+    public func close(streamId: Int64) {
+        state.withLockedValue { s in
+            if let st = s.streams.removeValue(forKey: streamId) {
+                s.cacheBytes -= st.cache.reduce(0) { $0 + $1.bytes.readableBytes }
+            }
+        }
+    }
+
+    public func offsets(streamId: Int64) -> StreamOffsets? {
+        state.withLockedValue { s in
+            s.streams[streamId].map { StreamOffsets(epoch: $0.epoch, logStartOffset: $0.logStartOffset, highWatermark: $0.highWatermark) }
+        }
+    }
+
+    // MARK: append
+
+    /// Appends one validated batch. Offsets are assigned before this returns (so calls made
+    /// in order from one connection get offsets in that order); the ticket's `result()`
+    /// returns once the batch is durable in the object store, or at the timeout.
+    /// Suspends only for backpressure, when too many bytes are unflushed.
+    public func append(streamId: Int64, batch: ByteBuffer, header: RecordBatchHeader, timeout: TimeAmount) async -> AppendTicket {
+        await waitForBufferSpace()
+        let waiter = Waiter()
+        if let immediate = enqueue(streamId: streamId, batch: batch, header: header, waiter: waiter) {
+            waiter.resume(immediate)
+        } else {
+            loop.scheduleTask(in: timeout) { waiter.resume(.failure(.timedOut)) }
+        }
+        return AppendTicket(waiter: waiter)
+    }
+
+    private func waitForBufferSpace() async {
+        while true {
+            let wait: Bool = state.withLockedValue { $0.unflushedBytes >= config.maxUnflushedBytes && !$0.closing }
+            if !wait { return }
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let ready = state.withLockedValue { s -> Bool in
+                    if s.unflushedBytes < config.maxUnflushedBytes || s.closing { return true }
+                    s.backpressure.append(c)
+                    return false
+                }
+                if ready { c.resume() }
+            }
+        }
+    }
+
+    /// The synchronous part of an append: checks, offsets, buffer. Returns a result when the
+    /// append is answered at once (error or duplicate); nil when it waits for a flush.
+    private func enqueue(streamId: Int64, batch: ByteBuffer, header: RecordBatchHeader, waiter: Waiter) -> Result<AppendResult, AppendError>? {
+        enum Next { case answer(Result<AppendResult, AppendError>), flushNow, armTimer, nothing }
+        let next: Next = state.withLockedValue { s in
+            if s.fenced { return .answer(.failure(.fenced)) }
+            if s.closing { return .answer(.failure(.shuttingDown)) }
+            guard var st = s.streams[streamId] else { return .answer(.failure(.unknownStream)) }
+            switch st.producers.check(header) {
+            case .reject(let code): return .answer(.failure(.rejected(code)))
+            case .duplicate(let base):
+                if base < st.highWatermark {
+                    return .answer(.success(AppendResult(baseOffset: base, logStartOffset: st.logStartOffset)))
+                }
+                // The original is still on its way to the object store: answer with it.
+                for i in s.uploads.indices {
+                    if s.uploads[i].buffer.waiters.contains(where: { $0.result.baseOffset == base }) {
+                        s.uploads[i].buffer.waiters.append(PendingAppend(waiter: waiter, result: AppendResult(baseOffset: base, logStartOffset: st.logStartOffset)))
+                        return .nothing
+                    }
+                }
+                s.buffer.waiters.append(PendingAppend(waiter: waiter, result: AppendResult(baseOffset: base, logStartOffset: st.logStartOffset)))
+                return .nothing
+            case .accept:
+                break
+            }
+            // Copy into right-sized storage: a slice would pin the whole request buffer.
+            var own = ByteBufferAllocator().buffer(capacity: batch.readableBytes)
+            own.writeImmutableBuffer(batch)
+            var h = header
+            h.baseOffset = st.nextOffset
+            h.partitionLeaderEpoch = Int32(truncatingIfNeeded: st.epoch)
+            RecordBatch.stamp(&own, baseOffset: h.baseOffset, leaderEpoch: h.partitionLeaderEpoch)
+            st.nextOffset += Int64(h.recordCount)
+            st.producers.record(h)
+            st.cache.append(CachedBatch(baseOffset: h.baseOffset, lastOffset: h.lastOffset, maxTimestamp: h.maxTimestamp, bytes: own))
+            s.cacheOrder.append((streamId, h.lastOffset, own.readableBytes))
+            s.cacheBytes += own.readableBytes
+            s.streams[streamId] = st
+            s.buffer.batches.append(ObjectFormat.Batch(streamId: streamId, epoch: st.epoch, header: h, bytes: own))
+            s.buffer.waiters.append(PendingAppend(waiter: waiter, result: AppendResult(baseOffset: h.baseOffset, logStartOffset: st.logStartOffset)))
+            s.buffer.bytes += own.readableBytes
+            s.unflushedBytes += own.readableBytes
+            if s.buffer.bytes >= config.uploadBytes { return .flushNow }
+            if !s.timerArmed {
+                s.timerArmed = true
+                return .armTimer
+            }
+            return .nothing
+        }
+        switch next {
+        case .answer(let r): return r
+        case .flushNow: flush()
+        case .armTimer:
+            loop.scheduleTask(in: .milliseconds(Int64(config.uploadIntervalMs))) { self.flush() }
+        case .nothing: break
+        }
+        return nil
+    }
+
+    // MARK: upload
+
+    /// Starts uploading the WAL buffer, unless too many uploads are in flight (the last
+    /// upload to finish then starts it).
+    public func flush() {
+        let upload: Upload? = state.withLockedValue { s in
+            s.timerArmed = false
+            guard !s.buffer.batches.isEmpty || !s.buffer.waiters.isEmpty else { return nil }
+            guard s.uploads.count < config.maxConcurrentUploads else {
+                s.flushWanted = true
+                return nil
+            }
+            s.flushWanted = false
+            let u = Upload(seq: s.nextSeq, buffer: s.buffer)
+            s.nextSeq += 1
+            s.buffer = Buffer()
+            s.uploads.append(u)
+            return u
+        }
+        guard let upload else { return }
+        Task { await self.runUpload(upload) }
+    }
+
+    private func runUpload(_ upload: Upload) async {
+        let key = walKey(seq: upload.seq)
+        let (object, entries) = ObjectFormat.build(upload.buffer.batches)
+        var fenced = false
+        if !upload.buffer.batches.isEmpty {
+            await putWithRetry(key: key, object: object)
+            // Fencing before ack: whoever takes over this broker's WAL writes the fence key
+            // first, so a read after our PUT tells whether our write can still count.
+            fenced = await fenceKeyExists()
+        }
+        finishUpload(seq: upload.seq, key: key, entries: entries, size: object.readableBytes, fenced: fenced)
+    }
+
+    private func putWithRetry(key: String, object: ByteBuffer) async {
+        var delay = 50
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                try await objectStore.put(key, object, ifNoneMatch: true)
+                return
+            } catch let e as ObjectStoreError where e.code == .alreadyExists {
+                // An earlier attempt may have succeeded with its response lost: check, not repeat.
+                if let info = try? await objectStore.head(key), info.size == object.readableBytes { return }
+                logger.critical("WAL key already holds another object", metadata: ["key": "\(key)"])
+            } catch {
+                if attempt == 1 || attempt % 20 == 0 {
+                    logger.warning("WAL upload failed; retrying", metadata: ["key": "\(key)", "attempt": "\(attempt)", "error": "\(error)"])
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(delay + Int.random(in: 0...delay / 2)))
+            delay = min(delay * 2, 2000)
+        }
+    }
+
+    private func fenceKeyExists() async -> Bool {
+        var delay = 50
+        while true {
+            do {
+                return try await objectStore.head(fenceKey) != nil
+            } catch {
+                try? await Task.sleep(for: .milliseconds(delay))
+                delay = min(delay * 2, 2000)
+            }
+        }
+    }
+
+    private func finishUpload(seq: UInt64, key: String, entries: [ObjectFormat.Entry], size: Int, fenced: Bool) {
+        var toResume: [(Waiter, Result<AppendResult, AppendError>)] = []
+        var toCommit: [ObjectCommit] = []
+        var backpressure: [CheckedContinuation<Void, Never>] = []
+        var drained: [CheckedContinuation<Void, Never>] = []
+        let flushAgain: Bool = state.withLockedValue { s in
+            guard let i = s.uploads.firstIndex(where: { $0.seq == seq }) else { return false }
+            s.uploads[i].done = true
+            s.uploads[i].key = key
+            s.uploads[i].entries = entries
+            s.uploads[i].size = size
+            if fenced { s.fenced = true }
+            // Complete in WAL order: offsets become visible in the order they were assigned.
+            while let u = s.uploads.first, u.done {
+                s.uploads.removeFirst()
+                let ok = !s.fenced
+                var headers: [(Int64, RecordBatchHeader)] = []
+                for b in u.buffer.batches {
+                    s.unflushedBytes -= b.bytes.readableBytes
+                    headers.append((b.streamId, b.header))
+                    guard ok, var st = s.streams[b.streamId], st.epoch == b.epoch else { continue }
+                    st.highWatermark = max(st.highWatermark, b.header.lastOffset + 1)
+                    st.durableProducers.record(b.header)
+                    s.streams[b.streamId] = st
+                }
+                for w in u.buffer.waiters {
+                    toResume.append((w.waiter, ok ? .success(w.result) : .failure(.fenced)))
+                }
+                guard ok, !u.buffer.batches.isEmpty else { continue }
+                var tables: [Int64: ProducerStateTable] = [:]
+                for (sid, _) in headers where tables[sid] == nil { tables[sid] = s.streams[sid]?.durableProducers }
+                let ranges = ObjectFormat.ranges(of: u.entries, key: u.key)
+                for r in ranges { s.streams[r.streamId]?.ranges.append(r) }
+                toCommit.append(ObjectCommit(key: u.key, size: u.size, ranges: ranges, producerStates: Self.touchedStates(headers, tables)))
+            }
+            evictCache(&s)
+            if s.unflushedBytes < config.maxUnflushedBytes {
+                backpressure = s.backpressure
+                s.backpressure.removeAll()
+            }
+            if s.uploads.isEmpty && s.buffer.batches.isEmpty && s.buffer.waiters.isEmpty {
+                drained = s.drained
+                s.drained.removeAll()
+            }
+            return s.flushWanted || (s.closing && (!s.buffer.batches.isEmpty || !s.buffer.waiters.isEmpty))
+        }
+        for c in toCommit { commits.yield(c) }
+        for (w, r) in toResume { w.resume(r) }
+        for c in backpressure { c.resume() }
+        notifier.notifyAll()
+        for c in drained { c.resume() }
+        if flushAgain { flush() }
+    }
+
+    /// Drops the oldest cached batches that are already uploaded until under budget.
+    private func evictCache(_ s: inout State) {
+        while s.cacheBytes > config.logCacheBytes, let first = s.cacheOrder.first {
+            guard var st = s.streams[first.streamId] else {
+                s.cacheOrder.removeFirst()
+                continue
+            }
+            if first.lastOffset >= st.highWatermark { break }  // not uploaded yet: keep
+            s.cacheOrder.removeFirst()
+            if let c = st.cache.first, c.lastOffset == first.lastOffset {
+                st.cache.removeFirst()
+                s.cacheBytes -= c.bytes.readableBytes
+            }
+            s.streams[first.streamId] = st
+        }
+    }
+
+    /// Commits uploaded objects to the metadata store in WAL order, retrying failures.
+    public func runCommitter() async {
+        for await commit in commitStream {
+            var delay = 100
+            while true {
+                do {
+                    try await metadata.commit(commit)
+                    break
+                } catch let e as MetadataError where e.code == .fenced || e.code == .offsetMismatch {
+                    logger.error("object commit refused; dropping it", metadata: ["key": "\(commit.key)", "error": "\(e)"])
+                    break
+                } catch {
+                    logger.warning("object commit failed; retrying", metadata: ["key": "\(commit.key)", "error": "\(error)"])
+                    try? await Task.sleep(for: .milliseconds(delay))
+                    delay = min(delay * 2, 5000)
+                }
+            }
+        }
+    }
+
+    /// Flushes everything buffered, waits for the uploads, then closes the commit queue;
+    /// `runCommitter` returns once the last commit is written. Safe to call more than once.
+    public func shutdown() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let done = state.withLockedValue { s -> Bool in
+                s.closing = true
+                if s.uploads.isEmpty && s.buffer.batches.isEmpty && s.buffer.waiters.isEmpty { return true }
+                s.drained.append(c)
+                return false
+            }
+            if done { c.resume() } else { flush() }
+        }
+        let waiting = state.withLockedValue { s in
+            defer { s.backpressure.removeAll() }
+            return s.backpressure
+        }
+        for c in waiting { c.resume() }
+        commits.finish()
+    }
+
+    // MARK: read
+
+    /// Reads batches from `offset`, up to about `maxBytes` (at least one batch when any).
+    public func read(streamId: Int64, offset: Int64, maxBytes: Int, currentLeaderEpoch: Int32 = -1) async throws(ReadError) -> ReadResult {
+        enum Plan { case done(ReadResult), object(StreamRange, Int64, Int64) }
+        let planned = state.withLockedValue { s in Result { () throws(ReadError) -> Plan in
+            guard let st = s.streams[streamId] else { throw .unknownStream }
+            if currentLeaderEpoch >= 0 {
+                if Int64(currentLeaderEpoch) < st.epoch { throw .fencedLeaderEpoch }
+                if Int64(currentLeaderEpoch) > st.epoch { throw .unknownLeaderEpoch }
+            }
+            if offset < st.logStartOffset || offset > st.highWatermark { throw .offsetOutOfRange }
+            if offset == st.highWatermark {
+                return .done(ReadResult(batches: [], highWatermark: st.highWatermark, logStartOffset: st.logStartOffset))
+            }
+            if let first = st.cache.first, first.baseOffset <= offset {
+                var out: [ByteBuffer] = []
+                var bytes = 0
+                // Binary search the first batch holding `offset`.
+                var lo = 0, hi = st.cache.count
+                while lo < hi {
+                    let mid = (lo + hi) / 2
+                    if st.cache[mid].lastOffset < offset { lo = mid + 1 } else { hi = mid }
+                }
+                var i = lo
+                while i < st.cache.count {
+                    let c = st.cache[i]
+                    if c.baseOffset >= st.highWatermark { break }
+                    if !out.isEmpty && bytes + c.bytes.readableBytes > maxBytes { break }
+                    out.append(c.bytes)
+                    bytes += c.bytes.readableBytes
+                    i += 1
+                }
+                return .done(ReadResult(batches: out, highWatermark: st.highWatermark, logStartOffset: st.logStartOffset))
+            }
+            guard let r = Self.range(containing: offset, in: st.ranges) else { throw .offsetOutOfRange }
+            return .object(r, st.highWatermark, st.logStartOffset)
+        } }
+        let plan = try planned.get()
+        switch plan {
+        case .done(let r): return r
+        case .object(let range, let hw, let start):
+            let block: ByteBuffer
+            do {
+                block = try await readBlock(range)
+            } catch {
+                throw .storage("\(error)")
+            }
+            var out: [ByteBuffer] = []
+            var bytes = 0
+            for (h, b) in RecordBatch.split(block) where h.lastOffset >= offset && h.baseOffset < hw {
+                if !out.isEmpty && bytes + b.readableBytes > maxBytes { break }
+                out.append(b)
+                bytes += b.readableBytes
+            }
+            return ReadResult(batches: out, highWatermark: hw, logStartOffset: start)
+        }
+    }
+
+    static func range(containing offset: Int64, in ranges: [StreamRange]) -> StreamRange? {
+        var lo = 0, hi = ranges.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if ranges[mid].endOffset <= offset { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < ranges.count && ranges[lo].startOffset <= offset ? ranges[lo] : nil
+    }
+
+    func readBlock(_ r: StreamRange) async throws -> ByteBuffer {
+        if let b = blockCache.get(object: r.objectKey, position: r.position) { return b }
+        let fetched = try await objectStore.get(r.objectKey, range: r.position..<(r.position + r.size))
+        var own = ByteBufferAllocator().buffer(capacity: fetched.readableBytes)
+        own.writeImmutableBuffer(fetched)
+        blockCache.put(object: r.objectKey, position: r.position, block: own)
+        return own
+    }
+
+    // MARK: offsets by time and epoch
+
+    /// The first offset whose record timestamp is at or after `timestamp`, with that
+    /// record's timestamp; nil when no record is that late.
+    public func offset(forTimestamp timestamp: Int64, streamId: Int64) async throws -> (offset: Int64, timestamp: Int64)? {
+        let (ranges, cached, hw): ([StreamRange], [CachedBatch], Int64) = try state.withLockedValue { s in
+            guard let st = s.streams[streamId] else { throw ReadError.unknownStream }
+            let cacheStart = st.cache.first?.baseOffset ?? st.highWatermark
+            return (st.ranges.filter { $0.endOffset <= cacheStart && $0.endOffset > st.logStartOffset && $0.maxTimestamp >= timestamp },
+                    st.cache.filter { $0.baseOffset < st.highWatermark && $0.maxTimestamp >= timestamp }, st.highWatermark)
+        }
+        for r in ranges {
+            let block = try await readBlock(r)
+            for (h, b) in RecordBatch.split(block) where h.maxTimestamp >= timestamp && h.baseOffset < hw {
+                if let hit = Self.firstRecord(in: b, header: h, atOrAfter: timestamp) { return hit }
+            }
+        }
+        for c in cached {
+            let h = RecordBatchHeader(peeking: c.bytes)!
+            if let hit = Self.firstRecord(in: c.bytes, header: h, atOrAfter: timestamp) { return hit }
+        }
+        return nil
+    }
+
+    static func firstRecord(in batch: ByteBuffer, header h: RecordBatchHeader, atOrAfter ts: Int64) -> (offset: Int64, timestamp: Int64)? {
+        if h.isLogAppendTime || h.compression != 0 {
+            return h.maxTimestamp >= ts ? (h.baseOffset, h.maxTimestamp) : nil
+        }
+        guard let records = try? Record.decodeAll(batch: batch) else { return (h.baseOffset, h.maxTimestamp) }
+        for r in records where h.baseTimestamp + r.timestampDelta >= ts {
+            return (h.baseOffset + Int64(r.offsetDelta), h.baseTimestamp + r.timestampDelta)
+        }
+        return nil
+    }
+
+    /// Kafka's OffsetForLeaderEpoch: the largest epoch not above `epoch`, and the offset
+    /// where the next epoch starts (or the end of the log for the current epoch).
+    public func endOffset(forEpoch epoch: Int32, streamId: Int64) -> (epoch: Int32, endOffset: Int64)? {
+        state.withLockedValue { s in
+            guard let st = s.streams[streamId] else { return nil }
+            let e = Int64(epoch)
+            guard let idx = st.epochHistory.lastIndex(where: { $0.epoch <= e }) else { return (-1, -1) }
+            if e > st.epoch { return (-1, -1) }
+            let end = idx + 1 < st.epochHistory.count ? st.epochHistory[idx + 1].startOffset : st.highWatermark
+            return (Int32(truncatingIfNeeded: st.epochHistory[idx].epoch), end)
+        }
+    }
+}

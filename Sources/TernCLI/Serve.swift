@@ -1,0 +1,159 @@
+import ArgumentParser
+import Broker
+import AdminHTTP
+import Logging
+import Metadata
+import NIOCore
+import NIOPosix
+import ObjectStore
+import ServiceLifecycle
+import StreamStorage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a broker.",
+        discussion: """
+        With no flags the broker runs on the embedded default: the bucket is a local directory \
+        (<data.dir>/objects) and metadata is SQLite (<data.dir>/metadata.sqlite).
+
+        Settings, by property name (flag; default). Each can also come from --set NAME=VALUE, \
+        from the environment as TERN_<NAME> (upper case, '.' as '_'), or from --config FILE; \
+        flags win over the environment, the environment over the file.
+
+        \(BrokerConfig.settings.map { "  \($0.name) (\($0.flag ?? "--set"); \($0.defaultValue)): \($0.help)" }.joined(separator: "\n"))
+        """)
+
+    @Option(name: .customLong("data-dir"), help: "Data directory (data.dir).")
+    var dataDir: String?
+    @Option(name: .customLong("listen"), help: "Kafka listener HOST:PORT (listeners).")
+    var listen: String?
+    @Option(name: .customLong("advertise"), help: "Address given to clients HOST:PORT (advertised.listeners).")
+    var advertise: String?
+    @Option(name: .customLong("node-id"), help: "Broker id (node.id).")
+    var nodeId: String?
+    @Option(name: .customLong("object-store"), help: "Bucket URL (object.store).")
+    var objectStore: String?
+    @Option(name: .customLong("metadata"), help: "Metadata store URL (metadata).")
+    var metadata: String?
+    @Option(name: .customLong("wal"), help: "WAL mode (wal).")
+    var wal: String?
+    @Option(name: .customLong("metrics-listen"), help: "HTTP listener for /metrics, /healthz, /readyz (metrics.listen).")
+    var metricsListen: String?
+    @Option(name: .customLong("config"), help: "A server.properties-style file of settings.")
+    var configFile: String?
+    @Option(name: .customLong("set"), help: "A setting as NAME=VALUE (repeatable).")
+    var settings: [String] = []
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level: unknown level '\(logLevel)'") }
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "tern")
+        let config: BrokerConfig
+        do {
+            config = try BrokerConfig.resolve(try layeredSettings())
+        } catch let e as ConfigError {
+            throw ValidationError(e.description)
+        }
+        try await serve(config, logger: logger)
+    }
+
+    /// File, then environment, then flags: later layers win.
+    func layeredSettings() throws -> [String: String] {
+        var raw: [String: String] = [:]
+        if let configFile {
+            guard let text = try? String(contentsOfFile: configFile, encoding: .utf8) else {
+                throw ValidationError("--config: cannot read \(configFile)")
+            }
+            for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let l = line.trimmingCharacters(in: .whitespaces)
+                if l.isEmpty || l.hasPrefix("#") || l.hasPrefix("!") { continue }
+                guard let sep = l.firstIndex(where: { $0 == "=" || $0 == ":" }) else {
+                    throw ValidationError("\(configFile):\(n + 1): expected NAME=VALUE, got '\(l)'")
+                }
+                raw[l[..<sep].trimmingCharacters(in: .whitespaces)] = l[l.index(after: sep)...].trimmingCharacters(in: .whitespaces)
+            }
+        }
+        let known = BrokerConfig.settings.map(\.name)
+        for (k, v) in ProcessInfo.processInfo.environment where k.hasPrefix("TERN_") {
+            let name = k.dropFirst(5).lowercased().replacingOccurrences(of: "_", with: ".")
+            if known.contains(name) || name.hasPrefix("object.store.fault.") { raw[name] = v }
+        }
+        for s in settings {
+            guard let eq = s.firstIndex(of: "="), eq != s.startIndex else { throw ValidationError("--set: expected NAME=VALUE, got '\(s)'") }
+            raw[String(s[..<eq])] = String(s[s.index(after: eq)...])
+        }
+        let flags: [(String, String?)] = [("data.dir", dataDir), ("listeners", listen), ("advertised.listeners", advertise),
+                                          ("node.id", nodeId), ("object.store", objectStore), ("metadata", metadata),
+                                          ("wal", wal), ("metrics.listen", metricsListen)]
+        for (k, v) in flags { if let v { raw[k] = v } }
+        return raw
+    }
+}
+
+import Foundation
+
+func serve(_ config: BrokerConfig, logger: Logger) async throws {
+    let pool = NIOThreadPool(numberOfThreads: 4)
+    pool.start()
+
+
+    // Object store: file://DIR, wrapped by fault injection (tests) and metering.
+    guard config.objectStoreURL.hasPrefix("file://") else {
+        throw ValidationError("object.store: only file://DIR is available yet (s3:// arrives with the S3 client), got '\(config.objectStoreURL)'")
+    }
+    let faults: [ObjectStoreRequest: FaultInjectingObjectStore<LocalDirectoryObjectStore>.Fault]
+    do {
+        faults = try FaultInjectingObjectStore<LocalDirectoryObjectStore>.parseFaults(config.faults)
+    } catch {
+        throw ValidationError("\(error)")
+    }
+    let local = try LocalDirectoryObjectStore(root: String(config.objectStoreURL.dropFirst("file://".count)), threadPool: pool)
+    let meter = ObjectStoreMeter()
+    let store = MeteredObjectStore(base: FaultInjectingObjectStore(base: local, faults: faults), meter: meter)
+    if !faults.isEmpty { logger.warning("object-store fault injection is on", metadata: ["faults": "\(config.faults)"]) }
+
+    guard config.metadataURL.hasPrefix("sqlite://") else {
+        throw ValidationError("metadata: only sqlite://PATH is available yet (postgres:// arrives with clusters), got '\(config.metadataURL)'")
+    }
+    let sqlitePath = String(config.metadataURL.dropFirst("sqlite://".count))
+    try FileManager.default.createDirectory(atPath: (sqlitePath as NSString).deletingLastPathComponent.isEmpty ? "." : (sqlitePath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    let metadata = try SQLiteMetadataStore(path: sqlitePath)
+    let (clusterId, brokerEpoch) = try await metadata.bootstrap(nodeId: config.nodeId)
+
+    let engine = StreamEngine(config: config.storage, objectStore: store, metadata: metadata, nodeId: config.nodeId,
+                              clusterId: clusterId, brokerEpoch: brokerEpoch,
+                              loop: MultiThreadedEventLoopGroup.singleton.next(), logger: logger)
+    let committer = Task { await engine.runCommitter() }
+    let recovered = try await engine.recover()
+    let broker = Broker(config: config, engine: engine, metadata: metadata, clusterId: clusterId,
+                        metrics: BrokerMetrics(), logger: logger)
+    try await broker.start()
+
+    let kafka = try await KafkaServer(broker: broker, logger: logger)
+    let admin = try await AdminServer(broker: broker, meter: meter, listen: (config.metricsListen.host, config.metricsListen.port))
+    logger.info("tern \(ternVersion) cluster \(clusterId) node \(config.nodeId) broker epoch \(brokerEpoch); \(broker.allTopics().count) topics; \(recovered) WAL objects recovered")
+    logger.info("listening for Kafka on \(config.listen.host):\(kafka.localPort ?? config.listen.port) (advertised as \(config.advertise))")
+    logger.info("serving /metrics, /healthz, /readyz on http://\(config.metricsListen.host):\(admin.localPort ?? config.metricsListen.port)")
+
+    let group = ServiceGroup(configuration: .init(
+        services: [.init(service: admin), .init(service: kafka)],
+        gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger))
+    try await group.run()
+    await engine.shutdown()
+    await committer.value
+    try? await pool.shutdownGracefully()
+    logger.info("flushed and stopped")
+}
+
+let ternVersion = "0.1.0"
