@@ -8,12 +8,12 @@ import NIOCore
 ///     [data block]* [index entry]* [superseded key]* [footer]
 ///
 /// A data block holds contiguous record batches of one stream range (at most about
-/// `blockSize` bytes). Each index entry is fixed width; the footer is the last 26 bytes,
+/// `blockSize` bytes). Each index entry is fixed width; the footer is the last 22 bytes,
 /// so any object can be parsed alone by reading its tail.
 public enum ObjectFormat {
     public static let magic: UInt32 = 0x5445_524E  // "TERN"
     public static let version: Int16 = 1
-    public static let footerSize = 26
+    public static let footerSize = 22
     public static let indexEntrySize = 64
     public static let blockSize = 1 << 20
 
@@ -112,10 +112,10 @@ public enum ObjectFormat {
         let n = object.readableBytes
         let base = object.readerIndex
         guard n >= footerSize,
-              let indexPosition = object.getInteger(at: base + n - 26, as: Int64.self),
-              let count = object.getInteger(at: base + n - 18, as: Int32.self),
-              let supersededSize = object.getInteger(at: base + n - 14, as: Int32.self),
-              let v = object.getInteger(at: base + n - 10, as: Int16.self),
+              let indexPosition = object.getInteger(at: base + n - 22, as: Int64.self),
+              let count = object.getInteger(at: base + n - 14, as: Int32.self),
+              let supersededSize = object.getInteger(at: base + n - 10, as: Int32.self),
+              let v = object.getInteger(at: base + n - 6, as: Int16.self),
               let m = object.getInteger(at: base + n - 4, as: UInt32.self),
               m == magic, v == version else {
             throw FormatError(description: "not a Tern object (bad footer)")

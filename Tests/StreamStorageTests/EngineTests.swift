@@ -1,0 +1,230 @@
+import Foundation
+import KafkaProtocol
+import Logging
+import Metadata
+import NIOCore
+import NIOPosix
+import ObjectStore
+import StreamStorage
+import Testing
+
+/// The storage engine's flush, commit and recovery, on an in-memory bucket and a real SQLite file.
+@Suite struct EngineTests {
+    struct Fixture {
+        let store: any ObjectStore
+        let metadata: SQLiteMetadataStore
+        let clusterId: String
+        let streamId: Int64
+    }
+
+    static func fixture(store: any ObjectStore = InMemoryObjectStore()) async throws -> Fixture {
+        let path = NSTemporaryDirectory() + "tern-engine-\(UUID().uuidString).sqlite"
+        let metadata = try SQLiteMetadataStore(path: path)
+        let (cluster, _) = try await metadata.bootstrap(nodeId: 1)
+        let topic = try await metadata.createTopic(name: "t", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:])
+        return Fixture(store: store, metadata: metadata, clusterId: cluster, streamId: topic.streamIds[0])
+    }
+
+    static func engine(_ f: Fixture, config: StorageConfig = StorageConfig()) async throws -> StreamEngine {
+        let (_, epoch) = try await f.metadata.bootstrap(nodeId: 1)
+        return StreamEngine(config: config, objectStore: f.store, metadata: f.metadata, nodeId: 1, clusterId: f.clusterId,
+                            brokerEpoch: epoch, loop: MultiThreadedEventLoopGroup.singleton.next(), logger: Logger(label: "test"))
+    }
+
+    static func batch(_ values: [String], producerId: Int64 = -1, epoch: Int16 = -1, sequence: Int32 = -1, ts: Int64 = 1000) -> (ByteBuffer, RecordBatchHeader) {
+        var b = RecordBatchBuilder(baseTimestamp: ts)
+        b.producerId = producerId
+        b.producerEpoch = epoch
+        b.baseSequence = sequence
+        for (i, v) in values.enumerated() { b.append(key: nil, value: ByteBuffer(string: v), timestampDelta: Int64(i)) }
+        let bytes = b.build()
+        return (bytes, try! RecordBatch.validateSingle(bytes))
+    }
+
+    static func append(_ e: StreamEngine, _ s: Int64, _ values: [String], producerId: Int64 = -1, sequence: Int32 = -1) async -> Result<AppendResult, AppendError> {
+        let (b, h) = batch(values, producerId: producerId, epoch: producerId >= 0 ? 0 : -1, sequence: sequence)
+        return await e.append(streamId: s, batch: b, header: h, timeout: .seconds(10)).result()
+    }
+
+    static func values(_ r: ReadResult) throws -> [String] {
+        try r.batches.flatMap { try Record.decodeAll(batch: $0).map { String(buffer: $0.value!) } }
+    }
+
+    @Test func appendIsAckedAfterOneObjectForAllStreams() async throws {
+        let f = try await Self.fixture()
+        let second = try await f.metadata.createTopic(name: "u", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0]
+        let e = try await Self.engine(f)
+        try await e.open(streamId: f.streamId)
+        try await e.open(streamId: second)
+        async let a = Self.append(e, f.streamId, ["a", "b"])
+        async let b = Self.append(e, second, ["c"])
+        let (ra, rb) = await (a, b)
+        #expect(try ra.get().baseOffset == 0)
+        #expect(try rb.get().baseOffset == 0)
+        let objects = try await f.store.list(prefix: "")
+        #expect(objects.count == 1, "both partitions' batches share one WAL object")
+        #expect(e.offsets(streamId: f.streamId)?.highWatermark == 2)
+    }
+
+    @Test func nothingIsVisibleBeforeItsObjectIsWritten() async throws {
+        let f = try await Self.fixture()
+        let e = try await Self.engine(f, config: { var c = StorageConfig(); c.uploadIntervalMs = 60_000; return c }())
+        try await e.open(streamId: f.streamId)
+        let (b, h) = Self.batch(["x"])
+        let ticket = await e.append(streamId: f.streamId, batch: b, header: h, timeout: .seconds(30))
+        #expect(e.offsets(streamId: f.streamId)?.highWatermark == 0)
+        #expect(try await e.read(streamId: f.streamId, offset: 0, maxBytes: 1 << 20).batches.isEmpty)
+        #expect(try await f.store.list(prefix: "").isEmpty)
+        e.flush()
+        #expect(try await ticket.result().get().baseOffset == 0)
+        #expect(try Self.values(try await e.read(streamId: f.streamId, offset: 0, maxBytes: 1 << 20)) == ["x"])
+    }
+
+    @Test func readsFallBackToObjectsAfterRestart() async throws {
+        let f = try await Self.fixture()
+        let e = try await Self.engine(f)
+        let committer = Task { await e.runCommitter() }
+        try await e.open(streamId: f.streamId)
+        for i in 0..<5 { _ = try await Self.append(e, f.streamId, ["v\(i)"]).get() }
+        await e.shutdown()
+        await committer.value
+
+        let e2 = try await Self.engine(f)
+        let opened = try await e2.open(streamId: f.streamId)
+        #expect(opened.highWatermark == 5)
+        #expect(opened.epoch == 2, "every open raises the epoch")
+        var got: [String] = []
+        var offset: Int64 = 0
+        while offset < 5 {
+            let r = try await e2.read(streamId: f.streamId, offset: offset, maxBytes: 1)
+            got += try Self.values(r)
+            offset += Int64(try r.batches.map { try Record.decodeAll(batch: $0).count }.reduce(0, +))
+        }
+        #expect(got == ["v0", "v1", "v2", "v3", "v4"])
+        #expect(e2.endOffset(forEpoch: 1, streamId: f.streamId)! == (1, 5))
+        #expect(e2.endOffset(forEpoch: 2, streamId: f.streamId)! == (2, 5))
+    }
+
+    @Test func uncommittedObjectsAreRecovered() async throws {
+        let f = try await Self.fixture()
+        let e = try await Self.engine(f)
+        // No committer runs: the objects are written and acked but never committed,
+        // as when a broker dies right after an upload.
+        try await e.open(streamId: f.streamId)
+        _ = try await Self.append(e, f.streamId, ["a"]).get()
+        _ = try await Self.append(e, f.streamId, ["b", "c"], producerId: 7, sequence: 0).get()
+
+        let e2 = try await Self.engine(f)
+        #expect(try await e2.recover() == 2)
+        let opened = try await e2.open(streamId: f.streamId)
+        #expect(opened.highWatermark == 3)
+        #expect(try Self.values(try await e2.read(streamId: f.streamId, offset: 0, maxBytes: 1 << 20)) == ["a"])
+        // The producer state came back with the recovered object: a retry is a duplicate.
+        let retry = try await Self.append(e2, f.streamId, ["b", "c"], producerId: 7, sequence: 0).get()
+        #expect(retry.baseOffset == 1)
+        #expect(e2.offsets(streamId: f.streamId)?.highWatermark == 3)
+    }
+
+    @Test func fencedBrokerDoesNotAck() async throws {
+        let f = try await Self.fixture()
+        let e = try await Self.engine(f)
+        try await e.open(streamId: f.streamId)
+        _ = try await Self.append(e, f.streamId, ["a"]).get()
+        // Whoever takes over writes the fence key for this broker epoch.
+        let epochs = try await f.store.list(prefix: "\(f.clusterId)/wal/1/").map { $0.key.split(separator: "/")[3] }
+        try await f.store.put("\(f.clusterId)/meta/fence/1/\(Int(epochs[0])!)", ByteBuffer(), ifNoneMatch: true)
+        let r = await Self.append(e, f.streamId, ["b"])
+        #expect(r == .failure(.fenced))
+        #expect(e.offsets(streamId: f.streamId)?.highWatermark == 1)
+    }
+
+    @Test func idempotentRetriesGetTheirOriginalOffsets() async throws {
+        let f = try await Self.fixture()
+        let e = try await Self.engine(f)
+        try await e.open(streamId: f.streamId)
+        #expect(try await Self.append(e, f.streamId, ["a", "b"], producerId: 3, sequence: 0).get().baseOffset == 0)
+        #expect(try await Self.append(e, f.streamId, ["c"], producerId: 3, sequence: 2).get().baseOffset == 2)
+        #expect(try await Self.append(e, f.streamId, ["a", "b"], producerId: 3, sequence: 0).get().baseOffset == 0)
+        #expect(await Self.append(e, f.streamId, ["d"], producerId: 3, sequence: 5) == .failure(.rejected(.outOfOrderSequenceNumber)))
+        #expect(e.offsets(streamId: f.streamId)?.highWatermark == 3)
+    }
+
+    @Test func slowUploadsTimeOutWithoutLosingOrder() async throws {
+        let slow = FaultInjectingObjectStore(base: InMemoryObjectStore(), faults: [.put: .init(delayMs: 500)])
+        let f = try await Self.fixture(store: slow)
+        let e = try await Self.engine(f)
+        try await e.open(streamId: f.streamId)
+        let (b, h) = Self.batch(["late"])
+        let r = await e.append(streamId: f.streamId, batch: b, header: h, timeout: .milliseconds(100)).result()
+        #expect(r == .failure(.timedOut))
+        // The batch is still written, in order.
+        #expect(try await Self.append(e, f.streamId, ["next"]).get().baseOffset == 1)
+    }
+
+    @Test func backpressureWaitsInsteadOfFailing() async throws {
+        let slow = FaultInjectingObjectStore(base: InMemoryObjectStore(), faults: [.put: .init(delayMs: 200)])
+        let f = try await Self.fixture(store: slow)
+        var c = StorageConfig()
+        c.maxUnflushedBytes = 1 << 20
+        c.uploadBytes = 64 << 10
+        let e = try await Self.engine(f, config: c)
+        try await e.open(streamId: f.streamId)
+        let big = String(repeating: "x", count: 100_000)
+        var tickets: [StreamEngine.AppendTicket] = []
+        for _ in 0..<30 {
+            let (b, h) = Self.batch([big])
+            tickets.append(await e.append(streamId: f.streamId, batch: b, header: h, timeout: .seconds(30)))
+        }
+        for (i, t) in tickets.enumerated() { #expect(try await t.result().get().baseOffset == Int64(i)) }
+    }
+}
+
+@Suite struct ObjectFormatTests {
+    @Test func buildAndParse() throws {
+        var batches: [ObjectFormat.Batch] = []
+        for (stream, offset) in [(Int64(9), Int64(0)), (Int64(2), Int64(10)), (Int64(9), Int64(1))] {
+            var (b, h) = EngineTests.batch(["v"], ts: 500 + offset)
+            h.baseOffset = offset
+            RecordBatch.stamp(&b, baseOffset: offset, leaderEpoch: 1)
+            batches.append(.init(streamId: stream, epoch: 1, header: h, bytes: b))
+        }
+        let (object, entries) = ObjectFormat.build(batches, superseded: ["old/one"])
+        let parsed = try ObjectFormat.parse(object)
+        #expect(parsed.entries == entries)
+        #expect(parsed.superseded == ["old/one"])
+        #expect(entries.map(\.streamId) == [2, 9], "streams sorted by id")
+        #expect(entries[1].startOffset == 0 && entries[1].endOffset == 2)
+        #expect(entries[1].minTimestamp == 500 && entries[1].maxTimestamp == 501)
+        let block = object.getSlice(at: entries[1].position, length: entries[1].size)!
+        #expect(RecordBatch.split(block).map(\.header.baseOffset) == [0, 1])
+    }
+
+    @Test func garbageIsRefused() {
+        #expect(throws: ObjectFormat.FormatError.self) { try ObjectFormat.parse(ByteBuffer(bytes: Array(repeating: 1, count: 100))) }
+    }
+}
+
+@Suite struct ProducerStateTests {
+    func header(pid: Int64, epoch: Int16, seq: Int32, count: Int32 = 1, base: Int64 = 0) -> RecordBatchHeader {
+        var (_, h) = EngineTests.batch(Array(repeating: "v", count: Int(count)), producerId: pid, epoch: epoch, sequence: seq)
+        h.baseOffset = base
+        return h
+    }
+
+    @Test func rules() {
+        var t = ProducerStateTable(streamId: 1)
+        #expect(t.check(header(pid: 1, epoch: 0, seq: 17)) == .accept, "unknown producers may start anywhere")
+        t.record(header(pid: 1, epoch: 0, seq: 0, count: 2, base: 0))
+        #expect(t.check(header(pid: 1, epoch: 0, seq: 2)) == .accept)
+        #expect(t.check(header(pid: 1, epoch: 0, seq: 3)) == .reject(.outOfOrderSequenceNumber))
+        #expect(t.check(header(pid: 1, epoch: 0, seq: 0, count: 2)) == .duplicate(baseOffset: 0))
+        #expect(t.check(header(pid: 1, epoch: 1, seq: 0)) == .accept, "a new epoch restarts at 0")
+        #expect(t.check(header(pid: 1, epoch: 1, seq: 4)) == .reject(.outOfOrderSequenceNumber))
+        t.record(header(pid: 1, epoch: 1, seq: 0, base: 2))
+        #expect(t.check(header(pid: 1, epoch: 0, seq: 1)) == .reject(.invalidProducerEpoch))
+        for i in 1...6 { t.record(header(pid: 1, epoch: 1, seq: Int32(i), base: Int64(2 + i))) }
+        #expect(t.entries[1]!.batches.count == 5, "only the last five batches are kept")
+        #expect(t.check(header(pid: 1, epoch: 1, seq: 1)) == .reject(.outOfOrderSequenceNumber))
+        #expect(t.check(header(pid: 1, epoch: 1, seq: 6)) == .duplicate(baseOffset: 8))
+    }
+}
