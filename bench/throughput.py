@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Produce and consume throughput of `tern serve` on the embedded default.
+
+Starts the release binary on a fresh data directory, creates a topic, produces N records of
+SIZE bytes with acks=all through librdkafka (confluent-kafka), then reads them all back with
+assign(), and prints records/s and MB/s for both. Run after `swift build -c release`:
+
+    python3 bench/throughput.py [--records 200000] [--size 1024] [--partitions 8]
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_tern(data_dir):
+    port, mport = free_port(), free_port()
+    binary = os.environ.get("TERN_BIN", os.path.join(ROOT, ".build", "release", "tern"))
+    proc = subprocess.Popen([binary, "serve", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}",
+                             "--advertise", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{mport}"],
+                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(data_dir, "broker.log"), "w"))
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{mport}/readyz", timeout=1):
+                return proc, f"127.0.0.1:{port}", mport
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("tern did not start")
+
+
+def metric(mport, name):
+    with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics") as r:
+        return sum(float(l.rsplit(" ", 1)[1]) for l in r.read().decode().splitlines() if l.startswith(name))
+
+
+def produce(bootstrap, topic, records, size, partitions):
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "batch.size": 1 << 20,
+                  "queue.buffering.max.kbytes": 1 << 20, "queue.buffering.max.messages": 1_000_000,
+                  "compression.type": "none"})
+    payload = os.urandom(size)
+    failures = []
+
+    def report(err, _msg):
+        if err:
+            failures.append(err)
+
+    start = time.perf_counter()
+    for i in range(records):
+        while True:
+            try:
+                p.produce(topic, payload, key=str(i).encode(), partition=i % partitions, on_delivery=report)
+                break
+            except BufferError:
+                p.poll(0.01)
+        if i % 1000 == 0:
+            p.poll(0)
+    p.flush(120)
+    elapsed = time.perf_counter() - start
+    if failures:
+        raise SystemExit(f"{len(failures)} produce failures, first: {failures[0]}")
+    return elapsed
+
+
+def consume(bootstrap, topic, records, partitions):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False,
+                  "fetch.max.bytes": 50 << 20, "max.partition.fetch.bytes": 8 << 20})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got = 0
+    start = time.perf_counter()
+    while got < records:
+        for m in c.consume(10000, timeout=5):
+            if m.error():
+                raise SystemExit(f"consume error: {m.error()}")
+            got += 1
+        if time.perf_counter() - start > 300:
+            raise SystemExit(f"consumed only {got} of {records}")
+    elapsed = time.perf_counter() - start
+    c.close()
+    return elapsed
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=200_000)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--partitions", type=int, default=8)
+    args = ap.parse_args()
+    data_dir = tempfile.mkdtemp(prefix="tern-bench-")
+    proc, bootstrap, mport = start_tern(data_dir)
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic("bench", args.partitions, 1)])["bench"].result()
+        p = produce(bootstrap, "bench", args.records, args.size, args.partitions)
+        puts = metric(mport, 'tern_object_store_requests_total{type="PUT"}')
+        c = consume(bootstrap, "bench", args.records, args.partitions)
+        mb = args.records * args.size / 1e6
+        result = {
+            "broker": "tern (embedded default: local directory bucket, SQLite)",
+            "records": args.records, "record_bytes": args.size, "partitions": args.partitions, "acks": "all",
+            "produce_records_per_s": round(args.records / p), "produce_MB_per_s": round(mb / p, 1),
+            "consume_records_per_s": round(args.records / c), "consume_MB_per_s": round(mb / c, 1),
+            "object_puts": int(puts), "object_puts_per_GB": round(puts / (mb / 1000), 1),
+        }
+        print(f"produce: {result['produce_records_per_s']} records/s, {result['produce_MB_per_s']} MB/s "
+              f"({args.records} x {args.size} B, acks=all, {args.partitions} partitions)")
+        print(f"consume: {result['consume_records_per_s']} records/s, {result['consume_MB_per_s']} MB/s")
+        print(f"object PUTs: {result['object_puts']} ({result['object_puts_per_GB']} per GB)")
+        print(json.dumps(result))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: dependencies, generated-code check, release build, unit tests
+# (Swift Testing), then integration tests that drive the real binary with real clients.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools/install-deps.sh
+python3 tools/gen_messages.py --check
+# One build configuration (release) serves the binary and the unit tests.
+swift build -c release --build-tests --disable-testable-imports
+swift test -c release --skip-build --disable-testable-imports
+TERN_BIN="$PWD/.build/release/tern" python3 -m pytest tests -q -p no:cacheprovider "$@"
