@@ -667,6 +667,28 @@ public final class StreamEngine: Sendable {
         return nil
     }
 
+    /// The offset and timestamp of the record with the largest timestamp (ListOffsets -3);
+    /// nil for an empty stream.
+    public func offsetOfMaxTimestamp(streamId: Int64) async throws -> (offset: Int64, timestamp: Int64)? {
+        let (range, cached, hw): (StreamRange?, CachedBatch?, Int64) = try state.withLockedValue { s in
+            guard let st = s.streams[streamId] else { throw ReadError.unknownStream }
+            let cacheStart = st.cache.first?.baseOffset ?? st.highWatermark
+            let r = st.ranges.filter { $0.endOffset <= cacheStart && $0.endOffset > st.logStartOffset }.max { $0.maxTimestamp < $1.maxTimestamp }
+            let c = st.cache.filter { $0.baseOffset < st.highWatermark }.max { $0.maxTimestamp < $1.maxTimestamp }
+            return (r, c, st.highWatermark)
+        }
+        var best: (ByteBuffer, RecordBatchHeader)?
+        if let range, range.maxTimestamp > (cached?.maxTimestamp ?? .min) {
+            for (h, b) in RecordBatch.split(try await readBlock(range)) where h.baseOffset < hw && h.maxTimestamp > (best?.1.maxTimestamp ?? .min) {
+                best = (b, h)
+            }
+        } else if let cached {
+            best = (cached.bytes, RecordBatchHeader(peeking: cached.bytes)!)
+        }
+        guard let (batch, h) = best else { return nil }
+        return Self.firstRecord(in: batch, header: h, atOrAfter: h.maxTimestamp)
+    }
+
     static func firstRecord(in batch: ByteBuffer, header h: RecordBatchHeader, atOrAfter ts: Int64) -> (offset: Int64, timestamp: Int64)? {
         if h.isLogAppendTime || h.compression != 0 {
             return h.maxTimestamp >= ts ? (h.baseOffset, h.maxTimestamp) : nil

@@ -125,6 +125,25 @@ import Testing
         #expect(e2.offsets(streamId: f.streamId)?.highWatermark == 3)
     }
 
+    @Test func offsetsByTimestampFromCacheAndObjects() async throws {
+        let meter = ObjectStoreMeter()
+        let f = try await Self.fixture(store: MeteredObjectStore(base: InMemoryObjectStore(), meter: meter))
+        var c = StorageConfig()
+        c.logCacheBytes = 0  // force reads of uploaded data back from objects
+        let e = try await Self.engine(f, config: c)
+        try await e.open(streamId: f.streamId)
+        for (i, ts) in [Int64(1000), 2000, 9000, 3000].enumerated() {
+            let (b, h) = Self.batch(["r\(i)a", "r\(i)b"], ts: ts)  // records at ts and ts+1
+            _ = try await e.append(streamId: f.streamId, batch: b, header: h, timeout: .seconds(10)).result().get()
+        }
+        #expect(try await e.offset(forTimestamp: 1001, streamId: f.streamId)! == (1, 1001))
+        #expect(try await e.offset(forTimestamp: 1500, streamId: f.streamId)! == (2, 2000))
+        #expect(try await e.offset(forTimestamp: 2500, streamId: f.streamId)! == (4, 9000))
+        #expect(try await e.offset(forTimestamp: 9002, streamId: f.streamId) == nil)
+        #expect(try await e.offsetOfMaxTimestamp(streamId: f.streamId)! == (5, 9001))
+        #expect((meter.snapshot()[.get]?.requests ?? 0) > 0, "read back from objects, not the cache")
+    }
+
     @Test func fencedBrokerDoesNotAck() async throws {
         let f = try await Self.fixture()
         let e = try await Self.engine(f)

@@ -3,6 +3,7 @@ import KafkaProtocol
 extension Broker {
     static let latestTimestamp: Int64 = -1
     static let earliestTimestamp: Int64 = -2
+    static let maxTimestamp: Int64 = -3
 
     func listOffsets(_ r: ListOffsetsRequest) async -> ListOffsetsResponse {
         var resp = ListOffsetsResponse()
@@ -31,9 +32,18 @@ extension Broker {
                     pr.offset = o.highWatermark
                 case Self.earliestTimestamp:
                     pr.offset = o.logStartOffset
+                case Self.maxTimestamp:
+                    do {
+                        if let hit = try await engine.offsetOfMaxTimestamp(streamId: sid) {
+                            pr.offset = hit.offset
+                            pr.timestamp = hit.timestamp
+                        }
+                    } catch {
+                        pr.errorCode = ErrorCode.kafkaStorageError.rawValue
+                    }
                 default:
                     if p.timestamp < 0 {
-                        // -3 (max timestamp) and newer specials arrive with the protocol-coverage work.
+                        // Later specials (-4 earliest-local, -5 tiered) need ListOffsets v9+.
                         pr.errorCode = ErrorCode.unsupportedVersion.rawValue
                         break
                     }
