@@ -1,0 +1,153 @@
+"""`tern serve` settings: defaults, layering, refusal of bad values, auto-creation rules."""
+import os
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from conftest import TERN, Broker, free_port
+
+
+def run_serve(*args, env=None, timeout=15):
+    d = tempfile.mkdtemp(prefix="tern-cfg-")
+    return subprocess.run([TERN, "serve", "--data-dir", d, "--listen", f"127.0.0.1:{free_port()}",
+                           "--metrics-listen", f"127.0.0.1:{free_port()}", *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--set", "no.such.setting=1"], "no.such.setting"),
+    (["--set", "num.partitions=many"], "num.partitions"),
+    (["--set", "auto.create.topics.enable=maybe"], "auto.create.topics.enable"),
+    (["--set", "wal.upload.interval.ms=0"], "wal.upload.interval.ms"),
+    (["--listen", "nowhere"], "listeners"),
+    (["--set", "object.store.fault.put.delay.ms=-5"], "object.store.fault.put.delay.ms"),
+    (["--set", "object.store.fault.teleport.delay.ms=5"], "object.store.fault.teleport.delay.ms"),
+    (["--object-store", "ftp://bucket"], "object.store"),
+    (["--set", "justaword"], "--set"),
+])
+def test_bad_settings_are_refused_by_name(args, named):
+    r = run_serve(*args)
+    assert r.returncode != 0
+    assert named in r.stderr, r.stderr
+
+
+def test_config_file_and_environment_layering(make_broker):
+    d = tempfile.mkdtemp(prefix="tern-cfg-")
+    path = os.path.join(d, "server.properties")
+    with open(path, "w") as f:
+        f.write("# a comment\nnum.partitions=2\nauto.create.topics.enable = true\nmessage.max.bytes: 5000\n")
+    b = Broker(d, extra_args=["--config", path])
+    # Environment beats the file; a flag (--set) beats the environment.
+    os.environ["TERN_NUM_PARTITIONS"] = "3"
+    try:
+        b.start()
+    finally:
+        del os.environ["TERN_NUM_PARTITIONS"]
+    try:
+        p = Producer({"bootstrap.servers": b.bootstrap})
+        p.produce("layered", b"x")
+        assert p.flush(30) == 0
+        md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics("layered", timeout=10)
+        assert len(md.topics["layered"].partitions) == 3
+        # message.max.bytes from the file is in force: a 6000-byte record is refused.
+        errors = []
+        p.produce("layered", b"y" * 6000, partition=0, on_delivery=lambda err, m: errors.append(err))
+        p.flush(30)
+        assert errors and errors[0] is not None and errors[0].code() == 10, errors  # MESSAGE_TOO_LARGE
+    finally:
+        b.kill()
+
+    bad = os.path.join(d, "bad.properties")
+    with open(bad, "w") as f:
+        f.write("num.partitions=2\nthis line has no separator\n")
+    r = run_serve("--config", bad)
+    assert r.returncode != 0 and "bad.properties:2" in r.stderr, r.stderr
+
+
+def test_ready_line_health_and_metrics(broker):
+    log = broker.log()
+    assert f"listening for Kafka on 127.0.0.1:{broker.port}" in log
+    assert f"127.0.0.1:{broker.metrics_port}" in log
+    with urllib.request.urlopen(f"http://127.0.0.1:{broker.metrics_port}/healthz") as r:
+        assert r.status == 200
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    p.produce("metered", b"x" * 100)
+    assert p.flush(30) == 0
+    m = broker.metrics()
+    assert 'tern_requests_total{api="produce"}' in m
+    assert broker.metric('tern_object_store_requests_total{type="PUT"}') >= 1
+    assert broker.metric("tern_produced_bytes_total") >= 100
+    assert 'tern_request_duration_seconds_bucket{api="produce",le="+Inf"}' in m
+
+
+def test_sigterm_exits_zero(broker):
+    assert broker.stop() == 0
+    assert "flushed and stopped" in broker.log()
+
+
+def test_auto_create_follows_kafka(make_broker):
+    b = make_broker(settings={"num.partitions": "3"})
+    # A consumer's metadata request does not create topics (allow.auto.create.topics=false).
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "g", "enable.auto.commit": False})
+    c.assign([TopicPartition("consumer-only", 0, 0)])
+    c.poll(2)
+    c.close()
+    md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10)
+    assert "consumer-only" not in md.topics
+    # A producer's does, with num.partitions partitions.
+    p = Producer({"bootstrap.servers": b.bootstrap})
+    p.produce("producer-made", b"x")
+    assert p.flush(30) == 0
+    md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10)
+    assert len(md.topics["producer-made"].partitions) == 3
+
+    off = make_broker(settings={"auto.create.topics.enable": "false"})
+    p = Producer({"bootstrap.servers": off.bootstrap, "message.timeout.ms": 3000})
+    errors = []
+    p.produce("never", b"x", on_delivery=lambda err, m: errors.append(err))
+    p.flush(10)
+    assert errors and errors[0] is not None
+    md = AdminClient({"bootstrap.servers": off.bootstrap}).list_topics(timeout=10)
+    assert "never" not in md.topics
+
+
+def test_fetch_long_polls_until_data_arrives(broker):
+    AdminClient({"bootstrap.servers": broker.bootstrap})
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    p.produce("poll", b"first")
+    assert p.flush(30) == 0
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "g", "enable.auto.commit": False,
+                  "fetch.wait.max.ms": 5000, "fetch.min.bytes": 1})
+    c.assign([TopicPartition("poll", 0, 1)])
+    c.poll(1.5)  # the consumer is now parked in a long-polling fetch at the end of the log
+    fetches_before = broker.metric('tern_requests_total{api="fetch"}')
+    time.sleep(2)
+    idle_fetches = broker.metric('tern_requests_total{api="fetch"}') - fetches_before
+    # Waiting is done by the broker, not by the client asking again and again.
+    assert idle_fetches <= 1, idle_fetches
+    sent = time.monotonic()
+    p.produce("poll", b"second")
+    p.flush(30)
+    m = c.poll(10)
+    latency = time.monotonic() - sent
+    assert m is not None and m.value() == b"second"
+    # Woken by the append, not by max_wait_ms (5 s).
+    assert latency < 2.5, latency
+    c.close()
+
+
+def test_produce_times_out_when_the_object_store_is_slower(make_broker):
+    b = make_broker(settings={"object.store.fault.put.delay.ms": "4000"})
+    p = Producer({"bootstrap.servers": b.bootstrap, "request.timeout.ms": 1000, "message.timeout.ms": 1500,
+                  "retries": 0, "acks": "all"})
+    errors = []
+    p.produce("slow", b"x", on_delivery=lambda err, m: errors.append(err))
+    p.flush(15)
+    assert errors and errors[0] is not None
+    # REQUEST_TIMED_OUT (7) from the broker, or librdkafka's own timeout of the same request.
+    assert errors[0].code() in (7, -185, -192), errors[0]
