@@ -50,6 +50,32 @@ import Testing
         #expect(throws: RecordBatchError.self) { try RecordBatch.validateSingle(b) }
     }
 
+    /// Rewrites the CRC so that only the record checks can catch the damage.
+    func recrc(_ b: inout ByteBuffer) {
+        let covered = b.getSlice(at: b.readerIndex + 21, length: b.readableBytes - 21)!
+        b.setInteger(CRC32C.checksum(covered), at: b.readerIndex + 17)
+    }
+
+    @Test func recordsThatDoNotMatchTheHeaderAreInvalid() throws {
+        // Claims three records but holds two.
+        var short = batch(records: 2)
+        short.setInteger(Int32(2), at: short.readerIndex + 23)
+        short.setInteger(Int32(3), at: short.readerIndex + 57)
+        recrc(&short)
+        #expect(throws: RecordBatchError.self) { try RecordBatch.validateSingle(short) }
+        // Garbage where the records should be.
+        var garbage = batch(records: 1)
+        for i in 61..<garbage.readableBytes { garbage.setInteger(UInt8(0xFF), at: garbage.readerIndex + i) }
+        recrc(&garbage)
+        #expect(throws: RecordBatchError.self) { try RecordBatch.validateSingle(garbage) }
+        // Offset deltas out of order.
+        var b = RecordBatchBuilder(baseTimestamp: 0)
+        b.append(key: nil, value: ByteBuffer(string: "a"))
+        b.append(key: nil, value: ByteBuffer(string: "b"))
+        b.records[1].offsetDelta = 5
+        #expect(throws: RecordBatchError.self) { try RecordBatch.validateSingle(b.build()) }
+    }
+
     @Test func stampingKeepsTheCRCValid() throws {
         var b = batch()
         RecordBatch.stamp(&b, baseOffset: 1234, leaderEpoch: 9)

@@ -54,7 +54,16 @@ extension Broker {
             }
             plans.append((t.name, parts))
         }
-        if r.acks == 0 { return .noResponse }
+        if r.acks == 0 {
+            // With no response to carry an error, Kafka closes the connection so the client
+            // refreshes its metadata.
+            for (name, parts) in plans {
+                for case (let index, .failed(let code, _)) in parts {
+                    return .close("acks=0 produce to \(name)-\(index) failed with \(code)")
+                }
+            }
+            return .noResponse
+        }
         let version = header.apiVersion
         return .respond(Task {
             var resp = ProduceResponse()

@@ -107,7 +107,55 @@ public enum RecordBatch {
         let covered = records.getSlice(at: records.readerIndex + RecordBatchHeader.attributesOffset,
                                        length: header.totalSize - RecordBatchHeader.attributesOffset)!
         guard CRC32C.checksum(covered) == header.crc else { throw .corrupt }
+        if header.compression == 0 {
+            try validateRecords(records, header: header)
+        }
         return header
+    }
+
+    /// Walks the records of an uncompressed batch without copying them, as Kafka's
+    /// LogValidator does: each record's length must hold its fields exactly, offset deltas
+    /// must run 0, 1, 2 … and the records must fill the batch to its end. (Compressed
+    /// batches are checked once the codecs can open them.)
+    static func validateRecords(_ batch: ByteBuffer, header: RecordBatchHeader) throws(RecordBatchError) {
+        var b = batch.getSlice(at: batch.readerIndex + RecordBatchHeader.size, length: header.totalSize - RecordBatchHeader.size)!
+        do {
+            for i in 0..<Int(header.recordCount) {
+                let length = Int(try b.readVarint())
+                guard length > 0, var r = b.readSlice(length: length) else {
+                    throw RecordBatchError.invalidRecord("record \(i) has an invalid length")
+                }
+                _ = try r.readKafka(Int8.self)
+                _ = try r.readVarlong()
+                guard try r.readVarint() == Int32(i) else {
+                    throw RecordBatchError.invalidRecord("record \(i) has an out-of-order offset delta")
+                }
+                try skipVarBytes(&r, nullable: true)  // key
+                try skipVarBytes(&r, nullable: true)  // value
+                let headers = Int(try r.readVarint())
+                guard headers >= 0 else { throw RecordBatchError.invalidRecord("record \(i) has a negative header count") }
+                for _ in 0..<headers {
+                    try skipVarBytes(&r, nullable: false)
+                    try skipVarBytes(&r, nullable: true)
+                }
+                guard r.readableBytes == 0 else { throw RecordBatchError.invalidRecord("record \(i) is longer than its fields") }
+            }
+        } catch let e as RecordBatchError {
+            throw e
+        } catch {
+            throw .invalidRecord("records do not match the batch header: \(error)")
+        }
+        guard b.readableBytes == 0 else { throw .invalidRecord("the batch holds more than its \(header.recordCount) records") }
+    }
+
+    private static func skipVarBytes(_ b: inout ByteBuffer, nullable: Bool) throws {
+        let n = Int(try b.readVarint())
+        if n < 0 {
+            guard nullable, n == -1 else { throw RecordBatchError.invalidRecord("invalid field length \(n)") }
+            return
+        }
+        guard b.readableBytes >= n else { throw ProtocolError.truncated("record field") }
+        b.moveReaderIndex(forwardBy: n)
     }
 
     /// Stamps the broker-assigned base offset and leader epoch; both lie outside the CRC.
