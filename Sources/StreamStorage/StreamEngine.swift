@@ -93,51 +93,12 @@ public final class StreamEngine: Sendable {
 
     /// The pending answer to one append.
     public struct AppendTicket: Sendable {
-        let waiter: Waiter
+        let waiter: OneShot<Result<AppendResult, AppendError>>
         public func result() async -> Result<AppendResult, AppendError> { await waiter.wait() }
     }
 
-    /// An append's answer: set once, by the upload that made it durable or by its timeout,
-    /// whichever comes first; it may come before the caller starts waiting.
-    final class Waiter: Sendable {
-        private enum Phase {
-            case idle
-            case waiting(CheckedContinuation<Result<AppendResult, AppendError>, Never>)
-            case done(Result<AppendResult, AppendError>)
-        }
-
-        private let phase = NIOLockedValueBox(Phase.idle)
-
-        func resume(_ r: Result<AppendResult, AppendError>) {
-            let c: CheckedContinuation<Result<AppendResult, AppendError>, Never>? = phase.withLockedValue { p in
-                switch p {
-                case .idle:
-                    p = .done(r)
-                    return nil
-                case .waiting(let c):
-                    p = .done(r)
-                    return c
-                case .done:
-                    return nil
-                }
-            }
-            c?.resume(returning: r)
-        }
-
-        func wait() async -> Result<AppendResult, AppendError> {
-            await withCheckedContinuation { c in
-                let ready: Result<AppendResult, AppendError>? = phase.withLockedValue { p in
-                    if case .done(let r) = p { return r }
-                    p = .waiting(c)
-                    return nil
-                }
-                if let ready { c.resume(returning: ready) }
-            }
-        }
-    }
-
     struct PendingAppend {
-        var waiter: Waiter
+        var waiter: OneShot<Result<AppendResult, AppendError>>
         var result: AppendResult
     }
 
@@ -169,7 +130,7 @@ public final class StreamEngine: Sendable {
         var cacheBytes = 0
         var fenced = false
         var closing = false
-        var drained: [CheckedContinuation<Void, Never>] = []
+        var drained: [OneShot<Bool>] = []
     }
 
     public let config: StorageConfig
@@ -301,7 +262,7 @@ public final class StreamEngine: Sendable {
     /// Suspends only for backpressure, when too many bytes are unflushed.
     public func append(streamId: Int64, batch: ByteBuffer, header: RecordBatchHeader, timeout: TimeAmount) async -> AppendTicket {
         await waitForBufferSpace()
-        let waiter = Waiter()
+        let waiter = OneShot<Result<AppendResult, AppendError>>()
         if let immediate = enqueue(streamId: streamId, batch: batch, header: header, waiter: waiter) {
             waiter.resume(immediate)
         } else {
@@ -327,7 +288,7 @@ public final class StreamEngine: Sendable {
 
     /// The synchronous part of an append: checks, offsets, buffer. Returns a result when the
     /// append is answered at once (error or duplicate); nil when it waits for a flush.
-    private func enqueue(streamId: Int64, batch: ByteBuffer, header: RecordBatchHeader, waiter: Waiter) -> Result<AppendResult, AppendError>? {
+    private func enqueue(streamId: Int64, batch: ByteBuffer, header: RecordBatchHeader, waiter: OneShot<Result<AppendResult, AppendError>>) -> Result<AppendResult, AppendError>? {
         enum Next { case answer(Result<AppendResult, AppendError>), flushNow, armTimer, nothing }
         let next: Next = state.withLockedValue { s in
             if s.fenced { return .answer(.failure(.fenced)) }
@@ -456,10 +417,10 @@ public final class StreamEngine: Sendable {
     }
 
     private func finishUpload(seq: UInt64, key: String, entries: [ObjectFormat.Entry], size: Int, fenced: Bool) {
-        var toResume: [(Waiter, Result<AppendResult, AppendError>)] = []
+        var toResume: [(OneShot<Result<AppendResult, AppendError>>, Result<AppendResult, AppendError>)] = []
         var toCommit: [ObjectCommit] = []
         var backpressure: [CheckedContinuation<Void, Never>] = []
-        var drained: [CheckedContinuation<Void, Never>] = []
+        var drained: [OneShot<Bool>] = []
         let flushAgain: Bool = state.withLockedValue { s in
             guard let i = s.uploads.firstIndex(where: { $0.seq == seq }) else { return false }
             s.uploads[i].done = true
@@ -505,7 +466,7 @@ public final class StreamEngine: Sendable {
         for (w, r) in toResume { w.resume(r) }
         for c in backpressure { c.resume() }
         notifier.notifyAll()
-        for c in drained { c.resume() }
+        for c in drained { c.resume(true) }
         if flushAgain { flush() }
     }
 
@@ -546,24 +507,39 @@ public final class StreamEngine: Sendable {
         }
     }
 
-    /// Flushes everything buffered, waits for the uploads, then closes the commit queue;
-    /// `runCommitter` returns once the last commit is written. Safe to call more than once.
-    public func shutdown() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let done = state.withLockedValue { s -> Bool in
-                s.closing = true
-                if s.uploads.isEmpty && s.buffer.batches.isEmpty && s.buffer.waiters.isEmpty { return true }
-                s.drained.append(c)
-                return false
-            }
-            if done { c.resume() } else { flush() }
-        }
-        let waiting = state.withLockedValue { s in
+    /// Flushes everything buffered and waits for the uploads, at most `timeout`; then closes
+    /// the commit queue, and `runCommitter` returns once the last commit is written. Returns
+    /// false when the uploads did not finish in time (their produce requests were never acked).
+    /// Safe to call more than once.
+    @discardableResult
+    public func shutdown(timeout: TimeAmount = .seconds(30)) async -> Bool {
+        let done = OneShot<Bool>()
+        let (drained, waiting) = state.withLockedValue { s in
+            s.closing = true
             defer { s.backpressure.removeAll() }
-            return s.backpressure
+            let empty = s.uploads.isEmpty && s.buffer.batches.isEmpty && s.buffer.waiters.isEmpty
+            if !empty { s.drained.append(done) }
+            return (empty, s.backpressure)
         }
+        // Appends held back by backpressure now fail fast instead of waiting for a flush.
         for c in waiting { c.resume() }
+        if drained {
+            done.resume(true)
+        } else {
+            flush()
+            loop.scheduleTask(in: timeout) { done.resume(false) }
+        }
+        let flushed = await done.wait()
+        if !flushed {
+            logger.error("uploads did not finish before the shutdown timeout; unacked produce requests are dropped")
+            // Answer the produce requests still waiting so their connections can close.
+            let stranded = state.withLockedValue { s in
+                (s.uploads.flatMap(\.buffer.waiters) + s.buffer.waiters).map(\.waiter)
+            }
+            for w in stranded { w.resume(.failure(.shuttingDown)) }
+        }
         commits.finish()
+        return flushed
     }
 
     // MARK: read

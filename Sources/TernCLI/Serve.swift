@@ -150,9 +150,10 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
     try await group.run()
-    await engine.shutdown()
+    let flushed = await engine.shutdown(timeout: .milliseconds(Int64(config.shutdownFlushTimeoutMs)))
     await committer.value
     try? await pool.shutdownGracefully()
+    guard flushed else { throw ExitCode(1) }
     logger.info("flushed and stopped")
 }
 

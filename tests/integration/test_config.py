@@ -4,12 +4,15 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+import uuid
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from conftest import TERN, Broker, free_port
+from kafka_wire import (API_PRODUCE, NONE, REQUEST_TIMED_OUT, Conn, create_topic, fetch, parse_batches,
+                        parse_produce_response, produce_request, record_batch, wait_for)
 
 
 def run_serve(*args, env=None, timeout=15):
@@ -151,3 +154,41 @@ def test_produce_times_out_when_the_object_store_is_slower(make_broker):
     assert errors and errors[0] is not None
     # REQUEST_TIMED_OUT (7) from the broker, or librdkafka's own timeout of the same request.
     assert errors[0].code() in (7, -185, -192), errors[0]
+
+
+def test_sigterm_with_an_unwritable_object_store_exits_1_in_bounded_time(make_broker):
+    b = make_broker(settings={"object.store.fault.put.error.rate": "1", "shutdown.flush.timeout.ms": "1500"})
+    p = Producer({"bootstrap.servers": b.bootstrap, "message.timeout.ms": 20000})
+    p.produce("stuck", b"never written")
+    p.poll(1.0)
+    started = time.monotonic()
+    code = b.stop(timeout=20)
+    assert code == 1
+    assert time.monotonic() - started < 10
+    assert "did not finish before the shutdown timeout" in b.log()
+
+
+def test_broker_answers_request_timed_out(make_broker):
+    """A Produce with acks=all whose object write outlasts the request's timeout_ms is answered
+    REQUEST_TIMED_OUT (7) when the timeout expires, not when the write ends; as in Kafka, the
+    batch is still written, and readable once the write completes."""
+    b = make_broker(settings={"object.store.fault.put.delay.ms": "3000"})
+    topic = f"timeout-{uuid.uuid4().hex[:8]}"
+    create_topic(b, topic)
+    c = Conn(b.port)
+    try:
+        body = produce_request([(topic, [(0, record_batch([b"late"]))])], acks=-1, timeout_ms=500)
+        sent = time.monotonic()
+        resp = parse_produce_response(c.request(API_PRODUCE, 7, body), 7)
+        elapsed = time.monotonic() - sent
+        assert set(resp) == {(topic, 0)}, resp
+        assert resp[(topic, 0)]["error"] == REQUEST_TIMED_OUT, resp
+        assert 0.4 <= elapsed < 2.0, f"REQUEST_TIMED_OUT after {elapsed:.2f}s for timeout_ms=500"
+        # The write goes on and completes (3 s delay): the record is then at offset 0.
+        time.sleep(max(0.0, sent + 4.0 - time.monotonic()))
+        assert wait_for(lambda: fetch(c, topic, 0, 0)["high_watermark"] == 1, timeout=5)
+        p = fetch(c, topic, 0, 0)
+        assert p["error"] == NONE
+        assert [(o, v) for o, v, _ in parse_batches(p["records"])] == [(0, b"late")]
+    finally:
+        c.close()

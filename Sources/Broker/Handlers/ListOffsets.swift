@@ -21,8 +21,8 @@ extension Broker {
                     tr.partitions.append(pr)
                     continue
                 }
-                if p.currentLeaderEpoch >= 0 && Int64(p.currentLeaderEpoch) != o.epoch {
-                    pr.errorCode = (Int64(p.currentLeaderEpoch) < o.epoch ? ErrorCode.fencedLeaderEpoch : .unknownLeaderEpoch).rawValue
+                if let e = Self.leaderEpochError(client: p.currentLeaderEpoch, current: o.epoch) {
+                    pr.errorCode = e.rawValue
                     tr.partitions.append(pr)
                     continue
                 }
@@ -63,6 +63,13 @@ extension Broker {
         return resp
     }
 
+    /// Kafka's check of a client's current leader epoch (-1: no check): older is fenced,
+    /// newer means this broker has not caught up.
+    static func leaderEpochError(client: Int32, current: Int64) -> ErrorCode? {
+        guard client >= 0, Int64(client) != current else { return nil }
+        return Int64(client) < current ? .fencedLeaderEpoch : .unknownLeaderEpoch
+    }
+
     func offsetForLeaderEpoch(_ r: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
         var resp = OffsetForLeaderEpochResponse()
         for t in r.topics {
@@ -79,8 +86,8 @@ extension Broker {
                     tr.partitions.append(pr)
                     continue
                 }
-                if p.currentLeaderEpoch >= 0 && Int64(p.currentLeaderEpoch) != o.epoch {
-                    pr.errorCode = (Int64(p.currentLeaderEpoch) < o.epoch ? ErrorCode.fencedLeaderEpoch : .unknownLeaderEpoch).rawValue
+                if let e = Self.leaderEpochError(client: p.currentLeaderEpoch, current: o.epoch) {
+                    pr.errorCode = e.rawValue
                     tr.partitions.append(pr)
                     continue
                 }

@@ -47,7 +47,7 @@ public final class KafkaServer: Service, Sendable {
             // close the connections so the accept loop can end.
             self.channel.channel.close(promise: nil)
             Task {
-                await self.broker.engine.shutdown()
+                await self.broker.engine.shutdown(timeout: .milliseconds(Int64(self.broker.config.shutdownFlushTimeoutMs)))
                 try? await Task.sleep(for: .milliseconds(200))
                 for c in self.connections.withLockedValue({ Array($0.values) }) { c.close(promise: nil) }
             }

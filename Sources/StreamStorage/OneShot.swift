@@ -1,0 +1,49 @@
+import NIOConcurrencyHelpers
+
+/// A value set once, by whichever of several events comes first (an upload's completion or a
+/// timeout, say), and awaited by one task; the value may arrive before the task waits.
+public final class OneShot<Value: Sendable>: Sendable {
+    private enum Phase {
+        case idle
+        case waiting(CheckedContinuation<Value, Never>)
+        case done(Value)
+    }
+
+    private let phase = NIOLockedValueBox(Phase.idle)
+
+    public init() {}
+
+    /// Sets the value; later calls are ignored.
+    public func resume(_ value: Value) {
+        let c: CheckedContinuation<Value, Never>? = phase.withLockedValue { p in
+            switch p {
+            case .idle:
+                p = .done(value)
+                return nil
+            case .waiting(let c):
+                p = .done(value)
+                return c
+            case .done:
+                return nil
+            }
+        }
+        c?.resume(returning: value)
+    }
+
+    /// Waits for the value (once: a second waiter is a programming error).
+    public func wait() async -> Value {
+        await withCheckedContinuation { c in
+            let ready: Value? = phase.withLockedValue { p in
+                switch p {
+                case .done(let v): return v
+                case .idle:
+                    p = .waiting(c)
+                    return nil
+                case .waiting:
+                    preconditionFailure("OneShot awaited twice")
+                }
+            }
+            if let ready { c.resume(returning: ready) }
+        }
+    }
+}
