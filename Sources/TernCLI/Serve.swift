@@ -139,8 +139,18 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
                         metrics: BrokerMetrics(), logger: logger)
     try await broker.start()
 
-    let kafka = try await KafkaServer(broker: broker, logger: logger)
-    let admin = try await AdminServer(broker: broker, meter: meter, listen: (config.metricsListen.host, config.metricsListen.port))
+    let kafka: KafkaServer
+    let admin: AdminServer
+    do {
+        kafka = try await KafkaServer(broker: broker, logger: logger)
+    } catch {
+        throw ValidationError("listeners: cannot listen on \(config.listen): \(error)")
+    }
+    do {
+        admin = try await AdminServer(broker: broker, meter: meter, listen: (config.metricsListen.host, config.metricsListen.port))
+    } catch {
+        throw ValidationError("metrics.listen: cannot listen on \(config.metricsListen): \(error)")
+    }
     logger.info("tern \(ternVersion) cluster \(clusterId) node \(config.nodeId) broker epoch \(brokerEpoch); \(broker.allTopics().count) topics; \(recovered) WAL objects recovered")
     logger.info("listening for Kafka on \(config.listen.host):\(kafka.localPort ?? config.listen.port) (advertised as \(config.advertise))")
     logger.info("serving /metrics, /healthz, /readyz on http://\(config.metricsListen.host):\(admin.localPort ?? config.metricsListen.port)")

@@ -192,3 +192,14 @@ def test_broker_answers_request_timed_out(make_broker):
         assert [(o, v) for o, v, _ in parse_batches(p["records"])] == [(0, b"late")]
     finally:
         c.close()
+
+
+def test_a_taken_port_is_refused_by_name():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        r = run_serve("--listen", f"127.0.0.1:{taken}")
+    assert r.returncode != 0
+    assert "listeners: cannot listen on" in r.stderr, r.stderr
