@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 tools/install-deps.sh
 python3 tools/gen_messages.py --check
 # One build configuration (release) serves the binary and the unit tests.
-swift build -c release --build-tests --disable-testable-imports
-swift test -c release --skip-build --disable-testable-imports
+# (without testable imports the test build reuses the release modules instead of rebuilding them).
+swift build -c release --product tern
+swift test -c release --disable-testable-imports
 TERN_BIN="$PWD/.build/release/tern" python3 -m pytest tests -q -p no:cacheprovider "$@"
