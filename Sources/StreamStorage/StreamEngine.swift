@@ -131,6 +131,8 @@ public final class StreamEngine: Sendable {
         var fenced = false
         var closing = false
         var drained: [OneShot<Bool>] = []
+        /// Whether the shutdown flush finished in time, once known.
+        var shutdownOutcome: Bool?
     }
 
     public let config: StorageConfig
@@ -513,6 +515,7 @@ public final class StreamEngine: Sendable {
     /// Safe to call more than once.
     @discardableResult
     public func shutdown(timeout: TimeAmount = .seconds(30)) async -> Bool {
+        if let known = state.withLockedValue({ $0.shutdownOutcome }) { return known }
         let done = OneShot<Bool>()
         let (drained, waiting) = state.withLockedValue { s in
             s.closing = true
@@ -538,6 +541,7 @@ public final class StreamEngine: Sendable {
             }
             for w in stranded { w.resume(.failure(.shuttingDown)) }
         }
+        state.withLockedValue { $0.shutdownOutcome = flushed }
         commits.finish()
         return flushed
     }

@@ -133,7 +133,6 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
     let engine = StreamEngine(config: config.storage, objectStore: store, metadata: metadata, nodeId: config.nodeId,
                               clusterId: clusterId, brokerEpoch: brokerEpoch,
                               loop: MultiThreadedEventLoopGroup.singleton.next(), logger: logger)
-    let committer = Task { await engine.runCommitter() }
     let recovered = try await engine.recover()
     let broker = Broker(config: config, engine: engine, metadata: metadata, clusterId: clusterId,
                         metrics: BrokerMetrics(), logger: logger)
@@ -155,13 +154,16 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
     logger.info("listening for Kafka on \(config.listen.host):\(kafka.localPort ?? config.listen.port) (advertised as \(config.advertise))")
     logger.info("serving /metrics, /healthz, /readyz on http://\(config.metricsListen.host):\(admin.localPort ?? config.metricsListen.port)")
 
+    let flushTimeout = TimeAmount.milliseconds(Int64(config.shutdownFlushTimeoutMs))
     let group = ServiceGroup(configuration: .init(
-        services: [.init(service: admin), .init(service: kafka)],
+        // Started in this order, stopped in reverse: the Kafka listener stops and flushes
+        // before the storage service drains its commits.
+        services: [.init(service: StorageService(engine: engine, flushTimeout: flushTimeout)),
+                   .init(service: kafka), .init(service: admin)],
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
     try await group.run()
-    let flushed = await engine.shutdown(timeout: .milliseconds(Int64(config.shutdownFlushTimeoutMs)))
-    await committer.value
+    let flushed = await engine.shutdown(timeout: flushTimeout)
     try? await pool.shutdownGracefully()
     guard flushed else { throw ExitCode(1) }
     logger.info("flushed and stopped")
