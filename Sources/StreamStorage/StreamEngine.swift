@@ -302,14 +302,14 @@ public final class StreamEngine: Sendable {
                 if base < st.highWatermark {
                     return .answer(.success(AppendResult(baseOffset: base, logStartOffset: st.logStartOffset)))
                 }
-                // The original is still on its way to the object store: answer with it.
-                for i in s.uploads.indices {
-                    if s.uploads[i].buffer.waiters.contains(where: { $0.result.baseOffset == base }) {
-                        s.uploads[i].buffer.waiters.append(PendingAppend(waiter: waiter, result: AppendResult(baseOffset: base, logStartOffset: st.logStartOffset)))
-                        return .nothing
-                    }
+                // The original is still on its way to the object store: answer when it lands.
+                let pending = PendingAppend(waiter: waiter, result: AppendResult(baseOffset: base, logStartOffset: st.logStartOffset))
+                let holds = { (b: ObjectFormat.Batch) in b.streamId == streamId && b.header.baseOffset == base }
+                if let i = s.uploads.firstIndex(where: { $0.buffer.batches.contains(where: holds) }) {
+                    s.uploads[i].buffer.waiters.append(pending)
+                } else {
+                    s.buffer.waiters.append(pending)
                 }
-                s.buffer.waiters.append(PendingAppend(waiter: waiter, result: AppendResult(baseOffset: base, logStartOffset: st.logStartOffset)))
                 return .nothing
             case .accept:
                 break

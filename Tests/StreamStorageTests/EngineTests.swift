@@ -168,6 +168,51 @@ import Testing
         #expect(e.offsets(streamId: f.streamId)?.highWatermark == 3)
     }
 
+    /// Holds back the PUT of WAL object `seq` until `release(seq)`.
+    final class GatedStore: ObjectStore {
+        let base = InMemoryObjectStore()
+        let gates: [String: OneShot<Void>]
+        init(held: [Int]) {
+            gates = Dictionary(uniqueKeysWithValues: held.map { (String(format: "%020d", $0), OneShot<Void>()) })
+        }
+        func release(_ seq: Int) { gates[String(format: "%020d", seq)]!.resume(()) }
+        func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+            if let gate = gates[String(key.split(separator: "/").last!)] { await gate.wait() }
+            try await base.put(key, body, ifNoneMatch: ifNoneMatch)
+        }
+        func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer { try await base.get(key, range: range) }
+        func head(_ key: String) async throws -> ObjectInfo? { try await base.head(key) }
+        func list(prefix: String) async throws -> [ObjectInfo] { try await base.list(prefix: prefix) }
+        func delete(_ keys: [String]) async throws { try await base.delete(keys) }
+    }
+
+    @Test func aRetriedBatchIsNotAckedBeforeItsOriginal() async throws {
+        let gated = GatedStore(held: [0, 1])
+        let f = try await Self.fixture(store: gated)
+        let other = try await f.metadata.createTopic(name: "u", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0]
+        var c = StorageConfig()
+        c.uploadIntervalMs = 60_000  // flush only when told
+        let e = try await Self.engine(f, config: c)
+        try await e.open(streamId: f.streamId)
+        try await e.open(streamId: other)
+        let (b0, h0) = Self.batch(["other"])
+        let first = await e.append(streamId: other, batch: b0, header: h0, timeout: .seconds(30))
+        e.flush()  // upload 0 (held): the other stream's offset 0
+        let (b1, h1) = Self.batch(["mine"], producerId: 9, epoch: 0, sequence: 0)
+        let original = await e.append(streamId: f.streamId, batch: b1, header: h1, timeout: .seconds(30))
+        e.flush()  // upload 1 (held): this stream's offset 0
+        // A retry of the same batch while both uploads are in flight.
+        let retry = await e.append(streamId: f.streamId, batch: b1, header: h1, timeout: .seconds(30))
+        gated.release(0)
+        #expect(try await first.result().get().baseOffset == 0)
+        let early = OneShot<Bool>()
+        Task { _ = await retry.result(); early.resume(true) }
+        Task { try await Task.sleep(for: .milliseconds(300)); early.resume(false) }
+        #expect(await early.wait() == false, "the retry was acked while its original was not durable")
+        gated.release(1)
+        #expect(try await original.result().get().baseOffset == 0)
+    }
+
     @Test func slowUploadsTimeOutWithoutLosingOrder() async throws {
         let slow = FaultInjectingObjectStore(base: InMemoryObjectStore(), faults: [.put: .init(delayMs: 500)])
         let f = try await Self.fixture(store: slow)
