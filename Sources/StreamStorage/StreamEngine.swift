@@ -94,7 +94,15 @@ public final class StreamEngine: Sendable {
     /// The pending answer to one append.
     public struct AppendTicket: Sendable {
         let waiter: OneShot<Result<AppendResult, AppendError>>
-        public func result() async -> Result<AppendResult, AppendError> { await waiter.wait() }
+        let timer: Scheduled<Void>?
+
+        /// Waits for the answer (once per ticket).
+        public func result() async -> Result<AppendResult, AppendError> {
+            let r = await waiter.wait()
+            // Drop the timeout now rather than keep it scheduled for the whole request timeout.
+            timer?.cancel()
+            return r
+        }
     }
 
     struct PendingAppend {
@@ -262,15 +270,16 @@ public final class StreamEngine: Sendable {
     /// in order from one connection get offsets in that order); the ticket's `result()`
     /// returns once the batch is durable in the object store, or at the timeout.
     /// Suspends only for backpressure, when too many bytes are unflushed.
-    public func append(streamId: Int64, batch: ByteBuffer, header: RecordBatchHeader, timeout: TimeAmount) async -> AppendTicket {
+    /// With `timeout` nil nobody waits for the answer (acks=0) and no timer is kept.
+    public func append(streamId: Int64, batch: ByteBuffer, header: RecordBatchHeader, timeout: TimeAmount?) async -> AppendTicket {
         await waitForBufferSpace()
         let waiter = OneShot<Result<AppendResult, AppendError>>()
         if let immediate = enqueue(streamId: streamId, batch: batch, header: header, waiter: waiter) {
             waiter.resume(immediate)
-        } else {
-            loop.scheduleTask(in: timeout) { waiter.resume(.failure(.timedOut)) }
+            return AppendTicket(waiter: waiter, timer: nil)
         }
-        return AppendTicket(waiter: waiter)
+        let timer = timeout.map { t in loop.scheduleTask(in: t) { waiter.resume(.failure(.timedOut)) } }
+        return AppendTicket(waiter: waiter, timer: timer)
     }
 
     private func waitForBufferSpace() async {

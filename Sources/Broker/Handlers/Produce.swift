@@ -10,7 +10,7 @@ extension Broker {
 
     func produce(_ r: ProduceRequest, header: RequestHeader) async -> Outcome {
         let acksValid = r.acks == -1 || r.acks == 0 || r.acks == 1
-        let timeout = TimeAmount.milliseconds(Int64(r.timeoutMs > 0 ? r.timeoutMs : 30_000))
+        let timeout: TimeAmount? = r.acks == 0 ? nil : .milliseconds(Int64(r.timeoutMs > 0 ? r.timeoutMs : 30_000))
         var plans: [(topic: String, partitions: [(Int32, PartitionPlan)])] = []
         for t in r.topicData {
             var parts: [(Int32, PartitionPlan)] = []
