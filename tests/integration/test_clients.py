@@ -59,35 +59,44 @@ def produce_all(producer, topic, records, timeout=40):
     return reports
 
 
-def consume_all(bootstrap, topic, partitions, expected=None, timeout=30, extra=None):
-    """Assign every partition at OFFSET_BEGINNING and read until every partition reported EOF
-    (and, when `expected` is given, at least that many messages arrived). Returns the messages."""
-    conf = dict(COMMON, **{"bootstrap.servers": bootstrap, "group.id": unique("g"),
+def read_until_eof(c, partitions, expected=None, timeout=30):
+    """Poll an assigned consumer until every partition reported EOF (and, when `expected` is
+    given, at least that many messages arrived). Returns the messages."""
+    msgs, eof = [], set()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                eof.add(m.partition())
+                if len(eof) == partitions and (expected is None or len(msgs) >= expected):
+                    return msgs
+                continue
+            raise KafkaException(m.error())
+        eof.discard(m.partition())
+        msgs.append(m)
+    pytest.fail(f"consumed {len(msgs)} (expected {expected}), EOF on {sorted(eof)} "
+                f"of {partitions} partitions within {timeout}s")
+
+
+def assigned_consumer(bootstrap, topic, partitions, group=None, extra=None):
+    """A consumer with every partition assigned at OFFSET_BEGINNING (no group membership)."""
+    conf = dict(COMMON, **{"bootstrap.servers": bootstrap, "group.id": group or unique("g"),
                            "enable.auto.commit": False, "enable.partition.eof": True,
                            "fetch.wait.max.ms": 100})
     conf.update(extra or {})
     c = Consumer(conf)
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    return c
+
+
+def consume_all(bootstrap, topic, partitions, expected=None, timeout=30, extra=None):
+    """Every message of the topic from the beginning, read with assign()."""
+    c = assigned_consumer(bootstrap, topic, partitions, extra=extra)
     try:
-        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-        msgs, eof = [], set()
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    eof.add(m.partition())
-                    if len(eof) == partitions and (expected is None or len(msgs) >= expected):
-                        break
-                    continue
-                raise KafkaException(m.error())
-            eof.discard(m.partition())
-            msgs.append(m)
-        else:
-            pytest.fail(f"consumed {len(msgs)} (expected {expected}), EOF on {sorted(eof)} "
-                        f"of {partitions} partitions within {timeout}s")
-        return msgs
+        return read_until_eof(c, partitions, expected, timeout)
     finally:
         c.close()
 
@@ -200,25 +209,10 @@ def test_confluent_idempotent_produce_consume_commit(broker):
     sent_partition = {k: p for _e, p, _o, k, _v in reports}
 
     group = unique("grp")
-    conf = dict(COMMON, **{"bootstrap.servers": broker.bootstrap, "group.id": group,
-                           "enable.auto.commit": False, "enable.partition.eof": True,
-                           "fetch.wait.max.ms": 100})
-    c = Consumer(conf)
+    c = assigned_consumer(broker.bootstrap, topic, parts, group=group)
     try:
-        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(parts)])
-        got, eof = [], set()
-        deadline = time.time() + 30
-        while time.time() < deadline and not (len(eof) == parts and len(got) >= n):
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    eof.add(m.partition())
-                    continue
-                raise KafkaException(m.error())
-            eof.discard(m.partition())
-            got.append((m.partition(), m.offset(), m.key(), m.value(), m.headers()))
+        got = [(m.partition(), m.offset(), m.key(), m.value(), m.headers())
+               for m in read_until_eof(c, parts, expected=n)]
         assert len(got) == n, f"consumed {len(got)} of {n}"
         assert len({(p, o) for p, o, *_ in got}) == n, "duplicate (partition, offset)"
         by_key = {k: (p, v, h) for p, _o, k, v, h in got}
