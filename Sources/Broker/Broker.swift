@@ -112,7 +112,9 @@ public final class Broker: Sendable {
             metrics.badInput()
             return .close("request shorter than a request header")
         }
-        guard let api = ApiKey(rawValue: key) else {
+        guard let api = ApiKey(rawValue: key), Self.served.contains(api) else {
+            // Kafka closes the connection on an API key it does not know; one we have a
+            // codec for but do not serve yet is not advertised, so the same answer fits.
             metrics.badInput()
             return .close("unknown API key \(key)")
         }
@@ -151,6 +153,13 @@ public final class Broker: Sendable {
             return .close("cannot decode \(api) v\(version): \(error)")
         }
     }
+
+    /// The APIs answered today. Codecs exist for more; each is added here (and so
+    /// advertised) with the feature behind it.
+    static let served: [ApiKey] = [
+        .produce, .fetch, .listOffsets, .metadata, .offsetCommit, .offsetFetch, .findCoordinator,
+        .apiVersions, .createTopics, .deleteTopics, .initProducerId, .offsetForLeaderEpoch, .describeConfigs,
+    ]
 
     private func dispatch(_ api: ApiKey, header: RequestHeader, body: inout ByteBuffer) async throws -> Outcome {
         let v = header.apiVersion
@@ -194,6 +203,8 @@ public final class Broker: Sendable {
         case .offsetFetch:
             let r = try OffsetFetchRequest(from: &body, version: v)
             return respond(header, await offsetFetch(r, version: v))
+        default:
+            return .close("\(api) is not served")
         }
     }
 

@@ -17,15 +17,29 @@ import Testing
         return decoded
     }
 
-    static let all: [any KafkaMessage.Type] = [
-        ApiVersionsRequest.self, ApiVersionsResponse.self, MetadataRequest.self, MetadataResponse.self,
-        CreateTopicsRequest.self, CreateTopicsResponse.self, DeleteTopicsRequest.self, DeleteTopicsResponse.self,
-        ProduceRequest.self, ProduceResponse.self, FetchRequest.self, FetchResponse.self,
-        ListOffsetsRequest.self, ListOffsetsResponse.self, OffsetForLeaderEpochRequest.self, OffsetForLeaderEpochResponse.self,
-        DescribeConfigsRequest.self, DescribeConfigsResponse.self, InitProducerIdRequest.self, InitProducerIdResponse.self,
-        FindCoordinatorRequest.self, FindCoordinatorResponse.self, OffsetCommitRequest.self, OffsetCommitResponse.self,
-        OffsetFetchRequest.self, OffsetFetchResponse.self,
-    ]
+    static let all: [any KafkaMessage.Type] = ApiKey.allCases.flatMap { [$0.messageTypes.request, $0.messageTypes.response] }
+
+    @Test func everyApiHasItsCodecs() {
+        for api in ApiKey.allCases {
+            #expect(api.messageTypes.request.apiKey == api.rawValue)
+            #expect(api.messageTypes.response.versions == api.versions)
+        }
+        #expect(Self.all.count == 2 * ApiKey.allCases.count)
+    }
+
+    @Test func truncatedDefaultsThrowAtEveryLength() throws {
+        func check<M: KafkaMessage>(_: M.Type) throws {
+            for v in M.versions {
+                var full = ByteBuffer()
+                M().encode(into: &full, version: v)
+                for cut in 0..<full.readableBytes {
+                    var partial = full.getSlice(at: 0, length: cut)!
+                    #expect(throws: ProtocolError.self, "\(M.self) v\(v) cut at \(cut)") { _ = try M(from: &partial, version: v) }
+                }
+            }
+        }
+        for t in Self.all { try check(t) }
+    }
 
     @Test func defaultsRoundTripAtEveryVersion() throws {
         func check<M: KafkaMessage>(_: M.Type) throws {

@@ -5,7 +5,7 @@ extension Broker {
     /// What we advertise: the versions we serve, except Produce, advertised from 0 because
     /// librdkafka before 2.11.1 enables compression only when Produce v0-2 is listed.
     static func advertisedVersions() -> [ApiVersionsResponse.ApiVersion] {
-        ApiKey.allCases.map { api in
+        served.map { api in
             var v = ApiVersionsResponse.ApiVersion()
             v.apiKey = api.rawValue
             v.minVersion = api == .produce ? 0 : api.versions.lowerBound

@@ -10,12 +10,43 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
     case offsetCommit = 8
     case offsetFetch = 9
     case findCoordinator = 10
+    case joinGroup = 11
+    case heartbeat = 12
+    case leaveGroup = 13
+    case syncGroup = 14
+    case describeGroups = 15
+    case listGroups = 16
+    case saslHandshake = 17
     case apiVersions = 18
     case createTopics = 19
     case deleteTopics = 20
+    case deleteRecords = 21
     case initProducerId = 22
     case offsetForLeaderEpoch = 23
+    case addPartitionsToTxn = 24
+    case addOffsetsToTxn = 25
+    case endTxn = 26
+    case txnOffsetCommit = 28
+    case describeAcls = 29
+    case createAcls = 30
+    case deleteAcls = 31
     case describeConfigs = 32
+    case alterConfigs = 33
+    case describeLogDirs = 35
+    case saslAuthenticate = 36
+    case createPartitions = 37
+    case deleteGroups = 42
+    case incrementalAlterConfigs = 44
+    case alterPartitionReassignments = 45
+    case listPartitionReassignments = 46
+    case offsetDelete = 47
+    case describeCluster = 60
+    case describeProducers = 61
+    case describeTransactions = 65
+    case listTransactions = 66
+    case consumerGroupHeartbeat = 68
+    case consumerGroupDescribe = 69
+    case describeTopicPartitions = 75
 
     /// Versions the codecs handle.
     public var versions: ClosedRange<Int16> {
@@ -27,12 +58,43 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .offsetCommit: 2...9
         case .offsetFetch: 1...9
         case .findCoordinator: 0...4
+        case .joinGroup: 0...9
+        case .heartbeat: 0...4
+        case .leaveGroup: 0...5
+        case .syncGroup: 0...5
+        case .describeGroups: 0...5
+        case .listGroups: 0...4
+        case .saslHandshake: 0...1
         case .apiVersions: 0...4
         case .createTopics: 2...7
         case .deleteTopics: 1...6
+        case .deleteRecords: 0...2
         case .initProducerId: 0...5
         case .offsetForLeaderEpoch: 2...4
+        case .addPartitionsToTxn: 0...3
+        case .addOffsetsToTxn: 0...3
+        case .endTxn: 0...4
+        case .txnOffsetCommit: 0...4
+        case .describeAcls: 1...3
+        case .createAcls: 1...3
+        case .deleteAcls: 1...3
         case .describeConfigs: 1...4
+        case .alterConfigs: 0...2
+        case .describeLogDirs: 1...4
+        case .saslAuthenticate: 0...2
+        case .createPartitions: 0...3
+        case .deleteGroups: 0...2
+        case .incrementalAlterConfigs: 0...1
+        case .alterPartitionReassignments: 0...0
+        case .listPartitionReassignments: 0...0
+        case .offsetDelete: 0...0
+        case .describeCluster: 0...1
+        case .describeProducers: 0...0
+        case .describeTransactions: 0...0
+        case .listTransactions: 0...1
+        case .consumerGroupHeartbeat: 0...1
+        case .consumerGroupDescribe: 0...1
+        case .describeTopicPartitions: 0...0
         }
     }
 
@@ -46,12 +108,93 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .offsetCommit: 8
         case .offsetFetch: 6
         case .findCoordinator: 3
+        case .joinGroup: 6
+        case .heartbeat: 4
+        case .leaveGroup: 4
+        case .syncGroup: 4
+        case .describeGroups: 5
+        case .listGroups: 3
+        case .saslHandshake: nil
         case .apiVersions: 3
         case .createTopics: 5
         case .deleteTopics: 4
+        case .deleteRecords: 2
         case .initProducerId: 2
         case .offsetForLeaderEpoch: 4
+        case .addPartitionsToTxn: 3
+        case .addOffsetsToTxn: 3
+        case .endTxn: 3
+        case .txnOffsetCommit: 3
+        case .describeAcls: 2
+        case .createAcls: 2
+        case .deleteAcls: 2
         case .describeConfigs: 4
+        case .alterConfigs: 2
+        case .describeLogDirs: 2
+        case .saslAuthenticate: 2
+        case .createPartitions: 2
+        case .deleteGroups: 2
+        case .incrementalAlterConfigs: 1
+        case .alterPartitionReassignments: 0
+        case .listPartitionReassignments: 0
+        case .offsetDelete: nil
+        case .describeCluster: 0
+        case .describeProducers: 0
+        case .describeTransactions: 0
+        case .listTransactions: 0
+        case .consumerGroupHeartbeat: 0
+        case .consumerGroupDescribe: 0
+        case .describeTopicPartitions: 0
+        }
+    }
+
+    /// The request and response codecs of this API.
+    public var messageTypes: (request: any KafkaMessage.Type, response: any KafkaMessage.Type) {
+        switch self {
+        case .produce: (ProduceRequest.self, ProduceResponse.self)
+        case .fetch: (FetchRequest.self, FetchResponse.self)
+        case .listOffsets: (ListOffsetsRequest.self, ListOffsetsResponse.self)
+        case .metadata: (MetadataRequest.self, MetadataResponse.self)
+        case .offsetCommit: (OffsetCommitRequest.self, OffsetCommitResponse.self)
+        case .offsetFetch: (OffsetFetchRequest.self, OffsetFetchResponse.self)
+        case .findCoordinator: (FindCoordinatorRequest.self, FindCoordinatorResponse.self)
+        case .joinGroup: (JoinGroupRequest.self, JoinGroupResponse.self)
+        case .heartbeat: (HeartbeatRequest.self, HeartbeatResponse.self)
+        case .leaveGroup: (LeaveGroupRequest.self, LeaveGroupResponse.self)
+        case .syncGroup: (SyncGroupRequest.self, SyncGroupResponse.self)
+        case .describeGroups: (DescribeGroupsRequest.self, DescribeGroupsResponse.self)
+        case .listGroups: (ListGroupsRequest.self, ListGroupsResponse.self)
+        case .saslHandshake: (SaslHandshakeRequest.self, SaslHandshakeResponse.self)
+        case .apiVersions: (ApiVersionsRequest.self, ApiVersionsResponse.self)
+        case .createTopics: (CreateTopicsRequest.self, CreateTopicsResponse.self)
+        case .deleteTopics: (DeleteTopicsRequest.self, DeleteTopicsResponse.self)
+        case .deleteRecords: (DeleteRecordsRequest.self, DeleteRecordsResponse.self)
+        case .initProducerId: (InitProducerIdRequest.self, InitProducerIdResponse.self)
+        case .offsetForLeaderEpoch: (OffsetForLeaderEpochRequest.self, OffsetForLeaderEpochResponse.self)
+        case .addPartitionsToTxn: (AddPartitionsToTxnRequest.self, AddPartitionsToTxnResponse.self)
+        case .addOffsetsToTxn: (AddOffsetsToTxnRequest.self, AddOffsetsToTxnResponse.self)
+        case .endTxn: (EndTxnRequest.self, EndTxnResponse.self)
+        case .txnOffsetCommit: (TxnOffsetCommitRequest.self, TxnOffsetCommitResponse.self)
+        case .describeAcls: (DescribeAclsRequest.self, DescribeAclsResponse.self)
+        case .createAcls: (CreateAclsRequest.self, CreateAclsResponse.self)
+        case .deleteAcls: (DeleteAclsRequest.self, DeleteAclsResponse.self)
+        case .describeConfigs: (DescribeConfigsRequest.self, DescribeConfigsResponse.self)
+        case .alterConfigs: (AlterConfigsRequest.self, AlterConfigsResponse.self)
+        case .describeLogDirs: (DescribeLogDirsRequest.self, DescribeLogDirsResponse.self)
+        case .saslAuthenticate: (SaslAuthenticateRequest.self, SaslAuthenticateResponse.self)
+        case .createPartitions: (CreatePartitionsRequest.self, CreatePartitionsResponse.self)
+        case .deleteGroups: (DeleteGroupsRequest.self, DeleteGroupsResponse.self)
+        case .incrementalAlterConfigs: (IncrementalAlterConfigsRequest.self, IncrementalAlterConfigsResponse.self)
+        case .alterPartitionReassignments: (AlterPartitionReassignmentsRequest.self, AlterPartitionReassignmentsResponse.self)
+        case .listPartitionReassignments: (ListPartitionReassignmentsRequest.self, ListPartitionReassignmentsResponse.self)
+        case .offsetDelete: (OffsetDeleteRequest.self, OffsetDeleteResponse.self)
+        case .describeCluster: (DescribeClusterRequest.self, DescribeClusterResponse.self)
+        case .describeProducers: (DescribeProducersRequest.self, DescribeProducersResponse.self)
+        case .describeTransactions: (DescribeTransactionsRequest.self, DescribeTransactionsResponse.self)
+        case .listTransactions: (ListTransactionsRequest.self, ListTransactionsResponse.self)
+        case .consumerGroupHeartbeat: (ConsumerGroupHeartbeatRequest.self, ConsumerGroupHeartbeatResponse.self)
+        case .consumerGroupDescribe: (ConsumerGroupDescribeRequest.self, ConsumerGroupDescribeResponse.self)
+        case .describeTopicPartitions: (DescribeTopicPartitionsRequest.self, DescribeTopicPartitionsResponse.self)
         }
     }
 }
