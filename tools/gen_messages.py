@@ -375,28 +375,26 @@ class Emitter:
                 self.out(ind + 2, f"if {cond} {{")
                 self.emit_read(ind + 3, f, f"self.{f.swift_name}")
                 self.out(ind + 2, "}")
-        if not msg.flexible.empty:
+        if not msg.flexible.empty and not tagged:
+            self.out(ind + 2, "if flexible { try buffer.skipTaggedFields() }")
+        elif not msg.flexible.empty:
             self.out(ind + 2, "if flexible {")
             self.out(ind + 3, "let tagCount = try buffer.readUnsignedVarint()")
             self.out(ind + 3, "for _ in 0..<tagCount {")
             self.out(ind + 4, "let tag = try buffer.readUnsignedVarint()")
-            if tagged:
-                self.out(ind + 4, "switch tag {")
-                for f in tagged:
-                    cond = f.versions.condition(msg.lo, msg.hi)
-                    guard = "" if cond is None else f" where {cond}"
-                    self.out(ind + 4, f"case {f.tag}{guard}:")
-                    self.out(ind + 5, "let size = Int(try buffer.readUnsignedVarint())")
-                    self.out(ind + 5, 'guard var field = buffer.readSlice(length: size) else { throw ProtocolError(.truncated, "tagged field") }')
-                    self.buf = "field"
-                    self.emit_read(ind + 5, f, f"self.{f.swift_name}")
-                    self.buf = "buffer"
-                self.out(ind + 4, "default:")
-                self.out(ind + 5, "try buffer.skipTaggedField()")
-                self.out(ind + 4, "}")
-            else:
-                self.out(ind + 4, "_ = tag")
-                self.out(ind + 4, "try buffer.skipTaggedField()")
+            self.out(ind + 4, "switch tag {")
+            for f in tagged:
+                cond = f.versions.condition(msg.lo, msg.hi)
+                guard = "" if cond is None else f" where {cond}"
+                self.out(ind + 4, f"case {f.tag}{guard}:")
+                self.out(ind + 5, "let size = Int(try buffer.readUnsignedVarint())")
+                self.out(ind + 5, 'guard var field = buffer.readSlice(length: size) else { throw ProtocolError(.truncated, "tagged field") }')
+                self.buf = "field"
+                self.emit_read(ind + 5, f, f"self.{f.swift_name}")
+                self.buf = "buffer"
+            self.out(ind + 4, "default:")
+            self.out(ind + 5, "try buffer.skipTaggedField()")
+            self.out(ind + 4, "}")
             self.out(ind + 3, "}")
             self.out(ind + 2, "}")
         self.out(ind + 1, "}")

@@ -37,14 +37,7 @@ public struct AlterConfigsRequest: KafkaMessage {
                 let flexible = version >= 2
                 self.name = try buffer.readKafkaString(compact: flexible)
                 self.value = try buffer.readKafkaNullableString(compact: flexible)
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -69,14 +62,7 @@ public struct AlterConfigsRequest: KafkaMessage {
             } else {
                 throw ProtocolError(.invalidLength, "null Configs")
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -104,14 +90,7 @@ public struct AlterConfigsRequest: KafkaMessage {
             throw ProtocolError(.invalidLength, "null Resources")
         }
         self.validateOnly = try buffer.readKafkaBool()
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -157,14 +136,7 @@ public struct AlterConfigsResponse: KafkaMessage {
             self.errorMessage = try buffer.readKafkaNullableString(compact: flexible)
             self.resourceType = try buffer.readKafka(Int8.self)
             self.resourceName = try buffer.readKafkaString(compact: flexible)
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -190,14 +162,7 @@ public struct AlterConfigsResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Responses")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

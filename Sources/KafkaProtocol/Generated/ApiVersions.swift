@@ -23,14 +23,7 @@ public struct ApiVersionsRequest: KafkaMessage {
         if version >= 3 {
             self.clientSoftwareVersion = try buffer.readKafkaString(compact: flexible)
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -84,14 +77,7 @@ public struct ApiVersionsResponse: KafkaMessage {
             self.apiKey = try buffer.readKafka(Int16.self)
             self.minVersion = try buffer.readKafka(Int16.self)
             self.maxVersion = try buffer.readKafka(Int16.self)
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -126,14 +112,7 @@ public struct ApiVersionsResponse: KafkaMessage {
             if version >= 3 {
                 self.maxVersion = try buffer.readKafka(Int16.self)
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -174,14 +153,7 @@ public struct ApiVersionsResponse: KafkaMessage {
             if version >= 3 {
                 self.minVersionLevel = try buffer.readKafka(Int16.self)
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {

@@ -26,14 +26,7 @@ public struct ConsumerGroupDescribeRequest: KafkaMessage {
             throw ProtocolError(.invalidLength, "null GroupIds")
         }
         self.includeAuthorizedOperations = try buffer.readKafkaBool()
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -137,14 +130,7 @@ public struct ConsumerGroupDescribeResponse: KafkaMessage {
                         } else {
                             throw ProtocolError(.invalidLength, "null Partitions")
                         }
-                        if flexible {
-                            let tagCount = try buffer.readUnsignedVarint()
-                            for _ in 0..<tagCount {
-                                let tag = try buffer.readUnsignedVarint()
-                                _ = tag
-                                try buffer.skipTaggedField()
-                            }
-                        }
+                        if flexible { try buffer.skipTaggedFields() }
                     }
 
                     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -171,14 +157,7 @@ public struct ConsumerGroupDescribeResponse: KafkaMessage {
                     } else {
                         throw ProtocolError(.invalidLength, "null TopicPartitions")
                     }
-                    if flexible {
-                        let tagCount = try buffer.readUnsignedVarint()
-                        for _ in 0..<tagCount {
-                            let tag = try buffer.readUnsignedVarint()
-                            _ = tag
-                            try buffer.skipTaggedField()
-                        }
-                    }
+                    if flexible { try buffer.skipTaggedFields() }
                 }
 
                 public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -216,14 +195,7 @@ public struct ConsumerGroupDescribeResponse: KafkaMessage {
                 if version >= 1 {
                     self.memberType = try buffer.readKafka(Int8.self)
                 }
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -268,14 +240,7 @@ public struct ConsumerGroupDescribeResponse: KafkaMessage {
                 throw ProtocolError(.invalidLength, "null Members")
             }
             self.authorizedOperations = try buffer.readKafka(Int32.self)
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -309,14 +274,7 @@ public struct ConsumerGroupDescribeResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Groups")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

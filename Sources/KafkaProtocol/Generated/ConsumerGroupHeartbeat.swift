@@ -50,14 +50,7 @@ public struct ConsumerGroupHeartbeatRequest: KafkaMessage {
             } else {
                 throw ProtocolError(.invalidLength, "null Partitions")
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -97,14 +90,7 @@ public struct ConsumerGroupHeartbeatRequest: KafkaMessage {
             for _ in 0..<count { items.append(try TopicPartitions(from: &buffer, version: version)) }
             self.topicPartitions = items
         } else { self.topicPartitions = nil }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -180,14 +166,7 @@ public struct ConsumerGroupHeartbeatResponse: KafkaMessage {
                 } else {
                     throw ProtocolError(.invalidLength, "null Partitions")
                 }
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -213,14 +192,7 @@ public struct ConsumerGroupHeartbeatResponse: KafkaMessage {
             } else {
                 throw ProtocolError(.invalidLength, "null TopicPartitions")
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -244,14 +216,7 @@ public struct ConsumerGroupHeartbeatResponse: KafkaMessage {
         self.memberEpoch = try buffer.readKafka(Int32.self)
         self.heartbeatIntervalMs = try buffer.readKafka(Int32.self)
         if try buffer.readKafka(Int8.self) < 0 { self.assignment = nil } else { self.assignment = try Assignment(from: &buffer, version: version) }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

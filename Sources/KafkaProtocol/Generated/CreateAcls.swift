@@ -40,14 +40,7 @@ public struct CreateAclsRequest: KafkaMessage {
             self.host = try buffer.readKafkaString(compact: flexible)
             self.operation = try buffer.readKafka(Int8.self)
             self.permissionType = try buffer.readKafka(Int8.self)
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -75,14 +68,7 @@ public struct CreateAclsRequest: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Creations")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -121,14 +107,7 @@ public struct CreateAclsResponse: KafkaMessage {
             let flexible = version >= 2
             self.errorCode = try buffer.readKafka(Int16.self)
             self.errorMessage = try buffer.readKafkaNullableString(compact: flexible)
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -152,14 +131,7 @@ public struct CreateAclsResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Results")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

@@ -43,14 +43,7 @@ public struct CreatePartitionsRequest: KafkaMessage {
                 } else {
                     throw ProtocolError(.invalidLength, "null BrokerIds")
                 }
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -75,14 +68,7 @@ public struct CreatePartitionsRequest: KafkaMessage {
                 for _ in 0..<count { items.append(try CreatePartitionsAssignment(from: &buffer, version: version)) }
                 self.assignments = items
             } else { self.assignments = nil }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -111,14 +97,7 @@ public struct CreatePartitionsRequest: KafkaMessage {
         }
         self.timeoutMs = try buffer.readKafka(Int32.self)
         self.validateOnly = try buffer.readKafkaBool()
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -162,14 +141,7 @@ public struct CreatePartitionsResponse: KafkaMessage {
             self.name = try buffer.readKafkaString(compact: flexible)
             self.errorCode = try buffer.readKafka(Int16.self)
             self.errorMessage = try buffer.readKafkaNullableString(compact: flexible)
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -194,14 +166,7 @@ public struct CreatePartitionsResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Results")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

@@ -50,14 +50,7 @@ public struct CreateTopicsRequest: KafkaMessage {
                 } else {
                     throw ProtocolError(.invalidLength, "null BrokerIds")
                 }
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -85,14 +78,7 @@ public struct CreateTopicsRequest: KafkaMessage {
                 let flexible = version >= 5
                 self.name = try buffer.readKafkaString(compact: flexible)
                 self.value = try buffer.readKafkaNullableString(compact: flexible)
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -126,14 +112,7 @@ public struct CreateTopicsRequest: KafkaMessage {
             } else {
                 throw ProtocolError(.invalidLength, "null Configs")
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -167,14 +146,7 @@ public struct CreateTopicsRequest: KafkaMessage {
         }
         self.timeoutMs = try buffer.readKafka(Int32.self)
         self.validateOnly = try buffer.readKafkaBool()
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -254,14 +226,7 @@ public struct CreateTopicsResponse: KafkaMessage {
                 if version >= 5 {
                     self.isSensitive = try buffer.readKafkaBool()
                 }
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -371,14 +336,7 @@ public struct CreateTopicsResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Topics")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

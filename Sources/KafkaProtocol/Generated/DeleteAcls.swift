@@ -40,14 +40,7 @@ public struct DeleteAclsRequest: KafkaMessage {
             self.hostFilter = try buffer.readKafkaNullableString(compact: flexible)
             self.operation = try buffer.readKafka(Int8.self)
             self.permissionType = try buffer.readKafka(Int8.self)
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -75,14 +68,7 @@ public struct DeleteAclsRequest: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Filters")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -152,14 +138,7 @@ public struct DeleteAclsResponse: KafkaMessage {
                 self.host = try buffer.readKafkaString(compact: flexible)
                 self.operation = try buffer.readKafka(Int8.self)
                 self.permissionType = try buffer.readKafka(Int8.self)
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -191,14 +170,7 @@ public struct DeleteAclsResponse: KafkaMessage {
             } else {
                 throw ProtocolError(.invalidLength, "null MatchingAcls")
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -226,14 +198,7 @@ public struct DeleteAclsResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null FilterResults")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

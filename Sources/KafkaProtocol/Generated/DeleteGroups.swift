@@ -23,14 +23,7 @@ public struct DeleteGroupsRequest: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null GroupsNames")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -69,14 +62,7 @@ public struct DeleteGroupsResponse: KafkaMessage {
             let flexible = version >= 2
             self.groupId = try buffer.readKafkaString(compact: flexible)
             self.errorCode = try buffer.readKafka(Int16.self)
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -100,14 +86,7 @@ public struct DeleteGroupsResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Results")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

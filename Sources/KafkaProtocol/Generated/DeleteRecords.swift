@@ -35,14 +35,7 @@ public struct DeleteRecordsRequest: KafkaMessage {
                 let flexible = version >= 2
                 self.partitionIndex = try buffer.readKafka(Int32.self)
                 self.offset = try buffer.readKafka(Int64.self)
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -66,14 +59,7 @@ public struct DeleteRecordsRequest: KafkaMessage {
             } else {
                 throw ProtocolError(.invalidLength, "null Partitions")
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -100,14 +86,7 @@ public struct DeleteRecordsRequest: KafkaMessage {
             throw ProtocolError(.invalidLength, "null Topics")
         }
         self.timeoutMs = try buffer.readKafka(Int32.self)
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -158,14 +137,7 @@ public struct DeleteRecordsResponse: KafkaMessage {
                 self.partitionIndex = try buffer.readKafka(Int32.self)
                 self.lowWatermark = try buffer.readKafka(Int64.self)
                 self.errorCode = try buffer.readKafka(Int16.self)
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -190,14 +162,7 @@ public struct DeleteRecordsResponse: KafkaMessage {
             } else {
                 throw ProtocolError(.invalidLength, "null Partitions")
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -224,14 +189,7 @@ public struct DeleteRecordsResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Topics")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

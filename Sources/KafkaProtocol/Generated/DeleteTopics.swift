@@ -33,14 +33,7 @@ public struct DeleteTopicsRequest: KafkaMessage {
             if version >= 6 {
                 self.topicId = try buffer.readKafkaUUID()
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -80,14 +73,7 @@ public struct DeleteTopicsRequest: KafkaMessage {
             }
         }
         self.timeoutMs = try buffer.readKafka(Int32.self)
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -145,14 +131,7 @@ public struct DeleteTopicsResponse: KafkaMessage {
             if version >= 5 {
                 self.errorMessage = version >= 5 ? try buffer.readKafkaNullableString(compact: flexible) : try buffer.readKafkaString(compact: flexible)
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -182,14 +161,7 @@ public struct DeleteTopicsResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Responses")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

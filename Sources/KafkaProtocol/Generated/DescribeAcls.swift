@@ -34,14 +34,7 @@ public struct DescribeAclsRequest: KafkaMessage {
         self.hostFilter = try buffer.readKafkaNullableString(compact: flexible)
         self.operation = try buffer.readKafka(Int8.self)
         self.permissionType = try buffer.readKafka(Int8.self)
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -105,14 +98,7 @@ public struct DescribeAclsResponse: KafkaMessage {
                 self.host = try buffer.readKafkaString(compact: flexible)
                 self.operation = try buffer.readKafka(Int8.self)
                 self.permissionType = try buffer.readKafka(Int8.self)
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -140,14 +126,7 @@ public struct DescribeAclsResponse: KafkaMessage {
             } else {
                 throw ProtocolError(.invalidLength, "null Acls")
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -178,14 +157,7 @@ public struct DescribeAclsResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Resources")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

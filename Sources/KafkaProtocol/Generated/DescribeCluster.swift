@@ -21,14 +21,7 @@ public struct DescribeClusterRequest: KafkaMessage {
         if version >= 1 {
             self.endpointType = try buffer.readKafka(Int8.self)
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -85,14 +78,7 @@ public struct DescribeClusterResponse: KafkaMessage {
             self.host = try buffer.readKafkaString(compact: flexible)
             self.port = try buffer.readKafka(Int32.self)
             self.rack = try buffer.readKafkaNullableString(compact: flexible)
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -126,14 +112,7 @@ public struct DescribeClusterResponse: KafkaMessage {
             throw ProtocolError(.invalidLength, "null Brokers")
         }
         self.clusterAuthorizedOperations = try buffer.readKafka(Int32.self)
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

@@ -37,14 +37,7 @@ public struct DescribeConfigsRequest: KafkaMessage {
                 for _ in 0..<count { items.append(try buffer.readKafkaString(compact: flexible)) }
                 self.configurationKeys = items
             } else { self.configurationKeys = nil }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -75,14 +68,7 @@ public struct DescribeConfigsRequest: KafkaMessage {
         if version >= 3 {
             self.includeDocumentation = try buffer.readKafkaBool()
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -162,14 +148,7 @@ public struct DescribeConfigsResponse: KafkaMessage {
                     self.name = try buffer.readKafkaString(compact: flexible)
                     self.value = try buffer.readKafkaNullableString(compact: flexible)
                     self.source = try buffer.readKafka(Int8.self)
-                    if flexible {
-                        let tagCount = try buffer.readUnsignedVarint()
-                        for _ in 0..<tagCount {
-                            let tag = try buffer.readUnsignedVarint()
-                            _ = tag
-                            try buffer.skipTaggedField()
-                        }
-                    }
+                    if flexible { try buffer.skipTaggedFields() }
                 }
 
                 public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -204,14 +183,7 @@ public struct DescribeConfigsResponse: KafkaMessage {
                 if version >= 3 {
                     self.documentation = try buffer.readKafkaNullableString(compact: flexible)
                 }
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -251,14 +223,7 @@ public struct DescribeConfigsResponse: KafkaMessage {
             } else {
                 throw ProtocolError(.invalidLength, "null Configs")
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -288,14 +253,7 @@ public struct DescribeConfigsResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Results")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

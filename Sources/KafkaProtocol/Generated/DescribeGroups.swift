@@ -28,14 +28,7 @@ public struct DescribeGroupsRequest: KafkaMessage {
         if version >= 3 {
             self.includeAuthorizedOperations = try buffer.readKafkaBool()
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -109,14 +102,7 @@ public struct DescribeGroupsResponse: KafkaMessage {
                 self.clientHost = try buffer.readKafkaString(compact: flexible)
                 self.memberMetadata = try buffer.readKafkaBytes(compact: flexible)
                 self.memberAssignment = try buffer.readKafkaBytes(compact: flexible)
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -153,14 +139,7 @@ public struct DescribeGroupsResponse: KafkaMessage {
             if version >= 3 {
                 self.authorizedOperations = try buffer.readKafka(Int32.self)
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -196,14 +175,7 @@ public struct DescribeGroupsResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Groups")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

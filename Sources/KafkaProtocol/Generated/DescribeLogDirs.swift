@@ -32,14 +32,7 @@ public struct DescribeLogDirsRequest: KafkaMessage {
             } else {
                 throw ProtocolError(.invalidLength, "null Partitions")
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -63,14 +56,7 @@ public struct DescribeLogDirsRequest: KafkaMessage {
             for _ in 0..<count { items.append(try DescribableLogDirTopic(from: &buffer, version: version)) }
             self.topics = items
         } else { self.topics = nil }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -139,14 +125,7 @@ public struct DescribeLogDirsResponse: KafkaMessage {
                     self.partitionSize = try buffer.readKafka(Int64.self)
                     self.offsetLag = try buffer.readKafka(Int64.self)
                     self.isFutureKey = try buffer.readKafkaBool()
-                    if flexible {
-                        let tagCount = try buffer.readUnsignedVarint()
-                        for _ in 0..<tagCount {
-                            let tag = try buffer.readUnsignedVarint()
-                            _ = tag
-                            try buffer.skipTaggedField()
-                        }
-                    }
+                    if flexible { try buffer.skipTaggedFields() }
                 }
 
                 public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -172,14 +151,7 @@ public struct DescribeLogDirsResponse: KafkaMessage {
                 } else {
                     throw ProtocolError(.invalidLength, "null Partitions")
                 }
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -213,14 +185,7 @@ public struct DescribeLogDirsResponse: KafkaMessage {
             if version >= 4 {
                 self.usableBytes = try buffer.readKafka(Int64.self)
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -257,14 +222,7 @@ public struct DescribeLogDirsResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Results")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

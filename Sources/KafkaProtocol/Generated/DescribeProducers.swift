@@ -32,14 +32,7 @@ public struct DescribeProducersRequest: KafkaMessage {
             } else {
                 throw ProtocolError(.invalidLength, "null PartitionIndexes")
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -65,14 +58,7 @@ public struct DescribeProducersRequest: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Topics")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -143,14 +129,7 @@ public struct DescribeProducersResponse: KafkaMessage {
                     self.lastTimestamp = try buffer.readKafka(Int64.self)
                     self.coordinatorEpoch = try buffer.readKafka(Int32.self)
                     self.currentTxnStartOffset = try buffer.readKafka(Int64.self)
-                    if flexible {
-                        let tagCount = try buffer.readUnsignedVarint()
-                        for _ in 0..<tagCount {
-                            let tag = try buffer.readUnsignedVarint()
-                            _ = tag
-                            try buffer.skipTaggedField()
-                        }
-                    }
+                    if flexible { try buffer.skipTaggedFields() }
                 }
 
                 public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -180,14 +159,7 @@ public struct DescribeProducersResponse: KafkaMessage {
                 } else {
                     throw ProtocolError(.invalidLength, "null ActiveProducers")
                 }
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -216,14 +188,7 @@ public struct DescribeProducersResponse: KafkaMessage {
             } else {
                 throw ProtocolError(.invalidLength, "null Partitions")
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -250,14 +215,7 @@ public struct DescribeProducersResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Topics")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

@@ -26,14 +26,7 @@ public struct DescribeTopicPartitionsRequest: KafkaMessage {
         public init(from buffer: inout ByteBuffer, version: Int16) throws {
             let flexible = true
             self.name = try buffer.readKafkaString(compact: flexible)
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -57,14 +50,7 @@ public struct DescribeTopicPartitionsRequest: KafkaMessage {
             let flexible = true
             self.topicName = try buffer.readKafkaString(compact: flexible)
             self.partitionIndex = try buffer.readKafka(Int32.self)
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -89,14 +75,7 @@ public struct DescribeTopicPartitionsRequest: KafkaMessage {
         }
         self.responsePartitionLimit = try buffer.readKafka(Int32.self)
         if try buffer.readKafka(Int8.self) < 0 { self.cursor = nil } else { self.cursor = try Cursor(from: &buffer, version: version) }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -207,14 +186,7 @@ public struct DescribeTopicPartitionsResponse: KafkaMessage {
                 } else {
                     throw ProtocolError(.invalidLength, "null OfflineReplicas")
                 }
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -264,14 +236,7 @@ public struct DescribeTopicPartitionsResponse: KafkaMessage {
                 throw ProtocolError(.invalidLength, "null Partitions")
             }
             self.topicAuthorizedOperations = try buffer.readKafka(Int32.self)
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -303,14 +268,7 @@ public struct DescribeTopicPartitionsResponse: KafkaMessage {
             let flexible = true
             self.topicName = try buffer.readKafkaString(compact: flexible)
             self.partitionIndex = try buffer.readKafka(Int32.self)
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -335,14 +293,7 @@ public struct DescribeTopicPartitionsResponse: KafkaMessage {
             throw ProtocolError(.invalidLength, "null Topics")
         }
         if try buffer.readKafka(Int8.self) < 0 { self.nextCursor = nil } else { self.nextCursor = try Cursor(from: &buffer, version: version) }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

@@ -25,14 +25,7 @@ public struct EndTxnRequest: KafkaMessage {
         self.producerId = try buffer.readKafka(Int64.self)
         self.producerEpoch = try buffer.readKafka(Int16.self)
         self.committed = try buffer.readKafkaBool()
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -63,14 +56,7 @@ public struct EndTxnResponse: KafkaMessage {
         let flexible = version >= 3
         self.throttleTimeMs = try buffer.readKafka(Int32.self)
         self.errorCode = try buffer.readKafka(Int16.self)
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

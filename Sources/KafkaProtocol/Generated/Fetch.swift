@@ -71,14 +71,7 @@ public struct FetchRequest: KafkaMessage {
                     self.logStartOffset = try buffer.readKafka(Int64.self)
                 }
                 self.partitionMaxBytes = try buffer.readKafka(Int32.self)
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -112,14 +105,7 @@ public struct FetchRequest: KafkaMessage {
             } else {
                 throw ProtocolError(.invalidLength, "null Partitions")
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -158,14 +144,7 @@ public struct FetchRequest: KafkaMessage {
                     throw ProtocolError(.invalidLength, "null Partitions")
                 }
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -340,14 +319,7 @@ public struct FetchResponse: KafkaMessage {
                     if version >= 12 {
                         self.endOffset = try buffer.readKafka(Int64.self)
                     }
-                    if flexible {
-                        let tagCount = try buffer.readUnsignedVarint()
-                        for _ in 0..<tagCount {
-                            let tag = try buffer.readUnsignedVarint()
-                            _ = tag
-                            try buffer.skipTaggedField()
-                        }
-                    }
+                    if flexible { try buffer.skipTaggedFields() }
                 }
 
                 public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -380,14 +352,7 @@ public struct FetchResponse: KafkaMessage {
                     if version >= 12 {
                         self.leaderEpoch = try buffer.readKafka(Int32.self)
                     }
-                    if flexible {
-                        let tagCount = try buffer.readUnsignedVarint()
-                        for _ in 0..<tagCount {
-                            let tag = try buffer.readUnsignedVarint()
-                            _ = tag
-                            try buffer.skipTaggedField()
-                        }
-                    }
+                    if flexible { try buffer.skipTaggedFields() }
                 }
 
                 public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -416,14 +381,7 @@ public struct FetchResponse: KafkaMessage {
                     let flexible = version >= 12
                     self.endOffset = try buffer.readKafka(Int64.self)
                     self.epoch = try buffer.readKafka(Int32.self)
-                    if flexible {
-                        let tagCount = try buffer.readUnsignedVarint()
-                        for _ in 0..<tagCount {
-                            let tag = try buffer.readUnsignedVarint()
-                            _ = tag
-                            try buffer.skipTaggedField()
-                        }
-                    }
+                    if flexible { try buffer.skipTaggedFields() }
                 }
 
                 public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -448,14 +406,7 @@ public struct FetchResponse: KafkaMessage {
                     let flexible = version >= 12
                     self.producerId = try buffer.readKafka(Int64.self)
                     self.firstOffset = try buffer.readKafka(Int64.self)
-                    if flexible {
-                        let tagCount = try buffer.readUnsignedVarint()
-                        for _ in 0..<tagCount {
-                            let tag = try buffer.readUnsignedVarint()
-                            _ = tag
-                            try buffer.skipTaggedField()
-                        }
-                    }
+                    if flexible { try buffer.skipTaggedFields() }
                 }
 
                 public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -564,14 +515,7 @@ public struct FetchResponse: KafkaMessage {
             } else {
                 throw ProtocolError(.invalidLength, "null Partitions")
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -604,14 +548,7 @@ public struct FetchResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Responses")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

@@ -35,14 +35,7 @@ public struct FindCoordinatorRequest: KafkaMessage {
                 throw ProtocolError(.invalidLength, "null CoordinatorKeys")
             }
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -123,14 +116,7 @@ public struct FindCoordinatorResponse: KafkaMessage {
             if version >= 4 {
                 self.errorMessage = version >= 4 ? try buffer.readKafkaNullableString(compact: flexible) : try buffer.readKafkaString(compact: flexible)
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -189,14 +175,7 @@ public struct FindCoordinatorResponse: KafkaMessage {
                 throw ProtocolError(.invalidLength, "null Coordinators")
             }
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

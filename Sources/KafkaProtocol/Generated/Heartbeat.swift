@@ -27,14 +27,7 @@ public struct HeartbeatRequest: KafkaMessage {
         if version >= 3 {
             self.groupInstanceId = version >= 3 ? try buffer.readKafkaNullableString(compact: flexible) : try buffer.readKafkaString(compact: flexible)
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -69,14 +62,7 @@ public struct HeartbeatResponse: KafkaMessage {
             self.throttleTimeMs = try buffer.readKafka(Int32.self)
         }
         self.errorCode = try buffer.readKafka(Int16.self)
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

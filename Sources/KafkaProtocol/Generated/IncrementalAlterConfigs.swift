@@ -40,14 +40,7 @@ public struct IncrementalAlterConfigsRequest: KafkaMessage {
                 self.name = try buffer.readKafkaString(compact: flexible)
                 self.configOperation = try buffer.readKafka(Int8.self)
                 self.value = try buffer.readKafkaNullableString(compact: flexible)
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -73,14 +66,7 @@ public struct IncrementalAlterConfigsRequest: KafkaMessage {
             } else {
                 throw ProtocolError(.invalidLength, "null Configs")
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -108,14 +94,7 @@ public struct IncrementalAlterConfigsRequest: KafkaMessage {
             throw ProtocolError(.invalidLength, "null Resources")
         }
         self.validateOnly = try buffer.readKafkaBool()
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -161,14 +140,7 @@ public struct IncrementalAlterConfigsResponse: KafkaMessage {
             self.errorMessage = try buffer.readKafkaNullableString(compact: flexible)
             self.resourceType = try buffer.readKafka(Int8.self)
             self.resourceName = try buffer.readKafkaString(compact: flexible)
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -194,14 +166,7 @@ public struct IncrementalAlterConfigsResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Responses")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

@@ -29,14 +29,7 @@ public struct InitProducerIdRequest: KafkaMessage {
         if version >= 3 {
             self.producerEpoch = try buffer.readKafka(Int16.self)
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -77,14 +70,7 @@ public struct InitProducerIdResponse: KafkaMessage {
         self.errorCode = try buffer.readKafka(Int16.self)
         self.producerId = try buffer.readKafka(Int64.self)
         self.producerEpoch = try buffer.readKafka(Int16.self)
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

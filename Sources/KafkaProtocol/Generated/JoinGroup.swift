@@ -39,14 +39,7 @@ public struct JoinGroupRequest: KafkaMessage {
             let flexible = version >= 6
             self.name = try buffer.readKafkaString(compact: flexible)
             self.metadata = try buffer.readKafkaBytes(compact: flexible)
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -82,14 +75,7 @@ public struct JoinGroupRequest: KafkaMessage {
         if version >= 8 {
             self.reason = version >= 8 ? try buffer.readKafkaNullableString(compact: flexible) : try buffer.readKafkaString(compact: flexible)
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -160,14 +146,7 @@ public struct JoinGroupResponse: KafkaMessage {
                 self.groupInstanceId = version >= 5 ? try buffer.readKafkaNullableString(compact: flexible) : try buffer.readKafkaString(compact: flexible)
             }
             self.metadata = try buffer.readKafkaBytes(compact: flexible)
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -207,14 +186,7 @@ public struct JoinGroupResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Members")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

@@ -38,14 +38,7 @@ public struct LeaveGroupRequest: KafkaMessage {
             if version >= 5 {
                 self.reason = version >= 5 ? try buffer.readKafkaNullableString(compact: flexible) : try buffer.readKafkaString(compact: flexible)
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -81,14 +74,7 @@ public struct LeaveGroupRequest: KafkaMessage {
                 throw ProtocolError(.invalidLength, "null Members")
             }
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -144,14 +130,7 @@ public struct LeaveGroupResponse: KafkaMessage {
             if version >= 3 {
                 self.errorCode = try buffer.readKafka(Int16.self)
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -187,14 +166,7 @@ public struct LeaveGroupResponse: KafkaMessage {
                 throw ProtocolError(.invalidLength, "null Members")
             }
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

@@ -34,14 +34,7 @@ public struct ListPartitionReassignmentsRequest: KafkaMessage {
             } else {
                 throw ProtocolError(.invalidLength, "null PartitionIndexes")
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -66,14 +59,7 @@ public struct ListPartitionReassignmentsRequest: KafkaMessage {
             for _ in 0..<count { items.append(try ListPartitionReassignmentsTopics(from: &buffer, version: version)) }
             self.topics = items
         } else { self.topics = nil }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -152,14 +138,7 @@ public struct ListPartitionReassignmentsResponse: KafkaMessage {
                 } else {
                     throw ProtocolError(.invalidLength, "null RemovingReplicas")
                 }
-                if flexible {
-                    let tagCount = try buffer.readUnsignedVarint()
-                    for _ in 0..<tagCount {
-                        let tag = try buffer.readUnsignedVarint()
-                        _ = tag
-                        try buffer.skipTaggedField()
-                    }
-                }
+                if flexible { try buffer.skipTaggedFields() }
             }
 
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -194,14 +173,7 @@ public struct ListPartitionReassignmentsResponse: KafkaMessage {
             } else {
                 throw ProtocolError(.invalidLength, "null Partitions")
             }
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -230,14 +202,7 @@ public struct ListPartitionReassignmentsResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Topics")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

@@ -38,14 +38,7 @@ public struct ListTransactionsRequest: KafkaMessage {
         if version >= 1 {
             self.durationFilter = try buffer.readKafka(Int64.self)
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -98,14 +91,7 @@ public struct ListTransactionsResponse: KafkaMessage {
             self.transactionalId = try buffer.readKafkaString(compact: flexible)
             self.producerId = try buffer.readKafka(Int64.self)
             self.transactionState = try buffer.readKafkaString(compact: flexible)
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -139,14 +125,7 @@ public struct ListTransactionsResponse: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null TransactionStates")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

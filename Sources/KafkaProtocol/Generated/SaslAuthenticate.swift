@@ -16,14 +16,7 @@ public struct SaslAuthenticateRequest: KafkaMessage {
     public init(from buffer: inout ByteBuffer, version: Int16) throws {
         let flexible = version >= 2
         self.authBytes = try buffer.readKafkaBytes(compact: flexible)
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -59,14 +52,7 @@ public struct SaslAuthenticateResponse: KafkaMessage {
         if version >= 1 {
             self.sessionLifetimeMs = try buffer.readKafka(Int64.self)
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

@@ -37,14 +37,7 @@ public struct SyncGroupRequest: KafkaMessage {
             let flexible = version >= 4
             self.memberId = try buffer.readKafkaString(compact: flexible)
             self.assignment = try buffer.readKafkaBytes(compact: flexible)
-            if flexible {
-                let tagCount = try buffer.readUnsignedVarint()
-                for _ in 0..<tagCount {
-                    let tag = try buffer.readUnsignedVarint()
-                    _ = tag
-                    try buffer.skipTaggedField()
-                }
-            }
+            if flexible { try buffer.skipTaggedFields() }
         }
 
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -79,14 +72,7 @@ public struct SyncGroupRequest: KafkaMessage {
         } else {
             throw ProtocolError(.invalidLength, "null Assignments")
         }
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
@@ -144,14 +130,7 @@ public struct SyncGroupResponse: KafkaMessage {
             self.protocolName = version >= 5 ? try buffer.readKafkaNullableString(compact: flexible) : try buffer.readKafkaString(compact: flexible)
         }
         self.assignment = try buffer.readKafkaBytes(compact: flexible)
-        if flexible {
-            let tagCount = try buffer.readUnsignedVarint()
-            for _ in 0..<tagCount {
-                let tag = try buffer.readUnsignedVarint()
-                _ = tag
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {

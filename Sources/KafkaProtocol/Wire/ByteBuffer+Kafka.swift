@@ -196,6 +196,16 @@ extension ByteBuffer {
         moveReaderIndex(forwardBy: size)
     }
 
+    /// Skips a whole tagged-field section (count, then tag/size/value each) of a struct
+    /// whose tags we do not model.
+    public mutating func skipTaggedFields() throws {
+        let count = try readUnsignedVarint()
+        for _ in 0..<count {
+            _ = try readUnsignedVarint()
+            try skipTaggedField()
+        }
+    }
+
     /// Writes a tagged field: tag, size, then whatever `body` writes.
     public mutating func writeTaggedField(tag: UInt32, _ body: (inout ByteBuffer) -> Void) {
         writeUnsignedVarint(tag)

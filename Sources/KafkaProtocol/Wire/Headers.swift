@@ -30,13 +30,7 @@ public struct RequestHeader: Sendable, Equatable {
         correlationId = try buffer.readKafka()
         // The client id is a classic nullable string even in header v2.
         clientId = try buffer.readKafkaNullableString(compact: false)
-        if flexible {
-            let n = try buffer.readUnsignedVarint()
-            for _ in 0..<n {
-                _ = try buffer.readUnsignedVarint()
-                try buffer.skipTaggedField()
-            }
-        }
+        if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, flexible: Bool) {
