@@ -116,3 +116,14 @@ let package = Package(
         ),
     ]
 )
+
+// The libFuzzer target exists only when asked for (TERN_FUZZ=1): it has no main of its own
+// and links only with `-sanitize=fuzzer`. See README "Fuzzing".
+if Context.environment["TERN_FUZZ"] != nil {
+    package.targets.append(.executableTarget(
+        name: "KafkaFuzz",
+        dependencies: ["KafkaProtocol", .product(name: "NIOCore", package: "swift-nio")],
+        swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])]
+    ))
+    package.products.append(.executable(name: "kafka-fuzz", targets: ["KafkaFuzz"]))
+}
