@@ -229,94 +229,55 @@ import Testing
 
     // MARK: - Fetch
 
-    @Test func kcatFetchV11() throws {
-        let (h, m) = try Self.decode(Fixture.kcatFetchV11, as: FetchRequest.self, clientId: "kcat-fx")
-        #expect(h.apiVersion == 11)
-        #expect(m.replicaId == -1)
-        #expect(m.maxWaitMs == 500)
-        #expect(m.minBytes == 1)
-        #expect(m.maxBytes == 52_428_800)
-        #expect(m.isolationLevel == 1)  // librdkafka defaults to read_committed
-        #expect(m.sessionId == 0)
-        #expect(m.sessionEpoch == -1)
-        #expect(m.topics.map(\.topic) == ["fx-kcat"])
-        let p = try #require(m.topics.first?.partitions.first)
-        #expect(m.topics.first?.partitions.count == 1)
-        #expect(p.partition == 0)
-        #expect(p.currentLeaderEpoch == -1)
-        #expect(p.fetchOffset == 0)
-        #expect(p.logStartOffset == -1)
-        #expect(p.partitionMaxBytes == 1_048_576)
-        #expect(m.forgottenTopicsData.isEmpty)
-        #expect(m.rackId == "")
+    /// What differs between the clients' first fetches; the rest (500 ms wait, 1 byte
+    /// minimum, 50 MiB maximum, offset 0 of partition 0, 1 MiB per partition, no session,
+    /// no forgotten topics, no rack) is the same for all four.
+    struct FetchCase: Sendable, CustomStringConvertible {
+        var name: String
+        var hex: String
+        var clientId: String
+        var version: Int16
+        var topic: String
+        var isolationLevel: Int8  // librdkafka defaults to read_committed
+        var sessionEpoch: Int32  // kafka-python opens a session (0); the others send -1
+        var currentLeaderEpoch: Int32
+        var description: String { name }
     }
 
-    @Test func confluentFetchV12() throws {
-        let (h, m) = try Self.decode(Fixture.confluentFetchV12, as: FetchRequest.self, clientId: "confluent-fx")
-        #expect(h.apiVersion == 12)
-        #expect(m.clusterId == nil)
-        #expect(m.replicaId == -1)
-        #expect(m.maxWaitMs == 500)
-        #expect(m.minBytes == 1)
-        #expect(m.maxBytes == 52_428_800)
-        #expect(m.isolationLevel == 1)
-        #expect(m.sessionId == 0)
-        #expect(m.sessionEpoch == -1)
-        #expect(m.topics.map(\.topic) == ["fx-confluent"])
-        let p = try #require(m.topics.first?.partitions.first)
-        #expect(m.topics.first?.partitions.count == 1)
-        #expect(p.partition == 0)
-        #expect(p.currentLeaderEpoch == 1)
-        #expect(p.fetchOffset == 0)
-        #expect(p.lastFetchedEpoch == -1)
-        #expect(p.logStartOffset == -1)
-        #expect(p.partitionMaxBytes == 1_048_576)
-        #expect(m.forgottenTopicsData.isEmpty)
-        #expect(m.rackId == "")
-    }
+    static let fetchCases: [FetchCase] = [
+        .init(name: "kcat v11", hex: Fixture.kcatFetchV11, clientId: "kcat-fx", version: 11, topic: "fx-kcat",
+              isolationLevel: 1, sessionEpoch: -1, currentLeaderEpoch: -1),
+        .init(name: "confluent v12", hex: Fixture.confluentFetchV12, clientId: "confluent-fx", version: 12, topic: "fx-confluent",
+              isolationLevel: 1, sessionEpoch: -1, currentLeaderEpoch: 1),
+        .init(name: "kafka-python v12", hex: Fixture.kafkaPythonFetchV12, clientId: "kafka-python-fx", version: 12, topic: "fx-kafkapython",
+              isolationLevel: 0, sessionEpoch: 0, currentLeaderEpoch: 1),
+        .init(name: "aiokafka v11", hex: Fixture.aiokafkaFetchV11, clientId: "aiokafka-fx", version: 11, topic: "fx-aiokafka",
+              isolationLevel: 0, sessionEpoch: -1, currentLeaderEpoch: -1),
+    ]
 
-    @Test func kafkaPythonFetchV12() throws {
-        // kafka-python opens a fetch session (epoch 0) where librdkafka and aiokafka send -1.
-        let (h, m) = try Self.decode(Fixture.kafkaPythonFetchV12, as: FetchRequest.self, clientId: "kafka-python-fx")
-        #expect(h.apiVersion == 12)
+    @Test(arguments: fetchCases)
+    func fetch(_ c: FetchCase) throws {
+        let (h, m) = try Self.decode(c.hex, as: FetchRequest.self, clientId: c.clientId)
+        #expect(h.apiVersion == c.version)
         #expect(m.replicaId == -1)
         #expect(m.maxWaitMs == 500)
         #expect(m.minBytes == 1)
         #expect(m.maxBytes == 52_428_800)
-        #expect(m.isolationLevel == 0)
+        #expect(m.isolationLevel == c.isolationLevel)
         #expect(m.sessionId == 0)
-        #expect(m.sessionEpoch == 0)
-        #expect(m.topics.map(\.topic) == ["fx-kafkapython"])
+        #expect(m.sessionEpoch == c.sessionEpoch)
+        #expect(m.topics.map(\.topic) == [c.topic])
         let p = try #require(m.topics.first?.partitions.first)
         #expect(m.topics.first?.partitions.count == 1)
         #expect(p.partition == 0)
-        #expect(p.currentLeaderEpoch == 1)
-        #expect(p.fetchOffset == 0)
-        #expect(p.lastFetchedEpoch == -1)
-        #expect(p.logStartOffset == -1)
-        #expect(p.partitionMaxBytes == 1_048_576)
-        #expect(m.forgottenTopicsData.isEmpty)
-        #expect(m.rackId == "")
-    }
-
-    @Test func aiokafkaFetchV11() throws {
-        let (h, m) = try Self.decode(Fixture.aiokafkaFetchV11, as: FetchRequest.self, clientId: "aiokafka-fx")
-        #expect(h.apiVersion == 11)
-        #expect(m.replicaId == -1)
-        #expect(m.maxWaitMs == 500)
-        #expect(m.minBytes == 1)
-        #expect(m.maxBytes == 52_428_800)
-        #expect(m.isolationLevel == 0)
-        #expect(m.sessionId == 0)
-        #expect(m.sessionEpoch == -1)
-        #expect(m.topics.map(\.topic) == ["fx-aiokafka"])
-        let p = try #require(m.topics.first?.partitions.first)
-        #expect(m.topics.first?.partitions.count == 1)
-        #expect(p.partition == 0)
-        #expect(p.currentLeaderEpoch == -1)
+        #expect(p.currentLeaderEpoch == c.currentLeaderEpoch)
         #expect(p.fetchOffset == 0)
         #expect(p.logStartOffset == -1)
         #expect(p.partitionMaxBytes == 1_048_576)
+        if c.version >= 12 {
+            #expect(p.lastFetchedEpoch == -1)
+            #expect(m.clusterId == nil)
+        }
         #expect(m.forgottenTopicsData.isEmpty)
         #expect(m.rackId == "")
     }
