@@ -20,10 +20,16 @@ let package = Package(
     ],
     targets: [
         .target(name: "CCRC32C"),
+        // Kafka's record batch codecs, from Debian's zlib1g-dev, libzstd-dev, liblz4-dev and
+        // libsnappy-dev (installed by tools/install-deps.sh).
+        .target(
+            name: "CCompression",
+            linkerSettings: [.linkedLibrary("z"), .linkedLibrary("zstd"), .linkedLibrary("lz4"), .linkedLibrary("snappy")]
+        ),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .target(
             name: "KafkaProtocol",
-            dependencies: ["CCRC32C", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["CCRC32C", "CCompression", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict
         ),
         .target(

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Installs what the tests need on a fresh machine: Debian packages (kcat, librdkafka, the
-# C libraries the build links) and the Python clients. Safe to run again: it skips what is there.
+# Installs what the build and the tests need on a fresh machine: Debian packages (the C
+# libraries the build links: SQLite and the record batch codecs; kcat for the tests) and the
+# Python clients. `--build` installs only what building `tern` needs. Safe to run again: it
+# skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(kcat pkg-config libsqlite3-dev zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev)
+build_only=false
+[ "${1:-}" = "--build" ] && build_only=true
+
+apt_packages=(pkg-config libsqlite3-dev zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev)
+$build_only || apt_packages+=(kcat)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -16,6 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+$build_only && exit 0
 
 if ! python3 - <<'PY' 2>/dev/null
 import importlib.metadata as m, sys

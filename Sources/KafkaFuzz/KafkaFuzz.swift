@@ -25,8 +25,16 @@ public func fuzzRequest(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             decode(api.messageTypes.response, &b, v)
         }
     }
-    if let h = try? RecordBatch.validateSingle(frame), h.compression == 0 {
-        _ = try? Record.decodeAll(batch: frame)
+    // As a produced batch: validated (decompressed when compressed), rewritten to another
+    // codec with LogAppendTime and key checks, and decoded record by record.
+    var policy = BatchPolicy()
+    policy.maxDecompressedBytes = 1 << 20
+    if let v = try? RecordBatch.validate(frame, policy: policy, now: 1_700_000_000_000) {
+        _ = try? Record.decodeAll(batch: v.bytes, limit: 1 << 20)
+        policy.codec = CompressionCodec(rawValue: (v.header.compression + 1) % 5)
+        policy.logAppendTime = true
+        policy.requireKeys = true
+        _ = try? RecordBatch.validate(frame, policy: policy, now: 1_700_000_000_000)
     }
     return 0
 }

@@ -679,7 +679,8 @@ public final class StreamEngine: Sendable {
     }
 
     static func firstRecord(in batch: ByteBuffer, header h: RecordBatchHeader, atOrAfter ts: Int64) -> (offset: Int64, timestamp: Int64)? {
-        if h.isLogAppendTime || h.compression != 0 {
+        if h.isLogAppendTime {
+            // Every record of a LogAppendTime batch carries the batch's time.
             return h.maxTimestamp >= ts ? (h.baseOffset, h.maxTimestamp) : nil
         }
         guard let records = try? Record.decodeAll(batch: batch) else { return (h.baseOffset, h.maxTimestamp) }

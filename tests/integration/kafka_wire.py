@@ -159,7 +159,7 @@ def encode_record(offset_delta, value, key=None, ts_delta=0):
     return varint(len(body)) + body
 
 
-def batch_v2(records, count, last_offset_delta=None, timestamp=None):
+def batch_v2(records, count, last_offset_delta=None, timestamp=None, attributes=0):
     """Frame already encoded `records` as an uncompressed record batch v2 (magic 2) with a
     correct CRC. The header says `count` records and `last_offset_delta` (default count - 1),
     whether or not `records` holds that many: callers may build inconsistent batches on purpose."""
@@ -168,7 +168,7 @@ def batch_v2(records, count, last_offset_delta=None, timestamp=None):
         last_offset_delta = count - 1
     # attributes, lastOffsetDelta, baseTimestamp, maxTimestamp, producerId, producerEpoch,
     # baseSequence, recordCount
-    covered = struct.pack(">hiqqqhii", 0, last_offset_delta, ts, ts, -1, -1, -1, count) + records
+    covered = struct.pack(">hiqqqhii", attributes, last_offset_delta, ts, ts, -1, -1, -1, count) + records
     after_length = i32(-1) + i8(2) + struct.pack(">I", crc32c(covered)) + covered
     return i64(0) + i32(len(after_length)) + after_length
 
@@ -178,6 +178,57 @@ def record_batch(values, timestamp=None, key=None):
     key `key` (None: no key) and the batch's timestamp (default: now)."""
     records = b"".join(encode_record(i, v, key) for i, v in enumerate(values))
     return batch_v2(records, len(values), timestamp=timestamp)
+
+
+CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+
+
+def compress(codec, data):
+    """`data` compressed as Kafka clients frame it, with Python's own codec libraries."""
+    if codec == "gzip":
+        import gzip
+        return gzip.compress(data)
+    if codec == "snappy":
+        import snappy
+        return snappy.compress(data)  # raw snappy, as librdkafka sends
+    if codec == "lz4":
+        import lz4.frame
+        return lz4.frame.compress(data, block_linked=False)
+    if codec == "zstd":
+        import zstandard
+        return zstandard.ZstdCompressor().compress(data)
+    assert codec == "none"
+    return data
+
+
+def compressed_batch(values, codec, timestamp=None, key=None):
+    """A valid record batch v2 holding `values`, its records compressed with `codec`."""
+    records = b"".join(encode_record(i, v, key) for i, v in enumerate(values))
+    return batch_v2(compress(codec, records), len(values), timestamp=timestamp, attributes=CODEC_IDS[codec])
+
+
+def batch_headers(data):
+    """[{base_offset, attributes, codec, max_timestamp, count}] of the complete batches in
+    `data`, whatever their codec; asserts each batch's CRC."""
+    out = []
+    r = Reader(data or b"")
+    while r.remaining() >= 12:
+        base_offset = r.i64()
+        length = r.i32()
+        if r.remaining() < length:
+            break
+        b = Reader(r.take(length))
+        b.i32()
+        assert b.i8() == 2
+        crc = b.u32()
+        assert crc32c(b.d[b.p:]) == crc, "fetched batch fails its CRC"
+        attributes = b.i16()
+        b.i32()
+        base_ts, max_ts = b.i64(), b.i64()
+        b.i64(); b.i16(); b.i32()
+        out.append({"base_offset": base_offset, "attributes": attributes, "codec": attributes & 7,
+                    "base_timestamp": base_ts, "max_timestamp": max_ts, "count": b.i32()})
+    return out
 
 
 def message_set_v1(value, key=None):

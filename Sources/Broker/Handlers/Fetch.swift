@@ -50,6 +50,15 @@ extension Broker {
                     tr.partitions.append(pr)
                     continue
                 }
+                // Fetch v10 brought zstd. Kafka refuses older fetches of a zstd topic; we also
+                // refuse them zstd batches a producer sent to any topic (they cannot decode them).
+                let zstdRefused = version < 10
+                if zstdRefused && topic(t.topic)?.configs["compression.type"] == "zstd" {
+                    pr.errorCode = ErrorCode.unsupportedCompressionType.rawValue
+                    hasError = true
+                    tr.partitions.append(pr)
+                    continue
+                }
                 let budget = max(0, min(Int(p.partitionMaxBytes), maxBytes - total))
                 do {
                     // Past the response budget only offsets are reported (KIP-74: the first
@@ -61,7 +70,10 @@ extension Broker {
                     pr.lastStableOffset = read.highWatermark
                     pr.logStartOffset = read.logStartOffset
                     pr.abortedTransactions = []
-                    if total > 0 && budget == 0 {
+                    if zstdRefused && read.batches.contains(where: { RecordBatchHeader(peeking: $0)?.compression == CompressionCodec.zstd.rawValue }) {
+                        pr.errorCode = ErrorCode.unsupportedCompressionType.rawValue
+                        hasError = true
+                    } else if total > 0 && budget == 0 {
                         pr.records = ByteBuffer()
                     } else {
                         var records = ByteBufferAllocator().buffer(capacity: read.bytes)

@@ -1,11 +1,16 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import KafkaProtocol
 import NIOCore
 import StreamStorage
 
 extension Broker {
     private enum PartitionPlan {
-        case failed(ErrorCode, String?)
-        case pending(StreamEngine.AppendTicket)
+        case failed(ErrorCode, String?, [RecordError] = [])
+        case pending(StreamEngine.AppendTicket, logAppendTime: Int64)
     }
 
     func produce(_ r: ProduceRequest, header: RequestHeader) async -> Outcome {
@@ -33,24 +38,20 @@ extension Broker {
                     parts.append((p.index, .failed(.messageTooLarge, "batch of \(records.readableBytes) bytes exceeds max.message.bytes \(limit)")))
                     continue
                 }
-                let header: RecordBatchHeader
+                let batch: ValidatedBatch
                 do {
-                    header = try RecordBatch.validateSingle(records)
-                } catch .corrupt {
-                    parts.append((p.index, .failed(.corruptMessage, "record batch CRC mismatch")))
-                    continue
+                    batch = try RecordBatch.validate(records, policy: state.batchPolicy(produceVersion: header.apiVersion), now: Self.wallClockMs())
                 } catch {
-                    guard case .invalidRecord(let why) = error else { continue }
-                    parts.append((p.index, .failed(.invalidRecord, why)))
+                    parts.append((p.index, Self.plan(for: error)))
                     continue
                 }
-                if header.isControl || header.isTransactional {
+                if batch.header.isControl || batch.header.isTransactional {
                     parts.append((p.index, .failed(.invalidRecord, "transactional and control batches arrive with transactions")))
                     continue
                 }
-                let ticket = await engine.append(streamId: state.streamIds[Int(p.index)], batch: records, header: header, timeout: timeout)
-                metrics.produced(bytes: records.readableBytes, records: Int(header.recordCount))
-                parts.append((p.index, .pending(ticket)))
+                let ticket = await engine.append(streamId: state.streamIds[Int(p.index)], batch: batch.bytes, header: batch.header, timeout: timeout)
+                metrics.produced(bytes: records.readableBytes, records: Int(batch.header.recordCount))
+                parts.append((p.index, .pending(ticket, logAppendTime: batch.logAppendTime)))
             }
             plans.append((t.name, parts))
         }
@@ -58,7 +59,7 @@ extension Broker {
             // With no response to carry an error, Kafka closes the connection so the client
             // refreshes its metadata.
             for (name, parts) in plans {
-                for case (let index, .failed(let code, _)) in parts {
+                for case (let index, .failed(let code, _, _)) in parts {
                     return .close("acks=0 produce to \(name)-\(index) failed with \(code)")
                 }
             }
@@ -75,13 +76,22 @@ extension Broker {
                     pr.index = index
                     pr.baseOffset = -1
                     switch plan {
-                    case .failed(let code, let message):
+                    case .failed(let code, let message, let recordErrors):
                         pr.errorCode = code.rawValue
-                        if version >= 8 { pr.errorMessage = message }
-                    case .pending(let ticket):
+                        if version >= 8 {
+                            pr.errorMessage = message
+                            pr.recordErrors = recordErrors.map { e in
+                                var b = ProduceResponse.TopicProduceResponse.PartitionProduceResponse.BatchIndexAndErrorMessage()
+                                b.batchIndex = e.batchIndex
+                                b.batchIndexErrorMessage = e.message
+                                return b
+                            }
+                        }
+                    case .pending(let ticket, let logAppendTime):
                         switch await ticket.result() {
                         case .success(let a):
                             pr.baseOffset = a.baseOffset
+                            pr.logAppendTimeMs = logAppendTime
                             pr.logStartOffset = a.logStartOffset
                         case .failure(let e):
                             pr.errorCode = Self.errorCode(for: e).rawValue
@@ -93,6 +103,22 @@ extension Broker {
             }
             return self.encode(header, resp)
         })
+    }
+
+    private static func plan(for e: RecordBatchError) -> PartitionPlan {
+        switch e {
+        case .corrupt: .failed(.corruptMessage, "record batch CRC mismatch")
+        case .invalidRecord(let why, let records): .failed(.invalidRecord, why, records)
+        case .invalidTimestamp(let why, let records): .failed(.invalidTimestamp, why, records)
+        case .unsupportedCompression(let why): .failed(.unsupportedCompressionType, why)
+        }
+    }
+
+    /// Milliseconds since the epoch, as Kafka's timestamps count.
+    static func wallClockMs() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 
     static func errorCode(for e: AppendError) -> ErrorCode {

@@ -1,7 +1,7 @@
 import NIOCore
 
-/// One record of an uncompressed v2 batch. Decoded only where a feature needs it (time
-/// lookups, tools, tests); the broker's hot path never decodes records.
+/// One record of a v2 batch. Decoded only where a feature needs it (time lookups, tools,
+/// tests); the broker's hot path never decodes records.
 public struct Record: Sendable, Equatable {
     public var offsetDelta: Int32
     public var timestampDelta: Int64
@@ -22,12 +22,12 @@ public struct Record: Sendable, Equatable {
             && a.headers.map(\.0) == b.headers.map(\.0) && a.headers.map(\.1) == b.headers.map(\.1)
     }
 
-    /// Decodes the records of an uncompressed batch (compression bits 0).
-    public static func decodeAll(batch: ByteBuffer) throws -> [Record] {
-        guard let h = RecordBatchHeader(peeking: batch) else { throw ProtocolError.truncated("batch header") }
-        guard h.compression == 0 else { throw ProtocolError(.invalidLength, "compressed batch") }
-        var b = batch.getSlice(at: batch.readerIndex + RecordBatchHeader.size, length: h.totalSize - RecordBatchHeader.size)
-            ?? ByteBuffer()
+    /// Decodes the records of a batch, decompressing them first (up to `limit` bytes).
+    public static func decodeAll(batch: ByteBuffer, limit: Int = 64 << 20) throws -> [Record] {
+        guard let h = RecordBatchHeader(peeking: batch), h.batchLength >= 49, batch.readableBytes >= h.totalSize else {
+            throw ProtocolError.truncated("batch header")
+        }
+        var b = try RecordBatch.records(batch, header: h, limit: limit)
         var out: [Record] = []
         for _ in 0..<max(0, Int(h.recordCount)) {
             let length = Int(try b.readVarint())
@@ -74,7 +74,7 @@ public struct Record: Sendable, Equatable {
     }
 }
 
-/// Builds uncompressed v2 batches (tests, tools, the load generator).
+/// Builds v2 batches (tests, tools, the load generator), compressed with `compression`.
 public struct RecordBatchBuilder: Sendable {
     public var baseOffset: Int64 = 0
     public var baseTimestamp: Int64
@@ -82,6 +82,7 @@ public struct RecordBatchBuilder: Sendable {
     public var producerEpoch: Int16 = -1
     public var baseSequence: Int32 = -1
     public var attributes: Int16 = 0
+    public var compression: CompressionCodec = .none
     public var records: [Record] = []
 
     public init(baseTimestamp: Int64) { self.baseTimestamp = baseTimestamp }
@@ -91,8 +92,9 @@ public struct RecordBatchBuilder: Sendable {
     }
 
     public func build() -> ByteBuffer {
-        var body = ByteBuffer()
-        for r in records { r.encode(into: &body) }
+        var plain = ByteBuffer()
+        for r in records { r.encode(into: &plain) }
+        let body = Compression.compress(plain, codec: compression)
         var b = ByteBuffer()
         b.reserveCapacity(RecordBatchHeader.size + body.readableBytes)
         b.writeInteger(baseOffset)
@@ -101,7 +103,7 @@ public struct RecordBatchBuilder: Sendable {
         b.writeInteger(Int8(2))
         b.writeInteger(UInt32(0))
         let crcStart = b.writerIndex
-        b.writeInteger(attributes)
+        b.writeInteger(attributes & ~0x7 | Int16(compression.rawValue))
         b.writeInteger(Int32(max(0, records.count - 1)))
         b.writeInteger(baseTimestamp)
         b.writeInteger(baseTimestamp + (records.map(\.timestampDelta).max() ?? 0))
