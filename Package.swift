@@ -77,6 +77,15 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "KafkaClient",
+            dependencies: [
+                "KafkaProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "AdminHTTP",
             dependencies: [
                 "Broker",
@@ -92,7 +101,7 @@ let package = Package(
         .executableTarget(
             name: "TernCLI",
             dependencies: [
-                "Broker", "AdminHTTP", "StreamStorage", "ObjectStore", "Metadata",
+                "Broker", "AdminHTTP", "StreamStorage", "ObjectStore", "Metadata", "KafkaClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -5,6 +5,11 @@ struct Tern: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tern",
         abstract: "A Kafka-compatible broker whose records live in object storage.",
+        discussion: """
+        `tern serve` runs a broker. `tern topics`, `tern produce` and `tern consume` talk to a \
+        running broker (any Kafka broker) over the Kafka protocol; they take \
+        --bootstrap-server HOST:PORT, else $TERN_BOOTSTRAP, else localhost:9092.
+        """,
         version: ternVersion,
-        subcommands: [Serve.self])
+        subcommands: [Serve.self, Topics.self, ProduceCommand.self, ConsumeCommand.self])
 }
