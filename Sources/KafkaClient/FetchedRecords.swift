@@ -25,10 +25,6 @@ public enum FetchedRecords {
             guard header.magic == 2 else {
                 throw KafkaClientError(.protocolViolation, "batch at offset \(header.baseOffset) has message format v\(header.magic); only v2 is read")
             }
-            guard header.compression == 0 else {
-                throw KafkaClientError(.protocolViolation,
-                                       "batch at offset \(header.baseOffset) is compressed (\(compressionName(header.compression))); decompression is not available here yet")
-            }
             let decoded: [Record]
             do {
                 decoded = try Record.decodeAll(batch: bytes)
@@ -46,15 +42,4 @@ public enum FetchedRecords {
         return (out, next)
     }
 
-    /// Kafka's names of the compression codecs (attribute bits 0-2).
-    public static func compressionName(_ codec: Int) -> String {
-        switch codec {
-        case 0: "none"
-        case 1: "gzip"
-        case 2: "snappy"
-        case 3: "lz4"
-        case 4: "zstd"
-        default: "codec \(codec)"
-        }
-    }
 }

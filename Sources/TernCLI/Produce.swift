@@ -26,8 +26,10 @@ struct ProduceCommand: AsyncParsableCommand {
     var keySeparator: String?
     @Option(parsing: .unconditional, help: ArgumentHelp("-1 (or all) and 1: wait for the broker's ack (Tern acks once the write is durable); 0: do not wait.", valueName: "acks"))
     var acks: String = "-1"
-    @Option(help: ArgumentHelp("Batch compression; only none is available yet.", valueName: "codec"))
+    @Option(help: ArgumentHelp("Batch compression: none, gzip, snappy, lz4 or zstd.", valueName: "codec"))
     var compression: String = "none"
+
+    var codec: CompressionCodec { CompressionCodec(configName: compression) ?? .none }
 
     /// Target size of one batch; the broker's default limit (message.max.bytes) is 1 MiB.
     static let batchBytes = 512 * 1024
@@ -43,11 +45,7 @@ struct ProduceCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard ["all", "-1", "0", "1"].contains(acks) else { throw ValidationError("--acks: expected -1 (all), 0 or 1, got '\(acks)'") }
-        switch compression {
-        case "none": break
-        case "gzip", "snappy", "lz4", "zstd":
-            throw ValidationError("--compression \(compression): compressed batches are not available in tern produce yet; use none")
-        default:
+        guard ["none", "gzip", "snappy", "lz4", "zstd"].contains(compression) else {
             throw ValidationError("--compression: expected none, gzip, snappy, lz4 or zstd, got '\(compression)'")
         }
         if let keySeparator, keySeparator.isEmpty { throw ValidationError("--key-separator must not be empty") }
@@ -69,7 +67,7 @@ struct ProduceCommand: AsyncParsableCommand {
             var roundRobin = 0
             do {
                 while let lines = try await reader.next() {
-                    var batches = PartitionBatches(limit: Self.batchBytes)
+                    var batches = PartitionBatches(limit: Self.batchBytes, codec: codec)
                     for line in lines {
                         lineNumber += 1
                         var key: ArraySlice<UInt8>?
@@ -110,11 +108,15 @@ struct ProduceCommand: AsyncParsableCommand {
 /// Records of one read, grouped into batches per partition.
 struct PartitionBatches {
     let limit: Int
+    let codec: CompressionCodec
     private var open: [Int32: (builder: RecordBatchBuilder, bytes: Int)] = [:]
     private var closed: [Int32: [ByteBuffer]] = [:]
     private let timestamp = Int64(Date().timeIntervalSince1970 * 1000)
 
-    init(limit: Int) { self.limit = limit }
+    init(limit: Int, codec: CompressionCodec) {
+        self.limit = limit
+        self.codec = codec
+    }
 
     mutating func append(partition: Int32, key: ArraySlice<UInt8>?, value: ArraySlice<UInt8>) {
         let size = (key?.count ?? 0) + value.count + 16
@@ -124,7 +126,7 @@ struct PartitionBatches {
         }
         // Mutated in place: a copy taken out of the dictionary would copy the records array
         // on every append.
-        open[partition, default: (RecordBatchBuilder(baseTimestamp: timestamp), RecordBatchHeader.size)]
+        open[partition, default: (RecordBatchBuilder(baseTimestamp: timestamp, compression: codec), RecordBatchHeader.size)]
             .builder.append(key: key.map { ByteBuffer(bytes: $0) }, value: ByteBuffer(bytes: value))
         open[partition]!.bytes += size
     }

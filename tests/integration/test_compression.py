@@ -297,3 +297,24 @@ def test_offsets_for_times_inside_a_compressed_batch(broker):
         assert got[0].offset == 51
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_tern_cli_produces_and_consumes_every_codec(broker, codec):
+    import subprocess
+    from conftest import TERN
+    topic = make_topic(broker, unique(f"cli-{codec}"))
+    lines = [f"line-{i:04d} " * 10 for i in range(500)]
+    p = subprocess.run([TERN, "produce", topic, "--compression", codec, "--bootstrap-server", broker.bootstrap],
+                       input="\n".join(lines).encode() + b"\n", capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert {b["codec"] for b in stored_batches(broker, topic)} == {CODEC_IDS[codec]}
+    assert [v.decode() for _, v in consume_all(broker, topic)] == lines
+    # And tern consume reads batches another client compressed.
+    other = make_topic(broker, unique(f"cli-read-{codec}"))
+    vals = values(50, codec)
+    confluent_produce(broker, other, vals, **{"compression.type": codec})
+    c = subprocess.run([TERN, "consume", other, "--from-beginning", "--max-messages", "50", "--timeout-ms", "10000",
+                        "--bootstrap-server", broker.bootstrap], capture_output=True, timeout=60)
+    assert c.returncode == 0, c.stderr
+    assert c.stdout.decode().splitlines() == [v.decode() for v in vals]

@@ -85,7 +85,10 @@ public struct RecordBatchBuilder: Sendable {
     public var compression: CompressionCodec = .none
     public var records: [Record] = []
 
-    public init(baseTimestamp: Int64) { self.baseTimestamp = baseTimestamp }
+    public init(baseTimestamp: Int64, compression: CompressionCodec = .none) {
+        self.baseTimestamp = baseTimestamp
+        self.compression = compression
+    }
 
     public mutating func append(key: ByteBuffer?, value: ByteBuffer?, timestampDelta: Int64 = 0, headers: [(String, ByteBuffer?)] = []) {
         records.append(Record(offsetDelta: Int32(records.count), timestampDelta: timestampDelta, key: key, value: value, headers: headers))
