@@ -15,9 +15,9 @@ public final class Broker: Sendable {
     public let metrics: BrokerMetrics
     let logger: Logger
     let clusterId: String
-    private let topicTable = NIOLockedValueBox<[String: TopicState]>([:])
-    /// Serializes topic creation and deletion.
-    private let topicLock = AsyncMutex()
+    let topicTable = NIOLockedValueBox<[String: TopicState]>([:])
+    /// Serializes changes to topics: creation, deletion, configs, partitions.
+    let topicLock = AsyncMutex()
     private let readyBox = NIOLockedValueBox(false)
 
     public init(config: BrokerConfig, engine: StreamEngine, metadata: any MetadataStore, clusterId: String,
@@ -159,6 +159,7 @@ public final class Broker: Sendable {
     static let served: [ApiKey] = [
         .produce, .fetch, .listOffsets, .metadata, .offsetCommit, .offsetFetch, .findCoordinator,
         .apiVersions, .createTopics, .deleteTopics, .initProducerId, .offsetForLeaderEpoch, .describeConfigs,
+        .alterConfigs, .incrementalAlterConfigs, .createPartitions, .deleteRecords,
     ]
 
     private func dispatch(_ api: ApiKey, header: RequestHeader, body: inout ByteBuffer) async throws -> Outcome {
@@ -203,6 +204,18 @@ public final class Broker: Sendable {
         case .offsetFetch:
             let r = try OffsetFetchRequest(from: &body, version: v)
             return respond(header, await offsetFetch(r, version: v))
+        case .alterConfigs:
+            let r = try AlterConfigsRequest(from: &body, version: v)
+            return respond(header, await alterConfigs(r))
+        case .incrementalAlterConfigs:
+            let r = try IncrementalAlterConfigsRequest(from: &body, version: v)
+            return respond(header, await incrementalAlterConfigs(r))
+        case .createPartitions:
+            let r = try CreatePartitionsRequest(from: &body, version: v)
+            return respond(header, await createPartitions(r))
+        case .deleteRecords:
+            let r = try DeleteRecordsRequest(from: &body, version: v)
+            return respond(header, await deleteRecords(r))
         default:
             return .close("\(api) is not served")
         }

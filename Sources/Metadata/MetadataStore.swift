@@ -144,6 +144,16 @@ public protocol MetadataStore: Sendable {
     func createTopic(name: String, topicId: String, partitions: Int, configs: [String: String]) async throws -> TopicRecord
     /// Deletes a topic and its streams; returns it, or nil if it did not exist.
     func deleteTopic(name: String) async throws -> TopicRecord?
+    /// Replaces every config override of a topic with `configs` (AlterConfigs replaces the
+    /// whole set; IncrementalAlterConfigs passes the merged set). `.notFound` if no such topic.
+    func setTopicConfigs(name: String, configs: [String: String]) async throws
+    /// Grows a topic to `count` partitions, one new stream (epoch 0, empty) per new partition,
+    /// and returns it; a count not above the current one changes nothing. `.notFound` if no
+    /// such topic.
+    func addPartitions(name: String, count: Int) async throws -> TopicRecord
+    /// Raises a stream's start offset to `offset` (DeleteRecords); never lowers it. Fenced by
+    /// the owner's epoch. Returns the start offset now stored.
+    func advanceStartOffset(streamId: Int64, epoch: Int64, to offset: Int64) async throws -> Int64
     /// Takes ownership of a stream: raises its epoch and records where the epoch starts.
     func openStream(streamId: Int64, owner: Int32) async throws -> StreamRecord
     func ranges(streamId: Int64) async throws -> [StreamRange]

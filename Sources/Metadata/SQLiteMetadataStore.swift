@@ -162,6 +162,58 @@ public final class SQLiteMetadataStore: MetadataStore {
         }
     }
 
+    public func setTopicConfigs(name: String, configs: [String: String]) async throws {
+        try await run { db in
+            try db.transaction {
+                if try db.query("SELECT 1 FROM topics WHERE name = ?", [.text(name)]).isEmpty {
+                    throw MetadataError(.notFound, "topic \(name)")
+                }
+                try db.query("DELETE FROM topic_configs WHERE topic = ?", [.text(name)])
+                for (k, v) in configs {
+                    try db.query("INSERT INTO topic_configs (topic, key, value) VALUES (?, ?, ?)", [.text(name), .text(k), .text(v)])
+                }
+            }
+        }
+    }
+
+    public func addPartitions(name: String, count: Int) async throws -> TopicRecord {
+        try await run { db in
+            try db.transaction {
+                let rows = try db.query("SELECT partitions FROM topics WHERE name = ?", [.text(name)])
+                guard let current = rows.first?[0].int.map(Int.init) else { throw MetadataError(.notFound, "topic \(name)") }
+                if count > current {
+                    let first = try db.query("SELECT next_stream_id FROM cluster")[0][0].int!
+                    let added = count - current
+                    try db.query("UPDATE cluster SET next_stream_id = ?", [.int(first + Int64(added))])
+                    for i in 0..<added {
+                        try db.query("""
+                            INSERT INTO streams (stream_id, topic, partition, epoch, start_offset, end_offset)
+                            VALUES (?, ?, ?, 0, 0, 0)
+                            """, [.int(first + Int64(i)), .text(name), .int(Int64(current + i))])
+                    }
+                    try db.query("UPDATE topics SET partitions = ? WHERE name = ?", [.int(Int64(count)), .text(name)])
+                }
+                return try Self.loadTopics(db, name: name)[0]
+            }
+        }
+    }
+
+    public func advanceStartOffset(streamId: Int64, epoch: Int64, to offset: Int64) async throws -> Int64 {
+        try await run { db in
+            try db.transaction {
+                try db.query("UPDATE streams SET start_offset = ? WHERE stream_id = ? AND epoch = ? AND start_offset < ?",
+                             [.int(offset), .int(streamId), .int(epoch), .int(offset)])
+                let changed = db.changes
+                let rows = try db.query("SELECT epoch, start_offset FROM streams WHERE stream_id = ?", [.int(streamId)])
+                guard let row = rows.first else { throw MetadataError(.notFound, "stream \(streamId)") }
+                if changed == 0 && row[0].int! != epoch {
+                    throw MetadataError(.fenced, "stream \(streamId) is at epoch \(row[0].int!), trim has \(epoch)")
+                }
+                return row[1].int!
+            }
+        }
+    }
+
     public func openStream(streamId: Int64, owner: Int32) async throws -> StreamRecord {
         try await run { db in
             try db.transaction {

@@ -48,6 +48,16 @@ public struct ReadResult: Sendable {
     public var bytes: Int { batches.reduce(0) { $0 + $1.readableBytes } }
 }
 
+/// Why a DeleteRecords trim was refused.
+public enum TrimError: Error, Equatable, Sendable {
+    case unknownStream
+    /// Negative, or above the high watermark.
+    case offsetOutOfRange
+    /// Another broker took over the stream.
+    case fenced
+    case storage(String)
+}
+
 public enum ReadError: Error, Equatable, Sendable {
     case unknownStream
     case offsetOutOfRange
@@ -241,11 +251,13 @@ public final class StreamEngine: Sendable {
         let ranges = try await metadata.ranges(streamId: streamId)
         let producers = try await metadata.producerStates(streamId: streamId)
         let table = ProducerStateTable(streamId: streamId, records: producers)
+        // A start offset is never above the end; if the store says otherwise, serve what exists.
+        let start = min(record.startOffset, record.endOffset)
         let stream = Stream(epoch: record.epoch, nextOffset: record.endOffset, highWatermark: record.endOffset,
-                            logStartOffset: record.startOffset, ranges: ranges, producers: table,
+                            logStartOffset: start, ranges: ranges, producers: table,
                             durableProducers: table, epochHistory: record.epochHistory)
         state.withLockedValue { $0.streams[streamId] = stream }
-        return StreamOffsets(epoch: record.epoch, logStartOffset: record.startOffset, highWatermark: record.endOffset)
+        return StreamOffsets(epoch: record.epoch, logStartOffset: start, highWatermark: record.endOffset)
     }
 
     /// Forgets a stream (its topic was deleted). Pending batches for it are still uploaded
@@ -262,6 +274,46 @@ public final class StreamEngine: Sendable {
         state.withLockedValue { s in
             s.streams[streamId].map { StreamOffsets(epoch: $0.epoch, logStartOffset: $0.logStartOffset, highWatermark: $0.highWatermark) }
         }
+    }
+
+    /// Kafka's DeleteRecords on the leader: raises the log start offset to `offset` (-1: the
+    /// high watermark) and returns the log start offset afterwards (the low watermark). An
+    /// offset at or below the current start changes nothing. The new start is stored before
+    /// it is served, so it survives a restart; reads, ListOffsets and produce responses then
+    /// use it. Objects wholly below it become garbage, collected elsewhere.
+    public func advanceLogStart(streamId: Int64, to offset: Int64) async throws(TrimError) -> Int64 {
+        enum Plan { case done(Int64), store(epoch: Int64, target: Int64), fail(TrimError) }
+        let plan: Plan = state.withLockedValue { s in
+            guard let st = s.streams[streamId] else { return .fail(.unknownStream) }
+            let target = offset == -1 ? st.highWatermark : offset
+            if target < 0 || target > st.highWatermark { return .fail(.offsetOutOfRange) }
+            if target <= st.logStartOffset { return .done(st.logStartOffset) }
+            return .store(epoch: st.epoch, target: target)
+        }
+        let epoch: Int64, target: Int64
+        switch plan {
+        case .done(let start): return start
+        case .fail(let e): throw e
+        case .store(let e, let t): (epoch, target) = (e, t)
+        }
+        let stored: Int64
+        do {
+            stored = try await metadata.advanceStartOffset(streamId: streamId, epoch: epoch, to: target)
+        } catch let e as MetadataError where e.code == .fenced {
+            throw .fenced
+        } catch let e as MetadataError where e.code == .notFound {
+            throw .unknownStream
+        } catch {
+            throw .storage("\(error)")
+        }
+        let now: Int64? = state.withLockedValue { s in
+            guard var st = s.streams[streamId], st.epoch == epoch else { return nil }
+            st.logStartOffset = max(st.logStartOffset, stored)
+            s.streams[streamId] = st
+            return st.logStartOffset
+        }
+        guard let now else { throw .unknownStream }
+        return now
     }
 
     // MARK: append
@@ -637,21 +689,23 @@ public final class StreamEngine: Sendable {
     /// The first offset whose record timestamp is at or after `timestamp`, with that
     /// record's timestamp; nil when no record is that late.
     public func offset(forTimestamp timestamp: Int64, streamId: Int64) async throws -> (offset: Int64, timestamp: Int64)? {
-        let (ranges, cached, hw): ([StreamRange], [CachedBatch], Int64) = try state.withLockedValue { s in
+        let (ranges, cached, hw, start): ([StreamRange], [CachedBatch], Int64, Int64) = try state.withLockedValue { s in
             guard let st = s.streams[streamId] else { throw ReadError.unknownStream }
             let cacheStart = st.cache.first?.baseOffset ?? st.highWatermark
             return (st.ranges.filter { $0.endOffset <= cacheStart && $0.endOffset > st.logStartOffset && $0.maxTimestamp >= timestamp },
-                    st.cache.filter { $0.baseOffset < st.highWatermark && $0.maxTimestamp >= timestamp }, st.highWatermark)
+                    st.cache.filter { $0.baseOffset < st.highWatermark && $0.lastOffset >= st.logStartOffset && $0.maxTimestamp >= timestamp },
+                    st.highWatermark, st.logStartOffset)
         }
+        // Records below the log start offset (DeleteRecords) are gone for this lookup too.
         for r in ranges {
             let block = try await readBlock(r)
-            for (h, b) in RecordBatch.split(block) where h.maxTimestamp >= timestamp && h.baseOffset < hw {
-                if let hit = Self.firstRecord(in: b, header: h, atOrAfter: timestamp) { return hit }
+            for (h, b) in RecordBatch.split(block) where h.maxTimestamp >= timestamp && h.baseOffset < hw && h.lastOffset >= start {
+                if let hit = Self.firstRecord(in: b, header: h, atOrAfter: timestamp, from: start) { return hit }
             }
         }
         for c in cached {
             let h = RecordBatchHeader(peeking: c.bytes)!
-            if let hit = Self.firstRecord(in: c.bytes, header: h, atOrAfter: timestamp) { return hit }
+            if let hit = Self.firstRecord(in: c.bytes, header: h, atOrAfter: timestamp, from: start) { return hit }
         }
         return nil
     }
@@ -678,13 +732,14 @@ public final class StreamEngine: Sendable {
         return Self.firstRecord(in: batch, header: h, atOrAfter: h.maxTimestamp)
     }
 
-    static func firstRecord(in batch: ByteBuffer, header h: RecordBatchHeader, atOrAfter ts: Int64) -> (offset: Int64, timestamp: Int64)? {
+    /// The first record at or after `minOffset` whose timestamp is at least `ts`.
+    static func firstRecord(in batch: ByteBuffer, header h: RecordBatchHeader, atOrAfter ts: Int64, from minOffset: Int64 = 0) -> (offset: Int64, timestamp: Int64)? {
         if h.isLogAppendTime {
             // Every record of a LogAppendTime batch carries the batch's time.
-            return h.maxTimestamp >= ts ? (h.baseOffset, h.maxTimestamp) : nil
+            return h.maxTimestamp >= ts ? (max(h.baseOffset, minOffset), h.maxTimestamp) : nil
         }
-        guard let records = try? Record.decodeAll(batch: batch) else { return (h.baseOffset, h.maxTimestamp) }
-        for r in records where h.baseTimestamp + r.timestampDelta >= ts {
+        guard let records = try? Record.decodeAll(batch: batch) else { return (max(h.baseOffset, minOffset), h.maxTimestamp) }
+        for r in records where h.baseTimestamp + r.timestampDelta >= ts && h.baseOffset + Int64(r.offsetDelta) >= minOffset {
             return (h.baseOffset + Int64(r.offsetDelta), h.baseTimestamp + r.timestampDelta)
         }
         return nil

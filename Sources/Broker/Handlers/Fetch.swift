@@ -83,6 +83,9 @@ extension Broker {
                     }
                 } catch {
                     hasError = true
+                    // Kafka answers a failed read with empty records, not null: librdkafka
+                    // cannot parse a null record set (it then never sees OFFSET_OUT_OF_RANGE).
+                    pr.records = ByteBuffer()
                     switch error {
                     case .offsetOutOfRange: pr.errorCode = ErrorCode.offsetOutOfRange.rawValue
                     case .unknownStream: pr.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
