@@ -547,14 +547,14 @@ class Deliveries:
         return [(e, v) for e, o, v, _ in self.results if e is not None]
 
 
-def produce_values(broker, topic, values, acks="all", partition=0, timeout=40):
+def produce_values(broker, topic, values, acks="all", partition=0, timeout=40, key=None):
     """Produce with confluent-kafka and wait; asserts every message was acked; returns
     [(offset, value)] sorted by offset."""
     p = Producer({"bootstrap.servers": broker.bootstrap, "acks": acks, "linger.ms": 5,
                   "message.timeout.ms": int(timeout * 1000) - 5000})
     d = Deliveries()
     for v in values:
-        p.produce(topic, v, partition=partition, on_delivery=d)
+        p.produce(topic, v, key=key, partition=partition, on_delivery=d)
     assert p.flush(timeout) == 0, "messages left undelivered"
     assert not d.failed(), f"delivery failed: {d.failed()[:3]}"
     return d.acked()

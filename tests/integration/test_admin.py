@@ -141,9 +141,10 @@ def raw(broker, api, version, body):
         c.close()
 
 
-def produce_raw(broker, topic, values, partition=0, version=8):
-    """The partition's Produce v`version` answer for one batch of `values`."""
-    body = raw(broker, API_PRODUCE, version, produce_request([(topic, [(partition, record_batch(values))])]))
+def produce_raw(broker, topic, values, partition=0, version=8, key=b"k"):
+    """The partition's Produce v`version` answer for one batch of `values`, all with `key`
+    (compacted topics refuse records without one)."""
+    body = raw(broker, API_PRODUCE, version, produce_request([(topic, [(partition, record_batch(values, key=key))])]))
     return parse_produce_response(body, version)[(topic, partition)]
 
 
@@ -557,7 +558,7 @@ def test_delete_records_errors(broker):
     create_topic(broker, compacted)
     assert incremental(broker, compacted, ("cleanup.policy", AlterConfigOpType.SET, "compact")) is None
     produce_values(broker, topic, [b"a", b"b", b"c"])
-    produce_values(broker, compacted, [b"a", b"b"])
+    produce_values(broker, compacted, [b"a", b"b"], key=b"k")
 
     got = parse_delete_records_response(raw(broker, API_DELETE_RECORDS, 1, delete_records_body([
         (topic, [(0, 2), (1, 0), (5, 1)]),
