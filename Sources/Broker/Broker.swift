@@ -159,6 +159,13 @@ public final class Broker: Sendable {
     static let served: [ApiKey] = [
         .produce, .fetch, .listOffsets, .metadata, .offsetCommit, .offsetFetch, .findCoordinator,
         .apiVersions, .createTopics, .deleteTopics, .initProducerId, .offsetForLeaderEpoch, .describeConfigs,
+        // Groups, transactions, ACLs and cluster APIs: answered as Kafka does while the
+        // feature behind each is not there yet (see each handler), or for real where it can be.
+        .joinGroup, .heartbeat, .leaveGroup, .syncGroup, .describeGroups, .listGroups, .saslHandshake,
+        .saslAuthenticate, .addPartitionsToTxn, .addOffsetsToTxn, .endTxn, .txnOffsetCommit, .describeAcls,
+        .createAcls, .deleteAcls, .describeLogDirs, .deleteGroups, .alterPartitionReassignments,
+        .listPartitionReassignments, .offsetDelete, .describeCluster, .describeProducers, .describeTransactions,
+        .listTransactions, .consumerGroupHeartbeat, .consumerGroupDescribe, .describeTopicPartitions,
     ]
 
     private func dispatch(_ api: ApiKey, header: RequestHeader, body: inout ByteBuffer) async throws -> Outcome {
@@ -203,6 +210,60 @@ public final class Broker: Sendable {
         case .offsetFetch:
             let r = try OffsetFetchRequest(from: &body, version: v)
             return respond(header, await offsetFetch(r, version: v))
+        case .joinGroup:
+            return respond(header, joinGroup(try JoinGroupRequest(from: &body, version: v), version: v))
+        case .syncGroup:
+            return respond(header, syncGroup(try SyncGroupRequest(from: &body, version: v), version: v))
+        case .heartbeat:
+            return respond(header, heartbeat(try HeartbeatRequest(from: &body, version: v)))
+        case .leaveGroup:
+            return respond(header, leaveGroup(try LeaveGroupRequest(from: &body, version: v)))
+        case .listGroups:
+            return respond(header, await listGroups(try ListGroupsRequest(from: &body, version: v)))
+        case .describeGroups:
+            return respond(header, await describeGroups(try DescribeGroupsRequest(from: &body, version: v), version: v))
+        case .deleteGroups:
+            return respond(header, await deleteGroups(try DeleteGroupsRequest(from: &body, version: v)))
+        case .offsetDelete:
+            return respond(header, await offsetDelete(try OffsetDeleteRequest(from: &body, version: v)))
+        case .consumerGroupHeartbeat:
+            return respond(header, consumerGroupHeartbeat(try ConsumerGroupHeartbeatRequest(from: &body, version: v)))
+        case .consumerGroupDescribe:
+            return respond(header, consumerGroupDescribe(try ConsumerGroupDescribeRequest(from: &body, version: v)))
+        case .saslHandshake:
+            return respond(header, saslHandshake(try SaslHandshakeRequest(from: &body, version: v)))
+        case .saslAuthenticate:
+            return respond(header, saslAuthenticate(try SaslAuthenticateRequest(from: &body, version: v)))
+        case .addPartitionsToTxn:
+            return respond(header, addPartitionsToTxn(try AddPartitionsToTxnRequest(from: &body, version: v)))
+        case .addOffsetsToTxn:
+            return respond(header, addOffsetsToTxn(try AddOffsetsToTxnRequest(from: &body, version: v)))
+        case .endTxn:
+            return respond(header, endTxn(try EndTxnRequest(from: &body, version: v)))
+        case .txnOffsetCommit:
+            return respond(header, txnOffsetCommit(try TxnOffsetCommitRequest(from: &body, version: v)))
+        case .listTransactions:
+            return respond(header, listTransactions(try ListTransactionsRequest(from: &body, version: v)))
+        case .describeTransactions:
+            return respond(header, describeTransactions(try DescribeTransactionsRequest(from: &body, version: v)))
+        case .describeProducers:
+            return respond(header, describeProducers(try DescribeProducersRequest(from: &body, version: v)))
+        case .describeAcls:
+            return respond(header, describeAcls(try DescribeAclsRequest(from: &body, version: v)))
+        case .createAcls:
+            return respond(header, createAcls(try CreateAclsRequest(from: &body, version: v)))
+        case .deleteAcls:
+            return respond(header, deleteAcls(try DeleteAclsRequest(from: &body, version: v)))
+        case .describeCluster:
+            return respond(header, describeCluster(try DescribeClusterRequest(from: &body, version: v), version: v))
+        case .describeLogDirs:
+            return respond(header, describeLogDirs(try DescribeLogDirsRequest(from: &body, version: v)))
+        case .alterPartitionReassignments:
+            return respond(header, alterPartitionReassignments(try AlterPartitionReassignmentsRequest(from: &body, version: v)))
+        case .listPartitionReassignments:
+            return respond(header, listPartitionReassignments(try ListPartitionReassignmentsRequest(from: &body, version: v)))
+        case .describeTopicPartitions:
+            return respond(header, describeTopicPartitions(try DescribeTopicPartitionsRequest(from: &body, version: v)))
         default:
             return .close("\(api) is not served")
         }
