@@ -1,7 +1,8 @@
 """Raw Kafka wire helpers shared by the integration tests.
 
-Every frame is built by hand with `struct` (request header v1, non-flexible versions only) and
-every response is decoded by hand, so the tests that use these helpers do not depend on a client
+Every frame is built by hand with `struct` (request header v1 for classic versions; `Enc`, `Dec`
+and `versioned_request` add the flexible encoding and header v2) and every response is decoded
+by hand, so the tests that use these helpers do not depend on a client
 library's idea of what the broker should say. The client-library helpers at the end
 (create_topic, produce_values, consume_all, ...) use confluent-kafka.
 """

@@ -19,8 +19,8 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
                                    AdminClient, NewTopic, ResourcePatternType, ResourceType)
 
 from conftest import Broker
-from kafka_wire import (API_VERSIONS, Conn, Enc, Reader, api_versions_ok, array, fetch, i32, i64,
-                        nstring, parse_api_versions_v0, string, versioned_request)
+from kafka_wire import (API_VERSIONS, Conn, Enc, Reader, api_versions_ok, array, consume_all, create_topic, fetch,
+                        i32, i64, nstring, parse_api_versions_v0, produce_values, string, versioned_request)
 
 # Error codes (org.apache.kafka.common.protocol.Errors).
 NONE, UNKNOWN_TOPIC_OR_PARTITION, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR = 0, 3, 15, 16
@@ -941,3 +941,35 @@ def test_kafka_python_admin_client(broker):
                                                                                  ACLResourcePatternType.ANY)))
     finally:
         admin.close()
+
+
+def test_subscribe_waits_for_the_group_coordinator_instead_of_failing(broker):
+    """Until issue 7, JoinGroup answers COORDINATOR_NOT_AVAILABLE: a subscribe() consumer keeps
+    retrying (FindCoordinator, JoinGroup) without an error reaching the application and
+    without a connection being closed; an assign() consumer on the same broker still works."""
+    from kafka import KafkaConsumer
+    topic = unique("sub")
+    create_topic(broker, topic)
+    produce_values(broker, topic, [b"a", b"b"])
+    c = Consumer(dict(COMMON, **{"bootstrap.servers": broker.bootstrap, "group.id": unique("sub-g"),
+                                 "auto.offset.reset": "earliest"}))
+    try:
+        c.subscribe([topic])
+        deadline, got, errors = time.time() + 4, [], []
+        while time.time() < deadline:
+            m = c.poll(0.2)
+            if m is not None:
+                (errors if m.error() else got).append(m)
+        assert (got, errors) == ([], [])
+    finally:
+        c.close()
+    kc = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=unique("sub-kp"), consumer_timeout_ms=3000)
+    try:
+        assert list(kc) == []
+    finally:
+        kc.close()
+    assert broker.metric('tern_requests_total{api="joinGroup"}') >= 2  # both clients kept asking
+    assert broker.metric('tern_request_errors_total{api="joinGroup"}') == 0
+    assert broker.metric("tern_connections_closed_bad_input_total") == 0
+    assert "closing connection" not in broker.log()
+    assert consume_all(broker, topic) == [(0, b"a"), (1, b"b")]
