@@ -78,11 +78,15 @@ public struct ProducerStateRecord: Sendable, Equatable {
         public var lastSequence: Int32
         public var baseOffset: Int64
         public var lastOffset: Int64
-        public init(firstSequence: Int32, lastSequence: Int32, baseOffset: Int64, lastOffset: Int64) {
+        /// The batch's MaxTimestamp (-1 if unknown: state written before it was kept);
+        /// DescribeProducers reports the last one as the producer's `lastTimestamp`.
+        public var maxTimestamp: Int64
+        public init(firstSequence: Int32, lastSequence: Int32, baseOffset: Int64, lastOffset: Int64, maxTimestamp: Int64 = -1) {
             self.firstSequence = firstSequence
             self.lastSequence = lastSequence
             self.baseOffset = baseOffset
             self.lastOffset = lastOffset
+            self.maxTimestamp = maxTimestamp
         }
     }
 
@@ -166,4 +170,11 @@ public protocol MetadataStore: Sendable {
     func allocateProducerId() async throws -> Int64
     func commitOffsets(group: String, _ offsets: [CommittedOffset]) async throws
     func fetchOffsets(group: String) async throws -> [CommittedOffset]
+    /// Ids of the groups that hold at least one committed offset, sorted.
+    func groupsWithOffsets() async throws -> [String]
+    /// Deletes every committed offset of a group; false if it had none.
+    func deleteGroupOffsets(group: String) async throws -> Bool
+    /// Deletes some committed offsets of a group, in one transaction; false (and nothing
+    /// deleted) if the group has no committed offset at all.
+    func deleteOffsets(group: String, _ partitions: [(topic: String, partition: Int32)]) async throws -> Bool
 }

@@ -260,17 +260,18 @@ public final class SQLiteMetadataStore: MetadataStore {
         }
     }
 
-    /// Batches as "firstSeq:lastSeq:baseOffset:lastOffset" joined by ";".
+    /// Batches as "firstSeq:lastSeq:baseOffset:lastOffset:maxTimestamp" joined by ";"
+    /// (rows written before maxTimestamp was kept have four fields).
     static func encodeBatches(_ b: [ProducerStateRecord.Batch]) -> String {
-        b.map { "\($0.firstSequence):\($0.lastSequence):\($0.baseOffset):\($0.lastOffset)" }.joined(separator: ";")
+        b.map { "\($0.firstSequence):\($0.lastSequence):\($0.baseOffset):\($0.lastOffset):\($0.maxTimestamp)" }.joined(separator: ";")
     }
 
     static func decodeBatches(_ s: String) -> [ProducerStateRecord.Batch] {
         s.split(separator: ";").compactMap { part in
             let f = part.split(separator: ":").compactMap { Int64($0) }
-            guard f.count == 4 else { return nil }
+            guard f.count == 4 || f.count == 5 else { return nil }
             return .init(firstSequence: Int32(truncatingIfNeeded: f[0]), lastSequence: Int32(truncatingIfNeeded: f[1]),
-                         baseOffset: f[2], lastOffset: f[3])
+                         baseOffset: f[2], lastOffset: f[3], maxTimestamp: f.count == 5 ? f[4] : -1)
         }
     }
 
@@ -346,6 +347,34 @@ public final class SQLiteMetadataStore: MetadataStore {
                          [.text(group)]).map {
                 CommittedOffset(topic: $0[0].text!, partition: Int32($0[1].int!), offset: $0[2].int!,
                                 leaderEpoch: Int32($0[3].int!), metadata: $0[4].text)
+            }
+        }
+    }
+
+    public func groupsWithOffsets() async throws -> [String] {
+        try await run { db in
+            try db.query("SELECT DISTINCT group_id FROM group_offsets ORDER BY group_id").map { $0[0].text! }
+        }
+    }
+
+    public func deleteGroupOffsets(group: String) async throws -> Bool {
+        try await run { db in
+            try db.transaction {
+                try db.query("DELETE FROM group_offsets WHERE group_id = ?", [.text(group)])
+                return db.changes > 0
+            }
+        }
+    }
+
+    public func deleteOffsets(group: String, _ partitions: [(topic: String, partition: Int32)]) async throws -> Bool {
+        try await run { db in
+            try db.transaction {
+                if try db.query("SELECT 1 FROM group_offsets WHERE group_id = ? LIMIT 1", [.text(group)]).isEmpty { return false }
+                for p in partitions {
+                    try db.query("DELETE FROM group_offsets WHERE group_id = ? AND topic = ? AND partition = ?",
+                                 [.text(group), .text(p.topic), .int(Int64(p.partition))])
+                }
+                return true
             }
         }
     }

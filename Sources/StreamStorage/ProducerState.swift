@@ -45,7 +45,8 @@ public struct ProducerStateTable: Sendable {
             e.producerEpoch = h.producerEpoch
             e.batches.removeAll()
         }
-        e.batches.append(.init(firstSequence: h.baseSequence, lastSequence: h.lastSequence, baseOffset: h.baseOffset, lastOffset: h.lastOffset))
+        e.batches.append(.init(firstSequence: h.baseSequence, lastSequence: h.lastSequence, baseOffset: h.baseOffset, lastOffset: h.lastOffset,
+                              maxTimestamp: h.maxTimestamp))
         if e.batches.count > Self.retainedBatches { e.batches.removeFirst(e.batches.count - Self.retainedBatches) }
         entries[h.producerId] = e
     }

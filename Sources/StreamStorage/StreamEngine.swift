@@ -316,6 +316,22 @@ public final class StreamEngine: Sendable {
         return now
     }
 
+    /// The idempotence state of every producer that appended to an open stream (including
+    /// batches still on their way to the object store), by producer id; nil if not open.
+    public func producerStates(streamId: Int64) -> [ProducerStateRecord]? {
+        state.withLockedValue { s in
+            s.streams[streamId].map { $0.producers.entries.values.sorted { $0.producerId < $1.producerId } }
+        }
+    }
+
+    /// Bytes of record batches of an open stream that are written to the object store (the
+    /// sum of its ranges; batches still in the WAL buffer are not counted); nil if not open.
+    public func storedBytes(streamId: Int64) -> Int64? {
+        state.withLockedValue { s in
+            s.streams[streamId].map { $0.ranges.reduce(Int64(0)) { $0 + Int64($1.size) } }
+        }
+    }
+
     // MARK: append
 
     /// Appends one validated batch. Offsets are assigned before this returns (so calls made

@@ -1,7 +1,8 @@
 """Raw Kafka wire helpers shared by the integration tests.
 
-Every frame is built by hand with `struct` (request header v1, non-flexible versions only) and
-every response is decoded by hand, so the tests that use these helpers do not depend on a client
+Every frame is built by hand with `struct` (request header v1 for classic versions; `Enc`, `Dec`
+and `versioned_request` add the flexible encoding and header v2) and every response is decoded
+by hand, so the tests that use these helpers do not depend on a client
 library's idea of what the broker should say. The client-library helpers at the end
 (create_topic, produce_values, consume_all, ...) use confluent-kafka.
 """
@@ -144,6 +145,140 @@ class Reader:
 
     def remaining(self):
         return len(self.d) - self.p
+
+# ---------------------------------------------------------------------------------------------
+# Flexible versions (KIP-482): compact strings and arrays, tagged fields
+# ---------------------------------------------------------------------------------------------
+
+
+def uvarint(n):
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+class Enc:
+    """A request body built field by field, in classic or flexible (compact) encoding.
+    Every method returns self so fields chain; `bytes(enc)` is the body."""
+
+    def __init__(self, flexible):
+        self.flex = flexible
+        self.b = bytearray()
+
+    def __bytes__(self):
+        return bytes(self.b)
+
+    def raw(self, data):
+        self.b += data
+        return self
+
+    def i8(self, v): return self.raw(i8(v))
+    def i16(self, v): return self.raw(i16(v))
+    def i32(self, v): return self.raw(i32(v))
+    def i64(self, v): return self.raw(i64(v))
+    def bool(self, v): return self.raw(i8(1 if v else 0))
+    def uuid(self, u): return self.raw(u)
+
+    def nstr(self, s):
+        if not self.flex:
+            return self.raw(nstring(s))
+        if s is None:
+            return self.raw(uvarint(0))
+        b = s.encode()
+        return self.raw(uvarint(len(b) + 1) + b)
+
+    def str(self, s):
+        assert s is not None
+        return self.nstr(s)
+
+    def bytes(self, data):
+        if not self.flex:
+            return self.raw(nbytes(data))
+        return self.raw(uvarint(0) if data is None else uvarint(len(data) + 1) + data)
+
+    def array(self, items, fn):
+        """`fn(enc, item)` writes one item; `items` None is the null array."""
+        if items is None:
+            return self.raw(uvarint(0) if self.flex else i32(-1))
+        self.raw(uvarint(len(items) + 1) if self.flex else i32(len(items)))
+        for x in items:
+            fn(self, x)
+        return self
+
+    def tags(self):
+        """The (empty) tagged-field section that ends every flexible struct."""
+        return self.raw(uvarint(0)) if self.flex else self
+
+
+class Dec(Reader):
+    """A response reader for classic or flexible versions; tagged fields are skipped."""
+
+    def __init__(self, data, flexible):
+        super().__init__(data)
+        self.flex = flexible
+
+    def uvarint(self):
+        n = shift = 0
+        while True:
+            b = self.take(1)[0]
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return n
+
+    def boolean(self):
+        return self.i8() != 0
+
+    def uuid(self):
+        return self.take(16)
+
+    def nstring(self):
+        if not self.flex:
+            return super().nstring()
+        n = self.uvarint()
+        return None if n == 0 else self.take(n - 1).decode()
+
+    def nbytes(self):
+        if not self.flex:
+            return super().nbytes()
+        n = self.uvarint()
+        return None if n == 0 else self.take(n - 1)
+
+    def array(self, dec):
+        if not self.flex:
+            return super().array(dec)
+        n = self.uvarint()
+        return None if n == 0 else [dec(self) for _ in range(n - 1)]
+
+    def tags(self):
+        if self.flex:
+            for _ in range(self.uvarint()):
+                self.uvarint()
+                self.take(self.uvarint())
+
+    def end(self):
+        self.tags()
+        assert self.remaining() == 0, f"{self.remaining()} bytes left over in the response"
+
+
+def versioned_request(conn, api_key, version, body, flexible):
+    """Sends one request (header v2 when `flexible`) and returns a Dec over the response
+    body (after the response header's tagged fields when `flexible`)."""
+    cid = conn.next_cid
+    conn.next_cid += 1
+    payload = i16(api_key) + i16(version) + i32(cid) + nstring(conn.client_id)
+    if flexible:
+        payload += uvarint(0)
+    payload += bytes(body)
+    conn.send_raw(i32(len(payload)) + payload)
+    got, resp = conn.recv()
+    assert got == cid, f"response correlation id {got}, expected {cid}"
+    d = Dec(resp, flexible)
+    d.tags()  # response header v1
+    return d
 
 # ---------------------------------------------------------------------------------------------
 # Records

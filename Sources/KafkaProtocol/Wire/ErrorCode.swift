@@ -19,12 +19,15 @@ public enum ErrorCode: Int16, Sendable {
     case notEnoughReplicas = 19
     case invalidRequiredAcks = 21
     case illegalGeneration = 22
+    case inconsistentGroupProtocol = 23
+    case invalidGroupId = 24
     case unknownMemberId = 25
     case invalidCommitOffsetSize = 28
     case topicAuthorizationFailed = 29
     case groupAuthorizationFailed = 30
     case clusterAuthorizationFailed = 31
     case invalidTimestamp = 32
+    case illegalSaslState = 34
     case unsupportedVersion = 35
     case topicAlreadyExists = 36
     case invalidPartitions = 37
@@ -42,10 +45,13 @@ public enum ErrorCode: Int16, Sendable {
     case invalidTransactionTimeout = 50
     case concurrentTransactions = 51
     case transactionalIdAuthorizationFailed = 53
+    case securityDisabled = 54
+    case operationNotAttempted = 55
     case unsupportedForMessageFormat = 43
     case kafkaStorageError = 56
     case logDirNotFound = 57
     case unknownProducerId = 59
+    case nonEmptyGroup = 68
     case groupIdNotFound = 69
     case fetchSessionIdNotFound = 70
     case invalidFetchSessionEpoch = 71
@@ -57,9 +63,13 @@ public enum ErrorCode: Int16, Sendable {
     case groupMaxSizeReached = 81
     case fencedInstanceId = 82
     case invalidRecord = 87
+    case noReassignmentInProgress = 85
     case unstableOffsetCommit = 88
     case unknownTopicId = 100
     case inconsistentTopicId = 103
+    case transactionalIdNotFound = 105
+    case mismatchedEndpointType = 114
+    case unsupportedEndpointType = 115
     case producerFenced = 90
     case transactionCoordinatorFenced = 91
 }
