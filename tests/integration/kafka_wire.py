@@ -85,13 +85,7 @@ def array(items, enc):
 
 
 def varint(n):
-    z = ((n << 1) ^ (n >> 63)) & 0xFFFFFFFFFFFFFFFF
-    out = bytearray()
-    while z >= 0x80:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
+    return uvarint(((n << 1) ^ (n >> 63)) & 0xFFFFFFFFFFFFFFFF)
 
 # ---------------------------------------------------------------------------------------------
 # Decoder
@@ -133,14 +127,17 @@ class Reader:
         n = self.i32()
         return None if n < 0 else [dec(self) for _ in range(n)]
 
-    def varint(self):
+    def uvarint(self):
         z = shift = 0
         while True:
             b = self.take(1)[0]
             z |= (b & 0x7F) << shift
             shift += 7
             if not b & 0x80:
-                break
+                return z
+
+    def varint(self):
+        z = self.uvarint()
         return (z >> 1) ^ -(z & 1)
 
     def remaining(self):
@@ -158,6 +155,24 @@ def uvarint(n):
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+def cstring(s):
+    """A compact (nullable) string."""
+    if s is None:
+        return uvarint(0)
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+def carray(items, enc):
+    """A compact (nullable) array, each item encoded by `enc`."""
+    if items is None:
+        return uvarint(0)
+    return uvarint(len(items) + 1) + b"".join(enc(x) for x in items)
+
+
+TAGS = uvarint(0)  # an empty tagged-field section
 
 
 class Enc:
@@ -219,15 +234,6 @@ class Dec(Reader):
     def __init__(self, data, flexible):
         super().__init__(data)
         self.flex = flexible
-
-    def uvarint(self):
-        n = shift = 0
-        while True:
-            b = self.take(1)[0]
-            n |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                return n
 
     def boolean(self):
         return self.i8() != 0

@@ -19,7 +19,7 @@ from kafka import TopicPartition as KTopicPartition
 from kafka.admin import ConfigResource as KConfigResource
 
 from kafka_wire import (API_PRODUCE, API_VERSIONS, MESSAGE_TOO_LARGE, NONE, OFFSET_OUT_OF_RANGE,
-                        UNKNOWN_TOPIC_OR_PARTITION, Conn, Reader, array, consume_all, create_topic,
+                        TAGS, UNKNOWN_TOPIC_OR_PARTITION, Conn, Dec, Reader, array, carray, consume_all, create_topic, cstring,
                         fetch, i8, i16, i32, i64, nstring, parse_api_versions_v0, parse_produce_response,
                         produce_request, produce_values, record_batch, string)
 
@@ -598,57 +598,10 @@ def test_kafka_python_delete_records(broker):
 # ---------------------------------------------------------------------------------------------
 
 
-def uvarint(n):
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def cstring(s):
-    if s is None:
-        return uvarint(0)
-    b = s.encode()
-    return uvarint(len(b) + 1) + b
-
-
-def carray(items, enc):
-    if items is None:
-        return uvarint(0)
-    return uvarint(len(items) + 1) + b"".join(enc(x) for x in items)
-
-
-TAGS = uvarint(0)
-
-
-class FlexReader(Reader):
-    def uvarint(self):
-        z = shift = 0
-        while True:
-            b = self.take(1)[0]
-            z |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                return z
-
-    def cstring(self):
-        n = self.uvarint()
-        return None if n == 0 else self.take(n - 1).decode()
-
-    def carray(self, dec):
-        n = self.uvarint()
-        return None if n == 0 else [dec(self) for _ in range(n - 1)]
-
-    def tags(self):
-        assert self.uvarint() == 0, "unexpected tagged fields"
-
-
 def flex(broker, api, version, body):
     """Sends a flexible request (header v2: header v1 plus empty tags) and returns a reader
     past the response header's tags."""
-    r = FlexReader(raw(broker, api, version, TAGS + body))
+    r = Dec(raw(broker, api, version, TAGS + body), flexible=True)
     r.tags()
     return r
 
@@ -664,7 +617,7 @@ def test_flexible_versions(broker):
         lambda res: i8(res[0]) + cstring(res[1]) + carray(res[2], lambda c: cstring(c[0]) + i8(c[1]) + cstring(c[2]) + TAGS) + TAGS)
         + i8(0) + TAGS)
     r.i32()
-    got = r.carray(lambda r: (r.i16(), r.cstring(), r.i8(), r.cstring(), r.tags())[:4])
+    got = r.array(lambda r: (r.i16(), r.nstring(), r.i8(), r.nstring(), r.tags())[:4])
     r.tags()
     assert r.remaining() == 0
     assert got[0] == (NONE, None, TOPIC, topic)
@@ -676,7 +629,7 @@ def test_flexible_versions(broker):
         lambda res: i8(res[0]) + cstring(res[1]) + carray(res[2], lambda c: cstring(c[0]) + cstring(c[1]) + TAGS) + TAGS)
         + i8(0) + TAGS)
     r.i32()
-    got = r.carray(lambda r: (r.i16(), r.cstring(), r.i8(), r.cstring(), r.tags())[:4])
+    got = r.array(lambda r: (r.i16(), r.nstring(), r.i8(), r.nstring(), r.tags())[:4])
     r.tags()
     assert r.remaining() == 0 and got == [(NONE, None, TOPIC, topic)]
     assert describe(broker, topic)["retention.ms"] == ("98", DYNAMIC)
@@ -686,7 +639,7 @@ def test_flexible_versions(broker):
         lambda t: cstring(t[0]) + i32(t[1]) + carray(t[2], lambda a: carray(a, i32) + TAGS) + TAGS)
         + i32(10000) + i8(0) + TAGS)
     r.i32()
-    got = r.carray(lambda r: (r.cstring(), r.i16(), r.cstring(), r.tags())[:3])
+    got = r.array(lambda r: (r.nstring(), r.i16(), r.nstring(), r.tags())[:3])
     r.tags()
     assert r.remaining() == 0
     assert got[0] == (topic, NONE, None)
@@ -697,7 +650,7 @@ def test_flexible_versions(broker):
     r = flex(broker, API_DELETE_RECORDS, 2, carray([(topic, [(0, 2), (1, 0)])],
         lambda t: cstring(t[0]) + carray(t[1], lambda p: i32(p[0]) + i64(p[1]) + TAGS) + TAGS) + i32(10000) + TAGS)
     r.i32()
-    got = r.carray(lambda r: (r.cstring(), r.carray(lambda r: (r.i32(), r.i64(), r.i16(), r.tags())[:3]), r.tags())[:2])
+    got = r.array(lambda r: (r.nstring(), r.array(lambda r: (r.i32(), r.i64(), r.i16(), r.tags())[:3]), r.tags())[:2])
     r.tags()
     assert r.remaining() == 0
     assert got == [(topic, [(0, 2, NONE), (1, 0, NONE)])]
