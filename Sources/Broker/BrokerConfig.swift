@@ -73,6 +73,7 @@ public struct BrokerConfig: Sendable {
         .init(name: "message.max.bytes", flag: nil, defaultValue: "1048588", help: "largest record batch; the default of topic max.message.bytes"),
         .init(name: "socket.request.max.bytes", flag: nil, defaultValue: "104857600", help: "largest request frame; larger closes the connection"),
         .init(name: "offset.metadata.max.bytes", flag: nil, defaultValue: "4096", help: "largest metadata string of a committed offset"),
+        .init(name: "log.retention.check.interval.ms", flag: nil, defaultValue: "300000", help: "how often topics' retention.ms and retention.bytes are applied"),
         .init(name: "shutdown.flush.timeout.ms", flag: nil, defaultValue: "30000", help: "on SIGTERM, how long to wait for the last uploads"),
         .init(name: "object.store.fault.<request>.delay.ms", flag: nil, defaultValue: "0", help: "testing: delay each put/get/head/list/delete"),
         .init(name: "object.store.fault.<request>.error.rate", flag: nil, defaultValue: "0", help: "testing: fail this share of put/get/head/list/delete"),
@@ -93,6 +94,7 @@ public struct BrokerConfig: Sendable {
     public var socketRequestMaxBytes = 104_857_600
     public var offsetMetadataMaxBytes = 4096
     public var shutdownFlushTimeoutMs = 30_000
+    public var retentionCheckIntervalMs = 300_000
     /// `object.store.fault.*` settings, checked by the object-store layer.
     public var faults: [String: String] = [:]
 
@@ -148,6 +150,7 @@ public struct BrokerConfig: Sendable {
         if let n = try int("socket.request.max.bytes", 1024...Int(Int32.max)) { c.socketRequestMaxBytes = n }
         if let n = try int("offset.metadata.max.bytes", 0...Int(Int32.max)) { c.offsetMetadataMaxBytes = n }
         if let n = try int("shutdown.flush.timeout.ms", 0...3_600_000) { c.shutdownFlushTimeoutMs = n }
+        if let n = try int("log.retention.check.interval.ms", 1...Int(Int32.max)) { c.retentionCheckIntervalMs = n }
         c.faults = raw.filter { $0.key.hasPrefix("object.store.fault.") }
         return c
     }

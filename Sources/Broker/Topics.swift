@@ -22,6 +22,9 @@ enum TopicName {
 
 /// Topic configs the broker understands, with Kafka's defaults.
 enum TopicConfigs {
+    static let defaultRetentionMs: Int64 = 604_800_000
+    static let defaultRetentionBytes: Int64 = -1
+
     static func defaults(messageMaxBytes: Int32) -> [(String, String)] {
         [
             ("cleanup.policy", "delete"),
@@ -34,8 +37,8 @@ enum TopicConfigs {
             ("message.timestamp.after.max.ms", "3600000"),
             ("message.timestamp.before.max.ms", String(Int64.max)),
             ("message.timestamp.type", "CreateTime"),
-            ("retention.bytes", "-1"),
-            ("retention.ms", "604800000"),
+            ("retention.bytes", String(defaultRetentionBytes)),
+            ("retention.ms", String(defaultRetentionMs)),
         ]
     }
 

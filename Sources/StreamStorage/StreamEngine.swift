@@ -276,6 +276,36 @@ public final class StreamEngine: Sendable {
         }
     }
 
+    /// Where retention would move a stream's log start, as Kafka's log retention deletes
+    /// whole segments from the start: each object range whose newest record is older than
+    /// `retentionMs` (-1: keep forever), then the oldest ranges for as long as what stays is
+    /// still at least `retentionBytes` (-1: no limit). Only uploaded data counts; nil when
+    /// nothing would move (or the stream is not open).
+    public func retentionStart(streamId: Int64, retentionMs: Int64, retentionBytes: Int64, now: Int64) -> Int64? {
+        state.withLockedValue { s in
+            guard let st = s.streams[streamId] else { return nil }
+            let live = st.ranges.filter { $0.endOffset > st.logStartOffset }.sorted { $0.startOffset < $1.startOffset }
+            var start = st.logStartOffset
+            var i = 0
+            if retentionMs >= 0 {
+                let cutoff = now - retentionMs
+                while i < live.count, live[i].maxTimestamp < cutoff {
+                    start = live[i].endOffset
+                    i += 1
+                }
+            }
+            if retentionBytes >= 0 {
+                var size = live[i...].reduce(Int64(0)) { $0 + Int64($1.size) }
+                while i < live.count, size - Int64(live[i].size) >= retentionBytes {
+                    size -= Int64(live[i].size)
+                    start = live[i].endOffset
+                    i += 1
+                }
+            }
+            return start > st.logStartOffset ? min(start, st.highWatermark) : nil
+        }
+    }
+
     /// Kafka's DeleteRecords on the leader: raises the log start offset to `offset` (-1: the
     /// high watermark) and returns the log start offset afterwards (the low watermark). An
     /// offset at or below the current start changes nothing. The new start is stored before

@@ -159,7 +159,8 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
         // Started in this order, stopped in reverse: the Kafka listener stops and flushes
         // before the storage service drains its commits.
         services: [.init(service: StorageService(engine: engine, flushTimeout: flushTimeout)),
-                   .init(service: kafka), .init(service: admin)],
+                   .init(service: kafka), .init(service: admin),
+                   .init(service: RetentionService(broker: broker, intervalMs: config.retentionCheckIntervalMs))],
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
     try await group.run()

@@ -115,7 +115,7 @@ extension Broker {
     }
 
     /// Milliseconds since the epoch, as Kafka's timestamps count.
-    static func wallClockMs() -> Int64 {
+    public static func wallClockMs() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
