@@ -11,6 +11,10 @@ Each value is then encoded by kafka-python and by our codec (`codec-check`, buil
 Sources/CodecCheck), and each side decodes the other's bytes; both decodings must give
 back the value field by field, consume every byte, and the two encodings must be equal.
 
+What the wire cannot show is compared on the schemas themselves: every field's default
+(what a decoder fills in for a field absent at a version) and that no field is nullable
+where Kafka's JSON says it is not.
+
 Values travel as JSON keyed by Kafka's field names (`TopicData`): ints as numbers,
 bytes/records as hex, UUIDs as 8-4-4-4-12 strings, null for null.
 
@@ -36,6 +40,7 @@ import gen_messages  # noqa: E402  (our schemas: the list of APIs and versions t
 
 kafka_protocol = pytest.importorskip("kafka.protocol")
 from kafka.protocol.api_message import ApiMessage  # noqa: E402
+from kafka.protocol.schemas.fields.base import BaseField  # noqa: E402
 from kafka.protocol.schemas.load_json import load_json  # noqa: E402
 
 # APIs kafka-python 3.0.12 has no schema for (checked by test_gaps_are_exactly_the_known_ones).
@@ -364,6 +369,66 @@ def test_gaps_are_exactly_the_known_ones():
     assert missing == KNOWN_GAPS
     beyond = sorted({(api, v) for api, key, kind, v in CASES if (key, kind) in KP and v > KP[(key, kind)].max_version})
     assert beyond == []
+
+
+# -- what the wire cannot show: defaults, and null allowed where Kafka allows none -------------
+
+MESSAGES = [(api, msg) for api in sorted({a for a, *_ in our_messages()})
+            for msg in gen_messages.parse(os.path.join(gen_messages.SCHEMA_DIR, api + ".schema"))]
+
+
+def normal_default(default, type_):
+    """A schema default (ours or Kafka's JSON) in one spelling; absent means Kafka's zero value."""
+    if default in (None, ""):
+        if type_.startswith("[]"):
+            return "[]"
+        return {"string": '""', "bytes": "b''", "records": "b''", "bool": "false", "uuid": "zero"}.get(
+            type_, "{}" if type_[0].isupper() else "0")
+    d = str(default)
+    if d == "null":
+        return "null"
+    if type_ in ("int8", "int16", "uint16", "int32", "int64"):
+        return str(int(d, 0))
+    if type_ == "float64":
+        return repr(float(d))
+    if type_ == "bool":
+        return d.lower()
+    return repr(d.strip('"'))
+
+
+def compare_metadata(ours, theirs, lo, hi, path, out):
+    by_name = {f["name"]: f for f in theirs}
+    for f in ours:
+        if f.versions.disjoint(lo, hi):
+            continue
+        t = by_name.get(f.name)
+        if t is None:
+            out.append(f"{path}.{f.name}: not in Kafka's JSON")
+            continue
+        a, b = normal_default(f.default, f.type), normal_default(t.get("default"), t["type"])
+        if a != b:
+            out.append(f"{path}.{f.name}: default {a}, Kafka's {b}")
+        kafka_nullable = BaseField.parse_versions(t.get("nullableVersions")) or (-1, -1)
+        for v in range(max(lo, f.versions.lo), hi + 1):
+            if f.versions.disjoint(v, v):
+                continue
+            mine = not f.nullable.disjoint(v, v)
+            if mine != (kafka_nullable[0] <= v <= kafka_nullable[1]):
+                out.append(f"{path}.{f.name}: nullable at v{v} is {mine} here, {not mine} in Kafka's JSON")
+        compare_metadata(f.children, t.get("fields", []), lo, hi, f"{path}.{f.name}", out)
+
+
+@pytest.mark.parametrize("api,msg", MESSAGES, ids=[m.name for _, m in MESSAGES])
+def test_schema_defaults_and_nullability(api, msg):
+    if (msg.key, msg.kind) not in KP:
+        assert api in KNOWN_GAPS
+        pytest.skip(f"kafka-python {importlib.metadata.version('kafka-python')} has no {msg.name} schema")
+    problems = []
+    compare_metadata(msg.fields, load_json(msg.name)["fields"], msg.lo, msg.hi, msg.name, problems)
+    assert not problems, "\n".join(problems)
+
+
+# -- the wire ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("api,key,kind,version", CASES, ids=[f"{a}-v{v}-{k}" for a, _, k, v in CASES])

@@ -53,7 +53,12 @@ struct JSONError: Error, CustomStringConvertible {
         self.path = path
     }
 
-    var description: String { path.isEmpty ? message : path.joined(separator: ".") + ": " + message }
+    /// `Topics[0].Name: message`.
+    var description: String {
+        if path.isEmpty { return message }
+        let joined = path.enumerated().map { i, p in i == 0 || p.hasPrefix("[") ? p : "." + p }.joined()
+        return joined + ": " + message
+    }
 }
 
 // MARK: - Conversion of message fields
