@@ -10,6 +10,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "tern", targets: ["TernCLI"]),
+        // Test-only: the Swift half of tests/test_codec_crosscheck.py (codecs vs kafka-python).
+        .executable(name: "codec-check", targets: ["CodecCheck"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -109,6 +111,13 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
+        ),
+        // Unoptimized: the generated JSON conversions compile in seconds instead of a minute,
+        // and the check runs in a few seconds either way. Nothing depends on this target.
+        .executableTarget(
+            name: "CodecCheck",
+            dependencies: ["KafkaProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict + [.unsafeFlags(["-Onone"])]
         ),
         .testTarget(
             name: "KafkaProtocolTests",

@@ -18,8 +18,9 @@ def test_check_notices_a_stale_file():
     with tempfile.TemporaryDirectory() as d:
         for sub in ("schema", "tools"):
             shutil.copytree(os.path.join(ROOT, sub), os.path.join(d, sub))
-        shutil.copytree(os.path.join(ROOT, "Sources", "KafkaProtocol", "Generated"),
-                        os.path.join(d, "Sources", "KafkaProtocol", "Generated"))
+        for target in ("KafkaProtocol", "CodecCheck"):
+            shutil.copytree(os.path.join(ROOT, "Sources", target, "Generated"),
+                            os.path.join(d, "Sources", target, "Generated"))
         path = os.path.join(d, "schema", "InitProducerId.schema")
         with open(path) as f:
             text = f.read()
@@ -27,4 +28,5 @@ def test_check_notices_a_stale_file():
             f.write(text.replace("TransactionTimeoutMs", "TransactionTimeoutMillis"))
         r = subprocess.run([sys.executable, os.path.join(d, "tools", "gen_messages.py"), "--check"], capture_output=True, text=True)
         assert r.returncode == 1
-        assert "InitProducerId.swift" in r.stderr
+        stale = r.stderr.split(": ", 1)[1].strip().split(", ")
+        assert stale == ["InitProducerId+JSON.swift", "InitProducerId.swift"]
