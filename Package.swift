@@ -146,7 +146,13 @@ let package = Package(
 if Context.environment["TERN_FUZZ"] != nil {
     package.targets.append(.executableTarget(
         name: "KafkaFuzz",
-        dependencies: ["KafkaProtocol", .product(name: "NIOCore", package: "swift-nio")],
+        dependencies: [
+            "KafkaProtocol", "Broker", "StreamStorage", "ObjectStore", "Metadata",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ],
         swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])]
     ))
     package.products.append(.executable(name: "kafka-fuzz", targets: ["KafkaFuzz"]))

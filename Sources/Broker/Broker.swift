@@ -139,7 +139,8 @@ public final class Broker: Sendable {
             if case .respond(let task) = outcome {
                 let name = "\(api)"
                 return .respond(Task {
-                    let r = await task.value
+                    // Cancelling the answer (its connection closed) cancels the work behind it.
+                    let r = await withTaskCancellationHandler { await task.value } onCancel: { task.cancel() }
                     self.metrics.request(name, seconds: (ContinuousClock.now - start).seconds, failed: false)
                     return r
                 })

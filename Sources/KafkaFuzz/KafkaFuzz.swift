@@ -1,10 +1,18 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import KafkaProtocol
 import NIOCore
 
 /// libFuzzer entry point over request decoding: the bytes are one request frame body
 /// (header + body, without the length prefix). Every API's codec at every version it
-/// serves is tried, the header first, then the record batch validation of the body.
+/// serves is tried, the header first, then the record batch validation of the body; then
+/// the bytes go, as a connection's stream, through the frame decoder into a real broker.
 /// Any input may be rejected; none may crash, hang or allocate without bound.
+/// TERN_FUZZ_BROKER=1 also drives a real broker (run with -detect_leaks=0: the broker's
+/// thread pools live for the whole process, which LeakSanitizer reports at exit).
+private let brokerMode = getenv("TERN_FUZZ_BROKER") != nil
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzRequest(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = UnsafeBufferPointer(start: data, count: size)
@@ -35,6 +43,15 @@ public func fuzzRequest(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         policy.logAppendTime = true
         policy.requireKeys = true
         _ = try? RecordBatch.validate(frame, policy: policy, now: 1_700_000_000_000)
+    }
+    if brokerMode {
+        // As bytes on a connection: framed (length prefix) requests into the broker.
+        FuzzBroker.shared.handle(frame)
+        // And as one frame body, framed here, so every input reaches dispatch.
+        var framed = ByteBuffer()
+        framed.writeInteger(Int32(frame.readableBytes))
+        framed.writeImmutableBuffer(frame)
+        FuzzBroker.shared.handle(framed)
     }
     return 0
 }

@@ -66,16 +66,20 @@ public final class KafkaServer: Service, Sendable {
         do {
             try await connection.executeThenClose { inbound, outbound in
                 let (responses, queue) = AsyncStream.makeStream(of: Task<ByteBuffer, Never>.self)
+                let pending = PendingResponses()
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         for await response in responses {
-                            try await outbound.write(await response.value)
+                            let bytes = await response.value
+                            pending.remove(response)
+                            try await outbound.write(bytes)
                         }
                     }
                     defer { queue.finish() }
                     for try await frame in inbound {
                         switch await broker.handle(frame: frame) {
                         case .respond(let task):
+                            pending.add(task)
                             queue.yield(task)
                         case .noResponse:
                             continue
@@ -86,6 +90,9 @@ public final class KafkaServer: Service, Sendable {
                             return
                         }
                     }
+                    // The peer closed: answers still pending (a long-polling fetch, say) have
+                    // nowhere to go, so stop waiting for them rather than hold the connection.
+                    pending.cancelAll()
                     queue.finish()
                     try await group.next()
                 }
@@ -99,4 +106,13 @@ public final class KafkaServer: Service, Sendable {
             }
         }
     }
+}
+
+/// The answers of one connection not yet written, so they can be cancelled when it closes.
+final class PendingResponses: Sendable {
+    private let tasks = NIOLockedValueBox(Set<Task<ByteBuffer, Never>>())
+
+    func add(_ task: Task<ByteBuffer, Never>) { tasks.withLockedValue { _ = $0.insert(task) } }
+    func remove(_ task: Task<ByteBuffer, Never>) { tasks.withLockedValue { _ = $0.remove(task) } }
+    func cancelAll() { for t in tasks.withLockedValue({ $0 }) { t.cancel() } }
 }
