@@ -14,6 +14,8 @@ public actor KafkaClient {
     private var connections: [BrokerAddress: Task<KafkaConnection, any Error>] = [:]
     private var nodes: [Int32: BrokerAddress] = [:]
     private var controllerId: Int32?
+    /// Group coordinators found by FindCoordinator (KafkaClient+Groups.swift).
+    var groupCoordinators: [String: GroupCoordinator] = [:]
 
     public init(bootstrap: [BrokerAddress], configuration: KafkaClientConfiguration = .init(),
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
