@@ -421,6 +421,33 @@ def parse_batches(data):
 # ---------------------------------------------------------------------------------------------
 
 
+class LoopbackServer:
+    """A TCP listener on 127.0.0.1 (free port in `port`) that serves each accepted connection
+    with `handle(conn)` on a thread of its own; for stand-in brokers and proxies in tests.
+    Subclasses set their own state, then call `super().__init__()`."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn):
+        raise NotImplementedError
+
+    def close(self):
+        self.sock.close()
+
+
 class Conn:
     """One raw Kafka connection: header v1 requests, header v0 responses."""
 

@@ -7,10 +7,8 @@ murmur2), so a command that only agrees with itself cannot pass.
 import base64
 import os
 import shutil
-import socket
 import struct
 import subprocess
-import threading
 import time
 import uuid
 
@@ -20,7 +18,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, New
 from kafka.partitioner.default import murmur2
 
 from conftest import TERN, free_port
-from kafka_wire import API_VERSIONS, Conn, parse_api_versions_v0, wait_for
+from kafka_wire import API_VERSIONS, Conn, Dec, LoopbackServer, parse_api_versions_v0, wait_for
 
 API_INCREMENTAL_ALTER_CONFIGS = 44
 needs_kcat = pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat not installed")
@@ -229,7 +227,7 @@ def test_topics_alter(broker):
     failed(tern(broker, "topics", "alter", topic), "--config", code=64)
 
 
-class FakeBroker:
+class FakeBroker(LoopbackServer):
     """A stand-in broker on a raw socket. It knows ApiVersions v0-2 only: a newer ApiVersions
     gets UNSUPPORTED_VERSION with its list in a v0 body (as Kafka answers), so the client must
     retry at v2. `handlers` answer other API keys: key -> fn(version, body) -> (flexible
@@ -238,20 +236,8 @@ class FakeBroker:
     def __init__(self, keys, handlers=None):
         self.keys = [(18, 0, 2)] + keys
         self.handlers = handlers or {}
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
         self.asked = []  # (api key, version) of every request
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def handle(self, conn):
         with conn:
@@ -272,7 +258,7 @@ class FakeBroker:
                 elif key in self.handlers:
                     # Request header v2: client id (int16 string), then tagged fields.
                     (n,) = struct.unpack(">h", frame[8:10])
-                    r = Compact(frame[10 + max(n, 0):])
+                    r = Dec(frame[10 + max(n, 0):], flexible=True)
                     r.tags()
                     flexible, body = self.handlers[key](version, r)
                     header = struct.pack(">i", cid) + (b"\0" if flexible else b"")
@@ -289,45 +275,6 @@ class FakeBroker:
                 return None
             data += chunk
         return data
-
-    def close(self):
-        self.sock.close()
-
-
-class Compact:
-    """Reader of flexible-version (compact) fields."""
-
-    def __init__(self, data):
-        self.data, self.pos = data, 0
-
-    def uvarint(self):
-        shift = result = 0
-        while True:
-            b = self.data[self.pos]
-            self.pos += 1
-            result |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return result
-            shift += 7
-
-    def i8(self):
-        self.pos += 1
-        return struct.unpack(">b", self.data[self.pos - 1:self.pos])[0]
-
-    def string(self):
-        n = self.uvarint() - 1
-        if n < 0:
-            return None
-        self.pos += n
-        return self.data[self.pos - n:self.pos].decode()
-
-    def array(self, item):
-        return [item() for _ in range(self.uvarint() - 1)]
-
-    def tags(self):
-        for _ in range(self.uvarint()):
-            self.uvarint()
-            self.pos += self.uvarint()
 
 
 def cstring(s):
@@ -353,16 +300,16 @@ def test_alter_request_and_response_on_the_wire():
 
     def alter(version, r):
         def config():
-            c = (r.string(), r.i8(), r.string())
+            c = (r.nstring(), r.i8(), r.nstring())
             r.tags()
             return c
 
         def resource():
-            res = (r.i8(), r.string(), r.array(config))
+            res = (r.i8(), r.nstring(), r.array(lambda _: config()))
             r.tags()
             return res
 
-        resources = r.array(resource)
+        resources = r.array(lambda _: resource())
         requests.append((version, resources, r.i8()))
         code, message = answers[len(requests) - 1]
         body = struct.pack(">i", 0) + bytes([2])  # throttle, one response

@@ -12,8 +12,6 @@ encoded by kafka-python's ConsumerProtocolAssignment: the CLI's member path runs
 on bytes from another implementation.
 """
 import datetime
-import os
-import re
 import socket
 import struct
 import subprocess
@@ -30,6 +28,7 @@ from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment
 
 from conftest import TERN, Broker, free_port
 from test_cli import admin, failed, ok, tern, unique
+from kafka_wire import LoopbackServer
 
 OFFSET_INVALID = -1001  # confluent-kafka: no committed offset
 
@@ -420,29 +419,17 @@ CLASSES = {15: (DescribeGroupsRequest, DescribeGroupsResponse), 8: (OffsetCommit
            42: (DeleteGroupsRequest, DeleteGroupsResponse)}
 
 
-class Proxy:
+class Proxy(LoopbackServer):
     """Forwards Kafka connections to a broker, except requests whose API key is in `answers`:
     answers[key](version, request) returns a kafka-python response to send back instead, or
     None to forward that request after all. The broker must advertise the proxy's port, so
     that clients reach every broker (and the coordinator) through it."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
         self.upstream = None
         self.answers = {}
         self.asked = []
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def handle(self, client):
         up = socket.create_connection(("127.0.0.1", self.upstream))
@@ -478,9 +465,6 @@ class Proxy:
                 body = struct.pack(">i", cid) + (b"\0" if resp_cls.flexible_version_q(version) else b"") + response.encode(version=version)
                 with lock:
                     client.sendall(struct.pack(">i", len(body)) + body)
-
-    def close(self):
-        self.sock.close()
 
 
 class AdvertisedBroker(Broker):
