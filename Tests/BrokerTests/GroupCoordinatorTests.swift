@@ -598,6 +598,24 @@ import Testing
         #expect(d.members[0].memberAssignment == ByteBuffer(string: "x"))
     }
 
+    @Test func anEmptyGroupIsDroppedAfterTheRetention() {
+        var h = Harness()
+        let ids = h.stableGroup(1)
+        h.advance(5000)
+        _ = h.leave([(ids[0], nil)])
+        #expect(h.group.state == .empty)
+        h.advance(599_999)
+        #expect(h.m.groups["g"] != nil)
+        h.advance(1)
+        #expect(h.m.groups["g"] == nil, "an idle Empty group stays held forever")
+        // A group with a member about to join (MEMBER_ID_REQUIRED) is not idle.
+        let pending = h.joined(group: "p", version: 4)!.memberId
+        h.advance(9999)
+        #expect(h.m.groups["p"]!.isPendingMember(pending))
+        h.advance(600_000)
+        #expect(h.m.groups["p"] == nil)
+    }
+
     @Test func unloadingAnswersEveryParkedRequestNotCoordinator() {
         var h = Harness()
         let a = h.join(version: 3)

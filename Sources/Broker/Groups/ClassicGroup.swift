@@ -78,6 +78,8 @@ public struct ClassicGroup: Sendable {
     public let groupId: String
     public internal(set) var state: ClassicGroupState = .empty
     public internal(set) var previousState: ClassicGroupState = .dead
+    /// When the group entered its state (Kafka's currentStateTimestamp), on the injected clock.
+    public internal(set) var stateSince: Int64
     public internal(set) var generationId: Int32 = 0
     public internal(set) var protocolType: String?
     public internal(set) var protocolName: String?
@@ -117,8 +119,9 @@ public struct ClassicGroup: Sendable {
         }
     }
 
-    public init(groupId: String) {
+    public init(groupId: String, now: Int64) {
         self.groupId = groupId
+        self.stateSince = now
     }
 
     // MARK: queries
@@ -211,10 +214,11 @@ public struct ClassicGroup: Sendable {
 
     // MARK: mutations (ClassicGroup.java)
 
-    mutating func transition(to next: ClassicGroupState) {
-        precondition(next.validPreviousStates.contains(state), "group \(groupId): \(state) → \(next) is not a valid transition")
+    mutating func transition(to next: ClassicGroupState, at now: Int64) {
+        assert(next.validPreviousStates.contains(state), "group \(groupId): \(state) → \(next) is not a valid transition")
         previousState = state
         state = next
+        stateSince = now
     }
 
     /// ClassicGroup.add: the first member sets the protocol type and becomes leader.
@@ -313,16 +317,16 @@ public struct ClassicGroup: Sendable {
     }
 
     /// ClassicGroup.initNextGeneration.
-    mutating func initNextGeneration() {
+    mutating func initNextGeneration(at now: Int64) {
         generationId &+= 1
         if !members.isEmpty {
             protocolName = selectProtocol()
             subscribedTopics = computeSubscribedTopics()
-            transition(to: .completingRebalance)
+            transition(to: .completingRebalance, at: now)
         } else {
             protocolName = nil
             subscribedTopics = computeSubscribedTopics()
-            transition(to: .empty)
+            transition(to: .empty, at: now)
         }
         pendingSyncMembers.removeAll()
     }

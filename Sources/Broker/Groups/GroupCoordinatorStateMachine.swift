@@ -15,6 +15,11 @@ public struct GroupCoordinatorConfiguration: Sendable {
     /// How long a new member's JoinGroup may stay parked (Kafka's internal
     /// `group.classic.new.member.join.timeout.ms`, 5 minutes).
     public var newMemberJoinTimeoutMs: Int64 = 300_000
+    /// How long a group stays held after it became Empty with no member left to join; then it
+    /// is dropped from memory (its committed offsets stay in the metadata store). Kafka drops
+    /// an Empty group without offsets at its next cleanup, every
+    /// `offsets.retention.check.interval.ms` (10 minutes).
+    public var emptyGroupRetentionMs: Int64 = 600_000
 
     public init() {}
 }
@@ -70,7 +75,9 @@ public struct GroupCoordinatorStateMachine: Sendable {
     }
 
     /// The earliest timer deadline of any group: the driver calls `tick` then.
-    public var nextDeadline: Int64? { groups.values.compactMap(\.nextDeadline).min() }
+    public var nextDeadline: Int64? {
+        groups.values.compactMap { $0.nextDeadline(emptyRetentionMs: config.emptyGroupRetentionMs) }.min()
+    }
 
     // MARK: JoinGroup
 
@@ -96,7 +103,7 @@ public struct GroupCoordinatorStateMachine: Sendable {
                 fx.join(context.token, ClassicGroup.joinError(.unknownMemberId, memberId: r.memberId))
                 return fx.outputs
             }
-            groups[r.groupId] = ClassicGroup(groupId: r.groupId)
+            groups[r.groupId] = ClassicGroup(groupId: r.groupId, now: now)
         }
         groups[r.groupId]!.join(r, context, &fx)
         return fx.outputs
@@ -151,11 +158,19 @@ public struct GroupCoordinatorStateMachine: Sendable {
     // MARK: time
 
     /// Fires every timer whose deadline has passed: rebalance and initial-delay completion,
-    /// pending-sync expiry, session expiry.
+    /// pending-sync expiry, session expiry; and drops groups that stayed Empty for
+    /// `emptyGroupRetentionMs`.
     public mutating func tick(now: Int64) -> [GroupOutput] {
         var fx = GroupEffects(now: now, config: config)
-        let due = groups.compactMap { id, g in (g.nextDeadline ?? .max) <= now ? id : nil }
-        for id in due { groups[id]!.fireTimers(&fx) }
+        let retention = config.emptyGroupRetentionMs
+        let due = groups.compactMap { id, g in (g.nextDeadline(emptyRetentionMs: retention) ?? .max) <= now ? id : nil }
+        for id in due {
+            groups[id]!.fireTimers(&fx)
+            if let g = groups[id], g.isIdleEmpty, now - g.stateSince >= retention {
+                groups[id] = nil
+                fx.log("group \(id) was empty for \(retention) ms: no longer held (its committed offsets stay)")
+            }
+        }
         return fx.outputs
     }
 
@@ -237,11 +252,15 @@ public struct GroupCoordinatorStateMachine: Sendable {
 // MARK: - The classic protocol on one group (GroupMetadataManager)
 
 extension ClassicGroup {
-    /// The earliest of this group's timers.
-    var nextDeadline: Int64? {
+    /// Empty with nobody about to join: only held for DescribeGroups/ListGroups until dropped.
+    var isIdleEmpty: Bool { state == .empty && members.isEmpty && pendingJoinMembers.isEmpty && heartbeatDeadlines.isEmpty }
+
+    /// The earliest of this group's timers, or when an idle Empty group is to be dropped.
+    func nextDeadline(emptyRetentionMs: Int64) -> Int64? {
         var d = heartbeatDeadlines.values.min()
         if let j = joinTimer?.deadline { d = min(d ?? j, j) }
         if let s = syncTimer?.deadline { d = min(d ?? s, s) }
+        if d == nil && isIdleEmpty { d = stateSince + emptyRetentionMs }
         return d
     }
 
@@ -434,7 +453,7 @@ extension ClassicGroup {
             let remaining = max(rebalanceTimeoutMs - delay, 0)
             joinTimer = .initial(deadline: fx.now + max(delay, 1), delayMs: delay, remainingMs: remaining)
         }
-        transition(to: .preparingRebalance)
+        transition(to: .preparingRebalance, at: fx.now)
         fx.log("preparing to rebalance group \(groupId) with old generation \(generationId) (reason: \(reason))")
         if !isInitialRebalance { maybeCompleteJoinElseSchedule(&fx) }
     }
@@ -484,7 +503,7 @@ extension ClassicGroup {
             joinTimer = .complete(deadline: fx.now + max(rebalanceTimeoutMs, 1))
             return
         }
-        initNextGeneration()
+        initNextGeneration(at: fx.now)
         if state == .empty {
             fx.log("group \(groupId) with generation \(generationId) is now empty")
             return
@@ -610,7 +629,7 @@ extension ClassicGroup {
                     fx.log("group \(groupId) generation \(generationId): empty assignments for \(missing.joined(separator: ", "))")
                 }
                 setAndPropagateAssignment(assignment, &fx)
-                transition(to: .stable)
+                transition(to: .stable, at: fx.now)
                 fx.log("group \(groupId) generation \(generationId) is stable")
             }
         case .stable:
@@ -736,7 +755,7 @@ extension ClassicGroup {
     /// GroupMetadataManager.onUnloaded for one group.
     mutating func unload(_ fx: inout GroupEffects) {
         let was = state
-        transition(to: .dead)
+        transition(to: .dead, at: fx.now)
         for id in memberOrder {
             var join = Self.joinError(.notCoordinator, memberId: id)
             join.protocolName = nil
