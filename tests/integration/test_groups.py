@@ -27,7 +27,7 @@ PARTITIONS = 6
 ALL = set(range(PARTITIONS))
 
 # Error codes (org.apache.kafka.common.protocol.Errors).
-NONE, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, INVALID_SESSION_TIMEOUT = 0, 22, 25, 26
+NONE, NOT_COORDINATOR, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, INVALID_SESSION_TIMEOUT = 0, 16, 22, 25, 26
 REBALANCE_IN_PROGRESS, NON_EMPTY_GROUP, MEMBER_ID_REQUIRED, FENCED_INSTANCE_ID = 27, 68, 79, 82
 GROUP_SUBSCRIBED_TO_TOPIC = 86
 
@@ -349,3 +349,26 @@ def test_join_sync_heartbeat_and_commits_over_the_wire(make_broker):
         assert committed.committed([TopicPartition(topic, 0)], timeout=10)[0].offset == 5
     finally:
         committed.close()
+
+
+def test_a_graceful_shutdown_answers_a_parked_join_not_coordinator(make_broker):
+    """A JoinGroup waiting for the join phase (here a 60 s initial delay) does not hold up a
+    SIGTERM: the coordinator unloads its groups and answers it NOT_COORDINATOR, as Kafka's
+    GroupMetadataManager.onUnloaded does, so the client looks for the coordinator again."""
+    broker = make_broker(settings={"group.initial.rebalance.delay.ms": "60000"})
+    c = Conn(broker.port, timeout=30)
+    try:
+        first = group_join_v5(c, "parked")
+        assert first["error"] == MEMBER_ID_REQUIRED
+        answer = {}
+        t = threading.Thread(target=lambda: answer.update(group_join_v5(c, "parked", member=first["member"])))
+        t.start()
+        assert wait_for(lambda: "preparing to rebalance group parked" in broker.log(), 10)
+        assert not answer, "answered before the initial delay"
+        started = time.time()
+        assert broker.stop() == 0
+        t.join(10)
+        assert time.time() - started < 10
+        assert answer["error"] == NOT_COORDINATOR and answer["member"] == first["member"]
+    finally:
+        c.close()
