@@ -134,6 +134,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "BrokerTests",
+            dependencies: ["Broker", "KafkaProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "StreamStorageTests",
             dependencies: [
                 "StreamStorage", "ObjectStore", "Metadata", "KafkaProtocol",

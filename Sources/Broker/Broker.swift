@@ -18,6 +18,8 @@ public final class Broker: Sendable {
     let topicTable = NIOLockedValueBox<[String: TopicState]>([:])
     /// Serializes changes to topics: creation, deletion, configs, partitions.
     let topicLock = AsyncMutex()
+    /// The classic group coordinator (membership in memory; offsets in `metadata`).
+    let groups: GroupCoordinator
     private let readyBox = NIOLockedValueBox(false)
 
     public init(config: BrokerConfig, engine: StreamEngine, metadata: any MetadataStore, clusterId: String,
@@ -28,6 +30,7 @@ public final class Broker: Sendable {
         self.clusterId = clusterId
         self.metrics = metrics
         self.logger = logger
+        self.groups = GroupCoordinator(config: config.groupCoordinator, logger: logger)
     }
 
     public var isReady: Bool { readyBox.withLockedValue { $0 } }
@@ -42,6 +45,10 @@ public final class Broker: Sendable {
     }
 
     public func stopAccepting() { readyBox.withLockedValue { $0 = false } }
+
+    /// Unloads the groups on shutdown: parked JoinGroup/SyncGroup requests are answered
+    /// NOT_COORDINATOR instead of waiting for a rebalance that will not finish.
+    public func unloadGroups() { groups.shutdown() }
 
     // MARK: topics
 
@@ -106,8 +113,9 @@ public final class Broker: Sendable {
 
     /// Handles one request frame (without its length prefix). Work that must happen in
     /// request order (offset assignment) is done before this returns; waiting for durability
-    /// or for data happens in the returned task.
-    public func handle(frame: ByteBuffer) async -> Outcome {
+    /// or for data happens in the returned task. `clientHost` is the peer as Kafka prints it
+    /// (`/127.0.0.1`), reported for group members.
+    public func handle(frame: ByteBuffer, clientHost: String = "") async -> Outcome {
         guard let (key, version, correlationId) = RequestHeader.peek(frame) else {
             metrics.badInput()
             return .close("request shorter than a request header")
@@ -135,7 +143,7 @@ public final class Broker: Sendable {
         }
         let start = ContinuousClock.now
         do {
-            let outcome = try await dispatch(api, header: header, body: &body)
+            let outcome = try await dispatch(api, header: header, body: &body, clientHost: clientHost)
             if case .respond(let task) = outcome {
                 let name = "\(api)"
                 return .respond(Task {
@@ -154,12 +162,12 @@ public final class Broker: Sendable {
         }
     }
 
-    /// The APIs answered: every API with a codec. Groups, transactions, ACLs and cluster
-    /// reassignment answer as Kafka does while the feature behind them is not there (see
-    /// each handler); the rest for real.
+    /// The APIs answered: every API with a codec. Transactions, ACLs, cluster reassignment and
+    /// the KIP-848 group protocol answer as Kafka does while the feature behind them is not
+    /// there (see each handler); the rest for real.
     static let served: [ApiKey] = ApiKey.allCases
 
-    private func dispatch(_ api: ApiKey, header: RequestHeader, body: inout ByteBuffer) async throws -> Outcome {
+    private func dispatch(_ api: ApiKey, header: RequestHeader, body: inout ByteBuffer, clientHost: String) async throws -> Outcome {
         let v = header.apiVersion
         switch api {
         case .apiVersions:
@@ -214,13 +222,13 @@ public final class Broker: Sendable {
             let r = try DeleteRecordsRequest(from: &body, version: v)
             return respond(header, await deleteRecords(r))
         case .joinGroup:
-            return respond(header, joinGroup(try JoinGroupRequest(from: &body, version: v), version: v))
+            return joinGroup(try JoinGroupRequest(from: &body, version: v), header: header, clientHost: clientHost)
         case .syncGroup:
-            return respond(header, syncGroup(try SyncGroupRequest(from: &body, version: v), version: v))
+            return syncGroup(try SyncGroupRequest(from: &body, version: v), header: header)
         case .heartbeat:
             return respond(header, heartbeat(try HeartbeatRequest(from: &body, version: v)))
         case .leaveGroup:
-            return respond(header, leaveGroup(try LeaveGroupRequest(from: &body, version: v)))
+            return respond(header, leaveGroup(try LeaveGroupRequest(from: &body, version: v), version: v))
         case .listGroups:
             return respond(header, await listGroups(try ListGroupsRequest(from: &body, version: v)))
         case .describeGroups:

@@ -73,6 +73,10 @@ public struct BrokerConfig: Sendable {
         .init(name: "message.max.bytes", flag: nil, defaultValue: "1048588", help: "largest record batch; the default of topic max.message.bytes"),
         .init(name: "socket.request.max.bytes", flag: nil, defaultValue: "104857600", help: "largest request frame; larger closes the connection"),
         .init(name: "offset.metadata.max.bytes", flag: nil, defaultValue: "4096", help: "largest metadata string of a committed offset"),
+        .init(name: "group.initial.rebalance.delay.ms", flag: nil, defaultValue: "3000", help: "how long a new or empty consumer group waits for more members before its first rebalance"),
+        .init(name: "group.min.session.timeout.ms", flag: nil, defaultValue: "6000", help: "shortest session timeout a group member may ask for (else INVALID_SESSION_TIMEOUT)"),
+        .init(name: "group.max.session.timeout.ms", flag: nil, defaultValue: "1800000", help: "longest session timeout a group member may ask for (else INVALID_SESSION_TIMEOUT)"),
+        .init(name: "group.max.size", flag: nil, defaultValue: "2147483647", help: "most members of one consumer group (else GROUP_MAX_SIZE_REACHED)"),
         .init(name: "log.retention.check.interval.ms", flag: nil, defaultValue: "300000", help: "how often topics' retention.ms and retention.bytes are applied"),
         .init(name: "shutdown.flush.timeout.ms", flag: nil, defaultValue: "30000", help: "on SIGTERM, how long to wait for the last uploads"),
         .init(name: "object.store.fault.<request>.delay.ms", flag: nil, defaultValue: "0", help: "testing: delay each put/get/head/list/delete"),
@@ -95,6 +99,8 @@ public struct BrokerConfig: Sendable {
     public var offsetMetadataMaxBytes = 4096
     public var shutdownFlushTimeoutMs = 30_000
     public var retentionCheckIntervalMs = 300_000
+    /// `group.*` settings of the classic group coordinator.
+    public var groupCoordinator = GroupCoordinatorConfiguration()
     /// `object.store.fault.*` settings, checked by the object-store layer.
     public var faults: [String: String] = [:]
 
@@ -151,6 +157,13 @@ public struct BrokerConfig: Sendable {
         if let n = try int("offset.metadata.max.bytes", 0...Int(Int32.max)) { c.offsetMetadataMaxBytes = n }
         if let n = try int("shutdown.flush.timeout.ms", 0...3_600_000) { c.shutdownFlushTimeoutMs = n }
         if let n = try int("log.retention.check.interval.ms", 1...Int(Int32.max)) { c.retentionCheckIntervalMs = n }
+        if let n = try int("group.initial.rebalance.delay.ms", 0...Int(Int32.max)) { c.groupCoordinator.initialRebalanceDelayMs = Int64(n) }
+        if let n = try int("group.min.session.timeout.ms", 0...Int(Int32.max)) { c.groupCoordinator.minSessionTimeoutMs = Int32(n) }
+        if let n = try int("group.max.session.timeout.ms", 0...Int(Int32.max)) { c.groupCoordinator.maxSessionTimeoutMs = Int32(n) }
+        if let n = try int("group.max.size", 1...Int(Int32.max)) { c.groupCoordinator.maxSize = n }
+        if c.groupCoordinator.minSessionTimeoutMs > c.groupCoordinator.maxSessionTimeoutMs {
+            throw ConfigError("group.min.session.timeout.ms (\(c.groupCoordinator.minSessionTimeoutMs)) is above group.max.session.timeout.ms (\(c.groupCoordinator.maxSessionTimeoutMs))")
+        }
         c.faults = raw.filter { $0.key.hasPrefix("object.store.fault.") }
         return c
     }

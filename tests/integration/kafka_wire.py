@@ -287,6 +287,50 @@ def versioned_request(conn, api_key, version, body, flexible):
     return d
 
 # ---------------------------------------------------------------------------------------------
+# Classic consumer groups (JoinGroup v5, SyncGroup v3, Heartbeat v3: non-flexible)
+# ---------------------------------------------------------------------------------------------
+
+
+def group_join_v5(c, group, member="", instance=None, session=10000, rebalance=30000, metadata=b"\x00\x00"):
+    body = (string(group) + i32(session) + i32(rebalance) + string(member) + nstring(instance) + string("consumer")
+            + array([("range", metadata)], lambda p: string(p[0]) + nbytes(p[1])))
+    r = Reader(c.request(11, 5, body))
+    r.i32()
+    out = dict(error=r.i16(), generation=r.i32(), protocol=r.string(), leader=r.string(), member=r.string(),
+               members=r.array(lambda r: (r.string(), r.nstring(), r.nbytes())))
+    assert r.remaining() == 0
+    return out
+
+
+def group_sync_v3(c, group, generation, member, assignments=(), instance=None):
+    body = (string(group) + i32(generation) + string(member) + nstring(instance)
+            + array(list(assignments), lambda a: string(a[0]) + nbytes(a[1])))
+    r = Reader(c.request(14, 3, body))
+    r.i32()
+    out = (r.i16(), r.nbytes())
+    assert r.remaining() == 0
+    return out
+
+
+def group_heartbeat_v3(c, group, generation, member, instance=None):
+    r = Reader(c.request(12, 3, string(group) + i32(generation) + string(member) + nstring(instance)))
+    r.i32()
+    return r.i16()
+
+
+def group_member(c, group, instance=None):
+    """Joins (MEMBER_ID_REQUIRED, then again with the id) and syncs: (member id, generation)."""
+    first = group_join_v5(c, group, instance=instance)
+    member = first["member"]
+    if first["error"] == 79:  # MEMBER_ID_REQUIRED
+        assert member and first["generation"] == -1
+        first = group_join_v5(c, group, member=member)
+    assert first["error"] == NONE, first
+    assert first["leader"] == member and first["members"][0][0] == member
+    assert group_sync_v3(c, group, first["generation"], member, [(member, b"mine")], instance=instance) == (NONE, b"mine")
+    return member, first["generation"]
+
+# ---------------------------------------------------------------------------------------------
 # Records
 # ---------------------------------------------------------------------------------------------
 

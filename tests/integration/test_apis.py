@@ -1,6 +1,6 @@
-"""Group, transaction, ACL and cluster APIs: answered as Apache Kafka answers while the feature
-behind each is not there yet (groups: issue 7, transactions: issue 8, ACLs and reassignment:
-issue 9), and for real where they can be today.
+"""Group, transaction, ACL and cluster APIs: answered for real where they can be today (classic
+groups, cluster, producers), and as Apache Kafka answers while the feature behind each is not
+there yet (KIP-848 groups: issue 7, transactions: issue 8, ACLs and reassignment: issue 9).
 
 Part 1 drives every one of these APIs over a raw socket at its lowest and highest version
 (requests built and responses decoded by hand in kafka_wire.py, classic or flexible encoding
@@ -20,11 +20,13 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
 
 from conftest import Broker
 from kafka_wire import (API_VERSIONS, Conn, Enc, Reader, api_versions_ok, array, consume_all, create_topic, fetch,
-                        i32, i64, nstring, parse_api_versions_v0, produce_values, string, versioned_request)
+                        group_member, i32, i64, nstring, parse_api_versions_v0, produce_values, string,
+                        versioned_request)
 
 # Error codes (org.apache.kafka.common.protocol.Errors).
 NONE, UNKNOWN_TOPIC_OR_PARTITION, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR = 0, 3, 15, 16
-INVALID_TOPIC_EXCEPTION, INCONSISTENT_GROUP_PROTOCOL, INVALID_GROUP_ID = 17, 23, 24
+INVALID_TOPIC_EXCEPTION, ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL, INVALID_GROUP_ID = 17, 22, 23, 24
+UNKNOWN_MEMBER_ID, INVALID_SESSION_TIMEOUT, MEMBER_ID_REQUIRED = 25, 26, 79
 ILLEGAL_SASL_STATE, UNSUPPORTED_VERSION, INVALID_REPLICA_ASSIGNMENT, INVALID_REQUEST = 34, 35, 39, 42
 SECURITY_DISABLED, OPERATION_NOT_ATTEMPTED, GROUP_ID_NOT_FOUND = 54, 55, 69
 NO_REASSIGNMENT_IN_PROGRESS, TRANSACTIONAL_ID_NOT_FOUND = 85, 105
@@ -186,7 +188,8 @@ def stored_batch_bytes(port, topic, partition):
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    b = Broker(str(tmp_path_factory.mktemp("tern-apis"))).start()
+    # New groups form after 100 ms instead of group.initial.rebalance.delay.ms's 3 s.
+    b = Broker(str(tmp_path_factory.mktemp("tern-apis")), {"group.initial.rebalance.delay.ms": "100"}).start()
     topic = "apis-main"
     admin = AdminClient({"bootstrap.servers": b.bootstrap})
     for t, n in ((topic, 3), ("apis-dtp-a", 3), ("apis-dtp-b", 2)):
@@ -221,13 +224,13 @@ def test_api_versions_advertises_exactly_these_versions(env):
     assert set(keys) == set(APIS) | set(EARLIER), f"unexpected APIs: {sorted(set(keys) - set(APIS) - set(EARLIER))}"
 
 
-# ---- classic group membership: COORDINATOR_NOT_AVAILABLE until the coordinator exists ----
+# ---- classic group membership: the group coordinator ----
 
-def check_join_group(env, c, v):
-    e = enc(11, v).str("apis-join").i32(10000)
+def join_group(c, v, group, member="", session=10000):
+    e = enc(11, v).str(group).i32(session)
     if v >= 1:
         e.i32(30000)
-    e.str("")
+    e.str(member)
     if v >= 5:
         e.nstr(None)
     e.str("consumer").array([("range", b"\x00\x01")], lambda e, p: e.str(p[0]).bytes(p[1]).tags())
@@ -237,47 +240,74 @@ def check_join_group(env, c, v):
     d = send(c, 11, v, e)
     if v >= 2:
         d.i32()
-    error, generation = d.i16(), d.i32()
-    if v >= 7:
-        assert d.nstring() is None  # protocol type
-    protocol_name = d.nstring()
-    leader = d.string()
-    if v >= 9:
-        d.boolean()
-    member = d.string()
-    members = d.array(lambda d: (d.string(), d.nstring() if v >= 5 else None, d.nbytes(), d.tags()))
+    r = dict(error=d.i16(), generation=d.i32())
+    r["protocol_type"] = d.nstring() if v >= 7 else None
+    r["protocol_name"] = d.nstring()
+    r["leader"] = d.string()
+    r["skip"] = d.boolean() if v >= 9 else None
+    r["member"] = d.string()
+    r["members"] = d.array(lambda d: (d.string(), d.nstring() if v >= 5 else None, d.nbytes(), d.tags())[:3])
     d.end()
-    assert error == COORDINATOR_NOT_AVAILABLE
-    assert (generation, leader, member, members) == (-1, "", "", [])
-    assert protocol_name == (None if v >= 7 else "")
+    return r
+
+
+def check_join_group(env, c, v):
+    group = unique("apis-join")
+    assert join_group(c, v, group, session=1000)["error"] == INVALID_SESSION_TIMEOUT
+    assert join_group(c, v, group, member="ghost")["error"] == UNKNOWN_MEMBER_ID  # no such group
+    r = join_group(c, v, group)
+    if v >= 4:
+        # JoinGroupRequest.requiresKnownMemberId: the first join only gets a member id.
+        assert (r["error"], r["generation"], r["members"]) == (MEMBER_ID_REQUIRED, -1, [])
+        assert r["member"].startswith("tern-test-")
+        r = join_group(c, v, group, member=r["member"])
+    member = r["member"]
+    assert r["error"] == NONE and member.startswith("tern-test-")
+    assert (r["generation"], r["leader"], r["members"]) == (1, member, [(member, None, b"\x00\x01")])
+    assert r["protocol_name"] == "range"
+    assert r["protocol_type"] == ("consumer" if v >= 7 else None)
+    assert r["skip"] == (False if v >= 9 else None)
+    assert join_group(c, v, group, member="ghost")["error"] == UNKNOWN_MEMBER_ID
+
+
+def sync_group(c, v, group, generation, member, assignments=(), protocol_type="consumer", protocol_name="range"):
+    e = enc(14, v).str(group).i32(generation).str(member)
+    if v >= 3:
+        e.nstr(None)
+    if v >= 5:
+        e.nstr(protocol_type).nstr(protocol_name)
+    e.array(list(assignments), lambda e, a: e.str(a[0]).bytes(a[1]).tags()).tags()
+    d = send(c, 14, v, e)
+    if v >= 1:
+        d.i32()
+    error = d.i16()
+    names = (d.nstring(), d.nstring()) if v >= 5 else None
+    assignment = d.nbytes()
+    d.end()
+    return error, assignment, names
 
 
 def check_sync_group(env, c, v):
-    def sync(protocol_type):
-        e = enc(14, v).str("apis-sync").i32(1).str("m-1")
-        if v >= 3:
-            e.nstr(None)
-        if v >= 5:
-            e.nstr(protocol_type).nstr("range")
-        e.array([("m-1", b"x")], lambda e, a: e.str(a[0]).bytes(a[1]).tags()).tags()
-        d = send(c, 14, v, e)
-        if v >= 1:
-            d.i32()
-        error = d.i16()
-        if v >= 5:
-            d.nstring(), d.nstring()
-        assignment = d.nbytes()
-        d.end()
-        return error, assignment
-
-    assert sync("consumer") == (COORDINATOR_NOT_AVAILABLE, b"")
+    group = unique("apis-sync")
+    joined = join_group(c, 5, group)
+    joined = join_group(c, 5, group, member=joined["member"])
+    member, gen = joined["member"], joined["generation"]
+    # The leader's SyncGroup carries the assignment and gets its own back.
+    error, assignment, names = sync_group(c, v, group, gen, member, [(member, b"x")])
+    assert (error, assignment) == (NONE, b"x")
+    assert names == (("consumer", "range") if v >= 5 else None)
+    assert sync_group(c, v, group, gen + 1, member)[:2] == (ILLEGAL_GENERATION, b"")
+    assert sync_group(c, v, group, gen, "ghost")[:2] == (UNKNOWN_MEMBER_ID, b"")
+    assert sync_group(c, v, unique("apis-nogroup"), 1, "ghost")[:2] == (UNKNOWN_MEMBER_ID, b"")
     if v >= 5:
-        # KafkaApis checks the mandatory protocol type and name before the coordinator.
-        assert sync(None) == (INCONSISTENT_GROUP_PROTOCOL, b"")
+        # KafkaApis checks the mandatory protocol type and name before the coordinator;
+        # the coordinator checks they match the group's.
+        assert sync_group(c, v, group, gen, member, protocol_type=None)[0] == INCONSISTENT_GROUP_PROTOCOL
+        assert sync_group(c, v, group, gen, member, protocol_name="roundrobin")[0] == INCONSISTENT_GROUP_PROTOCOL
 
 
-def check_heartbeat(env, c, v):
-    e = enc(12, v).str("apis-hb").i32(1).str("m-1")
+def heartbeat(c, v, group, generation, member):
+    e = enc(12, v).str(group).i32(generation).str(member)
     if v >= 3:
         e.nstr(None)
     d = send(c, 12, v, e.tags())
@@ -285,23 +315,47 @@ def check_heartbeat(env, c, v):
         d.i32()
     error = d.i16()
     d.end()
-    assert error == COORDINATOR_NOT_AVAILABLE
+    return error
 
 
-def check_leave_group(env, c, v):
-    e = enc(13, v).str("apis-leave")
+def check_heartbeat(env, c, v):
+    group = unique("apis-hb")
+    member, gen = group_member(c, group)
+    assert heartbeat(c, v, group, gen, member) == NONE
+    assert heartbeat(c, v, group, gen + 1, member) == ILLEGAL_GENERATION
+    assert heartbeat(c, v, group, gen, "ghost") == UNKNOWN_MEMBER_ID
+    assert heartbeat(c, v, unique("apis-nogroup"), gen, member) == UNKNOWN_MEMBER_ID
+    assert heartbeat(c, v, "", gen, member) == INVALID_GROUP_ID
+
+
+def leave_group(c, v, group, members):
+    e = enc(13, v).str(group)
     if v <= 2:
-        e.str("m-1")
+        e.str(members[0])
     else:
-        e.array(["m-1", "m-2"], lambda e, m: (e.str(m).nstr(None), e.nstr("bye") if v >= 5 else None, e.tags()))
+        e.array(members, lambda e, m: (e.str(m).nstr(None), e.nstr("bye") if v >= 5 else None, e.tags()))
     d = send(c, 13, v, e.tags())
     if v >= 1:
         d.i32()
     error = d.i16()
-    if v >= 3:
-        assert d.array(lambda d: None) == []
+    results = d.array(lambda d: (d.string(), d.nstring(), d.i16(), d.tags())[:3]) if v >= 3 else None
     d.end()
-    assert error == COORDINATOR_NOT_AVAILABLE
+    return error, results
+
+
+def check_leave_group(env, c, v):
+    group = unique("apis-leave")
+    member, _ = group_member(c, group)
+    if v <= 2:
+        # v0-2 carry one member; its error is the top-level error.
+        assert leave_group(c, v, group, [member]) == (NONE, None)
+        assert leave_group(c, v, group, [member]) == (UNKNOWN_MEMBER_ID, None)
+    else:
+        assert leave_group(c, v, group, [member, "m-2"]) == (NONE, [(member, None, NONE), ("m-2", None, UNKNOWN_MEMBER_ID)])
+        assert leave_group(c, v, group, [member]) == (NONE, [(member, None, UNKNOWN_MEMBER_ID)])
+    assert leave_group(c, v, "", [member])[0] == INVALID_GROUP_ID
+    # The group is Empty now, with the protocol type of its last members.
+    assert list_groups(c, 4)[group] == ("consumer", "Empty")
 
 
 # ---- group administration: the groups that hold committed offsets, as Empty classic groups ----
@@ -944,11 +998,11 @@ def test_kafka_python_admin_client(broker):
         admin.close()
 
 
-def test_subscribe_waits_for_the_group_coordinator_instead_of_failing(broker):
-    """Until issue 7, JoinGroup answers COORDINATOR_NOT_AVAILABLE: a subscribe() consumer keeps
-    retrying (FindCoordinator, JoinGroup) without an error reaching the application and
-    without a connection being closed; an assign() consumer on the same broker still works."""
+def test_subscribe_consumers_read_through_the_group_coordinator(make_broker):
+    """subscribe() consumers of confluent-kafka and kafka-python join their groups and read
+    (test_groups.py covers groups in depth); no request is refused as bad input."""
     from kafka import KafkaConsumer
+    broker = make_broker(settings={"group.initial.rebalance.delay.ms": "100"})
     topic = unique("sub")
     create_topic(broker, topic)
     produce_values(broker, topic, [b"a", b"b"])
@@ -956,21 +1010,20 @@ def test_subscribe_waits_for_the_group_coordinator_instead_of_failing(broker):
                                  "auto.offset.reset": "earliest"}))
     try:
         c.subscribe([topic])
-        deadline, got, errors = time.time() + 4, [], []
-        while time.time() < deadline:
+        deadline, got, errors = time.time() + 30, [], []
+        while time.time() < deadline and len(got) < 2:
             m = c.poll(0.2)
             if m is not None:
                 (errors if m.error() else got).append(m)
-        assert (got, errors) == ([], [])
+        assert ([m.value() for m in got], errors) == ([b"a", b"b"], [])
     finally:
         c.close()
-    kc = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=unique("sub-kp"), consumer_timeout_ms=3000)
+    kc = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=unique("sub-kp"),
+                       auto_offset_reset="earliest", consumer_timeout_ms=5000)
     try:
-        assert list(kc) == []
+        assert [m.value for m in kc] == [b"a", b"b"]
     finally:
         kc.close()
-    assert broker.metric('tern_requests_total{api="joinGroup"}') >= 2  # both clients kept asking
     assert broker.metric('tern_request_errors_total{api="joinGroup"}') == 0
     assert broker.metric("tern_connections_closed_bad_input_total") == 0
     assert "closing connection" not in broker.log()
-    assert consume_all(broker, topic) == [(0, b"a"), (1, b"b")]

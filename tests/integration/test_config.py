@@ -32,6 +32,9 @@ def run_serve(*args, env=None, timeout=15):
     (["--set", "object.store.fault.teleport.delay.ms=5"], "object.store.fault.teleport.delay.ms"),
     (["--object-store", "ftp://bucket"], "object.store"),
     (["--set", "justaword"], "--set"),
+    (["--set", "group.max.size=0"], "group.max.size"),
+    (["--set", "group.min.session.timeout.ms=9000", "--set", "group.max.session.timeout.ms=8000"],
+     "group.min.session.timeout.ms"),
 ])
 def test_bad_settings_are_refused_by_name(args, named):
     r = run_serve(*args)

@@ -3,7 +3,7 @@ import KafkaProtocol
 extension Broker {
     static let groupKeyType: Int8 = 0
 
-    /// Group keys find this broker (standalone offset storage); transaction keys find none
+    /// Group keys find this broker (its group coordinator); transaction keys find none
     /// until the transaction coordinator lands.
     func findCoordinator(_ r: FindCoordinatorRequest, version: Int16) -> FindCoordinatorResponse {
         var resp = FindCoordinatorResponse()

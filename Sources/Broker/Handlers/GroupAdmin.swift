@@ -2,44 +2,49 @@ import KafkaProtocol
 
 /// Group administration: ListGroups, DescribeGroups, DeleteGroups, OffsetDelete.
 ///
-/// Until the group coordinator arrives (issue 7) the only groups are those `assign()`
-/// consumers created by committing offsets (Offsets.swift). Kafka's coordinator keeps such a
-/// group as a classic group in state Empty with no protocol type
-/// (`OffsetMetadataManager.commitOffset` → `getOrMaybeCreateClassicGroup`), so that is how
-/// these handlers report them: a group exists while it has a committed offset. One
-/// difference: Kafka keeps an Empty group whose offsets were all deleted by OffsetDelete
-/// until its periodic cleanup; here it is gone at once.
+/// A group is either held by the group coordinator (it has, or had, members since the broker
+/// started) or exists only through its committed offsets in the metadata store (an `assign()`
+/// consumer's group, or any group after a restart). Kafka's coordinator keeps the latter as a
+/// classic group in state Empty with no protocol type (`OffsetMetadataManager.commitOffset` →
+/// `getOrMaybeCreateClassicGroup`), so that is how these handlers report it. One difference:
+/// Kafka keeps an Empty group whose offsets were all deleted by OffsetDelete until its
+/// periodic cleanup; here such a group is gone at once unless the coordinator holds it.
 extension Broker {
     static let emptyGroupState = "Empty"
     static let deadGroupState = "Dead"
 
-    /// GroupMetadataManager.listGroups: every group (all are classic, Empty, protocol type
-    /// ""), filtered by state from v4, case-insensitively as Kafka compares them.
+    /// GroupMetadataManager.listGroups: every group with its state and protocol type,
+    /// filtered by state from v4, case-insensitively as Kafka compares them.
     func listGroups(_ r: ListGroupsRequest) async -> ListGroupsResponse {
         var resp = ListGroupsResponse()
-        let groups: [String]
+        let stored: [String]
         do {
-            groups = try await metadata.groupsWithOffsets()
+            stored = try await metadata.groupsWithOffsets()
         } catch {
             logger.warning("listing groups failed", metadata: ["error": "\(error)"])
             resp.errorCode = ErrorCode.coordinatorNotAvailable.rawValue
             return resp
         }
+        var all: [String: (protocolType: String, state: String)] = [:]
+        for id in stored { all[id] = ("", Self.emptyGroupState) }
+        for g in groups.listed() { all[g.groupId] = (g.protocolType, g.state.rawValue) }
         let states = Set(r.statesFilter.map { $0.trimmingWhitespace().lowercased() })
-        if !states.isEmpty && !states.contains(Self.emptyGroupState.lowercased()) { return resp }
-        resp.groups = groups.map { id in
+        resp.groups = all.keys.sorted().compactMap { id in
+            let (type, state) = all[id]!
+            if !states.isEmpty && !states.contains(state.lowercased()) { return nil }
             var g = ListGroupsResponse.ListedGroup()
             g.groupId = id
-            g.protocolType = ""
-            g.groupState = Self.emptyGroupState
+            g.protocolType = type
+            g.groupState = state
             return g
         }
         return resp
     }
 
-    /// GroupMetadataManager.describeGroups: a known group is Empty with no protocol and no
-    /// members; an unknown one is reported as Dead with no error. Authorized operations
-    /// (v3+, on request) are those of a broker without an authorizer.
+    /// GroupMetadataManager.describeGroups: a group held by the coordinator with its members
+    /// (client id and host, assignment; metadata and protocol once Stable); a group known only
+    /// by its offsets is Empty with no members; an unknown one is Dead with no error.
+    /// Authorized operations (v3+, on request) are those of a broker without an authorizer.
     func describeGroups(_ r: DescribeGroupsRequest, version: Int16) async -> DescribeGroupsResponse {
         var resp = DescribeGroupsResponse()
         let known: Set<String>
@@ -56,27 +61,40 @@ extension Broker {
             return resp
         }
         resp.groups = r.groups.map { id in
-            var g = DescribeGroupsResponse.DescribedGroup()
-            g.groupId = id
-            g.groupState = known.contains(id) ? Self.emptyGroupState : Self.deadGroupState
-            g.protocolType = ""
-            g.protocolData = ""
+            var g: DescribeGroupsResponse.DescribedGroup
+            if let held = groups.describe(id) {
+                g = held
+            } else {
+                g = DescribeGroupsResponse.DescribedGroup()
+                g.groupId = id
+                g.groupState = known.contains(id) ? Self.emptyGroupState : Self.deadGroupState
+                g.protocolType = ""
+                g.protocolData = ""
+            }
             if version >= 3 && r.includeAuthorizedOperations { g.authorizedOperations = AuthorizedOperations.group }
             return g
         }
         return resp
     }
 
-    /// GroupCoordinatorShard.deleteGroups: an Empty group may be deleted (its offsets go with
-    /// it); an unknown one is GROUP_ID_NOT_FOUND. Names are de-duplicated as KafkaApis does.
+    /// GroupCoordinatorShard.deleteGroups: only an Empty group may be deleted (else
+    /// NON_EMPTY_GROUP), and its offsets go with it; an unknown one is GROUP_ID_NOT_FOUND.
+    /// Names are de-duplicated as KafkaApis does.
     func deleteGroups(_ r: DeleteGroupsRequest) async -> DeleteGroupsResponse {
         var resp = DeleteGroupsResponse()
         var seen = Set<String>()
         for id in r.groupsNames where seen.insert(id).inserted {
             var result = DeleteGroupsResponse.DeletableGroupResult()
             result.groupId = id
+            let check = groups.delete(id)
+            if case .refused(let code) = check {
+                result.errorCode = code.rawValue
+                resp.results.append(result)
+                continue
+            }
             do {
-                if try await metadata.deleteGroupOffsets(group: id) {
+                let hadOffsets = try await metadata.deleteGroupOffsets(group: id)
+                if hadOffsets || check == .deleted {
                     logger.info("deleted group", metadata: ["group": "\(id)"])
                 } else {
                     result.errorCode = ErrorCode.groupIdNotFound.rawValue
@@ -92,13 +110,19 @@ extension Broker {
 
     /// KafkaApis.handleOffsetDeleteRequest answers unknown topics and partitions with
     /// UNKNOWN_TOPIC_OR_PARTITION itself; the coordinator (GroupCoordinatorService.deleteOffsets,
-    /// OffsetMetadataManager.deleteOffsets) refuses an empty group id (INVALID_GROUP_ID) and an
-    /// unknown group (GROUP_ID_NOT_FOUND, top level, no topics), and deletes the rest: an Empty
-    /// group is subscribed to no topic, so no GROUP_SUBSCRIBED_TO_TOPIC.
+    /// OffsetMetadataManager.deleteOffsets) refuses an empty group id (INVALID_GROUP_ID), an
+    /// unknown group (GROUP_ID_NOT_FOUND) and a group with members that does not use the
+    /// consumer protocol (NON_EMPTY_GROUP), all at the top level; a consumer group's offsets
+    /// of the topics it is subscribed to stay (GROUP_SUBSCRIBED_TO_TOPIC), the rest go.
     func offsetDelete(_ r: OffsetDeleteRequest) async -> OffsetDeleteResponse {
         var resp = OffsetDeleteResponse()
         if r.groupId.isEmpty {
             resp.errorCode = ErrorCode.invalidGroupId.rawValue
+            return resp
+        }
+        let check = groups.offsetDeleteCheck(r.groupId)
+        if case .refused(let code) = check {
+            resp.errorCode = code.rawValue
             return resp
         }
         var deletable: [(topic: String, partition: Int32)] = []
@@ -106,11 +130,14 @@ extension Broker {
         for t in r.topics {
             var tr = OffsetDeleteResponse.OffsetDeleteResponseTopic()
             tr.name = t.name
+            let subscribed = check.isSubscribed(to: t.name)
             for p in t.partitions {
                 var pr = OffsetDeleteResponse.OffsetDeleteResponseTopic.OffsetDeleteResponsePartition()
                 pr.partitionIndex = p.partitionIndex
                 if streamId(t.name, p.partitionIndex) == nil {
                     pr.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                } else if subscribed {
+                    pr.errorCode = ErrorCode.groupSubscribedToTopic.rawValue
                 } else {
                     deletable.append((t.name, p.partitionIndex))
                 }
@@ -119,7 +146,8 @@ extension Broker {
             topics.append(tr)
         }
         do {
-            guard try await metadata.deleteOffsets(group: r.groupId, deletable) else {
+            let found = try await metadata.deleteOffsets(group: r.groupId, deletable)
+            if !found && check == .unknown {
                 resp.errorCode = ErrorCode.groupIdNotFound.rawValue
                 return resp
             }

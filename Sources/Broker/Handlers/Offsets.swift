@@ -2,32 +2,37 @@ import KafkaProtocol
 import Metadata
 
 extension Broker {
-    /// Standalone (simple-consumer) offset storage: commits with generation -1 are kept in
-    /// the metadata store. Commits that claim a group generation need the group coordinator,
-    /// which does not exist yet; Kafka answers those for an unknown group with ILLEGAL_GENERATION.
+    /// OffsetCommit, as KafkaApis.handleOffsetCommitRequest and the classic group coordinator
+    /// answer it: unknown topics and partitions first, then the group's verdict for the rest
+    /// (ClassicGroup.validateOffsetCommit: generation and member checks, REBALANCE_IN_PROGRESS
+    /// while the group awaits its assignment, "simple" generation -1 commits only into a group
+    /// without members), then the metadata size. Accepted offsets go to the metadata store.
     func offsetCommit(_ r: OffsetCommitRequest, version: Int16) async -> OffsetCommitResponse {
         var resp = OffsetCommitResponse()
         var accepted: [CommittedOffset] = []
-        var results: [[ErrorCode]] = []
-        let groupManaged = r.generationIdOrMemberEpoch >= 0
-        for t in r.topics {
-            var codes: [ErrorCode] = []
-            for p in t.partitions {
-                if r.groupId.isEmpty {
-                    codes.append(.invalidRequest)  // Kafka: INVALID_GROUP_ID; closest we carry
-                } else if groupManaged {
-                    codes.append(.illegalGeneration)
-                } else if streamId(t.name, p.partitionIndex) == nil {
-                    codes.append(.unknownTopicOrPartition)
-                } else if let m = p.committedMetadata, m.utf8.count > config.offsetMetadataMaxBytes {
-                    codes.append(.offsetMetadataTooLarge)
-                } else {
-                    codes.append(.none)
-                    accepted.append(CommittedOffset(topic: t.name, partition: p.partitionIndex, offset: p.committedOffset,
-                                                    leaderEpoch: version >= 6 ? p.committedLeaderEpoch : -1, metadata: p.committedMetadata))
+        // nil: for the coordinator to decide.
+        var results: [[ErrorCode?]] = r.topics.map { t in
+            t.partitions.map { p in
+                if r.groupId.isEmpty { return .invalidRequest }  // Kafka: INVALID_GROUP_ID; closest we carry
+                return streamId(t.name, p.partitionIndex) == nil ? .unknownTopicOrPartition : nil
+            }
+        }
+        if results.contains(where: { $0.contains(nil) }) {
+            let verdict = groups.validateOffsetCommit(groupId: r.groupId, memberId: r.memberId, instanceId: r.groupInstanceId,
+                                                      generation: r.generationIdOrMemberEpoch, apiVersion: version)
+            for (ti, t) in r.topics.enumerated() {
+                for (pi, p) in t.partitions.enumerated() where results[ti][pi] == nil {
+                    if let verdict {
+                        results[ti][pi] = verdict
+                    } else if let m = p.committedMetadata, m.utf8.count > config.offsetMetadataMaxBytes {
+                        results[ti][pi] = .offsetMetadataTooLarge
+                    } else {
+                        results[ti][pi] = ErrorCode.none
+                        accepted.append(CommittedOffset(topic: t.name, partition: p.partitionIndex, offset: p.committedOffset,
+                                                        leaderEpoch: version >= 6 ? p.committedLeaderEpoch : -1, metadata: p.committedMetadata))
+                    }
                 }
             }
-            results.append(codes)
         }
         var failure: ErrorCode?
         if !accepted.isEmpty {
@@ -44,7 +49,8 @@ extension Broker {
             tr.partitions = zip(t.partitions, codes).map { p, code in
                 var pr = OffsetCommitResponse.OffsetCommitResponseTopic.OffsetCommitResponsePartition()
                 pr.partitionIndex = p.partitionIndex
-                pr.errorCode = (code == .none ? (failure ?? .none) : code).rawValue
+                let c = code ?? .unknownServerError
+                pr.errorCode = (c == .none ? (failure ?? .none) : c).rawValue
                 return pr
             }
             resp.topics.append(tr)
@@ -52,6 +58,8 @@ extension Broker {
         return resp
     }
 
+    /// OffsetFetch needs no membership for classic groups (ClassicGroup.validateOffsetFetch
+    /// checks nothing but a Dead group): committed offsets come from the metadata store.
     func offsetFetch(_ r: OffsetFetchRequest, version: Int16) async -> OffsetFetchResponse {
         var resp = OffsetFetchResponse()
         // One shape for every version: (group, [(topic, partitions or nil for all)]?).

@@ -47,6 +47,7 @@ public final class KafkaServer: Service, Sendable {
             // close the connections so the accept loop can end.
             self.channel.channel.close(promise: nil)
             Task {
+                self.broker.unloadGroups()
                 await self.broker.engine.shutdown(timeout: .milliseconds(Int64(self.broker.config.shutdownFlushTimeoutMs)))
                 try? await Task.sleep(for: .milliseconds(200))
                 for c in self.connections.withLockedValue({ Array($0.values) }) { c.close(promise: nil) }
@@ -56,6 +57,8 @@ public final class KafkaServer: Service, Sendable {
 
     private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
         let peer = connection.channel.remoteAddress.map { "\($0)" } ?? "?"
+        // Kafka reports a member's host as InetAddress.toString(): "/127.0.0.1".
+        let clientHost = connection.channel.remoteAddress?.ipAddress.map { "/" + $0 } ?? ""
         let id = ObjectIdentifier(connection.channel)
         connections.withLockedValue { $0[id] = connection.channel }
         broker.metrics.connection(opened: true)
@@ -77,7 +80,7 @@ public final class KafkaServer: Service, Sendable {
                     }
                     defer { queue.finish() }
                     for try await frame in inbound {
-                        switch await broker.handle(frame: frame) {
+                        switch await broker.handle(frame: frame, clientHost: clientHost) {
                         case .respond(let task):
                             pending.add(task)
                             queue.yield(task)

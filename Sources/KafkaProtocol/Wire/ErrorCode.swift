@@ -22,6 +22,8 @@ public enum ErrorCode: Int16, Sendable {
     case inconsistentGroupProtocol = 23
     case invalidGroupId = 24
     case unknownMemberId = 25
+    case invalidSessionTimeout = 26
+    case rebalanceInProgress = 27
     case invalidCommitOffsetSize = 28
     case topicAuthorizationFailed = 29
     case groupAuthorizationFailed = 30
@@ -64,6 +66,7 @@ public enum ErrorCode: Int16, Sendable {
     case fencedInstanceId = 82
     case invalidRecord = 87
     case noReassignmentInProgress = 85
+    case groupSubscribedToTopic = 86
     case unstableOffsetCommit = 88
     case unknownTopicId = 100
     case inconsistentTopicId = 103
