@@ -372,3 +372,41 @@ def test_a_graceful_shutdown_answers_a_parked_join_not_coordinator(make_broker):
         assert answer["error"] == NOT_COORDINATOR and answer["member"] == first["member"]
     finally:
         c.close()
+
+
+def test_tern_groups_commands_on_a_live_group(make_broker, members):
+    """`tern groups` against the real coordinator: describe lists the member and its decoded
+    assignment, reset-offsets and delete refuse while it is active and work once it left."""
+    from test_cli import failed, ok
+    from test_cli import tern as tern_cli
+    broker, topic = group_topic(make_broker)
+    fill(broker, topic, 3)
+    group = unique("gcli")
+    m = Member(broker, "confluent", group, topic, name="cli", commit=True)
+    members.append(m)
+    assert wait_for(lambda: m.assignment() == ALL, 60)
+    assert wait_for(lambda: sum(m.committed().values()) == 3 * PARTITIONS, 30), m.committed()
+
+    out = ok(tern_cli(broker, "groups", "describe", group))
+    assert "Stable" in out, out
+    rows = [line.split() for line in out.splitlines() if line.startswith(group + " ")]
+    table = {(r[1], int(r[2])): r for r in rows if len(r) >= 9 and r[1] == topic}
+    assert set(p for _, p in table) == ALL, out
+    for (_, p), r in table.items():
+        assert (r[3], r[4], r[5]) == ("3", "3", "0"), r  # committed, log end, lag
+        assert r[8] == "cfk-cli", r  # the consumer's client id
+
+    failed(tern_cli(broker, "groups", "reset-offsets", group, "--topic", topic, "--to-earliest", "--execute"), "active")
+    failed(tern_cli(broker, "groups", "delete", group), "NON_EMPTY_GROUP")
+
+    m.close()
+    assert wait_for(lambda: "Empty" in ok(tern_cli(broker, "groups", "describe", group)), 20)
+    ok(tern_cli(broker, "groups", "reset-offsets", group, "--topic", topic, "--to-earliest", "--execute"))
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+    try:
+        got = c.committed([TopicPartition(topic, p) for p in ALL], timeout=10)
+        assert {tp.offset for tp in got} == {0}
+    finally:
+        c.close()
+    ok(tern_cli(broker, "groups", "delete", group))
+    assert group not in ok(tern_cli(broker, "groups", "list"))
