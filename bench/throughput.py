@@ -3,9 +3,11 @@
 
 Starts the release binary on a fresh data directory, creates a topic, produces N records of
 SIZE bytes with acks=all through librdkafka (confluent-kafka), then reads them all back with
-assign(), and prints records/s and MB/s for both. Run after `swift build -c release`:
+assign(), and prints records/s and MB/s for both. With `--client tern` the load comes from
+`tern perf produce` / `tern perf consume` (1 MiB batches, 5 ms linger and, as librdkafka
+without idempotence, no practical in-flight limit) instead. Run after `swift build -c release`:
 
-    python3 bench/throughput.py [--records 200000] [--size 1024] [--partitions 8]
+    python3 bench/throughput.py [--records 200000] [--size 1024] [--partitions 8] [--client confluent|tern]
 """
 import argparse
 import json
@@ -31,9 +33,12 @@ def free_port():
         return s.getsockname()[1]
 
 
+BINARY = os.environ.get("TERN_BIN", os.path.join(ROOT, ".build", "release", "tern"))
+
+
 def start_tern(data_dir):
     port, mport = free_port(), free_port()
-    binary = os.environ.get("TERN_BIN", os.path.join(ROOT, ".build", "release", "tern"))
+    binary = BINARY
     proc = subprocess.Popen([binary, "serve", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}",
                              "--advertise", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{mport}"],
                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(data_dir, "broker.log"), "w"))
@@ -97,23 +102,48 @@ def consume(bootstrap, topic, records, partitions):
     return elapsed
 
 
+def tern_perf(bootstrap, *args):
+    """Runs `tern perf ARGS --json` and returns its summary."""
+    p = subprocess.run([BINARY, "perf", *args, "--bootstrap-server", bootstrap, "--json"],
+                       capture_output=True, timeout=900)
+    if p.returncode != 0:
+        raise SystemExit(f"tern perf {args[0]} failed: {p.stderr.decode()[-2000:]}")
+    return json.loads(p.stdout)
+
+
+def tern_produce(bootstrap, topic, records, size, partitions):
+    s = tern_perf(bootstrap, "produce", "--topic", topic, "--num-records", str(records), "--record-size", str(size),
+                  "--acks", "-1", "--batch-bytes", str(1 << 20), "--linger-ms", "5", "--max-request-bytes", str(64 << 20),
+                  "--max-in-flight", "1000")
+    return s["seconds"]
+
+
+def tern_consume(bootstrap, topic, records, partitions):
+    return tern_perf(bootstrap, "consume", "--topic", topic, "--num-records", str(records),
+                     "--partition-max-bytes", str(8 << 20))["seconds"]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--client", choices=["confluent", "tern"], default="confluent",
+                    help="load generator: librdkafka (confluent-kafka) or `tern perf`")
     args = ap.parse_args()
+    run_produce, run_consume = (tern_produce, tern_consume) if args.client == "tern" else (produce, consume)
     data_dir = tempfile.mkdtemp(prefix="tern-bench-")
     proc, bootstrap, mport = start_tern(data_dir)
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap})
         admin.create_topics([NewTopic("bench", args.partitions, 1)])["bench"].result()
-        p = produce(bootstrap, "bench", args.records, args.size, args.partitions)
+        p = run_produce(bootstrap, "bench", args.records, args.size, args.partitions)
         puts = metric(mport, 'tern_object_store_requests_total{type="PUT"}')
-        c = consume(bootstrap, "bench", args.records, args.partitions)
+        c = run_consume(bootstrap, "bench", args.records, args.partitions)
         mb = args.records * args.size / 1e6
         result = {
             "broker": "tern (embedded default: local directory bucket, SQLite)",
+            "client": "tern perf" if args.client == "tern" else "confluent-kafka (librdkafka)",
             "records": args.records, "record_bytes": args.size, "partitions": args.partitions, "acks": "all",
             "produce_records_per_s": round(args.records / p), "produce_MB_per_s": round(mb / p, 1),
             "consume_records_per_s": round(args.records / c), "consume_MB_per_s": round(mb / c, 1),

@@ -149,30 +149,71 @@ public final class KafkaConnection: Sendable {
 
     /// Sends a request that gets no response (Produce with acks=0); returns once it is written.
     public func sendWithoutResponse<R: KafkaRequest>(_ request: R, version: Int16? = nil) async throws {
+        try await submitWithoutResponse(request, version: version).get()
+    }
+
+    /// Sends a request and completes the future with its decoded response on the
+    /// connection's event loop. For load generators, which time each response as it arrives
+    /// and must not wait for a Swift concurrency thread to be free to do so.
+    /// `frameCapacity`: the expected size of the encoded request (a produce request's
+    /// batches), so that its buffer is allocated once rather than grown.
+    public func submit<R: KafkaRequest>(_ request: R, version: Int16? = nil, frameCapacity: Int = 256) -> EventLoopFuture<R.Response> {
+        let v: Int16
+        do {
+            v = try negotiatedVersion(R.self, version)
+        } catch {
+            return channel.eventLoop.makeFailedFuture(error)
+        }
+        let address = self.address
+        return exchangeFuture(request, version: v, frameCapacity: frameCapacity).flatMapThrowing { body in
+            var body = body
+            do {
+                return try R.Response(from: &body, version: v)
+            } catch {
+                throw KafkaClientError(.protocolViolation,
+                                       "\(address) sent a \(ApiKey(rawValue: R.apiKey)?.kafkaName ?? "") v\(v) response we cannot parse: \(error)")
+            }
+        }
+    }
+
+    /// `sendWithoutResponse` as a future, completed once the request is written.
+    public func submitWithoutResponse<R: KafkaRequest>(_ request: R, version: Int16? = nil, frameCapacity: Int = 256) -> EventLoopFuture<Void> {
+        let v: Int16
+        do {
+            v = try negotiatedVersion(R.self, version)
+        } catch {
+            return channel.eventLoop.makeFailedFuture(error)
+        }
+        let frame = encode(request, version: v, correlationId: nextCorrelationId(), capacity: frameCapacity)
+        let address = self.address
+        return channel.writeAndFlush(Outbound(frame: frame, correlationId: -1, response: nil)).flatMapErrorThrowing { error in
+            throw error as? KafkaClientError ?? KafkaClientError(.connectionClosed, "cannot write to \(address): \(error)")
+        }
+    }
+
+    private func negotiatedVersion<R: KafkaRequest>(_: R.Type, _ version: Int16?) throws -> Int16 {
         guard let api = ApiKey(rawValue: R.apiKey) else {
             throw KafkaClientError(.unsupportedVersion, "API key \(R.apiKey) has no codec")
         }
-        let v = try version ?? self.version(for: api)
-        let frame = encode(request, version: v, correlationId: nextCorrelationId())
-        do {
-            try await channel.writeAndFlush(Outbound(frame: frame, correlationId: -1, response: nil))
-        } catch let e as KafkaClientError {
-            throw e
-        } catch {
-            throw KafkaClientError(.connectionClosed, "cannot write to \(address): \(error)")
-        }
+        return try version ?? self.version(for: api)
     }
 
     /// Writes the request and returns the response body after its header.
     private func exchange<R: KafkaMessage>(_ request: R, version: Int16) async throws -> ByteBuffer {
+        try await exchangeFuture(request, version: version, frameCapacity: 256).get()
+    }
+
+    private func exchangeFuture<R: KafkaMessage>(_ request: R, version: Int16, frameCapacity: Int) -> EventLoopFuture<ByteBuffer> {
         let correlationId = nextCorrelationId()
-        let frame = encode(request, version: version, correlationId: correlationId)
+        let frame = encode(request, version: version, correlationId: correlationId, capacity: frameCapacity)
         let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
         let channel = self.channel
         let timeout = configuration.requestTimeout
-        let what = "\(ApiKey(rawValue: R.apiKey)?.kafkaName ?? "API \(R.apiKey)") request to \(address)"
+        let address = self.address
+        // Built only when needed: the hot path sends many requests and fails few.
+        @Sendable func what() -> String { "\(ApiKey(rawValue: R.apiKey)?.kafkaName ?? "API \(R.apiKey)") request to \(address)" }
         let timer = channel.eventLoop.scheduleTask(in: timeout) {
-            promise.fail(KafkaClientError(.timedOut, "\(what) got no response within \(timeout.nanoseconds / 1_000_000) ms"))
+            promise.fail(KafkaClientError(.timedOut, "\(what()) got no response within \(timeout.nanoseconds / 1_000_000) ms"))
             channel.close(promise: nil)
         }
         promise.futureResult.whenComplete { _ in timer.cancel() }
@@ -180,18 +221,20 @@ public final class KafkaConnection: Sendable {
         // A write that fails never reaches the pending table's cleanup: fail the response too
         // (a promise completed twice keeps its first result).
         written.futureResult.whenFailure { error in
-            promise.fail(error as? KafkaClientError ?? KafkaClientError(.connectionClosed, "cannot write the \(what): \(error)"))
+            promise.fail(error as? KafkaClientError ?? KafkaClientError(.connectionClosed, "cannot write the \(what()): \(error)"))
         }
         channel.writeAndFlush(Outbound(frame: frame, correlationId: correlationId, response: promise), promise: written)
-        var body = try await promise.futureResult.get()
-        if ResponseHeader.isFlexible(apiKey: R.apiKey, version: version) {
+        let flexible = ResponseHeader.isFlexible(apiKey: R.apiKey, version: version)
+        return promise.futureResult.flatMapThrowing { body in
+            guard flexible else { return body }
+            var body = body
             do {
                 try body.skipTaggedFields()
             } catch {
                 throw KafkaClientError(.protocolViolation, "\(address) sent a bad response header: \(error)")
             }
+            return body
         }
-        return body
     }
 
     private func nextCorrelationId() -> Int32 {
@@ -204,8 +247,8 @@ public final class KafkaConnection: Sendable {
         return id
     }
 
-    private func encode<R: KafkaMessage>(_ request: R, version: Int16, correlationId: Int32) -> ByteBuffer {
-        var b = channel.allocator.buffer(capacity: 256)
+    private func encode<R: KafkaMessage>(_ request: R, version: Int16, correlationId: Int32, capacity: Int) -> ByteBuffer {
+        var b = channel.allocator.buffer(capacity: max(64, capacity))
         b.writeInteger(Int32(0))
         let flexible = ApiKey(rawValue: R.apiKey)?.firstFlexibleVersion.map { version >= $0 } ?? false
         RequestHeader(apiKey: R.apiKey, apiVersion: version, correlationId: correlationId, clientId: configuration.clientId)

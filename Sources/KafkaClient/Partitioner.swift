@@ -7,9 +7,19 @@ public enum Partitioner {
         return Int32(Int(UInt32(bitPattern: murmur2(key)) & 0x7fff_ffff) % partitionCount)
     }
 
-    /// Java's `Utils.murmur2` (seed 0x9747b28c), with its int arithmetic wrapping.
+    public static func partition(forKey key: UnsafeRawBufferPointer, partitionCount: Int) -> Int32 {
+        precondition(partitionCount > 0)
+        return Int32(Int(UInt32(bitPattern: murmur2(key)) & 0x7fff_ffff) % partitionCount)
+    }
+
+    /// Java's `Utils.murmur2` (seed 0x9747b28c), with its int arithmetic wrapping. Contiguous
+    /// keys (arrays, slices, buffer pointers) are hashed in place, without a copy.
     public static func murmur2(_ bytes: some Collection<UInt8>) -> Int32 {
-        let data = Array(bytes)
+        if let h = bytes.withContiguousStorageIfAvailable({ murmur2(UnsafeRawBufferPointer($0)) }) { return h }
+        return Array(bytes).withUnsafeBytes { murmur2($0) }
+    }
+
+    public static func murmur2(_ data: UnsafeRawBufferPointer) -> Int32 {
         let length = data.count
         let m: UInt32 = 0x5bd1_e995
         var h: UInt32 = 0x9747_b28c ^ UInt32(truncatingIfNeeded: length)

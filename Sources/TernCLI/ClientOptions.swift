@@ -20,12 +20,17 @@ struct ClientOptions: ParsableArguments {
         return list
     }
 
-    /// Runs `body` with a client and closes its connections afterwards, whatever happens.
-    func withClient<T>(_ body: (KafkaClient) async throws -> T) async throws -> T {
+    /// What the CLI's connections say of themselves.
+    var configuration: KafkaClientConfiguration {
         var configuration = KafkaClientConfiguration()
         configuration.clientId = "tern-cli"
         configuration.softwareName = "tern-cli"
         configuration.softwareVersion = ternVersion
+        return configuration
+    }
+
+    /// Runs `body` with a client and closes its connections afterwards, whatever happens.
+    func withClient<T>(_ body: (KafkaClient) async throws -> T) async throws -> T {
         let client = KafkaClient(bootstrap: try addresses(), configuration: configuration)
         do {
             let result = try await body(client)

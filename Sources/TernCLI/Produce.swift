@@ -105,11 +105,11 @@ struct ProduceCommand: AsyncParsableCommand {
     }
 }
 
-/// Records of one read, grouped into batches per partition.
+/// Records of one read, grouped into batches per partition, encoded as they are appended.
 struct PartitionBatches {
     let limit: Int
     let codec: CompressionCodec
-    private var open: [Int32: (builder: RecordBatchBuilder, bytes: Int)] = [:]
+    private var open: [Int32: RecordBatchEncoder] = [:]
     private var closed: [Int32: [ByteBuffer]] = [:]
     private let timestamp = Int64(Date().timeIntervalSince1970 * 1000)
 
@@ -119,21 +119,20 @@ struct PartitionBatches {
     }
 
     mutating func append(partition: Int32, key: ArraySlice<UInt8>?, value: ArraySlice<UInt8>) {
-        let size = (key?.count ?? 0) + value.count + 16
-        if let o = open[partition], o.bytes + size > limit, !o.builder.records.isEmpty {
-            closed[partition, default: []].append(o.builder.build())
-            open[partition] = nil
+        let size = RecordBatchEncoder.recordSize(offsetDelta: open[partition]?.count ?? 0, keyLength: key?.count, valueLength: value.count)
+        // Tested and finished in place: a copy taken out of the dictionary would share the
+        // encoder's buffer and make the next append copy it.
+        if open[partition]?.isEmpty == false, open[partition]!.sizeInBytes + size > limit {
+            closed[partition, default: []].append(open[partition]!.finish())
         }
-        // Mutated in place: a copy taken out of the dictionary would copy the records array
-        // on every append.
-        open[partition, default: (RecordBatchBuilder(baseTimestamp: timestamp, compression: codec), RecordBatchHeader.size)]
-            .builder.append(key: key.map { ByteBuffer(bytes: $0) }, value: ByteBuffer(bytes: value))
-        open[partition]!.bytes += size
+        open[partition, default: RecordBatchEncoder(baseTimestamp: timestamp, compression: codec)].append(
+            keyLength: key?.count, key: { dst in key?.withUnsafeBytes { dst.copyMemory(from: $0) } },
+            valueLength: value.count, value: { dst in value.withUnsafeBytes { dst.copyMemory(from: $0) } })
     }
 
     /// Requests' worth of batches: the i-th holds the i-th batch of every partition.
     mutating func rounds() -> [[Int32: ByteBuffer]] {
-        for (p, o) in open where !o.builder.records.isEmpty { closed[p, default: []].append(o.builder.build()) }
+        for p in open.keys where open[p]?.isEmpty == false { closed[p, default: []].append(open[p]!.finish()) }
         open = [:]
         var out: [[Int32: ByteBuffer]] = []
         for (p, batches) in closed {

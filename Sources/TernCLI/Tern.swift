@@ -6,10 +6,11 @@ struct Tern: AsyncParsableCommand {
         commandName: "tern",
         abstract: "A Kafka-compatible broker whose records live in object storage.",
         discussion: """
-        `tern serve` runs a broker. `tern topics`, `tern produce`, `tern consume` and \
-        `tern groups` talk to a running broker (any Kafka broker) over the Kafka protocol; they take \
-        --bootstrap-server HOST:PORT, else $TERN_BOOTSTRAP, else localhost:9092.
+        `tern serve` runs a broker. `tern topics`, `tern produce`, `tern consume`, \
+        `tern groups` and `tern perf` (load generators) talk to a running broker (any Kafka \
+        broker) over the Kafka protocol; they take --bootstrap-server HOST:PORT, else \
+        $TERN_BOOTSTRAP, else localhost:9092.
         """,
         version: ternVersion,
-        subcommands: [Serve.self, Topics.self, ProduceCommand.self, ConsumeCommand.self, Groups.self])
+        subcommands: [Serve.self, Topics.self, ProduceCommand.self, ConsumeCommand.self, Groups.self, Perf.self])
 }

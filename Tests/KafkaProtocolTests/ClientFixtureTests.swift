@@ -437,7 +437,7 @@ import Testing
 }
 
 /// Captured frames (4-byte size + header + body), named client + API + version.
-private enum Fixture {
+enum Fixture {
     static let kcatApiVersionsV3 = "00000024001200030000000100076b6361742d6678000b6c696272646b61666b6106322e302e3200"
     static let kcatMetadataV4 = "0000001f000300040000000200076b6361742d667800000001000766782d6b63617401"
     static let kcatProduceV7 = """
