@@ -238,7 +238,7 @@ public final class Broker: Sendable {
         case .offsetDelete:
             return respond(header, await offsetDelete(try OffsetDeleteRequest(from: &body, version: v)))
         case .consumerGroupHeartbeat:
-            return respond(header, consumerGroupHeartbeat(try ConsumerGroupHeartbeatRequest(from: &body, version: v)))
+            return respond(header, consumerGroupHeartbeat(try ConsumerGroupHeartbeatRequest(from: &body, version: v), header: header, clientHost: clientHost))
         case .consumerGroupDescribe:
             return respond(header, consumerGroupDescribe(try ConsumerGroupDescribeRequest(from: &body, version: v)))
         case .saslHandshake:
