@@ -6,13 +6,15 @@ OffsetFetch v9 requests for the errors a client cannot be made to provoke.
 The broker runs with group.consumer.session.timeout.ms=10000 and a 1 s heartbeat interval so
 expiry tests are quick.
 """
+import subprocess
 import time
 import uuid
 
 from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
-from kafka_wire import Conn, Enc, create_topic, group_join_v5, versioned_request
+from conftest import TERN
+from kafka_wire import Conn, Enc, create_topic, group_join_v5, produce_values, versioned_request
 from test_groups import ALL, PARTITIONS, Member, fill, members, split_ok, unique, wait_for  # noqa: F401 (members: fixture)
 
 SESSION_MS = 10000
@@ -113,9 +115,19 @@ def test_admin_describe_consumer_groups_shows_members_and_assignments(make_broke
     by_client = {m.client_id: {tp.partition for tp in m.assignment.topic_partitions} for m in d.members}
     assert by_client["cfk-a"] == a.assignment() and by_client["cfk-b"] == b.assignment()
     assert all(tp.topic == topic for m in d.members for tp in m.assignment.topic_partitions)
-    # The classic listing reports it too.
+    # The classic listing reports it too, and DescribeGroups carries each member's assignment
+    # (as consumer-protocol bytes) for classic tools such as `tern groups describe`.
     listed = {g.group_id: g for g in admin.list_consumer_groups().result(10).valid}
     assert listed[group].state == ConsumerGroupState.STABLE
+    out = subprocess.run([TERN, "groups", "describe", group, "--bootstrap-server", broker.bootstrap],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    held = {}
+    for line in out.stdout.splitlines():
+        f = line.split()
+        if len(f) == 9 and f[0] == group and f[1] == topic:
+            held.setdefault(f[8], set()).add(int(f[2]))
+    assert held == {"cfk-a": a.assignment(), "cfk-b": b.assignment()}, out.stdout
 
 
 def test_a_regex_subscription_picks_up_a_topic_created_later(make_broker, members):
@@ -129,7 +141,6 @@ def test_a_regex_subscription_picks_up_a_topic_created_later(make_broker, member
     assert wait_for(lambda: m.assignment() == {0, 1}, 60), m.assignment()
     create_topic(broker, prefix + "-two", 3)
     fill_topic = prefix + "-two"
-    from kafka_wire import produce_values
     produce_values(broker, fill_topic, [b"late"], partition=2)
     assert wait_for(lambda: any(v == "late" for _, _, v in m.records()), 60), m.records()
 

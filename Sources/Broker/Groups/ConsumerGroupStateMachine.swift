@@ -1,4 +1,5 @@
 import KafkaProtocol
+import NIOCore
 
 /// The `consumer` rebalance protocol (KIP-848) in the coordinator state machine, after Apache
 /// Kafka's GroupMetadataManager.consumerGroupHeartbeat: every heartbeat (1) creates or updates
@@ -308,7 +309,6 @@ extension GroupCoordinatorStateMachine {
         guard let g = consumerGroups[groupId] else {
             d.errorCode = ErrorCode.groupIdNotFound.rawValue
             d.errorMessage = groups[groupId] != nil ? "Group \(groupId) is not a consumer group." : "Group \(groupId) not found."
-            d.groupState = ConsumerGroupState.dead.rawValue
             return d
         }
         func encode(_ a: TopicAssignment) -> ConsumerGroupDescribeResponse.DescribedGroup.Member.Assignment {
@@ -449,8 +449,9 @@ extension ConsumerGroup {
 
 extension ConsumerGroup {
     /// DescribeGroups for a consumer group: its state, protocol type `consumer` and members
-    /// (ids, client id and host; no classic metadata or assignment bytes).
-    func describeClassic() -> DescribeGroupsResponse.DescribedGroup {
+    /// (ids, client id and host, and the current assignment as ConsumerProtocolAssignment v0
+    /// bytes, so classic tools can show it; no subscription metadata).
+    public func describeClassic(topicNames: [KafkaUUID: String]) -> DescribeGroupsResponse.DescribedGroup {
         var d = DescribeGroupsResponse.DescribedGroup()
         d.groupId = groupId
         d.groupState = state.rawValue
@@ -463,8 +464,25 @@ extension ConsumerGroup {
             dm.groupInstanceId = m.instanceId
             dm.clientId = m.clientId
             dm.clientHost = m.clientHost
+            dm.memberAssignment = Self.consumerProtocolAssignment(m.assigned, topicNames: topicNames)
             return dm
         }
         return d
+    }
+
+    /// ConsumerProtocolAssignment v0: version, [topic, [partition]], user data (null).
+    static func consumerProtocolAssignment(_ a: TopicAssignment, topicNames: [KafkaUUID: String]) -> ByteBuffer {
+        let named = a.compactMap { t, ps in topicNames[t].map { ($0, ps.sorted()) } }.sorted { $0.0 < $1.0 }
+        var b = ByteBuffer()
+        b.writeInteger(Int16(0))
+        b.writeInteger(Int32(named.count))
+        for (name, ps) in named {
+            b.writeInteger(Int16(name.utf8.count))
+            b.writeString(name)
+            b.writeInteger(Int32(ps.count))
+            for p in ps { b.writeInteger(p) }
+        }
+        b.writeInteger(Int32(-1))
+        return b
     }
 }

@@ -114,8 +114,10 @@ final class GroupCoordinator: Sendable {
         }
     }
 
-    func describe(_ groupId: String) -> DescribeGroupsResponse.DescribedGroup? {
-        state.withLockedValue { $0.machine.groups[groupId]?.describe() ?? $0.machine.consumerGroups[groupId]?.describeClassic() }
+    func describe(_ groupId: String, topicNames: [KafkaUUID: String]) -> DescribeGroupsResponse.DescribedGroup? {
+        state.withLockedValue {
+            $0.machine.groups[groupId]?.describe() ?? $0.machine.consumerGroups[groupId]?.describeClassic(topicNames: topicNames)
+        }
     }
 
     func delete(_ groupId: String) -> GroupCoordinatorStateMachine.DeleteCheck {

@@ -60,9 +60,11 @@ extension Broker {
             }
             return resp
         }
+        var names: [KafkaUUID: String] = [:]
+        for t in allTopics() { names[t.id] = t.name }
         resp.groups = r.groups.map { id in
             var g: DescribeGroupsResponse.DescribedGroup
-            if let held = groups.describe(id) {
+            if let held = groups.describe(id, topicNames: names) {
                 g = held
             } else {
                 g = DescribeGroupsResponse.DescribedGroup()
