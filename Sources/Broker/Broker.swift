@@ -18,7 +18,7 @@ public final class Broker: Sendable {
     let topicTable = NIOLockedValueBox<[String: TopicState]>([:])
     /// Serializes changes to topics: creation, deletion, configs, partitions.
     let topicLock = AsyncMutex()
-    /// The classic group coordinator (membership in memory; offsets in `metadata`).
+    /// The group coordinator, classic and KIP-848 (membership in memory; offsets in `metadata`).
     let groups: GroupCoordinator
     private let readyBox = NIOLockedValueBox(false)
 

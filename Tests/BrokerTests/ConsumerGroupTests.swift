@@ -335,6 +335,19 @@ import Testing
         #expect(h.group.targetAssignment["a"]![Self.t1] == [0, 1, 2])
     }
 
+    @Test func deleteAndOffsetDeleteFollowConsumerGroupRules() {
+        var h = Harness()
+        h.beat("a")
+        #expect(h.m.deleteGroup("g") == .refused(.nonEmptyGroup))
+        let check = h.m.offsetDeleteCheck("g")
+        #expect(check.isSubscribed(to: "orders"))
+        #expect(!check.isSubscribed(to: "elsewhere"))
+        h.beat("a", epoch: -1)
+        #expect(h.group.state == .empty)
+        #expect(h.m.deleteGroup("g") == .deleted)
+        #expect(h.m.consumerGroups["g"] == nil)
+    }
+
     @Test func describeShowsMembersAndAssignments() {
         var h = Harness()
         h.beat("a")

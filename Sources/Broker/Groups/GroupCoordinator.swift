@@ -4,7 +4,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
-/// Runs the classic group coordinator: holds `GroupCoordinatorStateMachine` behind a lock,
+/// Runs the group coordinator (classic groups and KIP-848 consumer groups): holds
+/// `GroupCoordinatorStateMachine` behind a lock,
 /// feeds it requests and the clock, and carries out what it says. A JoinGroup or SyncGroup
 /// that must wait (for the join phase, for the leader's assignment) gets a promise, answered
 /// when the machine names its token; one timer, armed on an event loop for the machine's
