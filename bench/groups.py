@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Rebalance time of a consumer group with the classic protocol on `tern serve`.
+"""Rebalance time of a consumer group on `tern serve`, with the classic protocol and with the
+KIP-848 `consumer` protocol (group.protocol=consumer: the broker assigns, members reconcile).
 
 Starts the release binary on a fresh data directory, creates a topic of P partitions with a
 producer writing to every partition all the time, forms a group of N confluent-kafka
@@ -7,7 +8,11 @@ subscribe() consumers, then adds one more and prints the time from that member's
 to every member consuming again (each holding its share of the partitions, with no overlap,
 and having read a record since its last assignment change). Run after `swift build -c release`:
 
-    python3 bench/groups.py [--consumers 10] [--partitions 100] [--strategy range|cooperative-sticky] [--rounds 3]
+    python3 bench/groups.py [--consumers 10] [--partitions 100] [--strategy range|cooperative-sticky]
+                            [--assignor uniform|range] [--protocol both|classic|consumer] [--rounds 3]
+
+It prints the median of each protocol measured. The broker's consumer-protocol heartbeat
+interval is lowered to 1 s, the classic consumers' own interval is 1 s too.
 """
 import argparse
 import os
@@ -25,11 +30,15 @@ from throughput import start_tern  # noqa: E402
 
 
 class Member(threading.Thread):
-    def __init__(self, bootstrap, group, topic, strategy):
+    def __init__(self, bootstrap, group, topic, strategy, protocol="classic", assignor="uniform"):
         super().__init__(daemon=True)
         self.conf = {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "latest",
-                     "enable.auto.commit": False, "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
-                     "partition.assignment.strategy": strategy}
+                     "enable.auto.commit": False}
+        if protocol == "consumer":
+            self.conf.update({"group.protocol": "consumer", "group.remote.assignor": assignor})
+        else:
+            self.conf.update({"session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
+                              "partition.assignment.strategy": strategy})
         self.topic = topic
         self.lock = threading.Lock()
         self.held = set()
@@ -78,11 +87,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--consumers", type=int, default=10)
     ap.add_argument("--partitions", type=int, default=100)
-    ap.add_argument("--strategy", default="range")
+    ap.add_argument("--strategy", default="range", help="client-side assignor of the classic protocol")
+    ap.add_argument("--assignor", default="uniform", help="server-side assignor of the consumer protocol")
+    ap.add_argument("--protocol", default="both", choices=["both", "classic", "consumer"])
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
 
     data = tempfile.mkdtemp(prefix="tern-bench-groups-")
+    # The consumer protocol's heartbeat interval is the broker's: 1 s, as the classic members'.
+    os.environ["TERN_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS"] = "1000"
     proc, bootstrap, _ = start_tern(data)
     stop = threading.Event()
     members = []
@@ -101,38 +114,15 @@ def main():
             p.flush(10)
 
         threading.Thread(target=produce, daemon=True).start()
-        results = []
-        for r in range(a.rounds):
-            group = f"bench-{r}-{int(time.time())}"
-            members = [Member(bootstrap, group, topic, a.strategy) for _ in range(a.consumers)]
-            for m in members:
-                m.start()
-            deadline = time.time() + 120
-            while settled(members, a.partitions) is None:
-                if time.time() > deadline:
-                    raise SystemExit("the group did not form")
-                time.sleep(0.05)
-            joining = Member(bootstrap, group, topic, a.strategy)
-            t0 = time.time()
-            joining.start()
-            members.append(joining)
-            deadline = t0 + 120
-            while True:
-                # Wait until the newcomer holds partitions, then until everyone reads again.
-                done = settled(members, a.partitions) if joining.state()[0] else None
-                if done is not None:
-                    break
-                if time.time() > deadline:
-                    raise SystemExit("the group did not settle after the new member joined")
-                time.sleep(0.02)
-            results.append(done - t0)
-            print(f"round {r + 1}: {a.consumers} consumers + 1 joining, {a.partitions} partitions, "
-                  f"{a.strategy}: all consuming again after {done - t0:.2f} s", flush=True)
-            for m in members:
-                m.stopping = True
-            for m in members:
-                m.join(30)
-        print(f"classic protocol ({a.strategy}): median {sorted(results)[len(results) // 2]:.2f} s over {len(results)} rounds")
+        summary = []
+        for protocol in (["classic", "consumer"] if a.protocol == "both" else [a.protocol]):
+            label = f"classic protocol ({a.strategy})" if protocol == "classic" else f"consumer protocol, KIP-848 ({a.assignor})"
+            results = []
+            for r in range(a.rounds):
+                results.append(one_round(a, bootstrap, topic, protocol, label, r, members))
+            summary.append(f"{label}: median {sorted(results)[len(results) // 2]:.2f} s over {len(results)} rounds")
+        for line in summary:
+            print(line)
     finally:
         stop.set()
         for m in members:
@@ -140,6 +130,42 @@ def main():
         proc.terminate()
         proc.wait(30)
         shutil.rmtree(data, ignore_errors=True)
+
+
+def one_round(a, bootstrap, topic, protocol, label, r, started):
+    """Forms a group of `a.consumers`, adds one member, returns the seconds until all consume
+    again. Every member started is appended to `started` (for cleanup)."""
+    group = f"bench-{protocol}-{r}-{int(time.time())}"
+    members = [Member(bootstrap, group, topic, a.strategy, protocol, a.assignor) for _ in range(a.consumers)]
+    started += members
+    for m in members:
+        m.start()
+    deadline = time.time() + 120
+    while settled(members, a.partitions) is None:
+        if time.time() > deadline:
+            raise SystemExit(f"{label}: the group did not form")
+        time.sleep(0.05)
+    joining = Member(bootstrap, group, topic, a.strategy, protocol, a.assignor)
+    started.append(joining)
+    t0 = time.time()
+    joining.start()
+    members.append(joining)
+    deadline = t0 + 120
+    while True:
+        # Wait until the newcomer holds partitions, then until everyone reads again.
+        done = settled(members, a.partitions) if joining.state()[0] else None
+        if done is not None:
+            break
+        if time.time() > deadline:
+            raise SystemExit(f"{label}: the group did not settle after the new member joined")
+        time.sleep(0.02)
+    print(f"round {r + 1}: {a.consumers} consumers + 1 joining, {a.partitions} partitions, "
+          f"{label}: all consuming again after {done - t0:.2f} s", flush=True)
+    for m in members:
+        m.stopping = True
+    for m in members:
+        m.join(30)
+    return done - t0
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ public final class Broker: Sendable {
     let topicTable = NIOLockedValueBox<[String: TopicState]>([:])
     /// Serializes changes to topics: creation, deletion, configs, partitions.
     let topicLock = AsyncMutex()
-    /// The classic group coordinator (membership in memory; offsets in `metadata`).
+    /// The group coordinator, classic and KIP-848 (membership in memory; offsets in `metadata`).
     let groups: GroupCoordinator
     private let readyBox = NIOLockedValueBox(false)
 
@@ -238,7 +238,7 @@ public final class Broker: Sendable {
         case .offsetDelete:
             return respond(header, await offsetDelete(try OffsetDeleteRequest(from: &body, version: v)))
         case .consumerGroupHeartbeat:
-            return respond(header, consumerGroupHeartbeat(try ConsumerGroupHeartbeatRequest(from: &body, version: v)))
+            return respond(header, consumerGroupHeartbeat(try ConsumerGroupHeartbeatRequest(from: &body, version: v), header: header, clientHost: clientHost))
         case .consumerGroupDescribe:
             return respond(header, consumerGroupDescribe(try ConsumerGroupDescribeRequest(from: &body, version: v)))
         case .saslHandshake:

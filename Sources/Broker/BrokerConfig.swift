@@ -77,6 +77,9 @@ public struct BrokerConfig: Sendable {
         .init(name: "group.min.session.timeout.ms", flag: nil, defaultValue: "6000", help: "shortest session timeout a group member may ask for (else INVALID_SESSION_TIMEOUT)"),
         .init(name: "group.max.session.timeout.ms", flag: nil, defaultValue: "1800000", help: "longest session timeout a group member may ask for (else INVALID_SESSION_TIMEOUT)"),
         .init(name: "group.max.size", flag: nil, defaultValue: "2147483647", help: "most members of one consumer group (else GROUP_MAX_SIZE_REACHED)"),
+        .init(name: "group.coordinator.rebalance.protocols", flag: nil, defaultValue: "classic,consumer", help: "group protocols served: classic, and consumer (KIP-848, ConsumerGroupHeartbeat)"),
+        .init(name: "group.consumer.heartbeat.interval.ms", flag: nil, defaultValue: "5000", help: "heartbeat interval given to consumer-protocol (KIP-848) members"),
+        .init(name: "group.consumer.session.timeout.ms", flag: nil, defaultValue: "45000", help: "consumer-protocol members are removed after this long without a heartbeat"),
         .init(name: "log.retention.check.interval.ms", flag: nil, defaultValue: "300000", help: "how often topics' retention.ms and retention.bytes are applied"),
         .init(name: "shutdown.flush.timeout.ms", flag: nil, defaultValue: "30000", help: "on SIGTERM, how long to wait for the last uploads"),
         .init(name: "object.store.fault.<request>.delay.ms", flag: nil, defaultValue: "0", help: "testing: delay each put/get/head/list/delete"),
@@ -161,6 +164,23 @@ public struct BrokerConfig: Sendable {
         if let n = try int("group.min.session.timeout.ms", 0...Int(Int32.max)) { c.groupCoordinator.minSessionTimeoutMs = Int32(n) }
         if let n = try int("group.max.session.timeout.ms", 0...Int(Int32.max)) { c.groupCoordinator.maxSessionTimeoutMs = Int32(n) }
         if let n = try int("group.max.size", 1...Int(Int32.max)) { c.groupCoordinator.maxSize = n }
+        if let v = raw["group.coordinator.rebalance.protocols"] {
+            let protocols = Set(v.split(separator: ",").map { $0.trimmingWhitespace().lowercased() }.filter { !$0.isEmpty })
+            let unknown = protocols.subtracting(["classic", "consumer"])
+            guard unknown.isEmpty else {
+                throw ConfigError("group.coordinator.rebalance.protocols: unknown protocol(s) \(unknown.sorted().joined(separator: ", ")) (expected classic, consumer)")
+            }
+            // GroupCoordinatorConfig: the classic protocol must be enabled.
+            guard protocols.contains("classic") else {
+                throw ConfigError("group.coordinator.rebalance.protocols: 'classic' must be enabled, got '\(v)'")
+            }
+            c.groupCoordinator.consumerProtocolEnabled = protocols.contains("consumer")
+        }
+        if let n = try int("group.consumer.heartbeat.interval.ms", 1...Int(Int32.max)) { c.groupCoordinator.consumerHeartbeatIntervalMs = Int32(n) }
+        if let n = try int("group.consumer.session.timeout.ms", 1...Int(Int32.max)) { c.groupCoordinator.consumerSessionTimeoutMs = Int32(n) }
+        if c.groupCoordinator.consumerHeartbeatIntervalMs >= c.groupCoordinator.consumerSessionTimeoutMs {
+            throw ConfigError("group.consumer.heartbeat.interval.ms (\(c.groupCoordinator.consumerHeartbeatIntervalMs)) must be below group.consumer.session.timeout.ms (\(c.groupCoordinator.consumerSessionTimeoutMs))")
+        }
         if c.groupCoordinator.minSessionTimeoutMs > c.groupCoordinator.maxSessionTimeoutMs {
             throw ConfigError("group.min.session.timeout.ms (\(c.groupCoordinator.minSessionTimeoutMs)) is above group.max.session.timeout.ms (\(c.groupCoordinator.maxSessionTimeoutMs))")
         }

@@ -6,6 +6,9 @@ kafka-python or aiokafka joins a group and prints one JSON line per event on std
     {"event": "committed", "offsets": {partition: next offset}, "t": ...}
     {"event": "closed", "t": ...}
 
+--protocol consumer makes confluent-kafka use the KIP-848 protocol (group.protocol=consumer);
+--topic may then be a regex (^...), as subscribe() takes it.
+
 SIGTERM closes the consumer gracefully (a dynamic member leaves the group); SIGKILL is the
 crash. With --commit every batch's offsets are committed synchronously before the next poll.
 """
@@ -49,12 +52,18 @@ class Assignment:
 def run_confluent(a):
     from confluent_kafka import Consumer, TopicPartition
     conf = {"bootstrap.servers": a.bootstrap, "group.id": a.group, "auto.offset.reset": "earliest",
-            "enable.auto.commit": False, "session.timeout.ms": a.session_ms, "heartbeat.interval.ms": a.heartbeat_ms,
-            "client.id": "cfk-" + a.name}
+            "enable.auto.commit": False, "client.id": "cfk-" + a.name}
+    if a.protocol == "consumer":
+        # KIP-848: the broker sets the session timeout and heartbeat interval, and assigns.
+        conf["group.protocol"] = "consumer"
+        if a.strategy:
+            conf["group.remote.assignor"] = a.strategy
+    else:
+        conf.update({"session.timeout.ms": a.session_ms, "heartbeat.interval.ms": a.heartbeat_ms})
+        if a.strategy:
+            conf["partition.assignment.strategy"] = a.strategy
     if a.instance:
         conf["group.instance.id"] = a.instance
-    if a.strategy:
-        conf["partition.assignment.strategy"] = a.strategy
     held = Assignment()
     c = Consumer(conf)
     c.subscribe([a.topic],
@@ -162,6 +171,8 @@ def main():
     p.add_argument("--session-ms", type=int, default=10000)
     p.add_argument("--heartbeat-ms", type=int, default=1000)
     p.add_argument("--commit", action="store_true")
+    p.add_argument("--protocol", choices=["classic", "consumer"], default="classic",
+                   help="confluent only: group.protocol (consumer = KIP-848)")
     a = p.parse_args()
     signal.signal(signal.SIGTERM, on_term)
     {"confluent": run_confluent, "kafka-python": run_kafka_python, "aiokafka": run_aiokafka}[a.client](a)

@@ -445,24 +445,31 @@ def check_offset_delete(env, c, v):
     assert offset_delete(c, "", [(env.topic, [0])]) == (INVALID_GROUP_ID, {})
 
 
-# ---- KIP-848 consumer protocol: not enabled → UNSUPPORTED_VERSION ----
+# ---- KIP-848 consumer protocol (test_consumer_groups.py has the rest) ----
 
 def check_consumer_group_heartbeat(env, c, v):
-    e = enc(68, v).str("apis-cg").str("").i32(0).nstr(None).nstr(None).i32(30000)
+    # v0 may leave the member id to the broker; from v1 the client makes it.
+    member = "" if v == 0 else f"apis-m{v}"
+    e = enc(68, v).str(f"apis-cg{v}").str(member).i32(0).nstr(None).nstr(None).i32(30000)
     e.array([env.topic], lambda e, t: e.str(t))
     if v >= 1:
         e.nstr(None)
-    e.nstr(None).array(None, None).tags()
+    e.nstr(None).array([], None).tags()
     d = send(c, 68, v, e)
     d.i32()
-    error, message, member, epoch, interval = d.i16(), d.nstring(), d.nstring(), d.i32(), d.i32()
-    assert d.i8() == -1  # no assignment
+    error, message, got_member, epoch, interval = d.i16(), d.nstring(), d.nstring(), d.i32(), d.i32()
+    assert d.i8() == 1  # an assignment: the whole topic
+    parts = d.array(lambda d: (d.uuid(), d.array(lambda d: d.i32()), d.tags())[1])
+    d.tags()
     d.end()
-    assert error == UNSUPPORTED_VERSION
-    assert member is None
+    assert (error, epoch, interval) == (NONE, 1, 5000), message
+    assert got_member == member if v else len(got_member) == 36
+    assert sorted(p for ps in parts for p in ps) == list(range(3))
 
 
 def check_consumer_group_describe(env, c, v):
+    # A classic (offsets-only) group and an unknown one: GROUP_ID_NOT_FOUND, as Kafka answers
+    # for a group that is not a consumer group (clients then use DescribeGroups).
     d = send(c, 69, v, enc(69, v).array([env.group, "apis-nobody"], lambda e, g: e.str(g)).bool(True).tags())
     d.i32()
 
@@ -476,7 +483,7 @@ def check_consumer_group_describe(env, c, v):
 
     got = d.array(group)
     d.end()
-    assert got == [(env.group, UNSUPPORTED_VERSION), ("apis-nobody", UNSUPPORTED_VERSION)]
+    assert got == [(env.group, GROUP_ID_NOT_FOUND), ("apis-nobody", GROUP_ID_NOT_FOUND)]
 
 
 # ---- SASL on a PLAINTEXT listener: ILLEGAL_SASL_STATE ----
@@ -899,7 +906,8 @@ def test_confluent_admin_client(broker):
     stable = admin.list_consumer_groups(states={ConsumerGroupState.STABLE}, request_timeout=10).result(30)
     assert group not in {g.group_id for g in stable.valid}
 
-    # librdkafka asks ConsumerGroupDescribe first and falls back to DescribeGroups on UNSUPPORTED_VERSION.
+    # librdkafka asks ConsumerGroupDescribe first and falls back to DescribeGroups on
+    # GROUP_ID_NOT_FOUND (a group that is not a consumer group).
     described = admin.describe_consumer_groups([group], request_timeout=10)[group].result(30)
     assert described.group_id == group and described.state == ConsumerGroupState.EMPTY
     assert described.members == [] and described.is_simple_consumer_group

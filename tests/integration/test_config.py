@@ -35,6 +35,10 @@ def run_serve(*args, env=None, timeout=15):
     (["--set", "group.max.size=0"], "group.max.size"),
     (["--set", "group.min.session.timeout.ms=9000", "--set", "group.max.session.timeout.ms=8000"],
      "group.min.session.timeout.ms"),
+    (["--set", "group.coordinator.rebalance.protocols=classic,share"], "group.coordinator.rebalance.protocols"),
+    (["--set", "group.coordinator.rebalance.protocols=consumer"], "group.coordinator.rebalance.protocols"),
+    (["--set", "group.consumer.session.timeout.ms=1000", "--set", "group.consumer.heartbeat.interval.ms=1000"],
+     "group.consumer.heartbeat.interval.ms"),
 ])
 def test_bad_settings_are_refused_by_name(args, named):
     r = run_serve(*args)

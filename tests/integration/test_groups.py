@@ -49,7 +49,7 @@ class Member:
     """One group_consumer.py process and the events it printed."""
 
     def __init__(self, broker, client, group, topic, name=None, instance=None, strategy=None,
-                 session_ms=10000, heartbeat_ms=1000, commit=False):
+                 session_ms=10000, heartbeat_ms=1000, commit=False, protocol=None):
         self.name = name or client
         args = [sys.executable, RUNNER, "--client", client, "--bootstrap", broker.bootstrap, "--group", group,
                 "--topic", topic, "--name", self.name, "--session-ms", str(session_ms), "--heartbeat-ms", str(heartbeat_ms)]
@@ -59,6 +59,8 @@ class Member:
             args += ["--strategy", strategy]
         if commit:
             args.append("--commit")
+        if protocol:
+            args += ["--protocol", protocol]
         self.stderr = open(os.path.join(broker.data_dir, f"consumer-{self.name}-{uuid.uuid4().hex[:6]}.log"), "w")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
         self.lock = threading.Lock()

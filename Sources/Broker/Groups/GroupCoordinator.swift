@@ -4,7 +4,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
-/// Runs the classic group coordinator: holds `GroupCoordinatorStateMachine` behind a lock,
+/// Runs the group coordinator (classic groups and KIP-848 consumer groups): holds
+/// `GroupCoordinatorStateMachine` behind a lock,
 /// feeds it requests and the clock, and carries out what it says. A JoinGroup or SyncGroup
 /// that must wait (for the join phase, for the leader's assignment) gets a promise, answered
 /// when the machine names its token; one timer, armed on an event loop for the machine's
@@ -86,17 +87,38 @@ final class GroupCoordinator: Sendable {
         } ?? .notCoordinator
     }
 
+    /// ConsumerGroupHeartbeat (KIP-848): answered at once; timers as for classic groups.
+    func consumerHeartbeat(_ r: ConsumerGroupHeartbeatRequest, version: Int16, clientId: String, clientHost: String,
+                           topics: [ConsumerGroupTopic]) -> ConsumerGroupHeartbeatResponse {
+        let ctx = GroupCoordinatorStateMachine.HeartbeatContext(apiVersion: version, clientId: clientId, clientHost: clientHost,
+                                                                uniqueId: Self.javaUUIDString(KafkaUUID.random()), topics: topics)
+        return modify { m, now, _ in m.consumerGroupHeartbeat(r, ctx, now: now) }
+            ?? GroupCoordinatorStateMachine.heartbeatError(.notCoordinator, "The coordinator is shutting down.")
+    }
+
+    func consumerDescribe(_ groupId: String, topicNames: [KafkaUUID: String]) -> ConsumerGroupDescribeResponse.DescribedGroup {
+        state.withLockedValue { $0.machine.consumerGroupDescribe(groupId, topicNames: topicNames) }
+    }
+
+    func validateOffsetFetch(groupId: String, memberId: String?, memberEpoch: Int32) -> ErrorCode? {
+        state.withLockedValue { $0.machine.validateOffsetFetch(groupId: groupId, memberId: memberId, memberEpoch: memberEpoch) }
+    }
+
     // MARK: administration
 
     /// The groups held here (not those that exist only through committed offsets).
-    func listed() -> [(groupId: String, protocolType: String, state: ClassicGroupState)] {
+    func listed() -> [(groupId: String, protocolType: String, state: String)] {
         state.withLockedValue { s in
-            s.machine.groups.values.map { ($0.groupId, $0.protocolType ?? "", $0.state) }.sorted { $0.groupId < $1.groupId }
+            (s.machine.groups.values.map { ($0.groupId, $0.protocolType ?? "", $0.state.rawValue) }
+                + s.machine.consumerGroups.values.map { ($0.groupId, "consumer", $0.state.rawValue) })
+                .sorted { $0.0 < $1.0 }
         }
     }
 
-    func describe(_ groupId: String) -> DescribeGroupsResponse.DescribedGroup? {
-        state.withLockedValue { $0.machine.groups[groupId]?.describe() }
+    func describe(_ groupId: String, topicNames: [KafkaUUID: String]) -> DescribeGroupsResponse.DescribedGroup? {
+        state.withLockedValue {
+            $0.machine.groups[groupId]?.describe() ?? $0.machine.consumerGroups[groupId]?.describeClassic(topicNames: topicNames)
+        }
     }
 
     func delete(_ groupId: String) -> GroupCoordinatorStateMachine.DeleteCheck {

@@ -20,6 +20,11 @@ public struct GroupCoordinatorConfiguration: Sendable {
     /// an Empty group without offsets at its next cleanup, every
     /// `offsets.retention.check.interval.ms` (10 minutes).
     public var emptyGroupRetentionMs: Int64 = 600_000
+    /// `group.coordinator.rebalance.protocols` includes `consumer` (KIP-848).
+    public var consumerProtocolEnabled = true
+    /// `group.consumer.heartbeat.interval.ms` / `group.consumer.session.timeout.ms`.
+    public var consumerHeartbeatIntervalMs: Int32 = 5000
+    public var consumerSessionTimeoutMs: Int32 = 45000
 
     public init() {}
 }
@@ -68,7 +73,9 @@ public struct GroupEffects: Sendable {
 /// metadata store, and this machine only validates commits against membership.
 public struct GroupCoordinatorStateMachine: Sendable {
     public let config: GroupCoordinatorConfiguration
-    public private(set) var groups: [String: ClassicGroup] = [:]
+    public internal(set) var groups: [String: ClassicGroup] = [:]
+    /// Groups of the `consumer` protocol (KIP-848); a group id is in one map or the other.
+    public internal(set) var consumerGroups: [String: ConsumerGroup] = [:]
 
     public init(config: GroupCoordinatorConfiguration = .init()) {
         self.config = config
@@ -76,7 +83,9 @@ public struct GroupCoordinatorStateMachine: Sendable {
 
     /// The earliest timer deadline of any group: the driver calls `tick` then.
     public var nextDeadline: Int64? {
-        groups.values.compactMap { $0.nextDeadline(emptyRetentionMs: config.emptyGroupRetentionMs) }.min()
+        let classic = groups.values.compactMap { $0.nextDeadline(emptyRetentionMs: config.emptyGroupRetentionMs) }.min()
+        let consumer = consumerGroups.values.compactMap { $0.nextDeadline(emptyRetentionMs: config.emptyGroupRetentionMs) }.min()
+        return [classic, consumer].compactMap { $0 }.min()
     }
 
     // MARK: JoinGroup
@@ -95,6 +104,16 @@ public struct GroupCoordinatorStateMachine: Sendable {
         if r.sessionTimeoutMs < config.minSessionTimeoutMs || r.sessionTimeoutMs > config.maxSessionTimeoutMs {
             fx.join(context.token, ClassicGroup.joinError(.invalidSessionTimeout, memberId: r.memberId))
             return fx.outputs
+        }
+        if let cg = consumerGroups[r.groupId] {
+            // A consumer-protocol group: a classic member cannot join it while it has members;
+            // an empty one is converted back (GroupMetadataManager's downgrade of an empty group).
+            guard cg.members.isEmpty else {
+                fx.join(context.token, ClassicGroup.joinError(.inconsistentGroupProtocol, memberId: r.memberId))
+                return fx.outputs
+            }
+            consumerGroups[r.groupId] = nil
+            fx.log("empty consumer group \(r.groupId) converted to a classic group")
         }
         if groups[r.groupId] == nil {
             // getOrMaybeCreateClassicGroup: only a member without an id creates a group; a
@@ -171,6 +190,14 @@ public struct GroupCoordinatorStateMachine: Sendable {
                 fx.log("group \(id) was empty for \(retention) ms: no longer held (its committed offsets stay)")
             }
         }
+        let dueConsumer = consumerGroups.compactMap { id, g in (g.nextDeadline(emptyRetentionMs: retention) ?? .max) <= now ? id : nil }
+        for id in dueConsumer {
+            consumerGroups[id]!.fireTimers(&fx)
+            if let g = consumerGroups[id], g.members.isEmpty, now - g.emptySince >= retention {
+                consumerGroups[id] = nil
+                fx.log("consumer group \(id) was empty for \(retention) ms: no longer held (its committed offsets stay)")
+            }
+        }
         return fx.outputs
     }
 
@@ -181,6 +208,9 @@ public struct GroupCoordinatorStateMachine: Sendable {
     /// (generation < 0); a committing member keeps its session alive.
     public mutating func validateOffsetCommit(groupId: String, memberId: String, instanceId: String?, generation: Int32,
                                               apiVersion: Int16, now: Int64) -> ErrorCode? {
+        if let g = consumerGroups[groupId] {
+            return g.validateOffsetCommit(memberId: memberId, memberEpoch: generation, apiVersion: apiVersion)
+        }
         guard groups[groupId] != nil else {
             if generation < 0 { return nil }
             // From OffsetCommit v9 an unknown group is GROUP_ID_NOT_FOUND; before, ILLEGAL_GENERATION.
@@ -201,6 +231,12 @@ public struct GroupCoordinatorStateMachine: Sendable {
 
     /// ClassicGroup.validateDeleteGroup, then removal: only an Empty group may go.
     public mutating func deleteGroup(_ groupId: String) -> DeleteCheck {
+        if let cg = consumerGroups[groupId] {
+            // ConsumerGroup.validateDeleteGroup: only an Empty group.
+            guard cg.members.isEmpty else { return .refused(.nonEmptyGroup) }
+            consumerGroups[groupId] = nil
+            return .deleted
+        }
         guard let g = groups[groupId] else { return .unknown }
         switch g.state {
         case .dead: return .refused(.groupIdNotFound)
@@ -227,6 +263,10 @@ public struct GroupCoordinatorStateMachine: Sendable {
     /// ClassicGroup.validateOffsetDelete: a non-empty group refuses unless it uses the consumer
     /// protocol, and then only for the topics it is not subscribed to.
     public func offsetDeleteCheck(_ groupId: String) -> OffsetDeleteCheck {
+        if let cg = consumerGroups[groupId] {
+            // ConsumerGroup.validateOffsetDelete: allowed, except for subscribed topics.
+            return .allowed(subscribed: cg.members.isEmpty ? [] : cg.subscribedTopicNamesForDelete, usesConsumerProtocol: true)
+        }
         guard let g = groups[groupId] else { return .unknown }
         switch g.state {
         case .dead:
@@ -245,6 +285,7 @@ public struct GroupCoordinatorStateMachine: Sendable {
         var fx = GroupEffects(now: 0, config: config)
         for id in Array(groups.keys) { groups[id]!.unload(&fx) }
         groups.removeAll()
+        consumerGroups.removeAll()
         return fx.outputs
     }
 }

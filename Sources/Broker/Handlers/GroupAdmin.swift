@@ -27,7 +27,7 @@ extension Broker {
         }
         var all: [String: (protocolType: String, state: String)] = [:]
         for id in stored { all[id] = ("", Self.emptyGroupState) }
-        for g in groups.listed() { all[g.groupId] = (g.protocolType, g.state.rawValue) }
+        for g in groups.listed() { all[g.groupId] = (g.protocolType, g.state) }
         let states = Set(r.statesFilter.map { $0.trimmingWhitespace().lowercased() })
         resp.groups = all.keys.sorted().compactMap { id in
             let (type, state) = all[id]!
@@ -60,9 +60,11 @@ extension Broker {
             }
             return resp
         }
+        var names: [KafkaUUID: String] = [:]
+        for t in allTopics() { names[t.id] = t.name }
         resp.groups = r.groups.map { id in
             var g: DescribeGroupsResponse.DescribedGroup
-            if let held = groups.describe(id) {
+            if let held = groups.describe(id, topicNames: names) {
                 g = held
             } else {
                 g = DescribeGroupsResponse.DescribedGroup()

@@ -59,14 +59,25 @@ extension Broker {
     }
 
     /// OffsetFetch needs no membership for classic groups (ClassicGroup.validateOffsetFetch
-    /// checks nothing but a Dead group): committed offsets come from the metadata store.
+    /// checks nothing but a Dead group); from v9 a consumer-protocol member's id and epoch are
+    /// checked. Committed offsets come from the metadata store.
     func offsetFetch(_ r: OffsetFetchRequest, version: Int16) async -> OffsetFetchResponse {
         var resp = OffsetFetchResponse()
         // One shape for every version: (group, [(topic, partitions or nil for all)]?).
         let groups: [(String, [(String, [Int32])]?)] = version >= 8
             ? r.groups.map { g in (g.groupId, g.topics.map { $0.map { ($0.name, $0.partitionIndexes) } }) }
             : [(r.groupId, r.topics.map { $0.map { ($0.name, $0.partitionIndexes) } })]
-        for (group, topics) in groups {
+        for (gi, (group, topics)) in groups.enumerated() {
+            // v9: a consumer-protocol member names itself and its epoch
+            // (ConsumerGroup.validateOffsetFetch: UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH).
+            if version >= 9, let e = self.groups.validateOffsetFetch(groupId: group, memberId: r.groups[gi].memberId,
+                                                                      memberEpoch: r.groups[gi].memberEpoch) {
+                var g = OffsetFetchResponse.OffsetFetchResponseGroup()
+                g.groupId = group
+                g.errorCode = e.rawValue
+                resp.groups.append(g)
+                continue
+            }
             var code = ErrorCode.none
             var stored: [CommittedOffset] = []
             do {

@@ -71,8 +71,13 @@ public enum ErrorCode: Int16, Sendable {
     case unknownTopicId = 100
     case inconsistentTopicId = 103
     case transactionalIdNotFound = 105
+    case fencedMemberEpoch = 110
+    case unreleasedInstanceId = 111
+    case unsupportedAssignor = 112
+    case staleMemberEpoch = 113
     case mismatchedEndpointType = 114
     case unsupportedEndpointType = 115
     case producerFenced = 90
     case transactionCoordinatorFenced = 91
+    case invalidRegularExpression = 128
 }
