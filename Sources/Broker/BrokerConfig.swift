@@ -57,7 +57,8 @@ public struct BrokerConfig: Sendable {
         .init(name: "listeners", flag: "--listen", defaultValue: "0.0.0.0:9092", help: "Kafka listener HOST:PORT"),
         .init(name: "advertised.listeners", flag: "--advertise", defaultValue: "localhost:<listen port>", help: "HOST:PORT given to clients"),
         .init(name: "node.id", flag: "--node-id", defaultValue: "1", help: "this broker's id"),
-        .init(name: "object.store", flag: "--object-store", defaultValue: "file://<data.dir>/objects", help: "bucket: file://DIR (s3:// arrives with the S3 client)"),
+        .init(name: "object.store", flag: "--object-store", defaultValue: "file://<data.dir>/objects", help: "bucket: file://DIR or s3://BUCKET[/PREFIX]"),
+    ] + S3Settings.entries + [
         .init(name: "metadata", flag: "--metadata", defaultValue: "sqlite://<data.dir>/metadata.sqlite", help: "metadata store"),
         .init(name: "wal", flag: "--wal", defaultValue: "object", help: "WAL mode: object (one object per flush)"),
         .init(name: "metrics.listen", flag: "--metrics-listen", defaultValue: "127.0.0.1:9644", help: "HTTP listener for /metrics, /healthz, /readyz"),
@@ -86,6 +87,8 @@ public struct BrokerConfig: Sendable {
     public var objectStoreURL = ""
     public var metadataURL = ""
     public var metricsListen = HostPort(host: "127.0.0.1", port: 9644)
+    /// `s3.*`: how to reach an `s3://` object store.
+    public var s3 = S3Settings()
     public var storage = StorageConfig()
     public var autoCreateTopics = true
     public var numPartitions: Int32 = 1
@@ -132,6 +135,10 @@ public struct BrokerConfig: Sendable {
         }
         if let n = try int("node.id", 0...Int(Int32.max)) { c.nodeId = Int32(n) }
         c.objectStoreURL = raw["object.store"] ?? "file://\(c.dataDir)/objects"
+        if !c.objectStoreURL.hasPrefix("file://") && !c.objectStoreURL.hasPrefix("s3://") {
+            throw ConfigError("object.store: expected file://DIR or s3://BUCKET[/PREFIX], got '\(c.objectStoreURL)'")
+        }
+        c.s3 = try S3Settings.resolve(raw)
         c.metadataURL = raw["metadata"] ?? "sqlite://\(c.dataDir)/metadata.sqlite"
         if let v = raw["wal"], v != "object" {
             throw ConfigError("wal: only 'object' (the S3 WAL) is available, got '\(v)'")
