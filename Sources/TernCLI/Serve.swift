@@ -214,8 +214,10 @@ func openS3(_ config: BrokerConfig, logger: Logger) async throws -> S3ObjectStor
     do {
         try await store.checkAccess(probeName: "node-\(config.nodeId)-\(UInt64.random(in: 0...UInt64.max))")
     } catch let e as S3AccessError {
+        // Not a usage error: the flags are fine, the bucket is not. One line, exit 1.
         try? await store.shutdown()
-        throw ValidationError("object.store \(config.objectStoreURL): \(e.description)")
+        FileHandle.standardError.write(Data("Error: object.store \(config.objectStoreURL): \(e.description)\n".utf8))
+        throw ExitCode(1)
     }
     logger.info("object store s3://\(bucket)/\(prefix) at \(s3.endpoint) (region \(s3.region), \(s3.pathStyle ? "path-style" : "virtual-hosted-style")): reachable and writable")
     return store

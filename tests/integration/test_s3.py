@@ -355,7 +355,7 @@ def test_broker_end_to_end_restart_and_prefix(server, s3_env, make_broker):
     assert b.restart() is b
     assert consume(b.bootstrap, "t", 3, 3000) == acked
     more = produce(b.bootstrap, "t", 1000, 3, "two")
-    both = dict(acked, **more)
+    both = {**acked, **more}
     assert consume(b.bootstrap, "t", 3, 4000) == both
 
 
@@ -369,7 +369,7 @@ def test_broker_kill9_recovers_every_acked_record(server, s3_env, make_broker):
     assert consume(b.bootstrap, "r", 2, 2000) == acked
     more = produce(b.bootstrap, "r", 500, 2, "after")
     got = consume(b.bootstrap, "r", 2, 2500)
-    assert got == dict(acked, **more)
+    assert got == {**acked, **more}
     for p in range(2):  # offsets contiguous per partition
         offs = sorted(o for (pp, o) in got if pp == p)
         assert offs == list(range(len(offs)))
@@ -394,11 +394,12 @@ def test_broker_wal_objects_above_part_size_go_multipart(server, s3_env, make_br
     assert len(got) == 120 and all(v == value for v in got.values())
 
 
-def start_failure(make_broker, args, settings=None):
+def start_failure(make_broker, args, settings=None, code=1):
+    """Exit 1 for a bucket that cannot be used, 64 (usage) for missing configuration."""
     b = make_broker(extra_args=args, settings=settings, start=False)
     with pytest.raises(RuntimeError) as e:
         b.start(timeout=60)
-    assert b.proc.returncode not in (0, None)
+    assert b.proc.returncode == code, str(e.value)
     return str(e.value)
 
 
@@ -410,7 +411,7 @@ def test_missing_bucket_is_reported(server, s3_env, make_broker):
 def test_no_credentials_is_reported(server, s3_env, make_broker):
     for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         s3_env.delenv(k)
-    out = start_failure(make_broker, s3_args(server, new_bucket(server)))
+    out = start_failure(make_broker, s3_args(server, new_bucket(server)), code=64)
     assert "no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or KAFKA_S3_ACCESS_KEY and KAFKA_S3_SECRET_KEY)" in out, out
 
 
