@@ -78,6 +78,11 @@ public struct BrokerConfig: Sendable {
         .init(name: "shutdown.flush.timeout.ms", flag: nil, defaultValue: "30000", help: "on SIGTERM, how long to wait for the last uploads"),
         .init(name: "object.store.fault.<request>.delay.ms", flag: nil, defaultValue: "0", help: "testing: delay each put/get/head/list/delete"),
         .init(name: "object.store.fault.<request>.error.rate", flag: nil, defaultValue: "0", help: "testing: fail this share of put/get/head/list/delete"),
+        .init(name: "object.store.fault.<request>.timeout.rate", flag: nil, defaultValue: "0", help: "testing: this share hangs timeout.ms, then fails"),
+        .init(name: "object.store.fault.<request>.timeout.ms", flag: nil, defaultValue: "1000", help: "testing: how long an injected timeout hangs"),
+        .init(name: "object.store.fault.<request>.fail.nth", flag: nil, defaultValue: "0", help: "testing: the N-th request of that type fails, once"),
+        .init(name: "object.store.fault.<request>.lost.rate", flag: nil, defaultValue: "0", help: "testing: this share succeeds in the store but its answer is lost"),
+        .init(name: "object.store.fault.<request>.lost.nth", flag: nil, defaultValue: "0", help: "testing: the N-th request succeeds in the store, its answer is lost"),
     ]
 
     public var dataDir = "./tern-data"

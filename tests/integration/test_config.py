@@ -31,6 +31,14 @@ def run_serve(*args, env=None, timeout=15):
     (["--set", "object.store.fault.put.delay.ms=-5"], "object.store.fault.put.delay.ms"),
     (["--set", "object.store.fault.teleport.delay.ms=5"], "object.store.fault.teleport.delay.ms"),
     (["--object-store", "ftp://bucket"], "object.store"),
+    (["--set", "object.store.fault.put.lost.nth=0"], "object.store.fault.put.lost.nth"),
+    (["--set", "object.store.fault.get.timeout.rate=2"], "object.store.fault.get.timeout.rate"),
+    (["--object-store", "s3://B!"], "object.store"),
+    (["--object-store", "s3://bucket", "--s3-endpoint", "ftp://host"], "s3.endpoint"),
+    (["--object-store", "s3://bucket", "--s3-endpoint", "http://host/path"], "s3.endpoint"),
+    (["--object-store", "s3://bucket", "--s3-region", "us east"], "s3.region"),
+    (["--object-store", "s3://bucket", "--set", "s3.part.size=1000"], "s3.part.size"),
+    (["--object-store", "s3://bucket", "--set", "s3.path.style=sometimes"], "s3.path.style"),
     (["--set", "justaword"], "--set"),
 ])
 def test_bad_settings_are_refused_by_name(args, named):

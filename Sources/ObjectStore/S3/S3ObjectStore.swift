@@ -149,7 +149,7 @@ public final class S3ObjectStore: ObjectStore {
         do {
             response = try await client.execute(request, timeout: timeout, logger: nil)
             let limit = (200..<300).contains(Int(response.status.code)) || accept.contains(Int(response.status.code)) ? maxResponseBytes : 64 << 10
-            data = method == .HEAD ? ByteBuffer() : try await response.body.collect(upTo: limit)
+            data = method == .HEAD ? ByteBuffer() : try await Self.collect(response, limit: limit)
         } catch let e as S3Error {
             throw e
         } catch is CancellationError {
@@ -167,6 +167,29 @@ public final class S3ObjectStore: ObjectStore {
         }
         throw S3Error.from(status: status, body: Array(data.readableBytesView), requestId: response.headers.first(name: "x-amz-request-id"),
                            bucketRegion: response.headers.first(name: "x-amz-bucket-region"))
+    }
+
+    /// The whole body in one buffer allocated once from Content-Length (collecting chunk by
+    /// chunk into a growing buffer copies a 32 MiB object about twice over).
+    private static func collect(_ response: HTTPClientResponse, limit: Int) async throws -> ByteBuffer {
+        let declared = response.headers.first(name: "content-length").flatMap { Int($0) }
+        if let declared, declared > limit {
+            throw S3Error(kind: .protocolViolation, status: Int(response.status.code), code: "ResponseTooLarge", message: "\(declared) bytes, at most \(limit) expected")
+        }
+        var buffer = ByteBuffer()
+        var first = true
+        for try await chunk in response.body {
+            if first && declared == chunk.readableBytes {
+                return chunk  // all of it in one piece: no copy
+            }
+            if first, let declared { buffer.reserveCapacity(declared) }
+            first = false
+            guard buffer.readableBytes + chunk.readableBytes <= limit else {
+                throw S3Error(kind: .protocolViolation, status: Int(response.status.code), code: "ResponseTooLarge", message: "more than \(limit) bytes")
+            }
+            buffer.writeImmutableBuffer(chunk)
+        }
+        return buffer
     }
 
     private static func transportCode(_ error: any Error) -> String {
