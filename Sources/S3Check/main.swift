@@ -15,6 +15,10 @@
 //   In:  {"op": "put"|"get"|"head"|"list"|"delete", "key", "body_hex" | "fill": [byte, count],
 //         "if_none_match", "range": [lo, hi], "prefix", "keys"}
 //   Out: {"ok": true, ...result} or {"error": code, "message": ...}
+//
+// `s3-check bench put|get SIZE COUNT CONCURRENCY` (bench/s3_client.py) PUTs or GETs COUNT
+//   objects `bench/SIZE/<i>` of SIZE bytes, CONCURRENCY at a time, with the same settings as
+//   `store`, and prints {"seconds": ..., "bytes": ...} (time measured around the requests only).
 import Foundation
 import NIOCore
 import ObjectStore
@@ -126,7 +130,48 @@ case "store":
         }
     }
     try await store.shutdown()
+case "bench":
+    let env = ProcessInfo.processInfo.environment
+    let args = Array(CommandLine.arguments.dropFirst(2))
+    guard args.count == 4, let size = Int(args[1]), let count = Int(args[2]), let concurrency = Int(args[3]),
+          let endpoint = env["S3_ENDPOINT"], let bucket = env["S3_BUCKET"], let credentials = S3Configuration.credentials(from: env) else {
+        FileHandle.standardError.write(Data("usage: s3-check bench put|get SIZE COUNT CONCURRENCY (with S3_ENDPOINT, S3_BUCKET, credentials)\n".utf8))
+        exit(64)
+    }
+    var config = S3Configuration(bucket: bucket, endpoint: endpoint, region: env["S3_REGION"] ?? "us-east-1",
+                                 pathStyle: env["S3_PATH_STYLE"] != "false", credentials: credentials)
+    config.partSize = max(config.partSize, size)  // single PUTs, like boto3's put_object
+    let store = try S3ObjectStore(config: config)
+    let body = ByteBuffer(bytes: (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
+    let put = args[0] == "put"
+    let start = ContinuousClock.now
+    try await withThrowingTaskGroup(of: Int.self) { group in
+        var next = 0
+        var total = 0
+        func add() {
+            let i = next
+            next += 1
+            group.addTask {
+                let key = "bench/\(size)/\(i)"
+                if put {
+                    try await store.put(key, body, ifNoneMatch: false)
+                    return size
+                }
+                return try await store.get(key, range: nil).readableBytes
+            }
+        }
+        while next < min(count, concurrency) { add() }
+        while let n = try await group.next() {
+            total += n
+            if next < count { add() }
+        }
+        precondition(total == size * count, "read \(total) bytes, expected \(size * count)")
+    }
+    let elapsed = ContinuousClock.now - start
+    let (secs, atto) = elapsed.components
+    emit(["seconds": Double(secs) + Double(atto) / 1e18, "bytes": size * count])
+    try await store.shutdown()
 default:
-    FileHandle.standardError.write(Data("usage: s3-check sign|store (test-only; see tests/test_sigv4_crosscheck.py)\n".utf8))
+    FileHandle.standardError.write(Data("usage: s3-check sign|store|bench (test-only; see tests/test_sigv4_crosscheck.py)\n".utf8))
     exit(64)
 }
