@@ -12,6 +12,9 @@ let package = Package(
         .executable(name: "tern", targets: ["TernCLI"]),
         // Test-only: the Swift half of tests/test_codec_crosscheck.py (codecs vs kafka-python).
         .executable(name: "codec-check", targets: ["CodecCheck"]),
+        // Test-only: SigV4 vs botocore (tests/test_sigv4_crosscheck.py) and the S3 client driven
+        // against real S3 servers (tests/integration/test_s3.py).
+        .executable(name: "s3-check", targets: ["S3Check"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -19,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         .target(name: "CCRC32C"),
@@ -34,13 +39,18 @@ let package = Package(
             dependencies: ["CCRC32C", "CCompression", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict
         ),
+        // The S3 client lives here too (AsyncHTTPClient, swift-crypto for SigV4, FoundationXML
+        // for S3's XML): the only module that may use FoundationXML.
         .target(
             name: "ObjectStore",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
         ),
@@ -119,6 +129,11 @@ let package = Package(
             dependencies: ["KafkaProtocol", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict + [.unsafeFlags(["-Onone"])]
         ),
+        .executableTarget(
+            name: "S3Check",
+            dependencies: ["ObjectStore", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "KafkaProtocolTests",
             dependencies: [
@@ -136,6 +151,11 @@ let package = Package(
         .testTarget(
             name: "BrokerTests",
             dependencies: ["Broker", "KafkaProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ObjectStoreTests",
+            dependencies: ["ObjectStore", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -25,17 +25,26 @@ fi
 
 $build_only && exit 0
 
-if ! python3 - <<'PY' 2>/dev/null
+python_deps_ok() {
+    python3 - <<'PY' 2>/dev/null || return 1
 import importlib.metadata as m, sys
 want = {}
 for line in open("requirements-test.txt"):
     line = line.split("#")[0].strip()
     if line:
         name, version = line.split("==")
-        want[name] = version
-sys.exit(0 if all(m.version(n) == v for n, v in want.items()) else 1)
+        want[name.split("[")[0]] = version  # moto[server]: the distribution is moto
+try:
+    ok = all(m.version(n) == v for n, v in want.items())
+except m.PackageNotFoundError:
+    ok = False
+sys.exit(0 if ok else 1)
 PY
-then
-    echo "installing Python test clients"
+    # The S3 servers that tests/integration/test_s3.py starts (moto[server] needs Flask too).
+    command -v weed >/dev/null && command -v moto_server >/dev/null && python3 -c "import flask, flask_cors" 2>/dev/null
+}
+
+if ! python_deps_ok; then
+    echo "installing Python test clients and S3 servers"
     python3 -m pip install -q --disable-pip-version-check -r requirements-test.txt
 fi

@@ -8,7 +8,9 @@ tools/install-deps.sh
 python3 tools/gen_messages.py --check
 # One build configuration (release) serves the binary and the unit tests.
 # (without testable imports the test build reuses the release modules instead of rebuilding them).
-# All products: `tern`, and `codec-check` for tests/test_codec_crosscheck.py.
+# All products: `tern`, `codec-check` for tests/test_codec_crosscheck.py, and `s3-check` for
+# tests/test_sigv4_crosscheck.py and tests/integration/test_s3.py.
 swift build -c release
 swift test -c release --disable-testable-imports
-TERN_BIN="$PWD/.build/release/tern" CODEC_CHECK_BIN="$PWD/.build/release/codec-check" python3 -m pytest tests -q -p no:cacheprovider "$@"
+TERN_BIN="$PWD/.build/release/tern" CODEC_CHECK_BIN="$PWD/.build/release/codec-check" \
+    S3_CHECK_BIN="$PWD/.build/release/s3-check" python3 -m pytest tests -q -p no:cacheprovider "$@"

@@ -57,7 +57,8 @@ public struct BrokerConfig: Sendable {
         .init(name: "listeners", flag: "--listen", defaultValue: "0.0.0.0:9092", help: "Kafka listener HOST:PORT"),
         .init(name: "advertised.listeners", flag: "--advertise", defaultValue: "localhost:<listen port>", help: "HOST:PORT given to clients"),
         .init(name: "node.id", flag: "--node-id", defaultValue: "1", help: "this broker's id"),
-        .init(name: "object.store", flag: "--object-store", defaultValue: "file://<data.dir>/objects", help: "bucket: file://DIR (s3:// arrives with the S3 client)"),
+        .init(name: "object.store", flag: "--object-store", defaultValue: "file://<data.dir>/objects", help: "bucket: file://DIR or s3://BUCKET[/PREFIX]"),
+    ] + S3Settings.entries + [
         .init(name: "metadata", flag: "--metadata", defaultValue: "sqlite://<data.dir>/metadata.sqlite", help: "metadata store"),
         .init(name: "wal", flag: "--wal", defaultValue: "object", help: "WAL mode: object (one object per flush)"),
         .init(name: "metrics.listen", flag: "--metrics-listen", defaultValue: "127.0.0.1:9644", help: "HTTP listener for /metrics, /healthz, /readyz"),
@@ -84,6 +85,11 @@ public struct BrokerConfig: Sendable {
         .init(name: "shutdown.flush.timeout.ms", flag: nil, defaultValue: "30000", help: "on SIGTERM, how long to wait for the last uploads"),
         .init(name: "object.store.fault.<request>.delay.ms", flag: nil, defaultValue: "0", help: "testing: delay each put/get/head/list/delete"),
         .init(name: "object.store.fault.<request>.error.rate", flag: nil, defaultValue: "0", help: "testing: fail this share of put/get/head/list/delete"),
+        .init(name: "object.store.fault.<request>.timeout.rate", flag: nil, defaultValue: "0", help: "testing: this share hangs timeout.ms, then fails"),
+        .init(name: "object.store.fault.<request>.timeout.ms", flag: nil, defaultValue: "1000", help: "testing: how long an injected timeout hangs"),
+        .init(name: "object.store.fault.<request>.fail.nth", flag: nil, defaultValue: "0", help: "testing: the N-th request of that type fails, once"),
+        .init(name: "object.store.fault.<request>.lost.rate", flag: nil, defaultValue: "0", help: "testing: this share succeeds in the store but its answer is lost"),
+        .init(name: "object.store.fault.<request>.lost.nth", flag: nil, defaultValue: "0", help: "testing: the N-th request succeeds in the store, its answer is lost"),
     ]
 
     public var dataDir = "./tern-data"
@@ -93,6 +99,8 @@ public struct BrokerConfig: Sendable {
     public var objectStoreURL = ""
     public var metadataURL = ""
     public var metricsListen = HostPort(host: "127.0.0.1", port: 9644)
+    /// `s3.*`: how to reach an `s3://` object store.
+    public var s3 = S3Settings()
     public var storage = StorageConfig()
     public var autoCreateTopics = true
     public var numPartitions: Int32 = 1
@@ -141,6 +149,10 @@ public struct BrokerConfig: Sendable {
         }
         if let n = try int("node.id", 0...Int(Int32.max)) { c.nodeId = Int32(n) }
         c.objectStoreURL = raw["object.store"] ?? "file://\(c.dataDir)/objects"
+        if !c.objectStoreURL.hasPrefix("file://") && !c.objectStoreURL.hasPrefix("s3://") {
+            throw ConfigError("object.store: expected file://DIR or s3://BUCKET[/PREFIX], got '\(c.objectStoreURL)'")
+        }
+        c.s3 = try S3Settings.resolve(raw)
         c.metadataURL = raw["metadata"] ?? "sqlite://\(c.dataDir)/metadata.sqlite"
         if let v = raw["wal"], v != "object" {
             throw ConfigError("wal: only 'object' (the S3 WAL) is available, got '\(v)'")

@@ -37,6 +37,12 @@ struct Serve: AsyncParsableCommand {
     var nodeId: String?
     @Option(name: .customLong("object-store"), help: "Bucket URL (object.store).")
     var objectStore: String?
+    @Option(name: .customLong("s3-endpoint"), help: "S3 endpoint URL for s3:// object stores (s3.endpoint).")
+    var s3Endpoint: String?
+    @Option(name: .customLong("s3-region"), help: "S3 region (s3.region).")
+    var s3Region: String?
+    @Flag(name: .customLong("s3-path-style"), help: "Path-style S3 URLs: endpoint/bucket/key (s3.path.style).")
+    var s3PathStyle = false
     @Option(name: .customLong("metadata"), help: "Metadata store URL (metadata).")
     var metadata: String?
     @Option(name: .customLong("wal"), help: "WAL mode (wal).")
@@ -94,7 +100,8 @@ struct Serve: AsyncParsableCommand {
         }
         let flags: [(String, String?)] = [("data.dir", dataDir), ("listeners", listen), ("advertised.listeners", advertise),
                                           ("node.id", nodeId), ("object.store", objectStore), ("metadata", metadata),
-                                          ("wal", wal), ("metrics.listen", metricsListen)]
+                                          ("wal", wal), ("metrics.listen", metricsListen),
+                                          ("s3.endpoint", s3Endpoint), ("s3.region", s3Region), ("s3.path.style", s3PathStyle ? "true" : nil)]
         for (k, v) in flags { if let v { raw[k] = v } }
         return raw
     }
@@ -107,20 +114,29 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
     pool.start()
 
 
-    // Object store: file://DIR, wrapped by fault injection (tests) and metering.
-    guard config.objectStoreURL.hasPrefix("file://") else {
-        throw ValidationError("object.store: only file://DIR is available yet (s3:// arrives with the S3 client), got '\(config.objectStoreURL)'")
-    }
-    let faults: [ObjectStoreRequest: FaultInjectingObjectStore<LocalDirectoryObjectStore>.Fault]
-    do {
-        faults = try FaultInjectingObjectStore<LocalDirectoryObjectStore>.parseFaults(config.faults)
-    } catch {
-        throw ValidationError("\(error)")
-    }
-    let local = try LocalDirectoryObjectStore(root: String(config.objectStoreURL.dropFirst("file://".count)), threadPool: pool)
+    // Object store: file://DIR or s3://BUCKET[/PREFIX], wrapped by fault injection (tests)
+    // and metering.
     let meter = ObjectStoreMeter()
-    let store = MeteredObjectStore(base: FaultInjectingObjectStore(base: local, faults: faults), meter: meter)
-    if !faults.isEmpty { logger.warning("object-store fault injection is on", metadata: ["faults": "\(config.faults)"]) }
+    func wrap<Base: ObjectStore>(_ base: Base) throws -> any ObjectStore {
+        let faults: [ObjectStoreRequest: FaultInjectingObjectStore<Base>.Fault]
+        do {
+            faults = try FaultInjectingObjectStore<Base>.parseFaults(config.faults)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        return MeteredObjectStore(base: FaultInjectingObjectStore(base: base, faults: faults), meter: meter)
+    }
+    let store: any ObjectStore
+    var s3Store: S3ObjectStore?
+    if config.objectStoreURL.hasPrefix("s3://") {
+        _ = try wrap(InMemoryObjectStore())  // bad fault settings are refused before any request
+        let s3 = try await openS3(config, logger: logger)
+        s3Store = s3
+        store = try wrap(s3)
+    } else {
+        store = try wrap(try LocalDirectoryObjectStore(root: String(config.objectStoreURL.dropFirst("file://".count)), threadPool: pool))
+    }
+    if !config.faults.isEmpty { logger.warning("object-store fault injection is on", metadata: ["faults": "\(config.faults)"]) }
 
     guard config.metadataURL.hasPrefix("sqlite://") else {
         throw ValidationError("metadata: only sqlite://PATH is available yet (postgres:// arrives with clusters), got '\(config.metadataURL)'")
@@ -165,9 +181,44 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
         logger: logger))
     try await group.run()
     let flushed = await engine.shutdown(timeout: flushTimeout)
+    try? await s3Store?.shutdown()
     try? await pool.shutdownGracefully()
     guard flushed else { throw ExitCode(1) }
     logger.info("flushed and stopped")
 }
 
 let ternVersion = "0.1.0"
+
+/// The S3 store for `s3://BUCKET[/PREFIX]`, checked before the broker starts: the bucket must
+/// be reachable, readable and writable with the environment's credentials.
+func openS3(_ config: BrokerConfig, logger: Logger) async throws -> S3ObjectStore {
+    guard let (bucket, prefix) = S3Configuration.parseURL(config.objectStoreURL) else {
+        throw ValidationError("object.store: expected s3://BUCKET[/PREFIX] with a valid bucket name, got '\(config.objectStoreURL)'")
+    }
+    guard let credentials = S3Configuration.credentials(from: ProcessInfo.processInfo.environment) else {
+        throw ValidationError("object.store \(config.objectStoreURL): no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or KAFKA_S3_ACCESS_KEY and KAFKA_S3_SECRET_KEY)")
+    }
+    var s3 = S3Configuration(bucket: bucket, prefix: prefix, endpoint: config.s3.endpoint, region: config.s3.region,
+                             pathStyle: config.s3.pathStyle, credentials: credentials)
+    s3.unsignedPayload = config.s3.unsignedPayload
+    s3.maxConnections = config.s3.maxConnections
+    s3.requestTimeoutMs = config.s3.requestTimeoutMs
+    s3.maxAttempts = config.s3.maxAttempts
+    s3.partSize = config.s3.partSize
+    let store: S3ObjectStore
+    do {
+        store = try S3ObjectStore(config: s3, logger: logger)
+    } catch {
+        throw ValidationError("s3.endpoint: \(error)")
+    }
+    do {
+        try await store.checkAccess(probeName: "node-\(config.nodeId)-\(UInt64.random(in: 0...UInt64.max))")
+    } catch let e as S3AccessError {
+        // Not a usage error: the flags are fine, the bucket is not. One line, exit 1.
+        try? await store.shutdown()
+        FileHandle.standardError.write(Data("Error: object.store \(config.objectStoreURL): \(e.description)\n".utf8))
+        throw ExitCode(1)
+    }
+    logger.info("object store s3://\(bucket)/\(prefix) at \(s3.endpoint) (region \(s3.region), \(s3.pathStyle ? "path-style" : "virtual-hosted-style")): reachable and writable")
+    return store
+}

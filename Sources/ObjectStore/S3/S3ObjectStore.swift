@@ -1,0 +1,463 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// An S3-compatible bucket (AWS S3, MinIO, SeaweedFS, R2, Tigris, GCS's XML API, ...).
+///
+/// One `HTTPClient` on the shared event loop group, HTTP/1.1 with a connection pool sized by
+/// `S3Configuration.maxConnections`, every body sent with a known length (S3 refuses chunked
+/// uploads without the streaming signature). Each request is retried with exponential
+/// backoff and jitter while the failure is transient (5xx, `SlowDown`, `RequestTimeout`,
+/// resets, timeouts) and never when it cannot succeed (other 4xx). A conditional PUT whose
+/// outcome is unknown is checked with a HEAD (size and ETag) before it is sent again.
+public final class S3ObjectStore: ObjectStore {
+    public let config: S3Configuration
+    public let builder: S3RequestBuilder
+    private let client: HTTPClient
+    private let logger: Logger
+
+    public init(config: S3Configuration, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                logger: Logger = Logger(label: "tern.s3")) throws {
+        self.config = config
+        self.builder = try S3RequestBuilder(config)
+        self.logger = logger
+        var http = HTTPClient.Configuration(
+            redirectConfiguration: .disallow,  // a 301 means a wrong region: report it, don't follow
+            timeout: .init(connect: .milliseconds(Int64(config.connectTimeoutMs)), read: .milliseconds(Int64(config.requestTimeoutMs))),
+            connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: config.maxConnections),
+            decompression: .disabled)
+        http.httpVersion = .http1Only
+        self.client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: http)
+    }
+
+    /// Closes the connection pool; call once, after the last request.
+    public func shutdown() async throws {
+        try await client.shutdown()
+    }
+
+    // MARK: ObjectStore
+
+    public func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+        do {
+            if body.readableBytes > config.partSize {
+                try await putMultipart(config.prefix + key, body, ifNoneMatch: ifNoneMatch)
+            } else {
+                try await putSingle(config.prefix + key, body, ifNoneMatch: ifNoneMatch)
+            }
+        } catch let e as S3Error {
+            throw Self.storeError(e, key: key)
+        }
+    }
+
+    public func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer {
+        do {
+            if let range, range.isEmpty {
+                // S3 has no empty range; answer it as the local store does.
+                guard let info = try await headObject(config.prefix + key) else { throw ObjectStoreError(.notFound, key) }
+                guard range.lowerBound >= 0, range.lowerBound <= info.size else { throw ObjectStoreError(.invalidRange, "\(key) \(range) of \(info.size)") }
+                return ByteBuffer()
+            }
+            return try await retrying("GET \(key)") {
+                try await self.getOnce(self.config.prefix + key, range: range)
+            }
+        } catch let e as S3Error {
+            throw Self.storeError(e, key: key)
+        }
+    }
+
+    public func head(_ key: String) async throws -> ObjectInfo? {
+        do {
+            return try await headObject(config.prefix + key).map { ObjectInfo(key: key, size: $0.size) }
+        } catch let e as S3Error {
+            throw Self.storeError(e, key: key)
+        }
+    }
+
+    public func list(prefix: String) async throws -> [ObjectInfo] {
+        do {
+            var out: [ObjectInfo] = []
+            var token: String?
+            repeat {
+                let page = try await retrying("LIST \(prefix)") { try await self.listPage(prefix: self.config.prefix + prefix, token: token) }
+                for (key, size) in page.objects where key.hasPrefix(config.prefix) {
+                    out.append(ObjectInfo(key: String(key.dropFirst(config.prefix.count)), size: size))
+                }
+                token = page.next
+            } while token != nil
+            return out
+        } catch let e as S3Error {
+            throw Self.storeError(e, key: prefix)
+        }
+    }
+
+    public func delete(_ keys: [String]) async throws {
+        do {
+            var start = 0
+            while start < keys.count {
+                let batch = keys[start..<min(start + config.deleteBatchSize, keys.count)].map { config.prefix + $0 }
+                try await retrying("DELETE \(batch.count) keys") { try await self.deleteBatch(batch) }
+                start += batch.count
+            }
+        } catch let e as S3Error {
+            throw Self.storeError(e, key: keys.first ?? "")
+        }
+    }
+
+    static func storeError(_ e: S3Error, key: String) -> ObjectStoreError {
+        if e.kind == .response {
+            switch (e.status, e.code) {
+            case (404, "NoSuchKey"), (404, "NotFound"): return ObjectStoreError(.notFound, "\(key): \(e)")
+            case (412, _): return ObjectStoreError(.alreadyExists, "\(key): \(e)")
+            case (416, _): return ObjectStoreError(.invalidRange, "\(key): \(e)")
+            default: break
+            }
+        }
+        return ObjectStoreError(e.isRetryable ? .unavailable : .failed, "\(key): \(e)")
+    }
+
+    // MARK: Requests
+
+    struct Response {
+        var status: Int
+        var headers: HTTPHeaders
+        var body: ByteBuffer
+    }
+
+    /// One attempt. Returns 2xx answers (and those in `accept`); throws `S3Error` for the rest
+    /// and for transport failures.
+    ///
+    /// The deadline is `requestTimeoutMs` plus `timeoutMsPerMiB` for each MiB sent or
+    /// `expectedBytes` expected back; a stalled transfer also fails after `requestTimeoutMs`
+    /// without a byte read.
+    func send(_ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [(String, String)] = [],
+              body: ByteBuffer? = nil, accept: Set<Int> = [], maxResponseBytes: Int = 16 << 20,
+              expectedBytes: Int = 0) async throws -> Response {
+        let (url, signed) = builder.build(method: method.rawValue, key: key, query: query, headers: headers, body: body,
+                                          date: Int(Date().timeIntervalSince1970))
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        for (name, value) in signed { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(body) }  // a known length: Content-Length, never chunked
+        let mib = ((body?.readableBytes ?? 0) + expectedBytes) >> 20
+        let timeout = TimeAmount.milliseconds(Int64(config.requestTimeoutMs + config.timeoutMsPerMiB * mib))
+        let response: HTTPClientResponse
+        let data: ByteBuffer
+        do {
+            response = try await client.execute(request, timeout: timeout, logger: nil)
+            let limit = (200..<300).contains(Int(response.status.code)) || accept.contains(Int(response.status.code)) ? maxResponseBytes : 64 << 10
+            data = method == .HEAD ? ByteBuffer() : try await Self.collect(response, limit: limit)
+        } catch let e as S3Error {
+            throw e
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            if Task.isCancelled { throw CancellationError() }
+            if let e = error as? HTTPClientError, [.invalidURL, .emptyHost, .emptyScheme].contains(e) {
+                throw S3Error(kind: .protocolViolation, code: "InvalidURL", message: "\(method.rawValue) \(url): \(error)")
+            }
+            throw S3Error(kind: .transport, code: Self.transportCode(error), message: "\(method.rawValue) \(url): \(error)")
+        }
+        let status = Int(response.status.code)
+        if (200..<300).contains(status) || accept.contains(status) {
+            return Response(status: status, headers: response.headers, body: data)
+        }
+        throw S3Error.from(status: status, body: Array(data.readableBytesView), requestId: response.headers.first(name: "x-amz-request-id"),
+                           bucketRegion: response.headers.first(name: "x-amz-bucket-region"))
+    }
+
+    /// The whole body in one buffer allocated once from Content-Length (collecting chunk by
+    /// chunk into a growing buffer copies a 32 MiB object about twice over).
+    private static func collect(_ response: HTTPClientResponse, limit: Int) async throws -> ByteBuffer {
+        let declared = response.headers.first(name: "content-length").flatMap { Int($0) }
+        if let declared, declared > limit {
+            throw S3Error(kind: .protocolViolation, status: Int(response.status.code), code: "ResponseTooLarge", message: "\(declared) bytes, at most \(limit) expected")
+        }
+        var buffer = ByteBuffer()
+        var first = true
+        for try await chunk in response.body {
+            if first && declared == chunk.readableBytes {
+                return chunk  // all of it in one piece: no copy
+            }
+            if first, let declared { buffer.reserveCapacity(declared) }
+            first = false
+            guard buffer.readableBytes + chunk.readableBytes <= limit else {
+                throw S3Error(kind: .protocolViolation, status: Int(response.status.code), code: "ResponseTooLarge", message: "more than \(limit) bytes")
+            }
+            buffer.writeImmutableBuffer(chunk)
+        }
+        return buffer
+    }
+
+    private static func transportCode(_ error: any Error) -> String {
+        if let e = error as? HTTPClientError {
+            switch e {
+            case .deadlineExceeded, .readTimeout, .writeTimeout: return "Timeout"
+            case .connectTimeout: return "ConnectTimeout"
+            case .remoteConnectionClosed: return "ConnectionClosed"
+            default: return "HTTPClientError"
+            }
+        }
+        if error is NIOConnectionError { return "ConnectionFailed" }
+        if error is IOError { return "ConnectionReset" }
+        if error is ChannelError { return "ConnectionClosed" }
+        return "TransportError"
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or runs out of attempts.
+    func retrying<T>(_ what: String, maxAttempts: Int? = nil, _ op: () async throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await op()
+            } catch let e as S3Error where e.isRetryable && attempt < (maxAttempts ?? config.maxAttempts) {
+                logger.debug("S3 request failed; retrying", metadata: ["request": "\(what)", "attempt": "\(attempt)", "error": "\(e)"])
+                try await backoff(attempt)
+            }
+        }
+    }
+
+    /// Exponential backoff with "equal jitter": half the delay fixed, half random, so that
+    /// clients throttled together spread out.
+    func backoff(_ attempt: Int) async throws {
+        let ceiling = min(config.retryMaxDelayMs, config.retryBaseDelayMs << min(attempt - 1, 20))
+        try await Task.sleep(for: .milliseconds(ceiling / 2 + Int.random(in: 0...max(0, ceiling / 2))))
+    }
+
+    // MARK: Objects
+
+    struct HeadInfo {
+        var size: Int
+        var etag: String?
+    }
+
+    func headObject(_ fullKey: String) async throws -> HeadInfo? {
+        try await retrying("HEAD \(fullKey)") {
+            let r = try await self.send(.HEAD, key: fullKey, accept: [404])
+            if r.status == 404 { return nil }
+            guard let length = r.headers.first(name: "content-length").flatMap({ Int($0) }) else {
+                throw S3Error(kind: .protocolViolation, status: r.status, code: "MissingContentLength", message: "HEAD \(fullKey) without Content-Length")
+            }
+            return HeadInfo(size: length, etag: r.headers.first(name: "etag").map(Self.unquote))
+        }
+    }
+
+    static func unquote(_ etag: String) -> String {
+        var s = Substring(etag)
+        if s.hasPrefix("W/") { s = s.dropFirst(2) }
+        if s.hasPrefix("\"") && s.hasSuffix("\"") && s.count >= 2 { s = s.dropFirst().dropLast() }
+        return s.lowercased()
+    }
+
+    private func getOnce(_ fullKey: String, range: Range<Int>?) async throws -> ByteBuffer {
+        var headers: [(String, String)] = []
+        if let range {
+            guard range.lowerBound >= 0 else { throw S3Error(kind: .response, status: 416, code: "InvalidRange", message: "negative range \(range)") }
+            headers.append(("range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)"))
+        }
+        let r = try await send(.GET, key: fullKey, headers: headers, maxResponseBytes: Int.max, expectedBytes: range?.count ?? 0)
+        var body = r.body
+        if let declared = r.headers.first(name: "content-length").flatMap({ Int($0) }), declared != body.readableBytes {
+            // A short body is a broken connection, not an object.
+            throw S3Error(kind: .transport, code: "TruncatedBody", message: "GET \(fullKey): \(body.readableBytes) of \(declared) bytes")
+        }
+        if let range, r.status == 200 {
+            // The server ignored Range and sent the whole object: cut the range out.
+            let upper = min(range.upperBound, body.readableBytes)
+            guard range.lowerBound < body.readableBytes else {
+                throw S3Error(kind: .response, status: 416, code: "InvalidRange", message: "\(range) of \(body.readableBytes)")
+            }
+            body = body.getSlice(at: body.readerIndex + range.lowerBound, length: upper - range.lowerBound)!
+        }
+        return body
+    }
+
+    /// Hex MD5 of the body: S3's ETag of a single-part object.
+    static func md5Hex(_ body: ByteBuffer) -> String {
+        body.withUnsafeReadableBytes { SigV4Signer.hex(Array(Insecure.MD5.hash(data: $0))) }
+    }
+
+    /// Whether the object at `fullKey` is the one we meant to write: same size and ETag.
+    private func holdsOurObject(_ fullKey: String, size: Int, etag: () -> String) async throws -> Bool? {
+        guard let info = try await headObject(fullKey) else { return nil }
+        return info.size == size && info.etag == etag()
+    }
+
+    func putSingle(_ fullKey: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+        var unknown = false  // an earlier attempt may have written the object
+        var attempt = 0
+        var cachedETag: String?
+        func etag() -> String {
+            if let cachedETag { return cachedETag }
+            let e = Self.md5Hex(body)
+            cachedETag = e
+            return e
+        }
+        while true {
+            attempt += 1
+            if unknown && ifNoneMatch {
+                // Check, don't repeat blindly: if the lost attempt landed, a new conditional PUT
+                // would fail with 412 although the write is ours.
+                switch try await holdsOurObject(fullKey, size: body.readableBytes, etag: etag) {
+                case true?: return
+                case false?: throw S3Error(kind: .response, status: 412, code: "PreconditionFailed", message: "\(fullKey) holds another object")
+                case nil: break
+                }
+            }
+            do {
+                _ = try await send(.PUT, key: fullKey, headers: ifNoneMatch ? [("if-none-match", "*")] : [], body: body, maxResponseBytes: 64 << 10)
+                return
+            } catch let e as S3Error where e.kind == .response && e.status == 412 && unknown {
+                if try await holdsOurObject(fullKey, size: body.readableBytes, etag: etag) == true { return }
+                throw e
+            } catch let e as S3Error where e.isRetryable && attempt < config.maxAttempts {
+                unknown = unknown || e.outcomeUnknown
+                logger.debug("S3 PUT failed; retrying", metadata: ["key": "\(fullKey)", "attempt": "\(attempt)", "error": "\(e)"])
+                try await backoff(attempt)
+            }
+        }
+    }
+
+    // MARK: Multipart
+
+    private func putMultipart(_ fullKey: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+        if ifNoneMatch, try await headObject(fullKey) != nil {
+            // Not every S3 server honours If-None-Match on CompleteMultipartUpload: refuse early.
+            throw S3Error(kind: .response, status: 412, code: "PreconditionFailed", message: "\(fullKey) exists")
+        }
+        let created = try await retrying("CreateMultipartUpload \(fullKey)") {
+            try await self.send(.POST, key: fullKey, query: [("uploads", "")], maxResponseBytes: 64 << 10)
+        }
+        guard let root = XMLElementNode.parse(Array(created.body.readableBytesView)), let uploadId = root["UploadId"] else {
+            throw S3Error(kind: .protocolViolation, status: created.status, code: "MalformedResponse", message: "CreateMultipartUpload \(fullKey): no UploadId")
+        }
+        do {
+            let partSize = config.partSize
+            let count = (body.readableBytes + partSize - 1) / partSize
+            var etags = [String](repeating: "", count: count)
+            var md5s = [[UInt8]](repeating: [], count: count)
+            try await withThrowingTaskGroup(of: (Int, String, [UInt8]).self) { group in
+                var next = 0
+                func start() {
+                    let n = next
+                    next += 1
+                    let part = body.getSlice(at: body.readerIndex + n * partSize, length: min(partSize, body.readableBytes - n * partSize))!
+                    group.addTask {
+                        let r = try await self.retrying("UploadPart \(n + 1) \(fullKey)") {
+                            try await self.send(.PUT, key: fullKey, query: [("partNumber", "\(n + 1)"), ("uploadId", uploadId)], body: part, maxResponseBytes: 64 << 10)
+                        }
+                        guard let etag = r.headers.first(name: "etag") else {
+                            throw S3Error(kind: .protocolViolation, status: r.status, code: "MissingETag", message: "UploadPart \(n + 1) \(fullKey) without ETag")
+                        }
+                        return (n, etag, part.withUnsafeReadableBytes { Array(Insecure.MD5.hash(data: $0)) })
+                    }
+                }
+                while next < min(count, config.partConcurrency) { start() }
+                while let (n, etag, md5) = try await group.next() {
+                    etags[n] = etag
+                    md5s[n] = md5
+                    if next < count { start() }
+                }
+            }
+            var xml = "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+            for (i, etag) in etags.enumerated() {
+                xml += "<Part><PartNumber>\(i + 1)</PartNumber><ETag>\(XMLElementNode.escape(etag))</ETag></Part>"
+            }
+            xml += "</CompleteMultipartUpload>"
+            let expectedETag = SigV4Signer.hex(Array(Insecure.MD5.hash(data: md5s.flatMap { $0 }))) + "-\(count)"
+            try await completeMultipart(fullKey, uploadId: uploadId, xml: xml, size: body.readableBytes, etag: expectedETag, ifNoneMatch: ifNoneMatch)
+        } catch {
+            await abortMultipart(fullKey, uploadId: uploadId)
+            throw error
+        }
+    }
+
+    private func completeMultipart(_ fullKey: String, uploadId: String, xml: String, size: Int, etag: String, ifNoneMatch: Bool) async throws {
+        var unknown = false
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                let r = try await send(.POST, key: fullKey, query: [("uploadId", uploadId)],
+                                       headers: ifNoneMatch ? [("if-none-match", "*")] : [],
+                                       body: ByteBuffer(string: xml), maxResponseBytes: 1 << 20)
+                // S3 may answer 200 and put the error in the body.
+                if let root = XMLElementNode.parse(Array(r.body.readableBytesView)), root.name == "Error" {
+                    throw S3Error(kind: .response, status: 500, code: root["Code"] ?? "InternalError", message: root["Message"] ?? "", requestId: root["RequestId"])
+                }
+                return
+            } catch let e as S3Error where unknown && e.kind == .response && (e.status == 404 || e.status == 412) {
+                // NoSuchUpload or PreconditionFailed after a lost answer: the upload may be ours.
+                if try await holdsOurObject(fullKey, size: size, etag: { etag }) == true { return }
+                throw e
+            } catch let e as S3Error where e.isRetryable && attempt < config.maxAttempts {
+                unknown = unknown || e.outcomeUnknown
+                try await backoff(attempt)
+            }
+        }
+    }
+
+    private func abortMultipart(_ fullKey: String, uploadId: String) async {
+        do {
+            try await retrying("AbortMultipartUpload \(fullKey)") {
+                _ = try await self.send(.DELETE, key: fullKey, query: [("uploadId", uploadId)], accept: [404])
+            }
+        } catch {
+            logger.warning("could not abort a multipart upload; a lifecycle rule must clean it up",
+                           metadata: ["key": "\(fullKey)", "uploadId": "\(uploadId)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: Listing and deleting
+
+    private func listPage(prefix: String, token: String?, maxKeys: Int = 1000) async throws -> (objects: [(String, Int)], next: String?) {
+        var query = [("list-type", "2"), ("prefix", prefix), ("max-keys", "\(maxKeys)")]
+        if let token { query.append(("continuation-token", token)) }
+        let r = try await send(.GET, key: nil, query: query)
+        guard let root = XMLElementNode.parse(Array(r.body.readableBytesView)), root.name == "ListBucketResult" else {
+            throw S3Error(kind: .protocolViolation, status: r.status, code: "MalformedResponse", message: "ListObjectsV2: not a ListBucketResult")
+        }
+        var objects: [(String, Int)] = []
+        for c in root.all("Contents") {
+            guard let key = c["Key"], let size = c["Size"].flatMap({ Int($0) }) else {
+                throw S3Error(kind: .protocolViolation, status: r.status, code: "MalformedResponse", message: "ListObjectsV2: entry without Key or Size")
+            }
+            objects.append((key, size))
+        }
+        let truncated = root["IsTruncated"] == "true"
+        let next = truncated ? root["NextContinuationToken"] : nil
+        if truncated && next == nil {
+            throw S3Error(kind: .protocolViolation, status: r.status, code: "MalformedResponse", message: "ListObjectsV2: truncated without NextContinuationToken")
+        }
+        return (objects, next)
+    }
+
+    private func deleteBatch(_ fullKeys: [String]) async throws {
+        var xml = "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>"
+        for k in fullKeys { xml += "<Object><Key>\(XMLElementNode.escape(k))</Key></Object>" }
+        xml += "</Delete>"
+        let body = ByteBuffer(string: xml)
+        // DeleteObjects requires an integrity header: Content-MD5 is understood everywhere.
+        let md5 = Data(Insecure.MD5.hash(data: Array(xml.utf8))).base64EncodedString()
+        let r = try await send(.POST, key: nil, query: [("delete", "")], headers: [("content-md5", md5), ("content-type", "application/xml")],
+                               body: body, maxResponseBytes: 16 << 20)
+        guard let root = XMLElementNode.parse(Array(r.body.readableBytesView)) else {
+            if r.body.readableBytes == 0 { return }
+            throw S3Error(kind: .protocolViolation, status: r.status, code: "MalformedResponse", message: "DeleteObjects: unreadable answer")
+        }
+        if root.name == "Error" {
+            throw S3Error(kind: .response, status: 500, code: root["Code"] ?? "InternalError", message: root["Message"] ?? "")
+        }
+        let failures = root.all("Error").filter { $0["Code"] != "NoSuchKey" }
+        if let first = failures.first {
+            let code = first["Code"] ?? "InternalError"
+            let retryable = S3Error(kind: .response, status: 500, code: code, message: "").isRetryable || code == "InternalError"
+            throw S3Error(kind: .response, status: retryable ? 503 : 403, code: code,
+                          message: "DeleteObjects: \(failures.count) of \(fullKeys.count) keys not deleted, first \(first["Key"] ?? "?"): \(first["Message"] ?? "")")
+        }
+    }
+}

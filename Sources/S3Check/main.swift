@@ -1,0 +1,177 @@
+// Test-only tool, like `codec-check`: the Swift half of two test suites.
+//
+// `s3-check sign`  (tests/test_sigv4_crosscheck.py) reads one JSON request per line on stdin,
+//   builds and signs it with the S3 client's own `S3RequestBuilder`, and prints the URL and
+//   headers as one JSON line, for comparison with botocore's S3SigV4Auth.
+//   In:  {"endpoint", "bucket", "path_style", "region", "access_key", "secret_key", "token" (or
+//         null), "unsigned", "method", "key" (or null), "query": [[k, v]], "headers": [[k, v]],
+//         "body_hex", "date" (seconds since the epoch)}
+//   Out: {"url": ..., "headers": [[k, v]]}  or  {"error": ...}
+//
+// `s3-check store` (tests/integration/test_s3.py) drives an `S3ObjectStore` against a real
+//   server, one operation per stdin line, so the test can check each result with boto3.
+//   Settings from the environment: S3_ENDPOINT, S3_BUCKET, S3_PREFIX, S3_REGION,
+//   S3_PATH_STYLE, S3_PART_SIZE, S3_MAX_ATTEMPTS, S3_TIMEOUT_MS, credentials as the broker.
+//   In:  {"op": "put"|"get"|"head"|"list"|"delete", "key", "body_hex" | "fill": [byte, count],
+//         "if_none_match", "range": [lo, hi], "prefix", "keys"}
+//   Out: {"ok": true, ...result} or {"error": code, "message": ...}
+//
+// `s3-check bench put|get SIZE COUNT CONCURRENCY` (bench/s3_client.py) PUTs or GETs COUNT
+//   objects `bench/SIZE/<i>` of SIZE bytes, CONCURRENCY at a time, with the same settings as
+//   `store`, and prints {"seconds": ..., "bytes": ...} (time measured around the requests only).
+import Foundation
+import NIOCore
+import ObjectStore
+
+func bytes(hex: String) -> [UInt8] {
+    var out: [UInt8] = []
+    out.reserveCapacity(hex.utf8.count / 2)
+    var it = hex.utf8.makeIterator()
+    while let a = it.next(), let b = it.next() {
+        func v(_ c: UInt8) -> UInt8 { c <= 57 ? c - 48 : (c | 0x20) - 87 }
+        out.append(v(a) << 4 | v(b))
+    }
+    return out
+}
+
+func hex(_ buffer: ByteBuffer) -> String {
+    SigV4Signer.hex(buffer.readableBytesView)
+}
+
+func pairs(_ any: Any?) -> [(String, String)] {
+    (any as? [[String]] ?? []).map { ($0[0], $0[1]) }
+}
+
+func emit(_ result: [String: Any]) {
+    let out = try! JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+    FileHandle.standardOutput.write(out + Data("\n".utf8))
+}
+
+func sign(_ obj: [String: Any]) throws -> [String: Any] {
+    let credentials = S3Credentials(accessKeyId: obj["access_key"] as! String, secretAccessKey: obj["secret_key"] as! String,
+                                    sessionToken: obj["token"] as? String)
+    var config = S3Configuration(bucket: obj["bucket"] as! String, endpoint: obj["endpoint"] as? String,
+                                 region: obj["region"] as! String, pathStyle: obj["path_style"] as! Bool, credentials: credentials)
+    config.unsignedPayload = obj["unsigned"] as? Bool ?? false
+    let builder = try S3RequestBuilder(config)
+    let body = bytes(hex: obj["body_hex"] as? String ?? "")
+    let (url, headers) = builder.build(method: obj["method"] as! String, key: obj["key"] as? String, query: pairs(obj["query"]),
+                                       headers: pairs(obj["headers"]), body: body.isEmpty ? nil : ByteBuffer(bytes: body),
+                                       date: obj["date"] as! Int)
+    return ["url": url, "headers": headers.map { [$0.0, $0.1] }]
+}
+
+func run(_ store: S3ObjectStore, _ obj: [String: Any]) async throws -> [String: Any] {
+    let key = obj["key"] as? String ?? ""
+    switch obj["op"] as? String {
+    case "put":
+        var body: ByteBuffer
+        if let fill = obj["fill"] as? [Int] {
+            body = ByteBuffer(repeating: UInt8(fill[0]), count: fill[1])
+        } else {
+            body = ByteBuffer(bytes: bytes(hex: obj["body_hex"] as? String ?? ""))
+        }
+        try await store.put(key, body, ifNoneMatch: obj["if_none_match"] as? Bool ?? false)
+        return [:]
+    case "get":
+        let r = (obj["range"] as? [Int]).map { $0[0]..<$0[1] }
+        let b = try await store.get(key, range: r)
+        return ["body_hex": hex(b), "size": b.readableBytes]
+    case "head":
+        let info = try await store.head(key)
+        return info.map { ["size": $0.size] } ?? ["missing": true]
+    case "list":
+        let all = try await store.list(prefix: obj["prefix"] as? String ?? "")
+        return ["objects": all.map { [$0.key, $0.size] as [Any] }]
+    case "delete":
+        try await store.delete(obj["keys"] as? [String] ?? [])
+        return [:]
+    default:
+        throw ObjectStoreError(.failed, "unknown op \(obj["op"] ?? "nil")")
+    }
+}
+
+let mode = CommandLine.arguments.dropFirst().first ?? ""
+switch mode {
+case "sign":
+    while let line = readLine(strippingNewline: true) {
+        if line.isEmpty { continue }
+        do {
+            guard let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { throw CocoaError(.coderReadCorrupt) }
+            emit(try sign(obj))
+        } catch {
+            emit(["error": "\(error)"])
+        }
+    }
+case "store":
+    let env = ProcessInfo.processInfo.environment
+    guard let endpoint = env["S3_ENDPOINT"], let bucket = env["S3_BUCKET"], let credentials = S3Configuration.credentials(from: env) else {
+        FileHandle.standardError.write(Data("S3_ENDPOINT, S3_BUCKET and credentials are required\n".utf8))
+        exit(64)
+    }
+    var config = S3Configuration(bucket: bucket, prefix: env["S3_PREFIX"] ?? "", endpoint: endpoint, region: env["S3_REGION"] ?? "us-east-1",
+                                 pathStyle: env["S3_PATH_STYLE"] != "false", credentials: credentials)
+    if let v = env["S3_PART_SIZE"].flatMap({ Int($0) }) { config.partSize = v }
+    if let v = env["S3_MAX_ATTEMPTS"].flatMap({ Int($0) }) { config.maxAttempts = v }
+    if let v = env["S3_TIMEOUT_MS"].flatMap({ Int($0) }) { config.requestTimeoutMs = v }
+    if let v = env["S3_RETRY_BASE_MS"].flatMap({ Int($0) }) { config.retryBaseDelayMs = v }
+    let store = try S3ObjectStore(config: config)
+    while let line = readLine(strippingNewline: true) {
+        if line.isEmpty { continue }
+        do {
+            guard let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { throw CocoaError(.coderReadCorrupt) }
+            var result = try await run(store, obj)
+            result["ok"] = true
+            emit(result)
+        } catch let e as ObjectStoreError {
+            emit(["error": "\(e.code)", "message": e.message])
+        } catch {
+            emit(["error": "other", "message": "\(error)"])
+        }
+    }
+    try await store.shutdown()
+case "bench":
+    let env = ProcessInfo.processInfo.environment
+    let args = Array(CommandLine.arguments.dropFirst(2))
+    guard args.count == 4, let size = Int(args[1]), let count = Int(args[2]), let concurrency = Int(args[3]),
+          let endpoint = env["S3_ENDPOINT"], let bucket = env["S3_BUCKET"], let credentials = S3Configuration.credentials(from: env) else {
+        FileHandle.standardError.write(Data("usage: s3-check bench put|get SIZE COUNT CONCURRENCY (with S3_ENDPOINT, S3_BUCKET, credentials)\n".utf8))
+        exit(64)
+    }
+    var config = S3Configuration(bucket: bucket, endpoint: endpoint, region: env["S3_REGION"] ?? "us-east-1",
+                                 pathStyle: env["S3_PATH_STYLE"] != "false", credentials: credentials)
+    config.partSize = max(config.partSize, size)  // single PUTs, like boto3's put_object
+    let store = try S3ObjectStore(config: config)
+    let body = ByteBuffer(bytes: (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
+    let put = args[0] == "put"
+    let start = ContinuousClock.now
+    try await withThrowingTaskGroup(of: Int.self) { group in
+        var next = 0
+        var total = 0
+        func add() {
+            let i = next
+            next += 1
+            group.addTask {
+                let key = "bench/\(size)/\(i)"
+                if put {
+                    try await store.put(key, body, ifNoneMatch: false)
+                    return size
+                }
+                return try await store.get(key, range: nil).readableBytes
+            }
+        }
+        while next < min(count, concurrency) { add() }
+        while let n = try await group.next() {
+            total += n
+            if next < count { add() }
+        }
+        precondition(total == size * count, "read \(total) bytes, expected \(size * count)")
+    }
+    let elapsed = ContinuousClock.now - start
+    let (secs, atto) = elapsed.components
+    emit(["seconds": Double(secs) + Double(atto) / 1e18, "bytes": size * count])
+    try await store.shutdown()
+default:
+    FileHandle.standardError.write(Data("usage: s3-check sign|store|bench (test-only; see tests/test_sigv4_crosscheck.py)\n".utf8))
+    exit(64)
+}
