@@ -121,21 +121,7 @@ public struct BrokerConfig: Sendable {
     /// layered by the caller). Unknown names and bad values are refused.
     public static func resolve(_ raw: [String: String]) throws -> BrokerConfig {
         var c = BrokerConfig()
-        func int(_ k: String, _ range: ClosedRange<Int>) throws -> Int? {
-            guard let v = raw[k] else { return nil }
-            guard let n = Int(v.trimmingWhitespace()), range.contains(n) else {
-                throw ConfigError("\(k): expected a whole number in \(range.lowerBound)...\(range.upperBound), got '\(v)'")
-            }
-            return n
-        }
-        func bool(_ k: String) throws -> Bool? {
-            guard let v = raw[k] else { return nil }
-            switch v.trimmingWhitespace().lowercased() {
-            case "true": return true
-            case "false": return false
-            default: throw ConfigError("\(k): expected true or false, got '\(v)'")
-            }
-        }
+        let int = SettingValues(raw).int, bool = SettingValues(raw).bool
         let known = Set(settings.map(\.name))
         for k in raw.keys where !known.contains(k) && !k.hasPrefix("object.store.fault.") {
             throw ConfigError("unknown setting '\(k)' (see tern serve --help)")
@@ -198,5 +184,29 @@ public struct BrokerConfig: Sendable {
         }
         c.faults = raw.filter { $0.key.hasPrefix("object.store.fault.") }
         return c
+    }
+}
+
+/// Typed reads of raw setting values, refusing bad ones by name.
+struct SettingValues {
+    let raw: [String: String]
+
+    init(_ raw: [String: String]) { self.raw = raw }
+
+    func int(_ k: String, _ range: ClosedRange<Int>) throws -> Int? {
+        guard let v = raw[k] else { return nil }
+        guard let n = Int(v.trimmingWhitespace()), range.contains(n) else {
+            throw ConfigError("\(k): expected a whole number in \(range.lowerBound)...\(range.upperBound), got '\(v)'")
+        }
+        return n
+    }
+
+    func bool(_ k: String) throws -> Bool? {
+        guard let v = raw[k] else { return nil }
+        switch v.trimmingWhitespace().lowercased() {
+        case "true": return true
+        case "false": return false
+        default: throw ConfigError("\(k): expected true or false, got '\(v)'")
+        }
     }
 }

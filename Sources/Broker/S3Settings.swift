@@ -26,21 +26,7 @@ public struct S3Settings: Sendable, Equatable {
 
     static func resolve(_ raw: [String: String]) throws -> S3Settings {
         var s = S3Settings()
-        func int(_ k: String, _ range: ClosedRange<Int>) throws -> Int? {
-            guard let v = raw[k] else { return nil }
-            guard let n = Int(v.trimmingWhitespace()), range.contains(n) else {
-                throw ConfigError("\(k): expected a whole number in \(range.lowerBound)...\(range.upperBound), got '\(v)'")
-            }
-            return n
-        }
-        func bool(_ k: String) throws -> Bool? {
-            guard let v = raw[k] else { return nil }
-            switch v.trimmingWhitespace().lowercased() {
-            case "true": return true
-            case "false": return false
-            default: throw ConfigError("\(k): expected true or false, got '\(v)'")
-            }
-        }
+        let int = SettingValues(raw).int, bool = SettingValues(raw).bool
         if let v = raw["s3.endpoint"]?.trimmingWhitespace(), !v.isEmpty {
             guard v.hasPrefix("http://") || v.hasPrefix("https://"), v.split(separator: "/", omittingEmptySubsequences: true).count == 2 else {
                 throw ConfigError("s3.endpoint: expected http://HOST[:PORT] or https://HOST[:PORT], got '\(v)'")

@@ -159,33 +159,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         case .earliest: timestamp = -2
         case .latest: timestamp = -1
         }
-        var positions: [Int32: Int64] = [:]
-        for (leader, partitions) in Dictionary(grouping: leaders.keys, by: { leaders[$0]! }) {
-            var t = ListOffsetsRequest.ListOffsetsTopic()
-            t.name = topic
-            t.partitions = partitions.sorted().map {
-                var p = ListOffsetsRequest.ListOffsetsTopic.ListOffsetsPartition()
-                p.partitionIndex = $0
-                p.timestamp = timestamp
-                return p
-            }
-            var request = ListOffsetsRequest()
-            request.replicaId = -1
-            request.topics = [t]
-            let response = try await client.connection(node: leader).send(request)
-            for rt in response.topics where rt.name == topic {
-                for p in rt.partitions {
-                    guard p.errorCode == 0 else {
-                        throw KafkaClientError(kafka: p.errorCode, "cannot find the \(timestamp == -2 ? "earliest" : "latest") offset of \(topic)-\(p.partitionIndex)")
-                    }
-                    positions[p.partitionIndex] = p.offset
-                }
-            }
-        }
-        if let missing = leaders.keys.sorted().first(where: { positions[$0] == nil }) {
-            throw CLIError("the broker's ListOffsets response does not mention \(topic)-\(missing)")
-        }
-        return positions
+        return try await partitionOffsets(client, topic: topic, partitions: leaders.keys.sorted(), timestamp: timestamp)
     }
 
     /// One Fetch per leader, concurrently; a leader with data answers at once, the others

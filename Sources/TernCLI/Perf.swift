@@ -244,7 +244,7 @@ struct PerfConsume: AsyncParsableCommand {
         let report = self.report
         let (layout, positions) = try await client.withClient { c in
             let layout = try await perfTopic(c, topic: topic, partitions: nil, create: false, action: "consume from")
-            return (layout, try await listOffsets(c, topic: topic, layout: layout, timestamp: fromEnd ? -1 : -2))
+            return (layout, try await partitionOffsets(c, topic: topic, partitions: layout.partitions, timestamp: fromEnd ? -1 : -2))
         }
         let consumer = PerfConsumer(plan: self.consumer.plan(topic: topic, layout: layout, connection: client.configuration,
                                                              readStamps: false, notBefore: 0),
@@ -328,7 +328,7 @@ struct PerfEndToEnd: AsyncParsableCommand {
     func run() async throws {
         let (layout, positions) = try await client.withClient { c in
             let layout = try await perfTopic(c, topic: topic, partitions: producer.partitions, create: !producer.noCreate, action: "produce to")
-            return (layout, try await listOffsets(c, topic: topic, layout: layout, timestamp: -1))
+            return (layout, try await partitionOffsets(c, topic: topic, partitions: layout.partitions, timestamp: -1))
         }
         let pstats = ProduceStats()
         let cstats = ConsumeStats()

@@ -198,33 +198,19 @@ final class PerfConsumer: Sendable {
     }
 }
 
-/// The offset of each partition at `timestamp` (-2 earliest, -1 latest), asked of its leader.
-func listOffsets(_ client: KafkaClient, topic: String, layout: TopicLayout, timestamp: Int64) async throws -> [Int32: Int64] {
+/// The offset of each of `partitions` of `topic` at `timestamp` (-2 earliest, -1 latest),
+/// asked of their leaders; a partition's error ends the command.
+func partitionOffsets(_ client: KafkaClient, topic: String, partitions: [Int32], timestamp: Int64) async throws -> [Int32: Int64] {
+    let listed = try await client.listOffsets(partitions.map { TopicPartition(topic, $0) }, timestamp: timestamp)
     var positions: [Int32: Int64] = [:]
-    for (leader, partitions) in Dictionary(grouping: layout.partitions, by: { layout.leaders[$0]! }) {
-        var t = ListOffsetsRequest.ListOffsetsTopic()
-        t.name = topic
-        t.partitions = partitions.sorted().map {
-            var p = ListOffsetsRequest.ListOffsetsTopic.ListOffsetsPartition()
-            p.partitionIndex = $0
-            p.timestamp = timestamp
-            return p
+    for p in partitions {
+        guard let o = listed[TopicPartition(topic, p)] else {
+            throw CLIError("the broker's ListOffsets response does not mention \(topic)-\(p)")
         }
-        var request = ListOffsetsRequest()
-        request.replicaId = -1
-        request.topics = [t]
-        let response = try await client.connection(node: leader).send(request)
-        for rt in response.topics where rt.name == topic {
-            for p in rt.partitions {
-                guard p.errorCode == 0 else {
-                    throw KafkaClientError(kafka: p.errorCode, "cannot find the \(timestamp == -2 ? "earliest" : "latest") offset of \(topic)-\(p.partitionIndex)")
-                }
-                positions[p.partitionIndex] = p.offset
-            }
+        guard o.errorCode == 0 else {
+            throw KafkaClientError(kafka: o.errorCode, "cannot find the \(timestamp == -2 ? "earliest" : "latest") offset of \(topic)-\(p)")
         }
-    }
-    if let missing = layout.partitions.first(where: { positions[$0] == nil }) {
-        throw CLIError("the broker's ListOffsets response does not mention \(topic)-\(missing)")
+        positions[p] = o.offset
     }
     return positions
 }
