@@ -11,5 +11,5 @@ struct Tern: AsyncParsableCommand {
         --bootstrap-server HOST:PORT, else $TERN_BOOTSTRAP, else localhost:9092.
         """,
         version: ternVersion,
-        subcommands: [Serve.self, Topics.self, ProduceCommand.self, ConsumeCommand.self])
+        subcommands: [Serve.self, Topics.self, ProduceCommand.self, ConsumeCommand.self, Admin.self])
 }

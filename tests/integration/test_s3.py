@@ -390,6 +390,10 @@ def test_broker_wal_objects_above_part_size_go_multipart(server, s3_env, make_br
     s3 = server.client()
     etags = [s3.head_object(Bucket=bucket, Key=k)["ETag"] for k in keys_in(server, bucket) if "/wal/" in k]
     assert any("-" in e for e in etags), etags  # at least one WAL object went up in parts
+    # and the S3 request counters saw the multipart calls
+    assert b.metric('tern_object_store_s3_requests_total{op="CreateMultipartUpload"}') >= 1
+    assert b.metric('tern_object_store_s3_requests_total{op="UploadPart"}') >= 3
+    assert b.metric('tern_object_store_s3_requests_total{op="CompleteMultipartUpload"}') >= 1
     got = consume(b.bootstrap, "big", 1, 120)
     assert len(got) == 120 and all(v == value for v in got.values())
 
@@ -564,3 +568,71 @@ def test_exactly_once_in_order_under_faults(server, s3_env, make_broker):
     assert b.metric('tern_object_store_errors_total{type="PUT"}') > 0
     assert b.metric('tern_object_store_errors_total{type="GET"}') > 0
     assert "injected lost answer" in b.log()
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Cost accounting: tern admin storage
+# ---------------------------------------------------------------------------------------------
+
+
+def test_admin_storage_reports_bucket_requests_and_cost(server, s3_env, make_broker):
+    bucket = new_bucket(server)
+    b = make_broker(extra_args=s3_args(server, bucket, prefix="acct"))
+    create(b.bootstrap, "cost", 2)
+    produce(b.bootstrap, "cost", 500, 2, "c")
+    url = f"http://127.0.0.1:{b.metrics_port}"
+    r = subprocess.run([TERN, "admin", "storage", "--metrics-url", url, "--json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    # objects and bytes: what the bucket holds under the prefix, as boto3 sees it
+    s3 = server.client()
+    listed = [o for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="acct/")
+              for o in page.get("Contents", [])]
+    assert report["objects"] == len(listed) > 0
+    assert report["bytes"] == sum(o["Size"] for o in listed)
+    assert report["requests_counted"] == "S3 requests sent"
+    puts = report["requests"]["PutObject"]["count"]
+    wal = [o for o in listed if "/wal/" in o["Key"]]
+    assert puts >= len(wal) + 1  # every WAL object, plus the startup probe
+    assert report["requests"]["ListObjectsV2"]["count"] >= 2  # startup check, recovery, this report
+    assert report["requests"]["PutObject"]["tier"] == "PUT/POST/LIST"
+    assert report["requests"]["GetObject"]["tier"] == "GET/other"
+    # the estimate is the published prices times the rates since start
+    prices = report["prices_usd"]
+    assert prices == {"put_post_list_per_1000": 0.005, "get_per_1000": 0.0004, "storage_per_gb_month": 0.023}
+    month = 30 * 24 * 3600
+    expect = sum(v["per_second"] * month * (prices["put_post_list_per_1000"] if v["tier"] == "PUT/POST/LIST" else
+                                            prices["get_per_1000"] if v["tier"] == "GET/other" else 0) / 1000
+                 for v in report["requests"].values())
+    cost = report["estimated_monthly_cost_usd"]
+    assert abs(cost["requests"] - expect) < 1e-6 * max(1, expect)
+    assert abs(cost["storage"] - report["bytes"] / 2**30 * 0.023) < 1e-12
+    assert abs(cost["total"] - cost["requests"] - cost["storage"]) < 1e-9
+    # the same numbers on /metrics, and the human form
+    assert b.metric('tern_object_store_s3_requests_total{op="PutObject"}') >= puts
+    assert b.metric("tern_object_store_stored_objects") == report["objects"]
+    text = subprocess.run([TERN, "admin", "storage", "--metrics-url", url], capture_output=True, text=True, timeout=60).stdout
+    assert f"objects       {report['objects']}" in text
+    assert "estimated monthly cost at AWS S3 Standard prices" in text and "total     $" in text
+
+
+def test_admin_storage_without_a_broker_fails_in_one_line():
+    from s3_servers import free_low_port
+    r = subprocess.run([TERN, "admin", "storage", "--metrics-url", f"http://127.0.0.1:{free_low_port()}"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.startswith("Error: cannot reach http://127.0.0.1:") and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_admin_storage_on_a_local_directory_counts_equivalent_requests(make_broker):
+    b = make_broker()
+    create(b.bootstrap, "local", 1)
+    produce(b.bootstrap, "local", 50, 1, "l")
+    r = subprocess.run([TERN, "admin", "storage", "--metrics-url", f"127.0.0.1:{b.metrics_port}", "--json"],
+                       capture_output=True, text=True, timeout=60)
+    report = json.loads(r.stdout)
+    files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(b.data_dir, "objects")) for f in fs]
+    assert report["objects"] == len(files) > 0
+    assert report["bytes"] == sum(os.path.getsize(f) for f in files)
+    assert report["requests_counted"] == "equivalent S3 requests"
+    assert report["requests"]["PutObject"]["count"] == b.metric('tern_object_store_requests_total{type="PUT"}')

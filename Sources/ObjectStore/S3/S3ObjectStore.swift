@@ -21,6 +21,9 @@ public final class S3ObjectStore: ObjectStore {
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
 
+    /// Every request sent, by S3 operation (retries included), for cost accounting.
+    public let requests = S3RequestCounter()
+
     public init(config: S3Configuration, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                 logger: Logger = Logger(label: "tern.s3")) throws {
         self.config = config
@@ -174,11 +177,26 @@ public final class S3ObjectStore: ObjectStore {
             throw S3Error(kind: .transport, code: Self.transportCode(error), message: "\(method.rawValue) \(url): \(error)")
         }
         let status = Int(answer.head.status.code)
+        requests.record(Self.operation(method, key: key, query: query), bytesUp: body?.readableBytes ?? 0, bytesDown: answer.body.readableBytes)
         if (200..<300).contains(status) || accept.contains(status) {
             return Response(status: status, headers: answer.head.headers, body: answer.body)
         }
         throw S3Error.from(status: status, body: Array(answer.body.readableBytesView), requestId: answer.head.headers.first(name: "x-amz-request-id"),
                            bucketRegion: answer.head.headers.first(name: "x-amz-bucket-region"))
+    }
+
+    static func operation(_ method: HTTPMethod, key: String?, query: [(String, String)]) -> S3Operation {
+        let names = Set(query.map(\.0))
+        switch method {
+        case .PUT: return names.contains("partNumber") ? .uploadPart : .putObject
+        case .POST:
+            if names.contains("uploads") { return .createMultipartUpload }
+            if names.contains("uploadId") { return .completeMultipartUpload }
+            return .deleteObjects
+        case .DELETE: return names.contains("uploadId") ? .abortMultipartUpload : .deleteObject
+        case .HEAD: return .headObject
+        default: return key == nil ? .listObjectsV2 : .getObject
+        }
     }
 
     private static func transportCode(_ error: any Error) -> String {
