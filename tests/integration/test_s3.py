@@ -122,6 +122,31 @@ def test_conditional_put_refuses_an_existing_key(server, store_factory):
     assert server.client().get_object(Bucket=bucket, Key="wal/1")["Body"].read() == b"\x03"
 
 
+def test_concurrent_conditional_puts_have_exactly_one_winner(server, store_factory):
+    """The WAL's fencing rests on If-None-Match: of writers racing for one key, exactly one
+    wins and the key holds its bytes (TRAPS.md: SeaweedFS's conditional PUT is recent)."""
+    bucket = new_bucket(server)
+    writers = [store_factory(server.endpoint, bucket) for _ in range(6)]
+    for trial in range(15):
+        key = f"wal/1/race-{trial}"
+        results = [None] * len(writers)
+        barrier = threading.Barrier(len(writers))
+
+        def put(i):
+            barrier.wait()
+            results[i] = writers[i]("put", key=key, body_hex=(f"writer-{i}-".encode() * 500).hex(), if_none_match=True)
+        threads = [threading.Thread(target=put, args=(i,)) for i in range(len(writers))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners = [i for i, r in enumerate(results) if r.get("ok")]
+        assert len(winners) == 1, (trial, results)
+        assert all(r.get("error") == "alreadyExists" for i, r in enumerate(results) if i not in winners), results
+        body = server.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert body == f"writer-{winners[0]}-".encode() * 500
+
+
 def test_list_paginates_and_delete_batches_past_1000(server, store_factory):
     bucket = new_bucket(server)
     s3 = server.client()
