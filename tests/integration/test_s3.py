@@ -663,3 +663,19 @@ def test_admin_storage_on_a_local_directory_counts_equivalent_requests(make_brok
     assert report["bytes"] == sum(os.path.getsize(f) for f in files)
     assert report["requests_counted"] == "equivalent S3 requests"
     assert report["requests"]["PutObject"]["count"] == b.metric('tern_object_store_requests_total{type="PUT"}')
+
+
+def test_injected_timeouts_and_a_lost_first_put(server, s3_env, make_broker):
+    """The other faults of the decorator, at the broker: PUTs that hang and time out, and the
+    very first WAL PUT landing with its answer lost (the retry finds the key taken by its own
+    bytes). Nothing acked is lost or doubled."""
+    bucket = new_bucket(server)
+    b = make_broker(settings={"object.store.fault.put.timeout.rate": "0.3", "object.store.fault.put.timeout.ms": "300",
+                              "object.store.fault.put.lost.nth": "1", "object.store.fault.get.fail.nth": "1",
+                              "log.cache.bytes": "0"},
+                    extra_args=s3_args(server, bucket))
+    create(b.bootstrap, "to", 2)
+    acked = produce(b.bootstrap, "to", 400, 2, "t")
+    assert consume(b.bootstrap, "to", 2, 400) == acked
+    assert "injected lost answer of a PUT" in b.log()  # deterministic; the timeouts are a 30% chance per PUT
+    assert b.metric('tern_object_store_errors_total{type="PUT"}') >= 1
