@@ -45,3 +45,16 @@ import Testing
         }
     }
 }
+
+extension FaultInjectionTests {
+    @Test func lostNthCountsOnlyRequestsThatReachedTheStore() async throws {
+        let base = InMemoryObjectStore()
+        let store = Store(base: base, faults: try Store.parseFaults(["object.store.fault.put.fail.nth": "1",
+                                                                     "object.store.fault.put.lost.nth": "1"]))
+        await #expect(throws: ObjectStoreError.self) { try await store.put("k", ByteBuffer(string: "x"), ifNoneMatch: true) }
+        #expect(try await base.head("k") == nil, "request 1 failed before the store")
+        await #expect(throws: ObjectStoreError.self) { try await store.put("k", ByteBuffer(string: "x"), ifNoneMatch: false) }
+        #expect(try await base.head("k")?.size == 1, "request 2 was the first to reach the store: written, answer lost")
+        try await store.put("k", ByteBuffer(string: "y"), ifNoneMatch: false)
+    }
+}
