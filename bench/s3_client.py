@@ -70,7 +70,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--sizes", default="1,8,32", help="object sizes in MiB")
-    ap.add_argument("--bytes-per-run", type=int, default=128, help="MiB moved by one client in one run")
+    ap.add_argument("--bytes-per-run", type=int, default=256, help="MiB moved by one client in one run")
     ap.add_argument("--min-ratio", type=float, default=0.95)
     args = ap.parse_args()
     if not os.path.exists(S3_CHECK):
