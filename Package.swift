@@ -115,6 +115,7 @@ let package = Package(
             dependencies: [
                 "Broker", "AdminHTTP", "StreamStorage", "ObjectStore", "Metadata", "KafkaClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),

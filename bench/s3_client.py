@@ -52,6 +52,9 @@ def boto_run(client, bucket, op, size, count, concurrency, body):
             client.put_object(Bucket=bucket, Key=key, Body=body)
             return size
         return len(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    # Warm the pool as the Swift side does: one connection per concurrent request.
+    with ThreadPoolExecutor(concurrency) as ex:
+        list(ex.map(lambda i: client.list_objects_v2(Bucket=bucket, Prefix=f"bench/warm/{i}", MaxKeys=1), range(concurrency)))
     start = time.perf_counter()
     if concurrency == 1:
         total = sum(one(i) for i in range(count))
@@ -67,7 +70,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--sizes", default="1,8,32", help="object sizes in MiB")
-    ap.add_argument("--bytes-per-run", type=int, default=64, help="MiB moved by one client in one run")
+    ap.add_argument("--bytes-per-run", type=int, default=256, help="MiB moved by one client in one run")
     ap.add_argument("--min-ratio", type=float, default=0.95)
     args = ap.parse_args()
     if not os.path.exists(S3_CHECK):

@@ -13,7 +13,7 @@ public final class AdminServer: Service, Sendable {
     let meter: ObjectStoreMeter
     let channel: any Channel
 
-    public init(broker: Broker, meter: ObjectStoreMeter, listen: (host: String, port: Int)) async throws {
+    public init(broker: Broker, meter: ObjectStoreMeter, storage: StorageReporter? = nil, listen: (host: String, port: Int)) async throws {
         self.broker = broker
         self.meter = meter
         let b = broker
@@ -22,7 +22,7 @@ public final class AdminServer: Service, Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { child in
                 child.pipeline.configureHTTPServerPipeline().flatMap {
-                    child.pipeline.addHandler(AdminHandler(broker: b, meter: m))
+                    child.pipeline.addHandler(AdminHandler(broker: b, meter: m, storage: storage))
                 }
             }
             .bind(host: listen.host, port: listen.port).get()
@@ -42,24 +42,49 @@ final class AdminHandler: ChannelInboundHandler, Sendable {
 
     let broker: Broker
     let meter: ObjectStoreMeter
+    let storage: StorageReporter?
 
-    init(broker: Broker, meter: ObjectStoreMeter) {
+    init(broker: Broker, meter: ObjectStoreMeter, storage: StorageReporter?) {
         self.broker = broker
         self.meter = meter
+        self.storage = storage
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .head(let head) = unwrapInboundIn(data) else { return }
         let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
+        if path == "/admin/storage", let storage {
+            // Lists the bucket: off the event loop, answered when done.
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let loop = context.eventLoop
+            Task {
+                let answer: (HTTPResponseStatus, String)
+                do {
+                    answer = (.ok, try await storage.report())
+                } catch {
+                    answer = (.serviceUnavailable, "{\"error\": \"\(StorageReporter.escape("\(error)"))\"}\n")
+                }
+                loop.execute {
+                    let (handler, context) = bound.value
+                    handler.respond(context: context, head: head, status: answer.0, body: answer.1, contentType: "application/json")
+                }
+            }
+            return
+        }
         let (status, body): (HTTPResponseStatus, String)
         switch path {
-        case "/metrics": (status, body) = (.ok, PrometheusText.render(broker: broker, meter: meter))
+        case "/metrics": (status, body) = (.ok, PrometheusText.render(broker: broker, meter: meter) + (storage?.metrics() ?? ""))
         case "/healthz": (status, body) = (.ok, "ok\n")
         case "/readyz": (status, body) = broker.isReady ? (.ok, "ready\n") : (.serviceUnavailable, "not ready\n")
         default: (status, body) = (.notFound, "not found\n")
         }
+        respond(context: context, head: head, status: status, body: body,
+                contentType: path == "/metrics" ? "text/plain; version=0.0.4" : "text/plain")
+    }
+
+    private func respond(context: ChannelHandlerContext, head: HTTPRequestHead, status: HTTPResponseStatus, body: String, contentType: String) {
         var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: path == "/metrics" ? "text/plain; version=0.0.4" : "text/plain")
+        headers.add(name: "Content-Type", value: contentType)
         headers.add(name: "Content-Length", value: String(body.utf8.count))
         headers.add(name: "Connection", value: "close")
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)

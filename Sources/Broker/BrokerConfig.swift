@@ -89,7 +89,7 @@ public struct BrokerConfig: Sendable {
         .init(name: "object.store.fault.<request>.timeout.ms", flag: nil, defaultValue: "1000", help: "testing: how long an injected timeout hangs"),
         .init(name: "object.store.fault.<request>.fail.nth", flag: nil, defaultValue: "0", help: "testing: the N-th request of that type fails, once"),
         .init(name: "object.store.fault.<request>.lost.rate", flag: nil, defaultValue: "0", help: "testing: this share succeeds in the store but its answer is lost"),
-        .init(name: "object.store.fault.<request>.lost.nth", flag: nil, defaultValue: "0", help: "testing: the N-th request succeeds in the store, its answer is lost"),
+        .init(name: "object.store.fault.<request>.lost.nth", flag: nil, defaultValue: "0", help: "testing: the N-th request to succeed in the store has its answer lost"),
     ]
 
     public var dataDir = "./tern-data"

@@ -12,7 +12,8 @@ import NIOCore
 /// - `fail.nth=N`: the N-th request of that type (counting from 1) fails, once.
 /// - `lost.rate=R`: this share reaches the store and succeeds there, but its answer is lost:
 ///   the caller sees a failure (for a conditional PUT, the ambiguity the engine must resolve).
-/// - `lost.nth=N`: the N-th request of that type succeeds in the store, its answer is lost.
+/// - `lost.nth=N`: the N-th request of that type to succeed in the store (other faults let
+///   through) has its answer lost.
 public struct FaultInjectingObjectStore<Base: ObjectStore>: ObjectStore {
     public struct Fault: Sendable, Equatable {
         public var delayMs: Int = 0
@@ -36,6 +37,7 @@ public struct FaultInjectingObjectStore<Base: ObjectStore>: ObjectStore {
     public let base: Base
     public let faults: [ObjectStoreRequest: Fault]
     private let counts = NIOLockedValueBox<[ObjectStoreRequest: Int]>([:])
+    private let succeeded = NIOLockedValueBox<[ObjectStoreRequest: Int]>([:])
 
     public init(base: Base, faults: [ObjectStoreRequest: Fault]) {
         self.base = base
@@ -95,7 +97,11 @@ public struct FaultInjectingObjectStore<Base: ObjectStore>: ObjectStore {
             throw ObjectStoreError(.unavailable, "injected \(request.rawValue) timeout after \(fault.timeoutMs) ms for \(key)")
         }
         let result = try await op()
-        if fault.lostNth == n || (fault.lostRate > 0 && Double.random(in: 0..<1) < fault.lostRate) {
+        let done = succeeded.withLockedValue { c -> Int in
+            c[request, default: 0] += 1
+            return c[request]!
+        }
+        if fault.lostNth == done || (fault.lostRate > 0 && Double.random(in: 0..<1) < fault.lostRate) {
             throw ObjectStoreError(.unavailable, "injected lost answer of a \(request.rawValue) that succeeded, for \(key)")
         }
         return result

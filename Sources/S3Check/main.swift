@@ -142,8 +142,22 @@ case "bench":
                                  pathStyle: env["S3_PATH_STYLE"] != "false", credentials: credentials)
     config.partSize = max(config.partSize, size)  // single PUTs, like boto3's put_object
     let store = try S3ObjectStore(config: config)
-    let body = ByteBuffer(bytes: (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
     let put = args[0] == "put"
+    let body: ByteBuffer = {
+        var b = ByteBuffer()
+        if put {
+            b.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
+                for i in 0..<size { raw[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
+                return size
+            }
+        }
+        return b
+    }()
+    // Warm the pool as boto3's reused client is: one connection per concurrent request.
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for i in 0..<concurrency { group.addTask { _ = try await store.head("bench/warm/\(i)") } }
+        try await group.waitForAll()
+    }
     let start = ContinuousClock.now
     try await withThrowingTaskGroup(of: Int.self) { group in
         var next = 0

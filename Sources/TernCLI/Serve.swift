@@ -162,7 +162,8 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
         throw ValidationError("listeners: cannot listen on \(config.listen): \(error)")
     }
     do {
-        admin = try await AdminServer(broker: broker, meter: meter, listen: (config.metricsListen.host, config.metricsListen.port))
+        let storage = StorageReporter(store: store, meter: meter, s3Requests: s3Store?.requests, objectStoreURL: config.objectStoreURL)
+        admin = try await AdminServer(broker: broker, meter: meter, storage: storage, listen: (config.metricsListen.host, config.metricsListen.port))
     } catch {
         throw ValidationError("metrics.listen: cannot listen on \(config.metricsListen): \(error)")
     }
