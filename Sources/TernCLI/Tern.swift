@@ -9,7 +9,8 @@ struct Tern: AsyncParsableCommand {
         `tern serve` runs a broker. `tern topics`, `tern produce`, `tern consume`, \
         `tern groups` and `tern perf` (load generators) talk to a running broker (any Kafka \
         broker) over the Kafka protocol; they take --bootstrap-server HOST:PORT, else \
-        $TERN_BOOTSTRAP, else localhost:9092.
+        $TERN_BOOTSTRAP, else localhost:9092. `tern admin storage` asks a running broker's \
+        metrics endpoint what its bucket holds and costs.
         """,
         version: ternVersion,
         subcommands: [Serve.self, Topics.self, ProduceCommand.self, ConsumeCommand.self, Groups.self, Perf.self, Admin.self])
