@@ -12,5 +12,7 @@ python3 tools/gen_messages.py --check
 # tests/test_sigv4_crosscheck.py and tests/integration/test_s3.py.
 swift build -c release
 swift test -c release --disable-testable-imports
+# Allocations per request on the produce and fetch paths, against Thresholds/.
+tools/bench-allocs.sh
 TERN_BIN="$PWD/.build/release/tern" CODEC_CHECK_BIN="$PWD/.build/release/codec-check" \
     S3_CHECK_BIN="$PWD/.build/release/s3-check" python3 -m pytest tests -q -p no:cacheprovider "$@"

@@ -4,12 +4,8 @@ import Glibc
 import Broker
 import Dispatch
 import Logging
-import Metadata
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOPosix
-import ObjectStore
-import StreamStorage
 
 /// A real broker over an in-memory bucket and a throwaway SQLite file, for feeding fuzz
 /// inputs through the frame decoder and `Broker.handle` (dispatch, handlers, storage).
@@ -29,17 +25,7 @@ final class FuzzBroker: Sendable {
         let path = "/tmp/tern-fuzz-\(getpid()).sqlite"
         let config = settings
         let broker = blocking { () -> Broker in
-            let metadata = try! SQLiteMetadataStore(path: path)
-            let (clusterId, epoch) = try! await metadata.bootstrap(nodeId: config.nodeId)
-            let engine = StreamEngine(config: config.storage, objectStore: InMemoryObjectStore(), metadata: metadata,
-                                      nodeId: config.nodeId, clusterId: clusterId, brokerEpoch: epoch,
-                                      loop: MultiThreadedEventLoopGroup.singleton.next(), logger: logger)
-            _ = try! await engine.recover()
-            Task { await engine.runCommitter() }
-            let broker = Broker(config: config, engine: engine, metadata: metadata, clusterId: clusterId,
-                                metrics: BrokerMetrics(), logger: logger)
-            try! await broker.start()
-            return broker
+            try! await Broker.inProcess(config: config, metadataPath: path, logger: logger)
         }
         self.broker = broker
     }
