@@ -81,6 +81,8 @@ public struct BrokerConfig: Sendable {
         .init(name: "group.coordinator.rebalance.protocols", flag: nil, defaultValue: "classic,consumer", help: "group protocols served: classic, and consumer (KIP-848, ConsumerGroupHeartbeat)"),
         .init(name: "group.consumer.heartbeat.interval.ms", flag: nil, defaultValue: "5000", help: "heartbeat interval given to consumer-protocol (KIP-848) members"),
         .init(name: "group.consumer.session.timeout.ms", flag: nil, defaultValue: "45000", help: "consumer-protocol members are removed after this long without a heartbeat"),
+        .init(name: "offsets.retention.minutes", flag: nil, defaultValue: "10080", help: "committed offsets expire this long after their commit, or after their group became empty"),
+        .init(name: "offsets.retention.check.interval.ms", flag: nil, defaultValue: "600000", help: "how often expired committed offsets are deleted"),
         .init(name: "log.retention.check.interval.ms", flag: nil, defaultValue: "300000", help: "how often topics' retention.ms and retention.bytes are applied"),
         .init(name: "shutdown.flush.timeout.ms", flag: nil, defaultValue: "30000", help: "on SIGTERM, how long to wait for the last uploads"),
         .init(name: "object.store.fault.<request>.delay.ms", flag: nil, defaultValue: "0", help: "testing: delay each put/get/head/list/delete"),
@@ -110,6 +112,10 @@ public struct BrokerConfig: Sendable {
     public var offsetMetadataMaxBytes = 4096
     public var shutdownFlushTimeoutMs = 30_000
     public var retentionCheckIntervalMs = 300_000
+    /// `offsets.retention.minutes` (7 days), in milliseconds.
+    public var offsetsRetentionMs: Int64 = 10_080 * 60_000
+    /// `offsets.retention.check.interval.ms`.
+    public var offsetsRetentionCheckIntervalMs = 600_000
     /// `group.*` settings of the classic group coordinator.
     public var groupCoordinator = GroupCoordinatorConfiguration()
     /// `object.store.fault.*` settings, checked by the object-store layer.
@@ -158,6 +164,8 @@ public struct BrokerConfig: Sendable {
         if let n = try int("offset.metadata.max.bytes", 0...Int(Int32.max)) { c.offsetMetadataMaxBytes = n }
         if let n = try int("shutdown.flush.timeout.ms", 0...3_600_000) { c.shutdownFlushTimeoutMs = n }
         if let n = try int("log.retention.check.interval.ms", 1...Int(Int32.max)) { c.retentionCheckIntervalMs = n }
+        if let n = try int("offsets.retention.minutes", 1...Int(Int32.max)) { c.offsetsRetentionMs = Int64(n) * 60_000 }
+        if let n = try int("offsets.retention.check.interval.ms", 1...Int(Int32.max)) { c.offsetsRetentionCheckIntervalMs = n }
         if let n = try int("group.initial.rebalance.delay.ms", 0...Int(Int32.max)) { c.groupCoordinator.initialRebalanceDelayMs = Int64(n) }
         if let n = try int("group.min.session.timeout.ms", 0...Int(Int32.max)) { c.groupCoordinator.minSessionTimeoutMs = Int32(n) }
         if let n = try int("group.max.session.timeout.ms", 0...Int(Int32.max)) { c.groupCoordinator.maxSessionTimeoutMs = Int32(n) }

@@ -1,32 +1,8 @@
 import Logging
-import ServiceLifecycle
-
-/// Applies topics' `retention.ms` and `retention.bytes` every
-/// `log.retention.check.interval.ms`, as Kafka's log retention does: the log start offset
-/// moves past whole object ranges that expired (durably, as DeleteRecords moves it), so
-/// consumers can no longer read them. Deleting the objects themselves is garbage
-/// collection's part.
-public struct RetentionService: Service {
-    let broker: Broker
-    let interval: Duration
-
-    public init(broker: Broker, intervalMs: Int) {
-        self.broker = broker
-        self.interval = .milliseconds(intervalMs)
-    }
-
-    public func run() async {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do { try await Task.sleep(for: interval) } catch { return }
-                await broker.applyRetention()
-            }
-        }
-    }
-}
 
 extension Broker {
-    /// One retention pass over every partition of every topic whose `cleanup.policy`
+    /// One retention pass (every `log.retention.check.interval.ms`, as Kafka's log retention)
+    /// over every partition of every topic whose `cleanup.policy`
     /// includes `delete`; returns how many partitions' log start offsets moved.
     @discardableResult
     public func applyRetention(now: Int64 = Broker.wallClockMs()) async -> Int {

@@ -126,13 +126,17 @@ public struct CommittedOffset: Sendable, Equatable {
     public var offset: Int64
     public var leaderEpoch: Int32
     public var metadata: String?
+    /// When it was committed (wall-clock milliseconds), or moved on by offset expiration
+    /// (`touchOffsets`); 0 for one stored before this was kept. Offsets expire from it.
+    public var commitTimestampMs: Int64
 
-    public init(topic: String, partition: Int32, offset: Int64, leaderEpoch: Int32, metadata: String?) {
+    public init(topic: String, partition: Int32, offset: Int64, leaderEpoch: Int32, metadata: String?, commitTimestampMs: Int64 = 0) {
         self.topic = topic
         self.partition = partition
         self.offset = offset
         self.leaderEpoch = leaderEpoch
         self.metadata = metadata
+        self.commitTimestampMs = commitTimestampMs
     }
 }
 
@@ -177,4 +181,10 @@ public protocol MetadataStore: Sendable {
     /// Deletes some committed offsets of a group, in one transaction; false (and nothing
     /// deleted) if the group has no committed offset at all.
     func deleteOffsets(group: String, _ partitions: [(topic: String, partition: Int32)]) async throws -> Bool
+    /// Moves the commit time of some offsets of a group forward to `time` (never back), so
+    /// they expire later (offset expiration keeps the offsets it must not expire yet current).
+    func touchOffsets(group: String, _ partitions: [(topic: String, partition: Int32)], at time: Int64) async throws
+    /// Deletes those of `partitions` committed before `time` (an offset committed since is
+    /// kept); returns how many it deleted.
+    func expireOffsets(group: String, _ partitions: [(topic: String, partition: Int32)], committedBefore time: Int64) async throws -> Int
 }

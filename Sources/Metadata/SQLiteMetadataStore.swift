@@ -81,6 +81,7 @@ public final class SQLiteMetadataStore: MetadataStore {
         committed_offset INTEGER NOT NULL,
         leader_epoch INTEGER NOT NULL,
         metadata TEXT,
+        commit_time_ms INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (group_id, topic, partition));
     """
 
@@ -330,12 +331,12 @@ public final class SQLiteMetadataStore: MetadataStore {
             try db.transaction {
                 for o in offsets {
                     try db.query("""
-                        INSERT INTO group_offsets (group_id, topic, partition, committed_offset, leader_epoch, metadata)
-                        VALUES (?, ?, ?, ?, ?, ?)
+                        INSERT INTO group_offsets (group_id, topic, partition, committed_offset, leader_epoch, metadata, commit_time_ms)
+                        VALUES (?, ?, ?, ?, ?, ?, ?)
                         ON CONFLICT (group_id, topic, partition) DO UPDATE SET committed_offset = excluded.committed_offset,
-                            leader_epoch = excluded.leader_epoch, metadata = excluded.metadata
+                            leader_epoch = excluded.leader_epoch, metadata = excluded.metadata, commit_time_ms = excluded.commit_time_ms
                         """, [.text(group), .text(o.topic), .int(Int64(o.partition)), .int(o.offset), .int(Int64(o.leaderEpoch)),
-                              o.metadata.map { .text($0) } ?? .null])
+                              o.metadata.map { .text($0) } ?? .null, .int(o.commitTimestampMs)])
                 }
             }
         }
@@ -343,10 +344,10 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public func fetchOffsets(group: String) async throws -> [CommittedOffset] {
         try await run { db in
-            try db.query("SELECT topic, partition, committed_offset, leader_epoch, metadata FROM group_offsets WHERE group_id = ?",
+            try db.query("SELECT topic, partition, committed_offset, leader_epoch, metadata, commit_time_ms FROM group_offsets WHERE group_id = ?",
                          [.text(group)]).map {
                 CommittedOffset(topic: $0[0].text!, partition: Int32($0[1].int!), offset: $0[2].int!,
-                                leaderEpoch: Int32($0[3].int!), metadata: $0[4].text)
+                                leaderEpoch: Int32($0[3].int!), metadata: $0[4].text, commitTimestampMs: $0[5].int!)
             }
         }
     }
@@ -375,6 +376,35 @@ public final class SQLiteMetadataStore: MetadataStore {
                                  [.text(group), .text(p.topic), .int(Int64(p.partition))])
                 }
                 return true
+            }
+        }
+    }
+
+    public func touchOffsets(group: String, _ partitions: [(topic: String, partition: Int32)], at time: Int64) async throws {
+        try await run { db in
+            try db.transaction {
+                for p in partitions {
+                    try db.query("""
+                        UPDATE group_offsets SET commit_time_ms = ?
+                        WHERE group_id = ? AND topic = ? AND partition = ? AND commit_time_ms < ?
+                        """, [.int(time), .text(group), .text(p.topic), .int(Int64(p.partition)), .int(time)])
+                }
+            }
+        }
+    }
+
+    public func expireOffsets(group: String, _ partitions: [(topic: String, partition: Int32)], committedBefore time: Int64) async throws -> Int {
+        try await run { db in
+            try db.transaction {
+                var n = 0
+                for p in partitions {
+                    try db.query("""
+                        DELETE FROM group_offsets
+                        WHERE group_id = ? AND topic = ? AND partition = ? AND commit_time_ms > 0 AND commit_time_ms < ?
+                        """, [.text(group), .text(p.topic), .int(Int64(p.partition)), .int(time)])
+                    n += db.changes
+                }
+                return n
             }
         }
     }

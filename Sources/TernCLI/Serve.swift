@@ -177,7 +177,8 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
         // before the storage service drains its commits.
         services: [.init(service: StorageService(engine: engine, flushTimeout: flushTimeout)),
                    .init(service: kafka), .init(service: admin),
-                   .init(service: RetentionService(broker: broker, intervalMs: config.retentionCheckIntervalMs))],
+                   .init(service: PeriodicService(intervalMs: config.retentionCheckIntervalMs) { await broker.applyRetention() }),
+                   .init(service: PeriodicService(intervalMs: config.offsetsRetentionCheckIntervalMs) { await broker.expireOffsets() })],
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
     try await group.run()

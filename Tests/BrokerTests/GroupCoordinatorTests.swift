@@ -583,6 +583,35 @@ import Testing
         #expect(h.m.groups["g"] == nil)
     }
 
+    /// ClassicGroup.offsetExpirationCondition: a consumer group that is Stable expires by
+    /// commit time except its subscribed topics; once Empty, everything from when it emptied;
+    /// while rebalancing, nothing; a group with another protocol type only when Empty.
+    @Test func offsetExpiryFollowsTheGroupsState() {
+        var h = Harness()
+        #expect(h.m.offsetExpiry("g") == nil, "a group not held is expired by commit time by the caller")
+        let ids = h.stableGroup(1)
+        #expect(h.m.offsetExpiry("g") == .byCommitTime(keep: ["t"]))
+        h.join(version: 3, client: "second")  // a rebalance begins
+        #expect(h.group.state == .preparingRebalance)
+        #expect(h.m.offsetExpiry("g") == .never)
+        h.advance(30_000)  // the first member never rejoined: the rebalance completes without it
+        #expect(!h.group.memberOrder.contains(ids[0]))
+        _ = h.leave(h.group.memberOrder.map { ($0, nil) })
+        #expect(h.group.state == .empty)
+        #expect(h.m.offsetExpiry("g") == .all(since: h.group.stateSince))
+        let missing = h.m.dropIfEmpty("missing")
+        #expect(!missing)
+        let dropped = h.m.dropIfEmpty("g")
+        #expect(dropped && h.m.groups["g"] == nil)
+
+        var c = Harness()
+        c.join(type: "connect", version: 3)
+        c.advance(3000)
+        #expect(c.m.offsetExpiry("g") == .never, "no known subscription: nothing expires while it has members")
+        let kept = !c.m.dropIfEmpty("g")
+        #expect(kept, "a group with members is not dropped")
+    }
+
     @Test func describeReportsMembersAndMetadataOnceStable() {
         var h = Harness()
         let a = h.join(version: 3, client: "cli")

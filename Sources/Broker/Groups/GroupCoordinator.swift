@@ -125,6 +125,14 @@ final class GroupCoordinator: Sendable {
         state.withLockedValue { $0.machine.deleteGroup(groupId) }
     }
 
+    func offsetExpiry(_ groupId: String) -> GroupCoordinatorStateMachine.OffsetExpiry? {
+        state.withLockedValue { $0.machine.offsetExpiry(groupId) }
+    }
+
+    func dropIfEmpty(_ groupId: String) -> Bool {
+        state.withLockedValue { $0.machine.dropIfEmpty(groupId) }
+    }
+
     func offsetDeleteCheck(_ groupId: String) -> GroupCoordinatorStateMachine.OffsetDeleteCheck {
         state.withLockedValue { $0.machine.offsetDeleteCheck(groupId) }
     }

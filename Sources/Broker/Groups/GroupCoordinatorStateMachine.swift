@@ -279,6 +279,44 @@ public struct GroupCoordinatorStateMachine: Sendable {
         return .allowed(subscribed: g.subscribedTopics, usesConsumerProtocol: g.usesConsumerProtocol)
     }
 
+    /// When a group's committed offsets may expire (Kafka's `offsetExpirationCondition`).
+    public enum OffsetExpiry: Sendable, Equatable {
+        /// Not while the group stays as it is (members, and no known subscription).
+        case never
+        /// Every offset, `offsets.retention.minutes` after the group became Empty (`since`).
+        case all(since: Int64)
+        /// Each offset `offsets.retention.minutes` after its commit, except on the topics the
+        /// group is subscribed to (`keep`).
+        case byCommitTime(keep: Set<String>)
+    }
+
+    /// ClassicGroup/ModernGroup.offsetExpirationCondition for a group held here; nil for one
+    /// that is not (known only by its offsets: a standalone group, expired by commit time).
+    public func offsetExpiry(_ groupId: String) -> OffsetExpiry? {
+        if let cg = consumerGroups[groupId] {
+            return .byCommitTime(keep: cg.members.isEmpty ? [] : cg.subscribedTopicNamesForDelete)
+        }
+        guard let g = groups[groupId] else { return nil }
+        guard g.protocolType != nil else { return .byCommitTime(keep: []) }
+        if g.state == .empty { return .all(since: g.stateSince) }
+        if g.usesConsumerProtocol, g.state == .stable, let topics = g.subscribedTopics { return .byCommitTime(keep: topics) }
+        return .never
+    }
+
+    /// Drops an Empty group once its last offset expired (Kafka's cleanupGroupMetadata, which
+    /// turns it Dead); a group with members, or about to have some, stays.
+    public mutating func dropIfEmpty(_ groupId: String) -> Bool {
+        if let cg = consumerGroups[groupId], cg.members.isEmpty {
+            consumerGroups[groupId] = nil
+            return true
+        }
+        if let g = groups[groupId], g.isIdleEmpty {
+            groups[groupId] = nil
+            return true
+        }
+        return false
+    }
+
     /// GroupMetadataManager.onUnloaded: every group goes Dead and every parked request is
     /// answered NOT_COORDINATOR, so clients look for the coordinator again.
     public mutating func unloadAll() -> [GroupOutput] {

@@ -10,6 +10,7 @@ extension Broker {
     func offsetCommit(_ r: OffsetCommitRequest, version: Int16) async -> OffsetCommitResponse {
         var resp = OffsetCommitResponse()
         var accepted: [CommittedOffset] = []
+        let now = Self.wallClockMs()
         // nil: for the coordinator to decide.
         var results: [[ErrorCode?]] = r.topics.map { t in
             t.partitions.map { p in
@@ -29,7 +30,8 @@ extension Broker {
                     } else {
                         results[ti][pi] = ErrorCode.none
                         accepted.append(CommittedOffset(topic: t.name, partition: p.partitionIndex, offset: p.committedOffset,
-                                                        leaderEpoch: version >= 6 ? p.committedLeaderEpoch : -1, metadata: p.committedMetadata))
+                                                        leaderEpoch: version >= 6 ? p.committedLeaderEpoch : -1, metadata: p.committedMetadata,
+                                                        commitTimestampMs: now))
                     }
                 }
             }
