@@ -1,0 +1,386 @@
+import Foundation
+import KafkaProtocol
+import Logging
+import Metadata
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ObjectStore
+import StreamStorage
+import Testing
+
+/// A seeded random workload over the storage engine (appends to several streams, reads,
+/// DeleteRecords trims) on an in-memory bucket and a real SQLite file, with the broker
+/// process killed at a random request to either store (the request landing or not), then
+/// restarted and recovered, several times per seed. After each recovery every acked record
+/// must be readable exactly once at its acked offset, offsets must be contiguous, and no
+/// object that the metadata references may be missing.
+///
+/// `TERN_SIM_SEEDS=N` runs N seeds (default 150), `TERN_SIM_SEED=S` replays one; a failure
+/// names its seed. The run prints how often each crash point was hit.
+@Suite struct SimulationTests {
+    @Test func seededCrashesLoseNoAckedRecord() async throws {
+        let env = ProcessInfo.processInfo.environment
+        let seeds: [UInt64]
+        if let one = env["TERN_SIM_SEED"].flatMap({ UInt64($0) }) {
+            seeds = [one]
+        } else {
+            seeds = Array(1...UInt64(env["TERN_SIM_SEEDS"].flatMap { Int($0) } ?? 150))
+        }
+        let hits = NIOLockedValueBox<[String: Int]>([:])
+        for seed in seeds {
+            let sim = Simulation(seed: seed)
+            let failures = await sim.run()
+            hits.withLockedValue { h in for (k, v) in sim.crashHits() { h[k, default: 0] += v } }
+            #expect(failures.isEmpty, "seed \(seed) (replay: TERN_SIM_SEED=\(seed)): \(failures.prefix(5).joined(separator: "; "))")
+            if !failures.isEmpty { break }
+        }
+        let table = hits.withLockedValue { $0 }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        print("simulation: \(seeds.count) seeds; crash points hit: \(table)")
+        // Every kind of crash point must be reached, or the simulation is not testing it.
+        for point in ["put", "put+landed", "head", "commit", "commit+landed", "openStream", "list"] {
+            #expect(hits.withLockedValue { $0[point, default: 0] } > 0, "crash point \(point) never hit")
+        }
+    }
+}
+
+/// SplitMix64: small, fast and the same on every platform.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// One broker process's access to the outside: after the crash every request fails and the
+/// process's stores are let go. The request the crash happens at lands or not, by the seed.
+final class Power: Sendable {
+    struct State {
+        var requests = 0
+        var crashAt: Int
+        var dead = false
+        var landed: Bool
+        var hit: String?
+        /// While set, requests run without counting towards the crash (the checks' reads).
+        var counting = true
+    }
+
+    private let state: NIOLockedValueBox<State>
+    private enum Step { case run, crashAfter, fail }
+
+    init(crashAt: Int, landed: Bool) {
+        state = NIOLockedValueBox(State(crashAt: crashAt, landed: landed))
+    }
+
+    var isDead: Bool { state.withLockedValue { $0.dead } }
+    var hit: String? { state.withLockedValue { $0.hit } }
+
+    /// Kills the process now (between requests).
+    func kill() { state.withLockedValue { $0.dead = true } }
+
+    /// Runs the checks' own requests without moving towards the crash.
+    func uncounted<T>(_ body: () async -> T) async -> T {
+        state.withLockedValue { $0.counting = false }
+        defer { state.withLockedValue { $0.counting = true } }
+        return await body()
+    }
+
+    /// Runs one request, or fails it: before the crash it runs; at the crash point it runs
+    /// (or not) and then fails as if the process died waiting for the answer; after, it fails.
+    func request<T>(_ name: String, _ body: () async throws -> T) async throws -> T {
+        let step: Step = state.withLockedValue { s in
+            if s.dead { return .fail }
+            guard s.counting else { return .run }
+            s.requests += 1
+            guard s.requests >= s.crashAt else { return .run }
+            s.dead = true
+            s.hit = s.landed ? "\(name)+landed" : name
+            return s.landed ? .crashAfter : .fail
+        }
+        switch step {
+        case .run: return try await body()
+        case .crashAfter:
+            _ = try? await body()
+            throw Power.died
+        case .fail: throw Power.died
+        }
+    }
+
+    /// What a dead process's requests fail with. For the metadata store a fencing error, so a
+    /// dead engine's committer drops its commit instead of retrying it forever.
+    static let died = MetadataError(.fenced, "the broker process died")
+}
+
+struct CrashingObjectStore: ObjectStore {
+    let base: any ObjectStore
+    let power: Power
+
+    func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+        try await power.request("put") { try await base.put(key, body, ifNoneMatch: ifNoneMatch) }
+    }
+    func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer {
+        try await power.request("get") { try await base.get(key, range: range) }
+    }
+    func head(_ key: String) async throws -> ObjectInfo? {
+        try await power.request("head") { try await base.head(key) }
+    }
+    func list(prefix: String) async throws -> [ObjectInfo] {
+        try await power.request("list") { try await base.list(prefix: prefix) }
+    }
+    func delete(_ keys: [String]) async throws {
+        try await power.request("delete") { try await base.delete(keys) }
+    }
+}
+
+struct CrashingMetadataStore: MetadataStore {
+    let base: any MetadataStore
+    let power: Power
+
+    private func r<T>(_ name: String, _ body: () async throws -> T) async throws -> T {
+        try await power.request(name, body)
+    }
+
+    func bootstrap(nodeId: Int32) async throws -> (clusterId: String, brokerEpoch: Int64) { try await r("bootstrap") { try await base.bootstrap(nodeId: nodeId) } }
+    func topics() async throws -> [TopicRecord] { try await r("topics") { try await base.topics() } }
+    func createTopic(name: String, topicId: String, partitions: Int, configs: [String: String]) async throws -> TopicRecord {
+        try await r("createTopic") { try await base.createTopic(name: name, topicId: topicId, partitions: partitions, configs: configs) }
+    }
+    func deleteTopic(name: String) async throws -> TopicRecord? { try await r("deleteTopic") { try await base.deleteTopic(name: name) } }
+    func setTopicConfigs(name: String, configs: [String: String]) async throws { try await r("setTopicConfigs") { try await base.setTopicConfigs(name: name, configs: configs) } }
+    func addPartitions(name: String, count: Int) async throws -> TopicRecord { try await r("addPartitions") { try await base.addPartitions(name: name, count: count) } }
+    func advanceStartOffset(streamId: Int64, epoch: Int64, to offset: Int64) async throws -> Int64 {
+        try await r("advanceStartOffset") { try await base.advanceStartOffset(streamId: streamId, epoch: epoch, to: offset) }
+    }
+    func openStream(streamId: Int64, owner: Int32) async throws -> StreamRecord { try await r("openStream") { try await base.openStream(streamId: streamId, owner: owner) } }
+    func ranges(streamId: Int64) async throws -> [StreamRange] { try await r("ranges") { try await base.ranges(streamId: streamId) } }
+    func producerStates(streamId: Int64) async throws -> [ProducerStateRecord] { try await r("producerStates") { try await base.producerStates(streamId: streamId) } }
+    func commit(_ commit: ObjectCommit) async throws { try await r("commit") { try await base.commit(commit) } }
+    func committedObjectKeys(prefix: String) async throws -> Set<String> { try await r("committedObjectKeys") { try await base.committedObjectKeys(prefix: prefix) } }
+    func allocateProducerId() async throws -> Int64 { try await r("allocateProducerId") { try await base.allocateProducerId() } }
+    func commitOffsets(group: String, _ offsets: [CommittedOffset]) async throws { try await r("commitOffsets") { try await base.commitOffsets(group: group, offsets) } }
+    func fetchOffsets(group: String) async throws -> [CommittedOffset] { try await r("fetchOffsets") { try await base.fetchOffsets(group: group) } }
+    func groupsWithOffsets() async throws -> [String] { try await r("groupsWithOffsets") { try await base.groupsWithOffsets() } }
+    func deleteGroupOffsets(group: String) async throws -> Bool { try await r("deleteGroupOffsets") { try await base.deleteGroupOffsets(group: group) } }
+    func deleteOffsets(group: String, _ partitions: [(topic: String, partition: Int32)]) async throws -> Bool {
+        try await r("deleteOffsets") { try await base.deleteOffsets(group: group, partitions) }
+    }
+    func touchOffsets(group: String, _ partitions: [(topic: String, partition: Int32)], at time: Int64) async throws {
+        try await r("touchOffsets") { try await base.touchOffsets(group: group, partitions, at: time) }
+    }
+    func expireOffsets(group: String, _ partitions: [(topic: String, partition: Int32)], committedBefore time: Int64) async throws -> Int {
+        try await r("expireOffsets") { try await base.expireOffsets(group: group, partitions, committedBefore: time) }
+    }
+}
+
+/// One seed: lives of a broker, each killed at a random request, then a last clean check.
+final class Simulation: @unchecked Sendable {
+    let seed: UInt64
+    var rng: SeededRandom
+    let bucket = InMemoryObjectStore()
+    let metadata: SQLiteMetadataStore
+    let path: String
+    var streams: [Int64] = []
+    /// Acked records: stream → offset → value.
+    var acked: [Int64: [Int64: String]] = [:]
+    /// Log start offsets acked by a trim.
+    var trimmed: [Int64: Int64] = [:]
+    var nextValue = 0
+    var failures: [String] = []
+    var hits: [String: Int] = [:]
+    var currentPower: Power?
+    static let logger: Logger = {
+        var l = Logger(label: "sim")
+        l.logLevel = .critical
+        return l
+    }()
+
+    init(seed: UInt64) {
+        self.seed = seed
+        rng = SeededRandom(seed: seed)
+        path = NSTemporaryDirectory() + "tern-sim-\(seed)-\(UUID().uuidString).sqlite"
+        metadata = try! SQLiteMetadataStore(path: path)
+    }
+
+    func crashHits() -> [String: Int] { hits }
+
+    func run() async -> [String] {
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            _ = try await metadata.bootstrap(nodeId: 1)
+            let topic = try await metadata.createTopic(name: "t", topicId: KafkaUUID.random().hex, partitions: 3, configs: [:])
+            streams = topic.streamIds
+        } catch {
+            return ["setup: \(error)"]
+        }
+        let lives = Int.random(in: 2...4, using: &rng)
+        for _ in 0..<lives {
+            let power = Power(crashAt: Int.random(in: 1...80, using: &rng), landed: Bool.random(using: &rng))
+            await life(power)
+            if let hit = power.hit { hits[hit, default: 0] += 1 }
+            power.kill()
+            if !failures.isEmpty { return failures }
+        }
+        // A last life without a crash: recovery must bring back everything acked.
+        let power = Power(crashAt: .max, landed: false)
+        guard let engine = await start(power) else {
+            failures.append("the final restart failed")
+            return failures
+        }
+        await verify(engine)
+        power.kill()
+        return failures
+    }
+
+    func start(_ power: Power) async -> StreamEngine? {
+        currentPower = power
+        let store = CrashingObjectStore(base: bucket, power: power)
+        let meta = CrashingMetadataStore(base: metadata, power: power)
+        var config = StorageConfig()
+        config.uploadIntervalMs = Int.random(in: 1...5, using: &rng)
+        config.uploadBytes = Int.random(in: 200...4000, using: &rng)
+        config.logCacheBytes = Int.random(in: 0...1, using: &rng) == 0 ? 0 : 1 << 20
+        do {
+            let (cluster, epoch) = try await meta.bootstrap(nodeId: 1)
+            let engine = StreamEngine(config: config, objectStore: store, metadata: meta, nodeId: 1, clusterId: cluster,
+                                      brokerEpoch: epoch, loop: MultiThreadedEventLoopGroup.singleton.next(), logger: Self.logger)
+            _ = try await engine.recover()
+            Task { await engine.runCommitter() }
+            for s in streams { try await engine.open(streamId: s) }
+            return engine
+        } catch {
+            if !power.isDead { failures.append("restart failed without a crash: \(error)") }
+            return nil
+        }
+    }
+
+    /// Starts, checks what recovery brought back, then runs a workload until the crash.
+    func life(_ power: Power) async {
+        guard let engine = await start(power) else { return }
+        await power.uncounted { await verify(engine) }
+        guard failures.isEmpty else { return }
+        for _ in 0..<Int.random(in: 5...30, using: &rng) where !power.isDead {
+            switch Int.random(in: 0..<10, using: &rng) {
+            case 0:
+                await trim(engine)
+            default:
+                await appendSome(engine)
+            }
+        }
+    }
+
+    func appendSome(_ engine: StreamEngine) async {
+        // Several appends at once, to one or more streams: they share WAL objects.
+        var tickets: [(Int64, [String], StreamEngine.AppendTicket)] = []
+        for _ in 0..<Int.random(in: 1...6, using: &rng) {
+            let s = streams[Int.random(in: 0..<streams.count, using: &rng)]
+            let values = (0..<Int.random(in: 1...4, using: &rng)).map { _ -> String in
+                nextValue += 1
+                return "s\(seed)-v\(nextValue)"
+            }
+            var b = RecordBatchBuilder(baseTimestamp: 1_000_000 + Int64(nextValue))
+            for (i, v) in values.enumerated() { b.append(key: nil, value: ByteBuffer(string: v), timestampDelta: Int64(i)) }
+            let bytes = b.build()
+            let header = try! RecordBatch.validateSingle(bytes)
+            tickets.append((s, values, await engine.append(streamId: s, batch: bytes, header: header, timeout: .milliseconds(150))))
+        }
+        for (s, values, t) in tickets {
+            guard case .success(let r)? = await outcome(t) else { continue }
+            for (i, v) in values.enumerated() { acked[s, default: [:]][r.baseOffset + Int64(i)] = v }
+        }
+    }
+
+    /// An append's result; nil once the process has been dead a little while (an ack whose
+    /// requests all completed before the crash arrives at once; no other can arrive).
+    func outcome(_ t: StreamEngine.AppendTicket) async -> Result<AppendResult, AppendError>? {
+        await withTaskGroup(of: Result<AppendResult, AppendError>?.self) { group in
+            group.addTask { await t.result() }
+            group.addTask { [power = currentPower!] in
+                while !power.isDead {
+                    do { try await Task.sleep(for: .milliseconds(2)) } catch { return nil }
+                }
+                try? await Task.sleep(for: .milliseconds(20))
+                return nil
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            return first
+        }
+    }
+
+    func trim(_ engine: StreamEngine) async {
+        let s = streams[Int.random(in: 0..<streams.count, using: &rng)]
+        guard let o = engine.offsets(streamId: s), o.highWatermark > o.logStartOffset else { return }
+        let to = Int64.random(in: o.logStartOffset...o.highWatermark, using: &rng)
+        if let start = try? await engine.advanceLogStart(streamId: s, to: to) {
+            trimmed[s] = max(trimmed[s] ?? 0, start)
+        }
+    }
+
+    /// Every acked record above the acked log start is readable exactly once at its offset;
+    /// offsets are contiguous; every object the metadata references exists.
+    func verify(_ engine: StreamEngine) async {
+        for s in streams {
+            guard let o = engine.offsets(streamId: s) else {
+                failures.append("stream \(s) not open")
+                continue
+            }
+            if o.logStartOffset < (trimmed[s] ?? 0) { failures.append("stream \(s): log start \(o.logStartOffset) went back below acked trim \(trimmed[s]!)") }
+            var seen: [Int64: String] = [:]
+            var next = o.logStartOffset
+            var first = true
+            while next < o.highWatermark {
+                let r: ReadResult
+                do {
+                    r = try await engine.read(streamId: s, offset: next, maxBytes: 1 << 20)
+                } catch {
+                    failures.append("stream \(s): read at \(next) failed: \(error)")
+                    break
+                }
+                guard !r.batches.isEmpty else {
+                    failures.append("stream \(s): nothing read at \(next) below the high watermark \(o.highWatermark)")
+                    break
+                }
+                for batch in r.batches {
+                    guard let h = RecordBatchHeader(peeking: batch) else {
+                        failures.append("stream \(s): unreadable batch at \(next)")
+                        return
+                    }
+                    if first ? h.baseOffset > next : h.baseOffset != next {
+                        failures.append("stream \(s): batch at \(h.baseOffset), expected \(next): offsets not contiguous")
+                        return
+                    }
+                    first = false
+                    guard let records = try? Record.decodeAll(batch: batch) else {
+                        failures.append("stream \(s): batch at \(h.baseOffset) does not decode")
+                        return
+                    }
+                    for (i, rec) in records.enumerated() {
+                        let offset = h.baseOffset + Int64(i)
+                        if offset >= o.logStartOffset { seen[offset] = rec.value.map { String(buffer: $0) } ?? "" }
+                    }
+                    next = h.lastOffset + 1
+                }
+            }
+            for (offset, value) in acked[s] ?? [:] where offset >= o.logStartOffset {
+                if seen[offset] != value {
+                    failures.append("stream \(s): acked \(value) at \(offset), read \(seen[offset] ?? "nothing")")
+                }
+            }
+            var counts: [String: Int] = [:]
+            for v in seen.values { counts[v, default: 0] += 1 }
+            for (v, n) in counts where n > 1 { failures.append("stream \(s): \(v) read \(n) times") }
+            do {
+                for range in try await metadata.ranges(streamId: s) where try await bucket.head(range.objectKey) == nil {
+                    failures.append("stream \(s): object \(range.objectKey) is referenced but missing")
+                }
+            } catch {
+                failures.append("listing ranges failed: \(error)")
+            }
+        }
+    }
+}
