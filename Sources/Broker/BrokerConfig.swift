@@ -81,6 +81,9 @@ public struct BrokerConfig: Sendable {
         .init(name: "group.coordinator.rebalance.protocols", flag: nil, defaultValue: "classic,consumer", help: "group protocols served: classic, and consumer (KIP-848, ConsumerGroupHeartbeat)"),
         .init(name: "group.consumer.heartbeat.interval.ms", flag: nil, defaultValue: "5000", help: "heartbeat interval given to consumer-protocol (KIP-848) members"),
         .init(name: "group.consumer.session.timeout.ms", flag: nil, defaultValue: "45000", help: "consumer-protocol members are removed after this long without a heartbeat"),
+        .init(name: "transaction.max.timeout.ms", flag: nil, defaultValue: "900000", help: "longest transaction.timeout.ms a producer may ask for (else INVALID_TRANSACTION_TIMEOUT)"),
+        .init(name: "transactional.id.expiration.ms", flag: nil, defaultValue: "604800000", help: "a transactional id idle this long with no open transaction is forgotten"),
+        .init(name: "transaction.abort.timed.out.transaction.cleanup.interval.ms", flag: nil, defaultValue: "10000", help: "how often transactions past their timeout are aborted"),
         .init(name: "log.retention.check.interval.ms", flag: nil, defaultValue: "300000", help: "how often topics' retention.ms and retention.bytes are applied"),
         .init(name: "shutdown.flush.timeout.ms", flag: nil, defaultValue: "30000", help: "on SIGTERM, how long to wait for the last uploads"),
         .init(name: "object.store.fault.<request>.delay.ms", flag: nil, defaultValue: "0", help: "testing: delay each put/get/head/list/delete"),
@@ -112,6 +115,9 @@ public struct BrokerConfig: Sendable {
     public var retentionCheckIntervalMs = 300_000
     /// `group.*` settings of the classic group coordinator.
     public var groupCoordinator = GroupCoordinatorConfiguration()
+    /// `transaction.*` settings of the transaction coordinator.
+    var transactionCoordinator = TransactionCoordinatorConfiguration()
+    public var transactionAbortCheckIntervalMs: Int { transactionCoordinator.abortCheckIntervalMs }
     /// `object.store.fault.*` settings, checked by the object-store layer.
     public var faults: [String: String] = [:]
 
@@ -158,6 +164,9 @@ public struct BrokerConfig: Sendable {
         if let n = try int("offset.metadata.max.bytes", 0...Int(Int32.max)) { c.offsetMetadataMaxBytes = n }
         if let n = try int("shutdown.flush.timeout.ms", 0...3_600_000) { c.shutdownFlushTimeoutMs = n }
         if let n = try int("log.retention.check.interval.ms", 1...Int(Int32.max)) { c.retentionCheckIntervalMs = n }
+        if let n = try int("transaction.max.timeout.ms", 1...Int(Int32.max)) { c.transactionCoordinator.maxTimeoutMs = Int32(n) }
+        if let n = try int("transactional.id.expiration.ms", 1...Int(Int32.max)) { c.transactionCoordinator.idExpirationMs = Int64(n) }
+        if let n = try int("transaction.abort.timed.out.transaction.cleanup.interval.ms", 1...Int(Int32.max)) { c.transactionCoordinator.abortCheckIntervalMs = n }
         if let n = try int("group.initial.rebalance.delay.ms", 0...Int(Int32.max)) { c.groupCoordinator.initialRebalanceDelayMs = Int64(n) }
         if let n = try int("group.min.session.timeout.ms", 0...Int(Int32.max)) { c.groupCoordinator.minSessionTimeoutMs = Int32(n) }
         if let n = try int("group.max.session.timeout.ms", 0...Int(Int32.max)) { c.groupCoordinator.maxSessionTimeoutMs = Int32(n) }

@@ -12,5 +12,5 @@ struct Tern: AsyncParsableCommand {
         $TERN_BOOTSTRAP, else localhost:9092.
         """,
         version: ternVersion,
-        subcommands: [Serve.self, Topics.self, ProduceCommand.self, ConsumeCommand.self, Groups.self, Perf.self, Admin.self])
+        subcommands: [Serve.self, Topics.self, ProduceCommand.self, ConsumeCommand.self, Groups.self, TransactionsCommand.self, Perf.self, Admin.self])
 }

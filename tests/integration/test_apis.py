@@ -506,7 +506,9 @@ def check_sasl_authenticate(env, c, v):
     assert auth == b""
 
 
-# ---- transactions: no transaction coordinator yet ----
+# ---- transactions: the coordinator answers for ids it does not know ----
+
+INVALID_PRODUCER_ID_MAPPING = 49
 
 def add_partitions(c, v, txn, topics):
     e = enc(24, v).str(txn).i64(7).i16(0)
@@ -520,7 +522,8 @@ def add_partitions(c, v, txn, topics):
 
 def check_add_partitions_to_txn(env, c, v):
     t = env.topic
-    assert add_partitions(c, v, "apis-txn", [(t, [0, 1])]) == {(t, 0): NOT_COORDINATOR, (t, 1): NOT_COORDINATOR}
+    # No InitProducerId for this id: TransactionCoordinator answers INVALID_PRODUCER_ID_MAPPING.
+    assert add_partitions(c, v, "apis-txn", [(t, [0, 1])]) == {(t, 0): INVALID_PRODUCER_ID_MAPPING, (t, 1): INVALID_PRODUCER_ID_MAPPING}
     # One unknown partition fails the whole request; the others were not attempted.
     assert add_partitions(c, v, "apis-txn", [(t, [0, 9]), (MISSING, [0])]) == {
         (t, 0): OPERATION_NOT_ATTEMPTED, (t, 9): UNKNOWN_TOPIC_OR_PARTITION, (MISSING, 0): UNKNOWN_TOPIC_OR_PARTITION}
@@ -528,7 +531,7 @@ def check_add_partitions_to_txn(env, c, v):
 
 
 def check_add_offsets_to_txn(env, c, v):
-    for txn, expected in (("apis-txn", NOT_COORDINATOR), ("", INVALID_REQUEST)):
+    for txn, expected in (("apis-txn", INVALID_PRODUCER_ID_MAPPING), ("", INVALID_REQUEST)):
         d = send(c, 25, v, enc(25, v).str(txn).i64(7).i16(0).str(env.group).tags())
         d.i32()
         error = d.i16()
@@ -537,7 +540,7 @@ def check_add_offsets_to_txn(env, c, v):
 
 
 def check_end_txn(env, c, v):
-    for txn, expected in (("apis-txn", NOT_COORDINATOR), ("", INVALID_REQUEST)):
+    for txn, expected in (("apis-txn", INVALID_PRODUCER_ID_MAPPING), ("", INVALID_REQUEST)):
         d = send(c, 26, v, enc(26, v).str(txn).i64(7).i16(0).bool(True).tags())
         d.i32()
         error = d.i16()
@@ -566,7 +569,7 @@ def check_txn_offset_commit(env, c, v):
         d.end()
         return {(t, p): err for t, parts in res for p, err in parts}
 
-    assert commit(group) == {(env.topic, 0): COORDINATOR_NOT_AVAILABLE, (env.topic, 7): UNKNOWN_TOPIC_OR_PARTITION,
+    assert commit(group) == {(env.topic, 0): INVALID_PRODUCER_ID_MAPPING, (env.topic, 7): UNKNOWN_TOPIC_OR_PARTITION,
                              (MISSING, 0): UNKNOWN_TOPIC_OR_PARTITION}
     assert commit("")[(env.topic, 0)] == INVALID_GROUP_ID
     assert fetch_offsets(env.port, group, env.topic, [0]) == {0: -1}  # nothing stored

@@ -1,0 +1,294 @@
+"""Transactions and exactly-once (issue 8) with real clients: confluent-kafka (librdkafka) and
+kafka-python transactional producers, read_committed and read_uncommitted consumers, the
+transaction timeout, zombie fencing, a consume-transform-produce loop with
+send_offsets_to_transaction, and `kill -9` of the broker mid-transaction."""
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+FAST = {"transaction.abort.timed.out.transaction.cleanup.interval.ms": "200", "wal.upload.interval.ms": "20",
+        "group.initial.rebalance.delay.ms": "0"}
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def create_topic(broker, name, partitions=1):
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
+
+
+def txn_producer(broker, tid, **extra):
+    conf = {"bootstrap.servers": broker.bootstrap, "transactional.id": tid, "linger.ms": 5}
+    conf.update(extra)
+    return Producer(conf)
+
+
+def consumer(broker, isolation, group=None, **extra):
+    conf = {"bootstrap.servers": broker.bootstrap, "group.id": group or unique("g"), "isolation.level": isolation,
+            "auto.offset.reset": "earliest", "enable.auto.commit": False, "fetch.wait.max.ms": 50}
+    conf.update(extra)
+    return Consumer(conf)
+
+
+def read_all(broker, topic, isolation, partitions=1, idle=2.0):
+    """Every value readable from the start of `topic` with this isolation level."""
+    c = consumer(broker, isolation)
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    out = []
+    last = time.time()
+    while time.time() - last < idle:
+        m = c.poll(0.1)
+        if m is None:
+            continue
+        if m.error():
+            raise KafkaException(m.error())
+        out.append(m.value().decode())
+        last = time.time()
+    c.close()
+    return out
+
+
+def watermarks(broker, topic, isolation, partition=0):
+    c = consumer(broker, isolation)
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
+    finally:
+        c.close()
+
+
+def produce_txn(p, topic, values, commit=True, partition=0):
+    p.begin_transaction()
+    for v in values:
+        p.produce(topic, v.encode(), partition=partition)
+    p.flush(30)
+    if commit:
+        p.commit_transaction(30)
+    else:
+        p.abort_transaction(30)
+
+
+def test_commit_and_abort_with_confluent_kafka(make_broker):
+    broker = make_broker(settings=FAST)
+    topic = unique("txn")
+    create_topic(broker, topic)
+    p = txn_producer(broker, unique("tid"))
+    p.init_transactions(30)
+    committed = [f"c{i}" for i in range(10)]
+    aborted = [f"a{i}" for i in range(10)]
+    later = [f"d{i}" for i in range(5)]
+    produce_txn(p, topic, committed)
+    produce_txn(p, topic, aborted, commit=False)
+    produce_txn(p, topic, later)
+    assert read_all(broker, topic, "read_committed") == committed + later
+    # read_uncommitted sees the aborted records too (control batches are never records).
+    assert read_all(broker, topic, "read_uncommitted") == committed + aborted + later
+
+    # An open transaction holds read_committed back at its first offset (the LSO).
+    p.begin_transaction()
+    for i in range(4):
+        p.produce(topic, f"o{i}".encode(), partition=0)
+    p.flush(30)
+    low, hw = watermarks(broker, topic, "read_uncommitted")
+    _, lso = watermarks(broker, topic, "read_committed")
+    # 10 + 10 + 5 records and 3 markers before the open transaction's 4 records.
+    assert (hw, lso) == (32, 28), (hw, lso)
+    assert read_all(broker, topic, "read_committed") == committed + later
+    assert read_all(broker, topic, "read_uncommitted")[-4:] == [f"o{i}" for i in range(4)]
+    p.commit_transaction(30)
+    assert read_all(broker, topic, "read_committed") == committed + later + [f"o{i}" for i in range(4)]
+    _, lso = watermarks(broker, topic, "read_committed")
+    _, hw = watermarks(broker, topic, "read_uncommitted")
+    assert lso == hw == 33
+
+
+def test_transaction_over_two_partitions_and_restart(make_broker):
+    """Markers go to every partition of the transaction; the aborted-transaction index and the
+    open transaction's first offset survive a restart."""
+    broker = make_broker(settings=FAST)
+    topic = unique("txn2")
+    create_topic(broker, topic, partitions=2)
+    p = txn_producer(broker, unique("tid"))
+    p.init_transactions(30)
+    p.begin_transaction()
+    for i in range(6):
+        p.produce(topic, f"x{i}".encode(), partition=i % 2)
+    p.flush(30)
+    p.abort_transaction(30)
+    p.begin_transaction()
+    for i in range(6):
+        p.produce(topic, f"y{i}".encode(), partition=i % 2)
+    p.flush(30)
+    p.commit_transaction(30)
+    p.begin_transaction()
+    p.produce(topic, b"open", partition=1)
+    p.flush(30)
+    broker.restart()
+    assert sorted(read_all(broker, topic, "read_committed", partitions=2)) == sorted(f"y{i}" for i in range(6))
+    assert len(read_all(broker, topic, "read_uncommitted", partitions=2)) == 13
+    # Partition 1 is held at the open transaction after the restart too.
+    _, lso = watermarks(broker, topic, "read_committed", partition=1)
+    _, hw = watermarks(broker, topic, "read_uncommitted", partition=1)
+    assert (lso, hw) == (8, 9), (lso, hw)
+
+
+def test_abort_on_timeout(make_broker):
+    broker = make_broker(settings=FAST)
+    topic = unique("txn-timeout")
+    create_topic(broker, topic)
+    p = txn_producer(broker, unique("tid"), **{"transaction.timeout.ms": 1500})
+    p.init_transactions(30)
+    produce_txn(p, topic, ["kept"])
+    p.begin_transaction()
+    for i in range(5):
+        p.produce(topic, f"late{i}".encode(), partition=0)
+    p.flush(30)
+    _, lso = watermarks(broker, topic, "read_committed")
+    assert lso == 2
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        _, lso = watermarks(broker, topic, "read_committed")
+        if lso > 2:
+            break
+        time.sleep(0.2)
+    # The coordinator aborted: an ABORT marker at offset 7, and the LSO moves past it.
+    _, hw = watermarks(broker, topic, "read_uncommitted")
+    assert lso == hw == 8, (lso, hw)
+    assert read_all(broker, topic, "read_committed") == ["kept"]
+    # The timed-out producer was fenced (its epoch bumped): it cannot commit.
+    with pytest.raises(KafkaException):
+        p.commit_transaction(10)
+
+
+def test_zombie_is_fenced_by_new_instance(make_broker):
+    broker = make_broker(settings=FAST)
+    topic = unique("txn-zombie")
+    create_topic(broker, topic)
+    tid = unique("tid")
+    zombie = txn_producer(broker, tid)
+    zombie.init_transactions(30)
+    zombie.begin_transaction()
+    zombie.produce(topic, b"zombie", partition=0)
+    zombie.flush(30)
+    fresh = txn_producer(broker, tid)
+    fresh.init_transactions(30)  # aborts the zombie's transaction first
+    produce_txn(fresh, topic, ["fresh"])
+    with pytest.raises(KafkaException) as e:
+        zombie.commit_transaction(10)
+    assert e.value.args[0].fatal() or "fenced" in str(e.value).lower(), e.value
+    assert read_all(broker, topic, "read_committed") == ["fresh"]
+    assert read_all(broker, topic, "read_uncommitted") == ["zombie", "fresh"]
+
+
+def test_kafka_python_transactional_producer(make_broker):
+    kafka = pytest.importorskip("kafka")
+    broker = make_broker(settings=FAST)
+    topic = unique("txn-kp")
+    create_topic(broker, topic)
+    p = kafka.KafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id=unique("kp-tid"))
+    p.init_transactions()
+    p.begin_transaction()
+    for i in range(3):
+        p.send(topic, f"k{i}".encode(), partition=0)
+    p.commit_transaction()
+    p.begin_transaction()
+    for i in range(3):
+        p.send(topic, f"x{i}".encode(), partition=0)
+    p.flush()  # written, then aborted (unsent records would just be dropped)
+    p.abort_transaction()
+    p.close()
+    c = kafka.KafkaConsumer(bootstrap_servers=broker.bootstrap, isolation_level="read_committed",
+                            auto_offset_reset="earliest", consumer_timeout_ms=3000)
+    c.assign([kafka.TopicPartition(topic, 0)])
+    assert [m.value.decode() for m in c] == ["k0", "k1", "k2"]
+    c.close()
+    assert read_all(broker, topic, "read_uncommitted") == ["k0", "k1", "k2", "x0", "x1", "x2"]
+
+
+def transform_loop(broker, src, dst, group, tid, batches, kill_mid=False):
+    """Consume from `src`, produce upper-cased to `dst` and commit the input offsets in the same
+    transaction. With `kill_mid`, the broker is killed (-9) inside the last transaction,
+    after its records and offsets were sent and before the commit."""
+    c = consumer(broker, "read_committed", group=group)
+    c.subscribe([src])
+    p = txn_producer(broker, tid)
+    p.init_transactions(30)
+    done = 0
+    started = idle_since = time.time()
+    while batches is None or done < batches:
+        msgs = c.consume(20, 0.5)
+        msgs = [m for m in msgs if not m.error()]
+        if not msgs:
+            if batches is None and time.time() - idle_since > 4 and (done > 0 or time.time() - started > 30):
+                break
+            continue
+        idle_since = time.time()
+        p.begin_transaction()
+        for m in msgs:
+            p.produce(dst, m.value().upper(), partition=0)
+        p.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata(), 30)
+        if kill_mid and done == batches - 1:
+            p.flush(30)
+            broker.kill()
+            return c, p
+        p.commit_transaction(30)
+        done += 1
+    c.close()
+    return None, p
+
+
+def test_consume_transform_produce_exactly_once_across_kill_9(make_broker):
+    broker = make_broker(settings=FAST)
+    src, dst, group, tid = unique("in"), unique("out"), unique("eos"), unique("tid")
+    create_topic(broker, src)
+    create_topic(broker, dst)
+    n = 300
+    plain = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(n):
+        plain.produce(src, f"r{i:04d}".encode(), partition=0)
+    plain.flush(30)
+    old_consumer, old_producer = transform_loop(broker, src, dst, group, tid, batches=4, kill_mid=True)
+    broker.start()
+    # The old instance goes away (its consumer leaves the group) without committing.
+    old_consumer.close()
+    del old_producer
+    # A new instance with the same transactional.id picks up where the committed offsets say.
+    transform_loop(broker, src, dst, group, tid, batches=None)
+    out = read_all(broker, dst, "read_committed")
+    assert sorted(out) == [f"R{i:04d}" for i in range(n)], (len(out), len(set(out)))
+    _, lso = watermarks(broker, dst, "read_committed")
+    _, hw = watermarks(broker, dst, "read_uncommitted")
+    assert lso == hw
+
+
+def test_open_transaction_is_aborted_after_kill_9_and_restart(make_broker):
+    """The restarted coordinator finds the open transaction in the metadata store and aborts
+    it at its timeout, so the LSO does not stay stuck and the records stay invisible."""
+    broker = make_broker(settings=FAST)
+    topic = unique("txn-kill")
+    create_topic(broker, topic)
+    p = txn_producer(broker, unique("tid"), **{"transaction.timeout.ms": 2000})
+    p.init_transactions(30)
+    produce_txn(p, topic, ["before"])
+    p.begin_transaction()
+    for i in range(5):
+        p.produce(topic, f"lost{i}".encode(), partition=0)
+    p.flush(30)
+    broker.kill()
+    broker.start()
+    _, lso = watermarks(broker, topic, "read_committed")
+    assert lso == 2
+    deadline = time.time() + 20
+    while time.time() < deadline and lso == 2:
+        time.sleep(0.2)
+        _, lso = watermarks(broker, topic, "read_committed")
+    _, hw = watermarks(broker, topic, "read_uncommitted")
+    assert lso == hw == 8, (lso, hw)
+    assert read_all(broker, topic, "read_committed") == ["before"]
+    broker.restart()
+    assert read_all(broker, topic, "read_committed") == ["before"]
+    assert read_all(broker, topic, "read_uncommitted") == ["before"] + [f"lost{i}" for i in range(5)]
