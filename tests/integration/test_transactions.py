@@ -292,3 +292,51 @@ def test_open_transaction_is_aborted_after_kill_9_and_restart(make_broker):
     broker.restart()
     assert read_all(broker, topic, "read_committed") == ["before"]
     assert read_all(broker, topic, "read_uncommitted") == ["before"] + [f"lost{i}" for i in range(5)]
+
+
+def tern_cli(broker, *args):
+    import subprocess
+    from conftest import TERN
+    return subprocess.run([TERN, "transactions", *args, "--bootstrap-server", broker.bootstrap],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_cli_list_describe_abort(make_broker):
+    """`tern transactions abort` ends a hanging transaction: the LSO moves on, its records stay
+    invisible to read_committed, and the producer that opened it is fenced."""
+    broker = make_broker(settings=FAST)
+    topic = unique("txn-cli")
+    create_topic(broker, topic)
+    tid = unique("tid")
+    p = txn_producer(broker, tid)
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce(topic, b"hanging", partition=0)
+    p.flush(30)
+    out = tern_cli(broker, "list")
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert rows[0] == ["TRANSACTIONAL-ID", "PRODUCER-ID", "STATE"]
+    assert [r for r in rows[1:] if r[0] == tid][0][2] == "Ongoing"
+    out = tern_cli(broker, "list", "--state", "Empty")
+    assert tid not in out.stdout
+    out = tern_cli(broker, "describe", "--transactional-id", tid)
+    assert out.returncode == 0, out.stderr
+    header, row = [line.split() for line in out.stdout.splitlines()]
+    assert dict(zip(header, row))["STATE"] == "Ongoing"
+    assert dict(zip(header, row))["PARTITIONS"] == f"{topic}-0"
+    assert tern_cli(broker, "describe", "--transactional-id", "nobody").returncode != 0
+    out = tern_cli(broker, "abort", "--transactional-id", tid)
+    assert out.returncode == 0, out.stderr
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        _, lso = watermarks(broker, topic, "read_committed")
+        if lso == 2:
+            break
+        time.sleep(0.1)
+    assert lso == 2
+    assert read_all(broker, topic, "read_committed") == []
+    out = tern_cli(broker, "abort", "--transactional-id", tid)
+    assert out.returncode != 0 and "no open transaction" in out.stderr
+    with pytest.raises(KafkaException):
+        p.commit_transaction(10)
