@@ -189,6 +189,9 @@ extension Broker: TransactionIO {
             .batch(producerId: job.producerId, producerEpoch: job.producerEpoch, timestamp: Self.wallClockMs())
         guard let header = RecordBatchHeader(peeking: batch) else { return false }
         let ticket = await engine.append(streamId: sid, batch: batch, header: header, timeout: .seconds(30))
+        // Flush now rather than at the next WAL interval: the producer's next transaction
+        // waits (CONCURRENT_TRANSACTIONS) until every marker is durable.
+        engine.flush()
         switch await ticket.result() {
         case .success: return true
         case .failure(.unknownStream): return true
