@@ -1,6 +1,7 @@
 """Group, transaction, ACL and cluster APIs: answered for real where they can be today (classic
-groups, cluster, producers), and as Apache Kafka answers while the feature behind each is not
-there yet (KIP-848 groups: issue 7, transactions: issue 8, ACLs and reassignment: issue 9).
+groups, transactions, cluster, producers), and as Apache Kafka answers while the feature behind
+each is not there yet (KIP-848 groups: issue 7, ACLs and reassignment: issue 9). Transactions
+driven by real clients are in test_transactions.py.
 
 Part 1 drives every one of these APIs over a raw socket at its lowest and highest version
 (requests built and responses decoded by hand in kafka_wire.py, classic or flexible encoding

@@ -340,3 +340,73 @@ def test_cli_list_describe_abort(make_broker):
     assert out.returncode != 0 and "no open transaction" in out.stderr
     with pytest.raises(KafkaException):
         p.commit_transaction(10)
+
+
+def test_wire_errors_per_version(make_broker):
+    """Raw requests for what clients hide: INVALID_TRANSACTION_TIMEOUT against
+    transaction.max.timeout.ms, and a stale epoch answered INVALID_PRODUCER_EPOCH before
+    EndTxn v2 and PRODUCER_FENCED from v2 (KIP-588), INVALID_TXN_STATE for EndTxn without a
+    transaction, FindCoordinator for a transactional id."""
+    from kafka_wire import Conn, Enc, versioned_request
+    broker = make_broker(settings={**FAST, "transaction.max.timeout.ms": "5000"})
+    conn = Conn(broker.port)
+    tid = unique("wire")
+
+    def init(timeout_ms):
+        d = versioned_request(conn, 22, 1, Enc(False).nstr(tid).i32(timeout_ms), False)
+        d.i32()
+        return d.i16(), d.i64(), d.i16()
+
+    def end(v, pid, epoch, commit=True):
+        d = versioned_request(conn, 26, v, Enc(False).str(tid).i64(pid).i16(epoch).bool(commit), False)
+        d.i32()
+        return d.i16()
+
+    assert init(5001)[0] == 50  # INVALID_TRANSACTION_TIMEOUT
+    err, pid, epoch = init(5000)
+    assert (err, epoch) == (0, 0) and pid >= 0
+    err, pid2, epoch2 = init(5000)
+    assert (err, pid2, epoch2) == (0, pid, 1)
+    assert end(1, pid, 0) == 47  # INVALID_PRODUCER_EPOCH
+    assert end(2, pid, 0) == 90  # PRODUCER_FENCED
+    assert end(2, pid + 1000, 1) == 49  # INVALID_PRODUCER_ID_MAPPING
+    assert end(2, pid, 1) == 48  # INVALID_TXN_STATE: nothing to end
+    # FindCoordinator v1 with key type 1 (transaction) names this broker.
+    d = versioned_request(conn, 10, 1, Enc(False).str(tid).i8(1), False)
+    d.i32()
+    assert d.i16() == 0
+    d.nstring()
+    assert (d.i32(), d.string(), d.i32()) == (1, "127.0.0.1", broker.port)
+    conn.close()
+
+
+def test_describe_producers_shows_open_transaction(make_broker):
+    from kafka_wire import Conn, Enc, versioned_request
+    broker = make_broker(settings=FAST)
+    topic = unique("txn-dp")
+    create_topic(broker, topic)
+    p = txn_producer(broker, unique("tid"))
+    p.init_transactions(30)
+    produce_txn(p, topic, ["a", "b"])  # offsets 0-1, COMMIT marker at 2
+    p.begin_transaction()
+    p.produce(topic, b"open", partition=0)  # offset 3
+    p.flush(30)
+    conn = Conn(broker.port)
+    e = Enc(True).array([(topic, [0])], lambda e, t: e.str(t[0]).array(t[1], lambda e, i: e.i32(i)).tags()).tags()
+    d = versioned_request(conn, 61, 0, e, True)
+    d.i32()
+
+    def partition(d):
+        r = (d.i32(), d.i16(), d.nstring(),
+             d.array(lambda d: (d.i64(), d.i32(), d.i32(), d.i64(), d.i32(), d.i64(), d.tags())[:6]))
+        d.tags()
+        return r
+
+    res = d.array(lambda d: (d.string(), d.array(partition), d.tags())[:2])
+    conn.close()
+    (_, [(_, err, _, producers)]) = res[0]
+    assert err == 0 and len(producers) == 1
+    pid, epoch, last_seq, _, coordinator_epoch, txn_start = producers[0]
+    assert (epoch, last_seq, txn_start) == (0, 2, 3)
+    assert coordinator_epoch >= 1  # the broker epoch of the coordinator that wrote the COMMIT marker
+    p.abort_transaction(30)

@@ -9,7 +9,7 @@ extension Broker {
         resp.producerEpoch = -1
         if let id = r.transactionalId {
             let out = await transactions.initProducerId(r, transactionalId: id, io: self)
-            resp.errorCode = Self.fencedError(out.error, newerThan: version, firstVersion: 4).rawValue
+            resp.errorCode = Self.fencedError(out.error, version: version, since: 4).rawValue
             if out.error == .none {
                 resp.producerId = out.producerId
                 resp.producerEpoch = out.producerEpoch

@@ -8,7 +8,7 @@ import StreamStorage
 /// older than KIP-588 get INVALID_PRODUCER_EPOCH where newer ones get PRODUCER_FENCED
 /// (KafkaApis maps it per request version).
 extension Broker {
-    static func fencedError(_ e: ErrorCode, newerThan version: Int16, firstVersion: Int16) -> ErrorCode {
+    static func fencedError(_ e: ErrorCode, version: Int16, since firstVersion: Int16) -> ErrorCode {
         e == .producerFenced && version < firstVersion ? .invalidProducerEpoch : e
     }
 
@@ -31,7 +31,7 @@ extension Broker {
             let out = await transactions.run(id, io: self) { m, now in
                 m.addPartitions(transactionalId: id, producerId: pid, producerEpoch: epoch, partitions: added, now: now)
             }
-            coordinatorAnswer = Self.fencedError(out.error, newerThan: version, firstVersion: 2)
+            coordinatorAnswer = Self.fencedError(out.error, version: version, since: 2)
         }
         var resp = AddPartitionsToTxnResponse()
         resp.resultsByTopicV3AndBelow = order.map { name in
@@ -62,7 +62,7 @@ extension Broker {
             m.addPartitions(transactionalId: r.transactionalId, producerId: r.producerId, producerEpoch: r.producerEpoch,
                             partitions: [], groups: [r.groupId], now: now)
         }
-        resp.errorCode = Self.fencedError(out.error, newerThan: version, firstVersion: 2).rawValue
+        resp.errorCode = Self.fencedError(out.error, version: version, since: 2).rawValue
         return resp
     }
 
@@ -74,7 +74,7 @@ extension Broker {
                              commit: r.committed, now: now)
         }
         var resp = EndTxnResponse()
-        resp.errorCode = Self.fencedError(out.error, newerThan: version, firstVersion: 2).rawValue
+        resp.errorCode = Self.fencedError(out.error, version: version, since: 2).rawValue
         return resp
     }
 
@@ -103,7 +103,7 @@ extension Broker {
                 m.txnOffsetCommit(transactionalId: r.transactionalId, producerId: r.producerId, producerEpoch: r.producerEpoch,
                                   group: r.groupId, offsets: held, now: now)
             }
-            let code = Self.fencedError(out.error, newerThan: version, firstVersion: 3)
+            let code = Self.fencedError(out.error, version: version, since: 3)
             results = results.map { $0.map { $0 ?? code } }
         }
         var resp = TxnOffsetCommitResponse()
