@@ -84,6 +84,29 @@ import Testing
         await committer.value
     }
 
+    @Test func recoveryFromUncommittedWALRebuildsTransactionState() async throws {
+        let f = try await EngineTests.fixture()
+        let e = try await EngineTests.engine(f)
+        // No committer: the objects are acked but never committed, as when a broker dies.
+        let s = f.streamId
+        try await e.open(streamId: s)
+        _ = try await Self.put(e, s, Self.txnBatch(["a", "b"], sequence: 0)).get()  // 0-1
+        _ = try await Self.put(e, s, Self.marker(commit: false)).get()  // 2
+        _ = try await Self.put(e, s, Self.txnBatch(["c"], producerId: 6, sequence: 0)).get()  // 3, left open
+
+        let e2 = try await EngineTests.engine(f)
+        #expect(try await e2.recover() == 3)
+        let o = try await e2.open(streamId: s)
+        #expect((o.highWatermark, o.lastStableOffset) == (4, 3))
+        let r = try await e2.read(streamId: s, offset: 0, maxBytes: 1 << 20, readCommitted: true)
+        #expect(r.abortedTxns == [AbortedTxnRecord(streamId: s, producerId: 5, firstOffset: 0, lastOffset: 2)])
+        #expect(r.batches.count == 1)
+        // The marker is readable; the open transaction (offset 3) is above the LSO.
+        #expect(try await e2.read(streamId: s, offset: 2, maxBytes: 1 << 20, readCommitted: true).batches.count == 1)
+        #expect(try await e2.read(streamId: s, offset: 3, maxBytes: 1 << 20, readCommitted: true).batches.isEmpty)
+        #expect(try await e2.read(streamId: s, offset: 3, maxBytes: 1 << 20).batches.count == 1)
+    }
+
     @Test func markerWithBumpedEpochFencesTheOldEpoch() async throws {
         let f = try await EngineTests.fixture()
         let e = try await EngineTests.engine(f)
