@@ -153,7 +153,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BrokerTests",
-            dependencies: ["Broker", "KafkaProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["Broker", "KafkaProtocol", "Metadata", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict
         ),
         .testTarget(

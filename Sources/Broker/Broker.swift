@@ -20,6 +20,8 @@ public final class Broker: Sendable {
     let topicLock = AsyncMutex()
     /// The group coordinator, classic and KIP-848 (membership in memory; offsets in `metadata`).
     let groups: GroupCoordinator
+    /// The transaction coordinator (state in the metadata store's `transactions` table).
+    let transactions: TransactionCoordinator
     private let readyBox = NIOLockedValueBox(false)
 
     public init(config: BrokerConfig, engine: StreamEngine, metadata: any MetadataStore, clusterId: String,
@@ -31,6 +33,8 @@ public final class Broker: Sendable {
         self.metrics = metrics
         self.logger = logger
         self.groups = GroupCoordinator(config: config.groupCoordinator, logger: logger)
+        self.transactions = TransactionCoordinator(config: config.transactionCoordinator, store: metadata,
+                                                   coordinatorEpoch: Int32(truncatingIfNeeded: engine.brokerEpoch), logger: logger)
     }
 
     public var isReady: Bool { readyBox.withLockedValue { $0 } }
@@ -41,6 +45,8 @@ public final class Broker: Sendable {
             for id in t.streamIds where id >= 0 { try await engine.open(streamId: id) }
             topicTable.withLockedValue { $0[t.name] = TopicState(t) }
         }
+        // After the streams: transactions that were completing write their markers now.
+        try await transactions.load(io: self)
         readyBox.withLockedValue { $0 = true }
     }
 
@@ -199,7 +205,7 @@ public final class Broker: Sendable {
             return respond(header, describeConfigs(r, version: v))
         case .initProducerId:
             let r = try InitProducerIdRequest(from: &body, version: v)
-            return respond(header, await initProducerId(r))
+            return respond(header, await initProducerId(r, version: v))
         case .findCoordinator:
             let r = try FindCoordinatorRequest(from: &body, version: v)
             return respond(header, findCoordinator(r, version: v))
@@ -246,13 +252,13 @@ public final class Broker: Sendable {
         case .saslAuthenticate:
             return respond(header, saslAuthenticate(try SaslAuthenticateRequest(from: &body, version: v)))
         case .addPartitionsToTxn:
-            return respond(header, addPartitionsToTxn(try AddPartitionsToTxnRequest(from: &body, version: v)))
+            return respond(header, await addPartitionsToTxn(try AddPartitionsToTxnRequest(from: &body, version: v), version: v))
         case .addOffsetsToTxn:
-            return respond(header, addOffsetsToTxn(try AddOffsetsToTxnRequest(from: &body, version: v)))
+            return respond(header, await addOffsetsToTxn(try AddOffsetsToTxnRequest(from: &body, version: v), version: v))
         case .endTxn:
-            return respond(header, endTxn(try EndTxnRequest(from: &body, version: v)))
+            return respond(header, await endTxn(try EndTxnRequest(from: &body, version: v), version: v))
         case .txnOffsetCommit:
-            return respond(header, txnOffsetCommit(try TxnOffsetCommitRequest(from: &body, version: v)))
+            return respond(header, await txnOffsetCommit(try TxnOffsetCommitRequest(from: &body, version: v), version: v))
         case .listTransactions:
             return respond(header, listTransactions(try ListTransactionsRequest(from: &body, version: v)))
         case .describeTransactions:
@@ -303,6 +309,12 @@ final class AsyncMutex: Sendable {
     }
 
     private let state = NIOLockedValueBox(State())
+
+    /// `withLock` for a body that cannot throw.
+    func locked<T: Sendable>(_ body: () async -> T) async -> T {
+        // The body does not throw, so neither does withLock.
+        try! await withLock(body)
+    }
 
     func withLock<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in

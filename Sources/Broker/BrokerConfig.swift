@@ -83,6 +83,9 @@ public struct BrokerConfig: Sendable {
         .init(name: "group.consumer.session.timeout.ms", flag: nil, defaultValue: "45000", help: "consumer-protocol members are removed after this long without a heartbeat"),
         .init(name: "offsets.retention.minutes", flag: nil, defaultValue: "10080", help: "committed offsets expire this long after their commit, or after their group became empty"),
         .init(name: "offsets.retention.check.interval.ms", flag: nil, defaultValue: "600000", help: "how often expired committed offsets are deleted"),
+        .init(name: "transaction.max.timeout.ms", flag: nil, defaultValue: "900000", help: "longest transaction.timeout.ms a producer may ask for (else INVALID_TRANSACTION_TIMEOUT)"),
+        .init(name: "transactional.id.expiration.ms", flag: nil, defaultValue: "604800000", help: "a transactional id idle this long with no open transaction is forgotten"),
+        .init(name: "transaction.abort.timed.out.transaction.cleanup.interval.ms", flag: nil, defaultValue: "10000", help: "how often transactions past their timeout are aborted"),
         .init(name: "log.retention.check.interval.ms", flag: nil, defaultValue: "300000", help: "how often topics' retention.ms and retention.bytes are applied"),
         .init(name: "shutdown.flush.timeout.ms", flag: nil, defaultValue: "30000", help: "on SIGTERM, how long to wait for the last uploads"),
         .init(name: "object.store.fault.<request>.delay.ms", flag: nil, defaultValue: "0", help: "testing: delay each put/get/head/list/delete"),
@@ -118,6 +121,9 @@ public struct BrokerConfig: Sendable {
     public var offsetsRetentionCheckIntervalMs = 600_000
     /// `group.*` settings of the classic group coordinator.
     public var groupCoordinator = GroupCoordinatorConfiguration()
+    /// `transaction.*` settings of the transaction coordinator.
+    var transactionCoordinator = TransactionCoordinatorConfiguration()
+    public var transactionAbortCheckIntervalMs: Int { transactionCoordinator.abortCheckIntervalMs }
     /// `object.store.fault.*` settings, checked by the object-store layer.
     public var faults: [String: String] = [:]
 
@@ -166,6 +172,9 @@ public struct BrokerConfig: Sendable {
         if let n = try int("log.retention.check.interval.ms", 1...Int(Int32.max)) { c.retentionCheckIntervalMs = n }
         if let n = try int("offsets.retention.minutes", 1...Int(Int32.max)) { c.offsetsRetentionMs = Int64(n) * 60_000 }
         if let n = try int("offsets.retention.check.interval.ms", 1...Int(Int32.max)) { c.offsetsRetentionCheckIntervalMs = n }
+        if let n = try int("transaction.max.timeout.ms", 1...Int(Int32.max)) { c.transactionCoordinator.maxTimeoutMs = Int32(n) }
+        if let n = try int("transactional.id.expiration.ms", 1...Int(Int32.max)) { c.transactionCoordinator.idExpirationMs = Int64(n) }
+        if let n = try int("transaction.abort.timed.out.transaction.cleanup.interval.ms", 1...Int(Int32.max)) { c.transactionCoordinator.abortCheckIntervalMs = n }
         if let n = try int("group.initial.rebalance.delay.ms", 0...Int(Int32.max)) { c.groupCoordinator.initialRebalanceDelayMs = Int64(n) }
         if let n = try int("group.min.session.timeout.ms", 0...Int(Int32.max)) { c.groupCoordinator.minSessionTimeoutMs = Int32(n) }
         if let n = try int("group.max.session.timeout.ms", 0...Int(Int32.max)) { c.groupCoordinator.maxSessionTimeoutMs = Int32(n) }

@@ -95,12 +95,76 @@ public struct ProducerStateRecord: Sendable, Equatable {
     public var producerEpoch: Int16
     /// Oldest first, at most five.
     public var batches: [Batch]
+    /// First offset of the producer's open transaction on this stream, -1 when none: the
+    /// last stable offset cannot pass it.
+    public var txnFirstOffset: Int64
+    /// Coordinator epoch of the last transaction marker written for this producer (-1: none).
+    public var coordinatorEpoch: Int32
 
-    public init(streamId: Int64, producerId: Int64, producerEpoch: Int16, batches: [Batch]) {
+    public init(streamId: Int64, producerId: Int64, producerEpoch: Int16, batches: [Batch],
+                txnFirstOffset: Int64 = -1, coordinatorEpoch: Int32 = -1) {
         self.streamId = streamId
         self.producerId = producerId
         self.producerEpoch = producerEpoch
         self.batches = batches
+        self.txnFirstOffset = txnFirstOffset
+        self.coordinatorEpoch = coordinatorEpoch
+    }
+}
+
+/// An aborted transaction on one stream (Kafka's AbortedTxn): read_committed fetches skip
+/// the producer's batches from `firstOffset` up to the ABORT marker at `lastOffset`.
+public struct AbortedTxnRecord: Sendable, Equatable {
+    public var streamId: Int64
+    public var producerId: Int64
+    public var firstOffset: Int64
+    /// Offset of the ABORT marker.
+    public var lastOffset: Int64
+
+    public init(streamId: Int64, producerId: Int64, firstOffset: Int64, lastOffset: Int64) {
+        self.streamId = streamId
+        self.producerId = producerId
+        self.firstOffset = firstOffset
+        self.lastOffset = lastOffset
+    }
+}
+
+/// The transaction coordinator's durable state of one transactional id, stored whole on
+/// every transition (Kafka's TransactionLogValue). `partitions` and `pendingOffsets` are
+/// plain text so that every store keeps them in one column.
+public struct TransactionRecord: Sendable, Equatable {
+    public var transactionalId: String
+    public var producerId: Int64
+    public var producerEpoch: Int16
+    /// The producer id and epoch before the last bump (-1: none), so a retried
+    /// InitProducerId is recognised.
+    public var lastProducerId: Int64
+    public var lastProducerEpoch: Int16
+    public var timeoutMs: Int32
+    /// Kafka's state name: Empty, Ongoing, PrepareCommit, ...
+    public var state: String
+    /// "topic:partition" joined by newlines.
+    public var partitions: String
+    /// Offsets committed in the transaction, "group\ttopic\tpartition\toffset\tleaderEpoch\tmetadata"
+    /// per line; applied to the group's offsets on commit.
+    public var pendingOffsets: String
+    /// Wall-clock ms the transaction started (-1 when none is open).
+    public var startMs: Int64
+    public var updateMs: Int64
+
+    public init(transactionalId: String, producerId: Int64, producerEpoch: Int16, lastProducerId: Int64, lastProducerEpoch: Int16,
+                timeoutMs: Int32, state: String, partitions: String, pendingOffsets: String, startMs: Int64, updateMs: Int64) {
+        self.transactionalId = transactionalId
+        self.producerId = producerId
+        self.producerEpoch = producerEpoch
+        self.lastProducerId = lastProducerId
+        self.lastProducerEpoch = lastProducerEpoch
+        self.timeoutMs = timeoutMs
+        self.state = state
+        self.partitions = partitions
+        self.pendingOffsets = pendingOffsets
+        self.startMs = startMs
+        self.updateMs = updateMs
     }
 }
 
@@ -110,12 +174,15 @@ public struct ObjectCommit: Sendable, Equatable {
     public var size: Int
     public var ranges: [StreamRange]
     public var producerStates: [ProducerStateRecord]
+    /// Transactions whose ABORT marker this object holds.
+    public var abortedTxns: [AbortedTxnRecord]
 
-    public init(key: String, size: Int, ranges: [StreamRange], producerStates: [ProducerStateRecord]) {
+    public init(key: String, size: Int, ranges: [StreamRange], producerStates: [ProducerStateRecord], abortedTxns: [AbortedTxnRecord] = []) {
         self.key = key
         self.size = size
         self.ranges = ranges
         self.producerStates = producerStates
+        self.abortedTxns = abortedTxns
     }
 }
 
@@ -166,12 +233,20 @@ public protocol MetadataStore: Sendable {
     func openStream(streamId: Int64, owner: Int32) async throws -> StreamRecord
     func ranges(streamId: Int64) async throws -> [StreamRange]
     func producerStates(streamId: Int64) async throws -> [ProducerStateRecord]
+    /// The aborted-transaction index of a stream, by first offset.
+    func abortedTxns(streamId: Int64) async throws -> [AbortedTxnRecord]
     /// Commits an object: its ranges extend their streams (epoch-fenced); producer state
-    /// is updated in the same transaction. Ranges of deleted streams are dropped.
+    /// and aborted transactions are written in the same transaction. Ranges of deleted streams are dropped.
     func commit(_ commit: ObjectCommit) async throws
     /// Keys of committed objects under a prefix.
     func committedObjectKeys(prefix: String) async throws -> Set<String>
     func allocateProducerId() async throws -> Int64
+    /// Every transactional id the transaction coordinator knows.
+    func transactions() async throws -> [TransactionRecord]
+    /// Inserts or replaces the state of one transactional id.
+    func putTransaction(_ t: TransactionRecord) async throws
+    /// Forgets a transactional id (expired); no error if unknown.
+    func deleteTransaction(transactionalId: String) async throws
     func commitOffsets(group: String, _ offsets: [CommittedOffset]) async throws
     func fetchOffsets(group: String) async throws -> [CommittedOffset]
     /// Ids of the groups that hold at least one committed offset, sorted.

@@ -73,7 +73,27 @@ public final class SQLiteMetadataStore: MetadataStore {
         producer_id INTEGER NOT NULL,
         producer_epoch INTEGER NOT NULL,
         batches TEXT NOT NULL,
+        txn_first_offset INTEGER NOT NULL DEFAULT -1,
+        coordinator_epoch INTEGER NOT NULL DEFAULT -1,
         PRIMARY KEY (stream_id, producer_id));
+    CREATE TABLE IF NOT EXISTS aborted_txns (
+        stream_id INTEGER NOT NULL REFERENCES streams(stream_id) ON DELETE CASCADE,
+        producer_id INTEGER NOT NULL,
+        first_offset INTEGER NOT NULL,
+        last_offset INTEGER NOT NULL,
+        PRIMARY KEY (stream_id, last_offset));
+    CREATE TABLE IF NOT EXISTS transactions (
+        transactional_id TEXT PRIMARY KEY,
+        producer_id INTEGER NOT NULL,
+        producer_epoch INTEGER NOT NULL,
+        last_producer_id INTEGER NOT NULL,
+        last_producer_epoch INTEGER NOT NULL,
+        timeout_ms INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        partitions TEXT NOT NULL,
+        pending_offsets TEXT NOT NULL,
+        start_ms INTEGER NOT NULL,
+        update_ms INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS group_offsets (
         group_id TEXT NOT NULL,
         topic TEXT NOT NULL,
@@ -88,6 +108,11 @@ public final class SQLiteMetadataStore: MetadataStore {
     public func bootstrap(nodeId: Int32) async throws -> (clusterId: String, brokerEpoch: Int64) {
         try await run { db in
             try db.execute(Self.schema)
+            // Stores made before transactions lack the producer_states columns for them.
+            let columns = Set(try db.query("PRAGMA table_info(producer_states)").compactMap { $0[1].text })
+            for c in ["txn_first_offset", "coordinator_epoch"] where !columns.contains(c) {
+                try db.execute("ALTER TABLE producer_states ADD COLUMN \(c) INTEGER NOT NULL DEFAULT -1")
+            }
             return try db.transaction {
                 if try db.query("SELECT cluster_id FROM cluster").isEmpty {
                     let id = (0..<2).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 36) }.joined()
@@ -254,9 +279,21 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public func producerStates(streamId: Int64) async throws -> [ProducerStateRecord] {
         try await run { db in
-            try db.query("SELECT producer_id, producer_epoch, batches FROM producer_states WHERE stream_id = ?", [.int(streamId)]).map {
+            try db.query("""
+                SELECT producer_id, producer_epoch, batches, txn_first_offset, coordinator_epoch FROM producer_states WHERE stream_id = ?
+                """, [.int(streamId)]).map {
                 ProducerStateRecord(streamId: streamId, producerId: $0[0].int!, producerEpoch: Int16($0[1].int!),
-                                    batches: Self.decodeBatches($0[2].text!))
+                                    batches: Self.decodeBatches($0[2].text!), txnFirstOffset: $0[3].int!,
+                                    coordinatorEpoch: Int32(truncatingIfNeeded: $0[4].int!))
+            }
+        }
+    }
+
+    public func abortedTxns(streamId: Int64) async throws -> [AbortedTxnRecord] {
+        try await run { db in
+            try db.query("SELECT producer_id, first_offset, last_offset FROM aborted_txns WHERE stream_id = ? ORDER BY first_offset",
+                         [.int(streamId)]).map {
+                AbortedTxnRecord(streamId: streamId, producerId: $0[0].int!, firstOffset: $0[1].int!, lastOffset: $0[2].int!)
             }
         }
     }
@@ -302,9 +339,18 @@ public final class SQLiteMetadataStore: MetadataStore {
                 }
                 for p in commit.producerStates where live.contains(p.streamId) {
                     try db.query("""
-                        INSERT INTO producer_states (stream_id, producer_id, producer_epoch, batches) VALUES (?, ?, ?, ?)
-                        ON CONFLICT (stream_id, producer_id) DO UPDATE SET producer_epoch = excluded.producer_epoch, batches = excluded.batches
-                        """, [.int(p.streamId), .int(p.producerId), .int(Int64(p.producerEpoch)), .text(Self.encodeBatches(p.batches))])
+                        INSERT INTO producer_states (stream_id, producer_id, producer_epoch, batches, txn_first_offset, coordinator_epoch)
+                        VALUES (?, ?, ?, ?, ?, ?)
+                        ON CONFLICT (stream_id, producer_id) DO UPDATE SET producer_epoch = excluded.producer_epoch, batches = excluded.batches,
+                            txn_first_offset = excluded.txn_first_offset, coordinator_epoch = excluded.coordinator_epoch
+                        """, [.int(p.streamId), .int(p.producerId), .int(Int64(p.producerEpoch)), .text(Self.encodeBatches(p.batches)),
+                              .int(p.txnFirstOffset), .int(Int64(p.coordinatorEpoch))])
+                }
+                for a in commit.abortedTxns where live.contains(a.streamId) {
+                    try db.query("""
+                        INSERT INTO aborted_txns (stream_id, producer_id, first_offset, last_offset) VALUES (?, ?, ?, ?)
+                        ON CONFLICT (stream_id, last_offset) DO NOTHING
+                        """, [.int(a.streamId), .int(a.producerId), .int(a.firstOffset), .int(a.lastOffset)])
                 }
             }
         }
@@ -323,6 +369,43 @@ public final class SQLiteMetadataStore: MetadataStore {
                 try db.query("UPDATE cluster SET next_producer_id = ?", [.int(id + 1)])
                 return id
             }
+        }
+    }
+
+    public func transactions() async throws -> [TransactionRecord] {
+        try await run { db in
+            try db.query("""
+                SELECT transactional_id, producer_id, producer_epoch, last_producer_id, last_producer_epoch, timeout_ms, state,
+                       partitions, pending_offsets, start_ms, update_ms
+                FROM transactions ORDER BY transactional_id
+                """).map {
+                TransactionRecord(transactionalId: $0[0].text!, producerId: $0[1].int!, producerEpoch: Int16(truncatingIfNeeded: $0[2].int!),
+                                  lastProducerId: $0[3].int!, lastProducerEpoch: Int16(truncatingIfNeeded: $0[4].int!),
+                                  timeoutMs: Int32(truncatingIfNeeded: $0[5].int!), state: $0[6].text!, partitions: $0[7].text!,
+                                  pendingOffsets: $0[8].text!, startMs: $0[9].int!, updateMs: $0[10].int!)
+            }
+        }
+    }
+
+    public func putTransaction(_ t: TransactionRecord) async throws {
+        try await run { db in
+            _ = try db.query("""
+                INSERT INTO transactions (transactional_id, producer_id, producer_epoch, last_producer_id, last_producer_epoch, timeout_ms,
+                                          state, partitions, pending_offsets, start_ms, update_ms)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (transactional_id) DO UPDATE SET producer_id = excluded.producer_id, producer_epoch = excluded.producer_epoch,
+                    last_producer_id = excluded.last_producer_id, last_producer_epoch = excluded.last_producer_epoch,
+                    timeout_ms = excluded.timeout_ms, state = excluded.state, partitions = excluded.partitions,
+                    pending_offsets = excluded.pending_offsets, start_ms = excluded.start_ms, update_ms = excluded.update_ms
+                """, [.text(t.transactionalId), .int(t.producerId), .int(Int64(t.producerEpoch)), .int(t.lastProducerId),
+                      .int(Int64(t.lastProducerEpoch)), .int(Int64(t.timeoutMs)), .text(t.state), .text(t.partitions),
+                      .text(t.pendingOffsets), .int(t.startMs), .int(t.updateMs)])
+        }
+    }
+
+    public func deleteTransaction(transactionalId: String) async throws {
+        try await run { db in
+            _ = try db.query("DELETE FROM transactions WHERE transactional_id = ?", [.text(transactionalId)])
         }
     }
 

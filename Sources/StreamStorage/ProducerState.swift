@@ -21,11 +21,24 @@ public struct ProducerStateTable: Sendable {
         for r in records { entries[r.producerId] = r }
     }
 
-    /// Kafka's ProducerStateManager rules for a non-transactional idempotent batch.
+    /// A transaction that a marker ended on this stream (Kafka's CompletedTxn).
+    public struct CompletedTxn: Equatable, Sendable {
+        public var producerId: Int64
+        public var firstOffset: Int64
+        /// The marker's offset.
+        public var lastOffset: Int64
+        public var aborted: Bool
+    }
+
+    /// Kafka's ProducerStateManager rules: idempotence sequences, producer epochs, and
+    /// transactions (a plain batch from a producer with an open transaction is refused; a
+    /// marker may not carry an older epoch and has no sequence).
     public func check(_ h: RecordBatchHeader) -> Check {
         guard h.hasProducerId else { return .accept }
         guard let e = entries[h.producerId] else { return .accept }  // unknown producer: any sequence
         if h.producerEpoch < e.producerEpoch { return .reject(.invalidProducerEpoch) }
+        if h.isControl { return .accept }
+        if !h.isTransactional && e.txnFirstOffset >= 0 { return .reject(.invalidTxnState) }
         if h.producerEpoch > e.producerEpoch {
             return h.baseSequence == 0 ? .accept : .reject(.outOfOrderSequenceNumber)
         }
@@ -37,18 +50,38 @@ public struct ProducerStateTable: Sendable {
         return h.baseSequence == expected ? .accept : .reject(.outOfOrderSequenceNumber)
     }
 
-    /// Records an appended batch (already assigned its offsets).
-    public mutating func record(_ h: RecordBatchHeader) {
-        guard h.hasProducerId else { return }
+    /// Records an appended batch (already assigned its offsets). `marker` is the control
+    /// record of a control batch (nil for data); returns the transaction a marker ended.
+    @discardableResult
+    public mutating func record(_ h: RecordBatchHeader, marker: ControlMarker? = nil) -> CompletedTxn? {
+        guard h.hasProducerId else { return nil }
         var e = entries[h.producerId] ?? ProducerStateRecord(streamId: streamId, producerId: h.producerId, producerEpoch: h.producerEpoch, batches: [])
         if h.producerEpoch != e.producerEpoch {
             e.producerEpoch = h.producerEpoch
             e.batches.removeAll()
         }
+        if h.isControl {
+            var done: CompletedTxn?
+            if e.txnFirstOffset >= 0 {
+                done = CompletedTxn(producerId: h.producerId, firstOffset: e.txnFirstOffset, lastOffset: h.baseOffset,
+                                    aborted: marker?.isCommit != true)
+            }
+            e.txnFirstOffset = -1
+            if let marker { e.coordinatorEpoch = marker.coordinatorEpoch }
+            entries[h.producerId] = e
+            return done
+        }
+        if h.isTransactional && e.txnFirstOffset < 0 { e.txnFirstOffset = h.baseOffset }
         e.batches.append(.init(firstSequence: h.baseSequence, lastSequence: h.lastSequence, baseOffset: h.baseOffset, lastOffset: h.lastOffset,
                               maxTimestamp: h.maxTimestamp))
         if e.batches.count > Self.retainedBatches { e.batches.removeFirst(e.batches.count - Self.retainedBatches) }
         entries[h.producerId] = e
+        return nil
+    }
+
+    /// The first offset of the oldest open transaction, if any.
+    public var firstOpenTxnOffset: Int64? {
+        entries.values.lazy.map(\.txnFirstOffset).filter { $0 >= 0 }.min()
     }
 
 }

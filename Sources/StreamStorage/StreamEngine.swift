@@ -45,6 +45,10 @@ public struct ReadResult: Sendable {
     public var batches: [ByteBuffer]
     public var highWatermark: Int64
     public var logStartOffset: Int64
+    /// The last stable offset: below it no transaction is open.
+    public var lastStableOffset: Int64 = -1
+    /// For read_committed reads: the aborted transactions overlapping the batches returned.
+    public var abortedTxns: [AbortedTxnRecord] = []
     public var bytes: Int { batches.reduce(0) { $0 + $1.readableBytes } }
 }
 
@@ -71,6 +75,9 @@ public struct StreamOffsets: Sendable, Equatable {
     public var epoch: Int64
     public var logStartOffset: Int64
     public var highWatermark: Int64
+    /// The first offset of the oldest open transaction, or the high watermark when none is
+    /// open: read_committed consumers read up to here.
+    public var lastStableOffset: Int64
 }
 
 /// The broker's storage engine: streams, the shared WAL buffer, the uploader, the LogCache
@@ -99,6 +106,15 @@ public final class StreamEngine: Sendable {
         /// Producer state as of the last completed upload: what a commit records.
         var durableProducers: ProducerStateTable
         var epochHistory: [EpochStart]
+        /// The aborted-transaction index, ascending by marker offset.
+        var aborted: [AbortedTxnRecord] = []
+
+        /// Kafka's last stable offset. A transaction counts as open until its marker is
+        /// durable (when it also joins `aborted`), so read_committed never passes data of a
+        /// transaction whose outcome it cannot yet tell.
+        var lastStableOffset: Int64 {
+            min(highWatermark, producers.firstOpenTxnOffset ?? .max, durableProducers.firstOpenTxnOffset ?? .max)
+        }
     }
 
     /// The pending answer to one append.
@@ -212,23 +228,26 @@ public final class StreamEngine: Sendable {
                 logger.error("skipping unreadable WAL object", metadata: ["key": "\(info.key)", "error": "\(error)"])
                 continue
             }
-            var headers: [(Int64, RecordBatchHeader)] = []
+            var headers: [(Int64, RecordBatchHeader, ByteBuffer)] = []
             for e in parsed.entries {
-                for (h, _) in RecordBatch.split(object.getSlice(at: object.readerIndex + e.position, length: e.size)!) {
-                    headers.append((e.streamId, h))
+                for (h, b) in RecordBatch.split(object.getSlice(at: object.readerIndex + e.position, length: e.size)!) {
+                    headers.append((e.streamId, h, b))
                 }
             }
             var tables: [Int64: ProducerStateTable] = [:]
-            for (s, h) in headers where h.hasProducerId {
+            var aborted: [AbortedTxnRecord] = []
+            for (s, h, b) in headers where h.hasProducerId {
                 if tables[s] == nil {
                     tables[s] = ProducerStateTable(streamId: s, records: try await metadata.producerStates(streamId: s))
                 }
-                tables[s]!.record(h)
+                if let done = tables[s]!.record(h, marker: h.isControl ? ControlMarker(controlBatch: b) : nil), done.aborted {
+                    aborted.append(AbortedTxnRecord(streamId: s, producerId: done.producerId, firstOffset: done.firstOffset, lastOffset: done.lastOffset))
+                }
             }
-            let states = Self.touchedStates(headers, tables)
+            let states = Self.touchedStates(headers.map { ($0.0, $0.1) }, tables)
             try await metadata.commit(ObjectCommit(key: info.key, size: info.size,
                                                    ranges: ObjectFormat.ranges(of: parsed.entries, key: info.key),
-                                                   producerStates: states))
+                                                   producerStates: states, abortedTxns: aborted))
             recovered += 1
             logger.info("recovered uncommitted WAL object", metadata: ["key": "\(info.key)", "ranges": "\(parsed.entries.count)"])
         }
@@ -250,14 +269,17 @@ public final class StreamEngine: Sendable {
         let record = try await metadata.openStream(streamId: streamId, owner: nodeId)
         let ranges = try await metadata.ranges(streamId: streamId)
         let producers = try await metadata.producerStates(streamId: streamId)
+        let aborted = try await metadata.abortedTxns(streamId: streamId)
         let table = ProducerStateTable(streamId: streamId, records: producers)
         // A start offset is never above the end; if the store says otherwise, serve what exists.
         let start = min(record.startOffset, record.endOffset)
         let stream = Stream(epoch: record.epoch, nextOffset: record.endOffset, highWatermark: record.endOffset,
                             logStartOffset: start, ranges: ranges, producers: table,
-                            durableProducers: table, epochHistory: record.epochHistory)
+                            durableProducers: table, epochHistory: record.epochHistory,
+                            aborted: aborted.sorted { $0.lastOffset < $1.lastOffset })
         state.withLockedValue { $0.streams[streamId] = stream }
-        return StreamOffsets(epoch: record.epoch, logStartOffset: start, highWatermark: record.endOffset)
+        return StreamOffsets(epoch: record.epoch, logStartOffset: start, highWatermark: record.endOffset,
+                             lastStableOffset: stream.lastStableOffset)
     }
 
     /// Forgets a stream (its topic was deleted). Pending batches for it are still uploaded
@@ -272,7 +294,10 @@ public final class StreamEngine: Sendable {
 
     public func offsets(streamId: Int64) -> StreamOffsets? {
         state.withLockedValue { s in
-            s.streams[streamId].map { StreamOffsets(epoch: $0.epoch, logStartOffset: $0.logStartOffset, highWatermark: $0.highWatermark) }
+            s.streams[streamId].map {
+                StreamOffsets(epoch: $0.epoch, logStartOffset: $0.logStartOffset, highWatermark: $0.highWatermark,
+                              lastStableOffset: $0.lastStableOffset)
+            }
         }
     }
 
@@ -429,7 +454,7 @@ public final class StreamEngine: Sendable {
             h.partitionLeaderEpoch = Int32(truncatingIfNeeded: st.epoch)
             RecordBatch.stamp(&own, baseOffset: h.baseOffset, leaderEpoch: h.partitionLeaderEpoch)
             st.nextOffset += Int64(h.recordCount)
-            st.producers.record(h)
+            st.producers.record(h, marker: h.isControl ? ControlMarker(controlBatch: own) : nil)
             st.cache.append(CachedBatch(baseOffset: h.baseOffset, lastOffset: h.lastOffset, maxTimestamp: h.maxTimestamp, bytes: own))
             s.cacheOrder.append((streamId, h.lastOffset, own.readableBytes))
             s.cacheBytes += own.readableBytes
@@ -542,12 +567,18 @@ public final class StreamEngine: Sendable {
                 s.uploads.removeFirst()
                 let ok = !s.fenced
                 var headers: [(Int64, RecordBatchHeader)] = []
+                var aborted: [AbortedTxnRecord] = []
                 for b in u.buffer.batches {
                     s.unflushedBytes -= b.bytes.readableBytes
                     headers.append((b.streamId, b.header))
                     guard ok, var st = s.streams[b.streamId], st.epoch == b.epoch else { continue }
                     st.highWatermark = max(st.highWatermark, b.header.lastOffset + 1)
-                    st.durableProducers.record(b.header)
+                    let marker = b.header.isControl ? ControlMarker(controlBatch: b.bytes) : nil
+                    if let done = st.durableProducers.record(b.header, marker: marker), done.aborted {
+                        let a = AbortedTxnRecord(streamId: b.streamId, producerId: done.producerId, firstOffset: done.firstOffset, lastOffset: done.lastOffset)
+                        st.aborted.append(a)
+                        aborted.append(a)
+                    }
                     s.streams[b.streamId] = st
                 }
                 for w in u.buffer.waiters {
@@ -558,7 +589,8 @@ public final class StreamEngine: Sendable {
                 for (sid, _) in headers where tables[sid] == nil { tables[sid] = s.streams[sid]?.durableProducers }
                 let ranges = ObjectFormat.ranges(of: u.entries, key: u.key)
                 for r in ranges { s.streams[r.streamId]?.ranges.append(r) }
-                toCommit.append(ObjectCommit(key: u.key, size: u.size, ranges: ranges, producerStates: Self.touchedStates(headers, tables)))
+                toCommit.append(ObjectCommit(key: u.key, size: u.size, ranges: ranges, producerStates: Self.touchedStates(headers, tables),
+                                             abortedTxns: aborted))
             }
             evictCache(&s)
             if s.unflushedBytes < config.maxUnflushedBytes {
@@ -656,8 +688,24 @@ public final class StreamEngine: Sendable {
     // MARK: read
 
     /// Reads batches from `offset`, up to about `maxBytes` (at least one batch when any).
-    public func read(streamId: Int64, offset: Int64, maxBytes: Int, currentLeaderEpoch: Int32 = -1) async throws(ReadError) -> ReadResult {
-        enum Plan { case done(ReadResult), object(StreamRange, Int64, Int64) }
+    /// With `readCommitted` (isolation level 1) reads stop at the last stable offset and the
+    /// result names the aborted transactions that overlap what was read.
+    public func read(streamId: Int64, offset: Int64, maxBytes: Int, currentLeaderEpoch: Int32 = -1,
+                     readCommitted: Bool = false) async throws(ReadError) -> ReadResult {
+        let r = try await readBatches(streamId: streamId, offset: offset, maxBytes: maxBytes, currentLeaderEpoch: currentLeaderEpoch,
+                                      readCommitted: readCommitted)
+        guard readCommitted else { return r }
+        var out = r
+        let upper = r.batches.last.flatMap { RecordBatchHeader(peeking: $0) }.map { $0.lastOffset + 1 } ?? r.lastStableOffset
+        out.abortedTxns = state.withLockedValue { s in
+            (s.streams[streamId]?.aborted ?? []).filter { $0.lastOffset >= offset && $0.firstOffset < upper }
+        }
+        return out
+    }
+
+    private func readBatches(streamId: Int64, offset: Int64, maxBytes: Int, currentLeaderEpoch: Int32,
+                             readCommitted: Bool) async throws(ReadError) -> ReadResult {
+        enum Plan { case done(ReadResult), object(StreamRange, Int64, Int64, Int64) }
         let planned = state.withLockedValue { s in Result { () throws(ReadError) -> Plan in
             guard let st = s.streams[streamId] else { throw .unknownStream }
             if currentLeaderEpoch >= 0 {
@@ -665,8 +713,10 @@ public final class StreamEngine: Sendable {
                 if Int64(currentLeaderEpoch) > st.epoch { throw .unknownLeaderEpoch }
             }
             if offset < st.logStartOffset || offset > st.highWatermark { throw .offsetOutOfRange }
-            if offset == st.highWatermark {
-                return .done(ReadResult(batches: [], highWatermark: st.highWatermark, logStartOffset: st.logStartOffset))
+            let lso = st.lastStableOffset
+            let limit = readCommitted ? lso : st.highWatermark
+            if offset >= limit {
+                return .done(ReadResult(batches: [], highWatermark: st.highWatermark, logStartOffset: st.logStartOffset, lastStableOffset: lso))
             }
             if let first = st.cache.first, first.baseOffset <= offset {
                 var out: [ByteBuffer] = []
@@ -680,21 +730,22 @@ public final class StreamEngine: Sendable {
                 var i = lo
                 while i < st.cache.count {
                     let c = st.cache[i]
-                    if c.baseOffset >= st.highWatermark { break }
+                    if c.baseOffset >= limit { break }
                     if !out.isEmpty && bytes + c.bytes.readableBytes > maxBytes { break }
                     out.append(c.bytes)
                     bytes += c.bytes.readableBytes
                     i += 1
                 }
-                return .done(ReadResult(batches: out, highWatermark: st.highWatermark, logStartOffset: st.logStartOffset))
+                return .done(ReadResult(batches: out, highWatermark: st.highWatermark, logStartOffset: st.logStartOffset, lastStableOffset: lso))
             }
             guard let r = Self.range(containing: offset, in: st.ranges) else { throw .offsetOutOfRange }
-            return .object(r, st.highWatermark, st.logStartOffset)
+            return .object(r, st.highWatermark, st.logStartOffset, lso)
         } }
         let plan = try planned.get()
         switch plan {
         case .done(let r): return r
-        case .object(let range, let hw, let start):
+        case .object(let range, let hw, let start, let lso):
+            let limit = readCommitted ? lso : hw
             let block: ByteBuffer
             do {
                 block = try await readBlock(range)
@@ -703,12 +754,12 @@ public final class StreamEngine: Sendable {
             }
             var out: [ByteBuffer] = []
             var bytes = 0
-            for (h, b) in RecordBatch.split(block) where h.lastOffset >= offset && h.baseOffset < hw {
+            for (h, b) in RecordBatch.split(block) where h.lastOffset >= offset && h.baseOffset < limit {
                 if !out.isEmpty && bytes + b.readableBytes > maxBytes { break }
                 out.append(b)
                 bytes += b.readableBytes
             }
-            return ReadResult(batches: out, highWatermark: hw, logStartOffset: start)
+            return ReadResult(batches: out, highWatermark: hw, logStartOffset: start, lastStableOffset: lso)
         }
     }
 

@@ -178,7 +178,8 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
         services: [.init(service: StorageService(engine: engine, flushTimeout: flushTimeout)),
                    .init(service: kafka), .init(service: admin),
                    .init(service: PeriodicService(intervalMs: config.retentionCheckIntervalMs) { await broker.applyRetention() }),
-                   .init(service: PeriodicService(intervalMs: config.offsetsRetentionCheckIntervalMs) { await broker.expireOffsets() })],
+                   .init(service: PeriodicService(intervalMs: config.offsetsRetentionCheckIntervalMs) { await broker.expireOffsets() }),
+                   .init(service: PeriodicService(intervalMs: config.transactionAbortCheckIntervalMs) { await broker.abortTimedOutTransactions() })],
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
     try await group.run()

@@ -13,5 +13,5 @@ struct Tern: AsyncParsableCommand {
         metrics endpoint what its bucket holds and costs.
         """,
         version: ternVersion,
-        subcommands: [Serve.self, Topics.self, ProduceCommand.self, ConsumeCommand.self, Groups.self, Perf.self, Admin.self])
+        subcommands: [Serve.self, Topics.self, ProduceCommand.self, ConsumeCommand.self, Groups.self, TransactionsCommand.self, Perf.self, Admin.self])
 }

@@ -162,6 +162,10 @@ struct CrashingMetadataStore: MetadataStore {
     func commit(_ commit: ObjectCommit) async throws { try await r("commit") { try await base.commit(commit) } }
     func committedObjectKeys(prefix: String) async throws -> Set<String> { try await r("committedObjectKeys") { try await base.committedObjectKeys(prefix: prefix) } }
     func allocateProducerId() async throws -> Int64 { try await r("allocateProducerId") { try await base.allocateProducerId() } }
+    func abortedTxns(streamId: Int64) async throws -> [AbortedTxnRecord] { try await r("abortedTxns") { try await base.abortedTxns(streamId: streamId) } }
+    func transactions() async throws -> [TransactionRecord] { try await r("transactions") { try await base.transactions() } }
+    func putTransaction(_ t: TransactionRecord) async throws { try await r("putTransaction") { try await base.putTransaction(t) } }
+    func deleteTransaction(transactionalId: String) async throws { try await r("deleteTransaction") { try await base.deleteTransaction(transactionalId: transactionalId) } }
     func commitOffsets(group: String, _ offsets: [CommittedOffset]) async throws { try await r("commitOffsets") { try await base.commitOffsets(group: group, offsets) } }
     func fetchOffsets(group: String) async throws -> [CommittedOffset] { try await r("fetchOffsets") { try await base.fetchOffsets(group: group) } }
     func groupsWithOffsets() async throws -> [String] { try await r("groupsWithOffsets") { try await base.groupsWithOffsets() } }

@@ -1,6 +1,7 @@
 """Group, transaction, ACL and cluster APIs: answered for real where they can be today (classic
-groups, cluster, producers), and as Apache Kafka answers while the feature behind each is not
-there yet (KIP-848 groups: issue 7, transactions: issue 8, ACLs and reassignment: issue 9).
+groups, transactions, cluster, producers), and as Apache Kafka answers while the feature behind
+each is not there yet (KIP-848 groups: issue 7, ACLs and reassignment: issue 9). Transactions
+driven by real clients are in test_transactions.py.
 
 Part 1 drives every one of these APIs over a raw socket at its lowest and highest version
 (requests built and responses decoded by hand in kafka_wire.py, classic or flexible encoding
@@ -506,7 +507,9 @@ def check_sasl_authenticate(env, c, v):
     assert auth == b""
 
 
-# ---- transactions: no transaction coordinator yet ----
+# ---- transactions: the coordinator answers for ids it does not know ----
+
+INVALID_PRODUCER_ID_MAPPING = 49
 
 def add_partitions(c, v, txn, topics):
     e = enc(24, v).str(txn).i64(7).i16(0)
@@ -520,7 +523,8 @@ def add_partitions(c, v, txn, topics):
 
 def check_add_partitions_to_txn(env, c, v):
     t = env.topic
-    assert add_partitions(c, v, "apis-txn", [(t, [0, 1])]) == {(t, 0): NOT_COORDINATOR, (t, 1): NOT_COORDINATOR}
+    # No InitProducerId for this id: TransactionCoordinator answers INVALID_PRODUCER_ID_MAPPING.
+    assert add_partitions(c, v, "apis-txn", [(t, [0, 1])]) == {(t, 0): INVALID_PRODUCER_ID_MAPPING, (t, 1): INVALID_PRODUCER_ID_MAPPING}
     # One unknown partition fails the whole request; the others were not attempted.
     assert add_partitions(c, v, "apis-txn", [(t, [0, 9]), (MISSING, [0])]) == {
         (t, 0): OPERATION_NOT_ATTEMPTED, (t, 9): UNKNOWN_TOPIC_OR_PARTITION, (MISSING, 0): UNKNOWN_TOPIC_OR_PARTITION}
@@ -528,7 +532,7 @@ def check_add_partitions_to_txn(env, c, v):
 
 
 def check_add_offsets_to_txn(env, c, v):
-    for txn, expected in (("apis-txn", NOT_COORDINATOR), ("", INVALID_REQUEST)):
+    for txn, expected in (("apis-txn", INVALID_PRODUCER_ID_MAPPING), ("", INVALID_REQUEST)):
         d = send(c, 25, v, enc(25, v).str(txn).i64(7).i16(0).str(env.group).tags())
         d.i32()
         error = d.i16()
@@ -537,7 +541,7 @@ def check_add_offsets_to_txn(env, c, v):
 
 
 def check_end_txn(env, c, v):
-    for txn, expected in (("apis-txn", NOT_COORDINATOR), ("", INVALID_REQUEST)):
+    for txn, expected in (("apis-txn", INVALID_PRODUCER_ID_MAPPING), ("", INVALID_REQUEST)):
         d = send(c, 26, v, enc(26, v).str(txn).i64(7).i16(0).bool(True).tags())
         d.i32()
         error = d.i16()
@@ -566,7 +570,7 @@ def check_txn_offset_commit(env, c, v):
         d.end()
         return {(t, p): err for t, parts in res for p, err in parts}
 
-    assert commit(group) == {(env.topic, 0): COORDINATOR_NOT_AVAILABLE, (env.topic, 7): UNKNOWN_TOPIC_OR_PARTITION,
+    assert commit(group) == {(env.topic, 0): INVALID_PRODUCER_ID_MAPPING, (env.topic, 7): UNKNOWN_TOPIC_OR_PARTITION,
                              (MISSING, 0): UNKNOWN_TOPIC_OR_PARTITION}
     assert commit("")[(env.topic, 0)] == INVALID_GROUP_ID
     assert fetch_offsets(env.port, group, env.topic, [0]) == {0: -1}  # nothing stored

@@ -2,12 +2,13 @@ import KafkaProtocol
 
 extension Broker {
     static let groupKeyType: Int8 = 0
+    static let transactionKeyType: Int8 = 1
 
-    /// Group keys find this broker (its group coordinator); transaction keys find none
-    /// until the transaction coordinator lands.
+    /// Group keys and transaction keys both find this broker (its group and transaction
+    /// coordinators); other key types are refused.
     func findCoordinator(_ r: FindCoordinatorRequest, version: Int16) -> FindCoordinatorResponse {
         var resp = FindCoordinatorResponse()
-        let ok = r.keyType == Self.groupKeyType
+        let ok = r.keyType == Self.groupKeyType || r.keyType == Self.transactionKeyType
         let code: ErrorCode = ok ? .none : .coordinatorNotAvailable
         if version >= 4 {
             resp.coordinators = r.coordinatorKeys.map { key in

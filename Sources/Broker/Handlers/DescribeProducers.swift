@@ -6,8 +6,8 @@ extension Broker {
     /// a message, for every partition asked); a partition the topic does not have is
     /// UNKNOWN_TOPIC_OR_PARTITION without one (ReplicaManager.getPartitionOrError). Otherwise
     /// the partition's active producers come from the engine's producer-state table
-    /// (UnifiedLog.activeProducers). Only idempotent producers exist until transactions land,
-    /// so the coordinator epoch and the current transaction's start offset are always -1.
+    /// (UnifiedLog.activeProducers), with the coordinator epoch of the last marker and the
+    /// first offset of the open transaction (-1 when none).
     func describeProducers(_ r: DescribeProducersRequest) -> DescribeProducersResponse {
         typealias PartitionResponse = DescribeProducersResponse.TopicResponse.PartitionResponse
         var resp = DescribeProducersResponse()
@@ -35,8 +35,8 @@ extension Broker {
                         p.producerEpoch = Int32(s.producerEpoch)
                         p.lastSequence = s.batches.last?.lastSequence ?? -1
                         p.lastTimestamp = s.batches.last?.maxTimestamp ?? -1
-                        p.coordinatorEpoch = -1
-                        p.currentTxnStartOffset = -1
+                        p.coordinatorEpoch = s.coordinatorEpoch
+                        p.currentTxnStartOffset = s.txnFirstOffset
                         return p
                     }
                 } else {

@@ -64,12 +64,18 @@ extension Broker {
                     // Past the response budget only offsets are reported (KIP-74: the first
                     // partition with data always gets at least one batch).
                     let read = try await engine.read(streamId: sid, offset: p.fetchOffset, maxBytes: total > 0 && budget == 0 ? 0 : max(budget, 1),
-                                                     currentLeaderEpoch: version >= 9 ? p.currentLeaderEpoch : -1)
+                                                     currentLeaderEpoch: version >= 9 ? p.currentLeaderEpoch : -1,
+                                                     readCommitted: version >= 4 && r.isolationLevel == 1)
                     pr.highWatermark = read.highWatermark
-                    // No transactions yet: the last stable offset is the high watermark.
-                    pr.lastStableOffset = read.highWatermark
+                    pr.lastStableOffset = read.lastStableOffset
                     pr.logStartOffset = read.logStartOffset
-                    pr.abortedTransactions = []
+                    // read_committed: the aborted transactions the client must skip.
+                    pr.abortedTransactions = read.abortedTxns.map { a in
+                        var t = FetchResponse.FetchableTopicResponse.PartitionData.AbortedTransaction()
+                        t.producerId = a.producerId
+                        t.firstOffset = a.firstOffset
+                        return t
+                    }
                     if zstdRefused && read.batches.contains(where: { RecordBatchHeader(peeking: $0)?.compression == CompressionCodec.zstd.rawValue }) {
                         pr.errorCode = ErrorCode.unsupportedCompressionType.rawValue
                         hasError = true
@@ -97,7 +103,7 @@ extension Broker {
                     }
                     if let o = engine.offsets(streamId: sid) {
                         pr.highWatermark = o.highWatermark
-                        pr.lastStableOffset = o.highWatermark
+                        pr.lastStableOffset = o.lastStableOffset
                         pr.logStartOffset = o.logStartOffset
                     }
                 }

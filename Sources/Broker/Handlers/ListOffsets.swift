@@ -29,7 +29,8 @@ extension Broker {
                 pr.leaderEpoch = Int32(truncatingIfNeeded: o.epoch)
                 switch p.timestamp {
                 case Self.latestTimestamp:
-                    pr.offset = o.highWatermark
+                    // read_committed consumers start from the last stable offset.
+                    pr.offset = r.isolationLevel == 1 ? o.lastStableOffset : o.highWatermark
                 case Self.earliestTimestamp:
                     pr.offset = o.logStartOffset
                 case Self.maxTimestamp:

@@ -90,11 +90,15 @@ extension Broker {
             var byTopic: [String: [Int32: CommittedOffset]] = [:]
             for o in stored { byTopic[o.topic, default: [:]][o.partition] = o }
             let wanted: [(String, [Int32])] = topics ?? byTopic.keys.sorted().map { ($0, byTopic[$0]!.keys.sorted()) }
-            var rows: [(String, [(Int32, Int64, Int32, String?)])] = []
+            // require_stable (v7+): offsets waiting on an open transaction are not answered
+            // yet (GroupMetadataManager.getOffsets: UNSTABLE_OFFSET_COMMIT).
+            let unstable = version >= 7 && r.requireStable ? transactions.pendingOffsetPartitions(group: group) : []
+            var rows: [(String, [(Int32, Int64, Int32, String?, ErrorCode)])] = []
             for (name, partitions) in wanted {
                 rows.append((name, partitions.map { p in
-                    if let o = byTopic[name]?[p] { return (p, o.offset, o.leaderEpoch, o.metadata ?? "") }
-                    return (p, -1, -1, "")
+                    if unstable.contains(TxnPartition(topic: name, partition: p)) { return (p, -1, -1, "", .unstableOffsetCommit) }
+                    if let o = byTopic[name]?[p] { return (p, o.offset, o.leaderEpoch, o.metadata ?? "", .none) }
+                    return (p, -1, -1, "", .none)
                 }))
             }
             if version >= 8 {
@@ -110,6 +114,7 @@ extension Broker {
                         p.committedOffset = $0.1
                         p.committedLeaderEpoch = $0.2
                         p.metadata = $0.3
+                        p.errorCode = $0.4.rawValue
                         return p
                     }
                     return t
@@ -126,6 +131,7 @@ extension Broker {
                         p.committedOffset = $0.1
                         p.committedLeaderEpoch = $0.2
                         p.metadata = $0.3
+                        p.errorCode = $0.4.rawValue
                         return p
                     }
                     return t

@@ -45,9 +45,20 @@ extension Broker {
                     parts.append((p.index, Self.plan(for: error)))
                     continue
                 }
-                if batch.header.isControl || batch.header.isTransactional {
-                    parts.append((p.index, .failed(.invalidRecord, "transactional and control batches arrive with transactions")))
+                if batch.header.isControl {
+                    // Markers come only from the transaction coordinator.
+                    parts.append((p.index, .failed(.invalidRecord, "control batches are written by the transaction coordinator")))
                     continue
+                }
+                if batch.header.isTransactional {
+                    // The partition must be in the producer's open transaction (AddPartitionsToTxn
+                    // first), at the producer's current epoch.
+                    let verdict = transactions.verifyTransactionalWrite(producerId: batch.header.producerId, epoch: batch.header.producerEpoch,
+                                                                        partition: TxnPartition(topic: t.name, partition: p.index))
+                    if verdict != .none {
+                        parts.append((p.index, .failed(verdict, "transactional batch outside an open transaction of this producer")))
+                        continue
+                    }
                 }
                 let ticket = await engine.append(streamId: state.streamIds[Int(p.index)], batch: batch.bytes, header: batch.header, timeout: timeout)
                 metrics.produced(bytes: records.readableBytes, records: Int(batch.header.recordCount))

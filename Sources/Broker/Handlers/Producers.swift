@@ -2,13 +2,18 @@ import KafkaProtocol
 
 extension Broker {
     /// Idempotent producers get a fresh producer id (epoch 0), or with v3+ the same id at the
-    /// next epoch (KIP-360). Transactional ids arrive with the transaction coordinator.
-    func initProducerId(_ r: InitProducerIdRequest) async -> InitProducerIdResponse {
+    /// next epoch (KIP-360). A transactional id goes to the transaction coordinator.
+    func initProducerId(_ r: InitProducerIdRequest, version: Int16) async -> InitProducerIdResponse {
         var resp = InitProducerIdResponse()
         resp.producerId = -1
         resp.producerEpoch = -1
-        if r.transactionalId != nil {
-            resp.errorCode = ErrorCode.coordinatorNotAvailable.rawValue
+        if let id = r.transactionalId {
+            let out = await transactions.initProducerId(r, transactionalId: id, io: self)
+            resp.errorCode = Self.fencedError(out.error, version: version, since: 4).rawValue
+            if out.error == .none {
+                resp.producerId = out.producerId
+                resp.producerEpoch = out.producerEpoch
+            }
             return resp
         }
         if r.producerId >= 0 && r.producerEpoch >= 0 && r.producerEpoch < Int16.max - 1 {
