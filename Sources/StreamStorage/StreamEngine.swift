@@ -163,7 +163,9 @@ public final class StreamEngine: Sendable {
     let loop: any EventLoop
     public let notifier = AppendNotifier()
     public let blockCache: BlockCache
-    private let state = NIOLockedValueBox(State())
+    let state = NIOLockedValueBox(State())
+    /// Sequence numbers of compaction outputs within this broker epoch (Compaction.swift).
+    let compactionSeq = NIOLockedValueBox<UInt64>(0)
     private let commits: AsyncStream<ObjectCommit>.Continuation
     private let commitStream: AsyncStream<ObjectCommit>
 
@@ -697,7 +699,7 @@ public final class StreamEngine: Sendable {
         case .object(let range, let hw, let start):
             let block: ByteBuffer
             do {
-                block = try await readBlock(range)
+                block = try await readBlockOrReload(range, streamId: streamId, offset: offset)
             } catch {
                 throw .storage("\(error)")
             }

@@ -177,7 +177,9 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
         // before the storage service drains its commits.
         services: [.init(service: StorageService(engine: engine, flushTimeout: flushTimeout)),
                    .init(service: kafka), .init(service: admin),
-                   .init(service: RetentionService(broker: broker, intervalMs: config.retentionCheckIntervalMs))],
+                   .init(service: RetentionService(broker: broker, intervalMs: config.retentionCheckIntervalMs)),
+                   .init(service: GarbageCollectorService(engine: engine, config: config.garbageCollection, clock: { Broker.wallClockMs() })),
+                   .init(service: CompactionService(engine: engine, config: config.compaction, clock: { Broker.wallClockMs() }))],
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
     try await group.run()
