@@ -87,7 +87,7 @@ public struct BrokerConfig: Sendable {
         .init(name: "object.gc.interval.ms", flag: nil, defaultValue: "10000", help: "how often unreferenced objects are marked and deleted"),
         .init(name: "compaction.interval.ms", flag: nil, defaultValue: "30000", help: "how often to look for small objects to compact"),
         .init(name: "compaction.max.bytes.per.sec", flag: nil, defaultValue: "33554432", help: "compaction's share of object-store bandwidth (read + written)"),
-        .init(name: "compaction.sso.max.bytes", flag: nil, defaultValue: "134217728", help: "most live bytes one compaction run reads and holds in memory"),
+        .init(name: "compaction.sso.max.bytes", flag: nil, defaultValue: "134217728", help: "most live bytes one compaction run reads and holds in memory; objects half this full are left alone"),
         .init(name: "stream.object.split.bytes", flag: nil, defaultValue: "8388608", help: "a partition with this much contiguous data in a compaction run gets its own stream object"),
         .init(name: "shutdown.flush.timeout.ms", flag: nil, defaultValue: "30000", help: "on SIGTERM, how long to wait for the last uploads"),
         .init(name: "object.store.fault.<request>.delay.ms", flag: nil, defaultValue: "0", help: "testing: delay each put/get/head/list/delete"),

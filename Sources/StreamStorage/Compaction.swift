@@ -14,7 +14,7 @@ public struct CompactionConfig: Sendable {
     /// read plus written); after each run it waits long enough to stay under it.
     public var maxBytesPerSec = 32 << 20
     /// `compaction.sso.max.bytes`: most live bytes one run reads (and so holds in memory);
-    /// SSOs with at least half of this live are left as they are.
+    /// SSOs and stream objects with at least half of this live are left as they are.
     public var ssoMaxBytes = 128 << 20
     /// `stream.object.split.bytes`: a stream with at least this much contiguous data among
     /// a run's inputs is written to its own stream object.
@@ -103,6 +103,41 @@ struct CompactionPlan: Equatable {
     }
 }
 
+extension CompactionPlan {
+    /// SO compaction: the first stream (by id) with two or more adjacent stream objects that
+    /// each hold less than half of `ssoMaxBytes` live, merged oldest first into one stream
+    /// object of at most `ssoMaxBytes` live bytes.
+    static func mergeStreamObjects(candidates: [StoredObject], config: CompactionConfig) -> CompactionPlan? {
+        var byStream: [Int64: [StoredObject]] = [:]
+        for c in candidates where !c.ranges.isEmpty {
+            let id = c.ranges[0].streamId
+            guard c.ranges.allSatisfy({ $0.streamId == id }) else { continue }
+            byStream[id, default: []].append(c)
+        }
+        func start(_ o: StoredObject) -> Int64 { o.ranges.map(\.startOffset).min()! }
+        func end(_ o: StoredObject) -> Int64 { o.ranges.map(\.endOffset).max()! }
+        for id in byStream.keys.sorted() {
+            var run: [StoredObject] = []
+            var bytes = 0
+            for o in byStream[id]!.sorted(by: { start($0) < start($1) }) {
+                let small = o.liveBytes < config.ssoMaxBytes / 2
+                if small, let last = run.last, end(last) == start(o), bytes + o.liveBytes <= config.ssoMaxBytes {
+                    run.append(o)
+                    bytes += o.liveBytes
+                    continue
+                }
+                if run.count >= 2 { break }
+                run = small ? [o] : []
+                bytes = small ? o.liveBytes : 0
+            }
+            if run.count >= 2 {
+                return CompactionPlan(inputs: run, streamObjects: [StreamRun(streamId: id, start: start(run[0]), end: end(run.last!))])
+            }
+        }
+        return nil
+    }
+}
+
 extension StoredObject {
     /// Whether rewriting this object alone pays: the bytes it holds beyond its live ranges and
     /// their index entries (dead ranges, plus the superseded-key list of a compaction output)
@@ -126,9 +161,10 @@ extension StreamEngine {
     /// Key prefixes of the SSOs this node compacts: its WAL objects and its earlier outputs.
     var compactionPrefixes: [String] { ["\(clusterId)/data/sso/\(nodeId)_", walPrefix] }
 
-    /// One SSO compaction run (ARCHITECTURE.md "Compaction and retention"): merges small
-    /// SSOs of this node into one SSO and splits streams with at least `splitBytes` of
-    /// contiguous data into stream objects. Every output's footer names the inputs it
+    /// One compaction run (ARCHITECTURE.md "Compaction and retention"). SSO compaction
+    /// merges small SSOs of this node into one SSO and splits streams with at least
+    /// `splitBytes` of contiguous data into stream objects; when there is no SSO work, SO
+    /// compaction merges adjacent small stream objects of one stream. Every output's footer names the inputs it
     /// supersedes. The swap is one metadata transaction that compare-and-sets the inputs'
     /// state, so it cannot race another compaction or garbage collection; appends and
     /// retention only touch other ranges (appends add ranges past the stream's end; trimmed
@@ -138,7 +174,14 @@ extension StreamEngine {
     public func compactOnce(config: CompactionConfig, now: Int64) async throws -> CompactionReport? {
         var candidates: [StoredObject] = []
         for p in compactionPrefixes { candidates += try await metadata.liveObjects(prefix: p, limit: 10_000) }
-        guard let plan = CompactionPlan.make(candidates: candidates, config: config) else { return nil }
+        var planned = CompactionPlan.make(candidates: candidates, config: config)
+        if planned == nil {
+            // No SSO work: merge adjacent small stream objects of one stream.
+            let ssoPrefix = "\(clusterId)/data/sso/"
+            let streamObjects = try await metadata.liveObjects(prefix: "\(clusterId)/data/", limit: 10_000).filter { !$0.key.hasPrefix(ssoPrefix) }
+            planned = CompactionPlan.mergeStreamObjects(candidates: streamObjects, config: config)
+        }
+        guard let plan = planned else { return nil }
 
         // Read every live range of the inputs, by stream.
         var report = CompactionReport(inputs: plan.inputs.count)

@@ -241,4 +241,37 @@ import Testing
         await e.shutdown()
         await committer.value
     }
+
+    @Test func adjacentSmallStreamObjectsMerge() async throws {
+        let f = try await E.fixture()
+        let e = try await E.engine(f, config: Self.noCache)
+        let committer = Task { await e.runCommitter() }
+        try await e.open(streamId: f.streamId)
+        var config = CompactionConfig()
+        config.splitBytes = 1024
+        let big = String(repeating: "y", count: 500)
+        try await Self.fill(e, [f.streamId], rounds: 4) { _, i in "\(big)\(i)" }
+        try await Self.waitForCommits(f.metadata, 4)
+        #expect(try await e.compactOnce(config: config, now: 0)?.outputs == 1)
+        try await Self.fill(e, [f.streamId], rounds: 4) { _, i in "\(big)\(i + 4)" }
+        try await Self.waitForCommits(f.metadata, 5)
+        #expect(try await e.compactOnce(config: config, now: 0)?.outputs == 1)
+        let split = try await f.metadata.liveObjects(prefix: "", limit: 100).map(\.key)
+        #expect(split.count == 2 && split[0].contains("/\(f.streamId)/0-4-") && split[1].contains("/\(f.streamId)/4-8-"), "\(split)")
+
+        // No SSO left: the two adjacent stream objects become one.
+        let merged = try #require(try await e.compactOnce(config: config, now: 0))
+        #expect(merged.inputs == 2 && merged.outputs == 1)
+        let live = try await f.metadata.liveObjects(prefix: "", limit: 100)
+        #expect(live.count == 1 && live[0].key.contains("/\(f.streamId)/0-8-"), "\(live.map(\.key))")
+        #expect(try await e.compactOnce(config: config, now: 0) == nil)
+        #expect(try await Self.readAll(e, f.streamId).map { $0.1 } == (0..<8).map { "\(big)\($0)" })
+        var gc = GarbageCollectionConfig()
+        gc.graceMs = 0
+        try await e.collectGarbage(now: 1, config: gc)
+        #expect(try await f.store.list(prefix: "").map(\.key) == live.map(\.key))
+        #expect(try await Self.readAll(e, f.streamId).map { $0.1 } == (0..<8).map { "\(big)\($0)" })
+        await e.shutdown()
+        await committer.value
+    }
 }
