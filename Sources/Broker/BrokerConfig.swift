@@ -87,6 +87,13 @@ public struct BrokerConfig: Sendable {
         .init(name: "transactional.id.expiration.ms", flag: nil, defaultValue: "604800000", help: "a transactional id idle this long with no open transaction is forgotten"),
         .init(name: "transaction.abort.timed.out.transaction.cleanup.interval.ms", flag: nil, defaultValue: "10000", help: "how often transactions past their timeout are aborted"),
         .init(name: "log.retention.check.interval.ms", flag: nil, defaultValue: "300000", help: "how often topics' retention.ms and retention.bytes are applied"),
+        .init(name: "log.retention.bytes", flag: nil, defaultValue: "-1", help: "default retention.bytes of topics that set none (-1: no size limit)"),
+        .init(name: "object.gc.grace.ms", flag: nil, defaultValue: "60000", help: "how long an unreferenced object stays in the bucket before it is deleted (readers may hold it)"),
+        .init(name: "object.gc.interval.ms", flag: nil, defaultValue: "10000", help: "how often unreferenced objects are marked and deleted"),
+        .init(name: "compaction.interval.ms", flag: nil, defaultValue: "30000", help: "how often to look for small objects to compact"),
+        .init(name: "compaction.max.bytes.per.sec", flag: nil, defaultValue: "33554432", help: "compaction's share of object-store bandwidth (read + written)"),
+        .init(name: "compaction.sso.max.bytes", flag: nil, defaultValue: "134217728", help: "most live bytes one compaction run reads and holds in memory; objects half this full are left alone"),
+        .init(name: "stream.object.split.bytes", flag: nil, defaultValue: "8388608", help: "a partition with this much contiguous data in a compaction run gets its own stream object"),
         .init(name: "shutdown.flush.timeout.ms", flag: nil, defaultValue: "30000", help: "on SIGTERM, how long to wait for the last uploads"),
         .init(name: "object.store.fault.<request>.delay.ms", flag: nil, defaultValue: "0", help: "testing: delay each put/get/head/list/delete"),
         .init(name: "object.store.fault.<request>.error.rate", flag: nil, defaultValue: "0", help: "testing: fail this share of put/get/head/list/delete"),
@@ -119,6 +126,12 @@ public struct BrokerConfig: Sendable {
     public var offsetsRetentionMs: Int64 = 10_080 * 60_000
     /// `offsets.retention.check.interval.ms`.
     public var offsetsRetentionCheckIntervalMs = 600_000
+    /// `log.retention.bytes`: the default of topic `retention.bytes`.
+    public var retentionBytes: Int64 = -1
+    /// `object.gc.*`: garbage collection of unreferenced objects.
+    public var garbageCollection = GarbageCollectionConfig()
+    /// `compaction.*`, `stream.object.split.bytes`.
+    public var compaction = CompactionConfig()
     /// `group.*` settings of the classic group coordinator.
     public var groupCoordinator = GroupCoordinatorConfiguration()
     /// `transaction.*` settings of the transaction coordinator.
@@ -175,6 +188,13 @@ public struct BrokerConfig: Sendable {
         if let n = try int("transaction.max.timeout.ms", 1...Int(Int32.max)) { c.transactionCoordinator.maxTimeoutMs = Int32(n) }
         if let n = try int("transactional.id.expiration.ms", 1...Int(Int32.max)) { c.transactionCoordinator.idExpirationMs = Int64(n) }
         if let n = try int("transaction.abort.timed.out.transaction.cleanup.interval.ms", 1...Int(Int32.max)) { c.transactionCoordinator.abortCheckIntervalMs = n }
+        if let n = try int("log.retention.bytes", -1...Int(Int64.max)) { c.retentionBytes = Int64(n) }
+        if let n = try int("object.gc.grace.ms", 0...Int(Int64(Int32.max) * 1000)) { c.garbageCollection.graceMs = Int64(n) }
+        if let n = try int("object.gc.interval.ms", 1...Int(Int32.max)) { c.garbageCollection.intervalMs = n }
+        if let n = try int("compaction.interval.ms", 1...Int(Int32.max)) { c.compaction.intervalMs = n }
+        if let n = try int("compaction.max.bytes.per.sec", 1...(1 << 40)) { c.compaction.maxBytesPerSec = n }
+        if let n = try int("compaction.sso.max.bytes", 1 << 20...(16 << 30)) { c.compaction.ssoMaxBytes = n }
+        if let n = try int("stream.object.split.bytes", 1024...(1 << 40)) { c.compaction.splitBytes = n }
         if let n = try int("group.initial.rebalance.delay.ms", 0...Int(Int32.max)) { c.groupCoordinator.initialRebalanceDelayMs = Int64(n) }
         if let n = try int("group.min.session.timeout.ms", 0...Int(Int32.max)) { c.groupCoordinator.minSessionTimeoutMs = Int32(n) }
         if let n = try int("group.max.session.timeout.ms", 0...Int(Int32.max)) { c.groupCoordinator.maxSessionTimeoutMs = Int32(n) }

@@ -9,7 +9,7 @@ extension Broker {
         var moved = 0
         for t in allTopics() where t.configs["cleanup.policy"]?.contains("delete") ?? true {
             let ms = t.configs["retention.ms"].flatMap { Int64($0) } ?? TopicConfigs.defaultRetentionMs
-            let bytes = t.configs["retention.bytes"].flatMap { Int64($0) } ?? TopicConfigs.defaultRetentionBytes
+            let bytes = t.configs["retention.bytes"].flatMap { Int64($0) } ?? config.retentionBytes
             for (partition, sid) in t.streamIds.enumerated() {
                 guard let target = engine.retentionStart(streamId: sid, retentionMs: ms, retentionBytes: bytes, now: now) else { continue }
                 do {

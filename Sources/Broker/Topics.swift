@@ -25,7 +25,7 @@ enum TopicConfigs {
     static let defaultRetentionMs: Int64 = 604_800_000
     static let defaultRetentionBytes: Int64 = -1
 
-    static func defaults(messageMaxBytes: Int32) -> [(String, String)] {
+    static func defaults(messageMaxBytes: Int32, retentionBytes: Int64 = defaultRetentionBytes) -> [(String, String)] {
         [
             ("cleanup.policy", "delete"),
             ("compression.gzip.level", "-1"),
@@ -37,7 +37,7 @@ enum TopicConfigs {
             ("message.timestamp.after.max.ms", "3600000"),
             ("message.timestamp.before.max.ms", String(Int64.max)),
             ("message.timestamp.type", "CreateTime"),
-            ("retention.bytes", String(defaultRetentionBytes)),
+            ("retention.bytes", String(retentionBytes)),
             ("retention.ms", String(defaultRetentionMs)),
         ]
     }

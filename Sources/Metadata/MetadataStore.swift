@@ -262,4 +262,54 @@ public protocol MetadataStore: Sendable {
     /// Deletes those of `partitions` committed before `time` (an offset committed since is
     /// kept); returns how many it deleted.
     func expireOffsets(group: String, _ partitions: [(topic: String, partition: Int32)], committedBefore time: Int64) async throws -> Int
+
+    // MARK: garbage collection and compaction (ARCHITECTURE.md "Compaction and retention")
+
+    /// Marks objects that nothing can read any more as garbage at `now` (ms): first drops the
+    /// ranges wholly below their stream's start offset, then marks every live object that no
+    /// range references (its data was trimmed, its topic deleted, or compaction superseded
+    /// it). Returns how many objects were newly marked.
+    func markGarbage(now: Int64) async throws -> Int
+    /// Keys of objects marked garbage at or before `markedBefore`, oldest mark first.
+    func garbageObjects(markedBefore: Int64, limit: Int) async throws -> [String]
+    /// Drops the rows of garbage objects once they are deleted from the object store. Keys
+    /// that are not (or no longer) garbage are left alone.
+    func dropGarbage(keys: [String]) async throws
+    /// Live (not garbage) objects whose key starts with `prefix`, oldest commit first, at most
+    /// `limit`, each with the ranges that reference it.
+    func liveObjects(prefix: String, limit: Int) async throws -> [StoredObject]
+    /// Swaps compaction's inputs for its outputs in one transaction: the superseded objects
+    /// must all still be live (compare-and-set on their state, else `.conflict` and nothing
+    /// changes); their ranges are replaced by the new objects' ranges (ranges of streams
+    /// deleted meanwhile are dropped); the superseded objects are marked garbage at `now`.
+    func commitCompaction(_ compaction: CompactionCommit, now: Int64) async throws
+}
+
+/// A committed object with the ranges that reference it.
+public struct StoredObject: Sendable, Equatable {
+    public var key: String
+    public var size: Int
+    public var ranges: [StreamRange]
+
+    public init(key: String, size: Int, ranges: [StreamRange]) {
+        self.key = key
+        self.size = size
+        self.ranges = ranges
+    }
+
+    /// Bytes still referenced (an object's size counts its index and dead ranges too).
+    public var liveBytes: Int { ranges.reduce(0) { $0 + $1.size } }
+}
+
+/// What one compaction run makes of its inputs.
+public struct CompactionCommit: Sendable, Equatable {
+    /// Keys of the objects whose live ranges the new objects hold.
+    public var superseded: [String]
+    /// The new objects (key, size, ranges).
+    public var objects: [StoredObject]
+
+    public init(superseded: [String], objects: [StoredObject]) {
+        self.superseded = superseded
+        self.objects = objects
+    }
 }

@@ -9,6 +9,9 @@ public struct MetadataError: Error, CustomStringConvertible, Sendable {
         case fenced
         /// A commit's range does not start where the stream ends.
         case offsetMismatch
+        /// A compare-and-set found the state changed since it was read (e.g. a compaction
+        /// input already superseded or collected): re-plan and retry.
+        case conflict
         case database
     }
 

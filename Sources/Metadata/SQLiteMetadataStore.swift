@@ -56,7 +56,8 @@ public final class SQLiteMetadataStore: MetadataStore {
     CREATE TABLE IF NOT EXISTS objects (
         object_id INTEGER PRIMARY KEY,
         key TEXT NOT NULL UNIQUE,
-        size INTEGER NOT NULL);
+        size INTEGER NOT NULL,
+        garbage_since INTEGER);
     CREATE TABLE IF NOT EXISTS stream_ranges (
         stream_id INTEGER NOT NULL REFERENCES streams(stream_id) ON DELETE CASCADE,
         start_offset INTEGER NOT NULL,
@@ -68,6 +69,7 @@ public final class SQLiteMetadataStore: MetadataStore {
         min_timestamp INTEGER NOT NULL,
         max_timestamp INTEGER NOT NULL,
         PRIMARY KEY (stream_id, start_offset));
+    CREATE INDEX IF NOT EXISTS stream_ranges_object ON stream_ranges (object_id);
     CREATE TABLE IF NOT EXISTS producer_states (
         stream_id INTEGER NOT NULL REFERENCES streams(stream_id) ON DELETE CASCADE,
         producer_id INTEGER NOT NULL,
@@ -107,6 +109,12 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public func bootstrap(nodeId: Int32) async throws -> (clusterId: String, brokerEpoch: Int64) {
         try await run { db in
+            // Stores made before garbage collection lack objects.garbage_since: add it
+            // before the schema's index statements run.
+            if try !db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'objects'").isEmpty,
+               try !db.query("PRAGMA table_info(objects)").contains(where: { $0[1].text == "garbage_since" }) {
+                try db.execute("ALTER TABLE objects ADD COLUMN garbage_since INTEGER")
+            }
             try db.execute(Self.schema)
             // Stores made before transactions lack the producer_states columns for them.
             let columns = Set(try db.query("PRAGMA table_info(producer_states)").compactMap { $0[1].text })
@@ -488,6 +496,93 @@ public final class SQLiteMetadataStore: MetadataStore {
                     n += db.changes
                 }
                 return n
+            }
+        }
+    }
+
+    // MARK: garbage collection and compaction
+
+    public func markGarbage(now: Int64) async throws -> Int {
+        try await run { db in
+            try db.transaction {
+                try db.query("""
+                    DELETE FROM stream_ranges
+                    WHERE end_offset <= (SELECT s.start_offset FROM streams s WHERE s.stream_id = stream_ranges.stream_id)
+                    """)
+                try db.query("""
+                    UPDATE objects SET garbage_since = ?
+                    WHERE garbage_since IS NULL
+                      AND NOT EXISTS (SELECT 1 FROM stream_ranges r WHERE r.object_id = objects.object_id)
+                    """, [.int(now)])
+                return db.changes
+            }
+        }
+    }
+
+    public func garbageObjects(markedBefore: Int64, limit: Int) async throws -> [String] {
+        try await run { db in
+            try db.query("""
+                SELECT key FROM objects WHERE garbage_since IS NOT NULL AND garbage_since <= ?
+                ORDER BY garbage_since, object_id LIMIT ?
+                """, [.int(markedBefore), .int(Int64(limit))]).map { $0[0].text! }
+        }
+    }
+
+    public func dropGarbage(keys: [String]) async throws {
+        try await run { db in
+            try db.transaction {
+                for k in keys {
+                    try db.query("DELETE FROM objects WHERE key = ? AND garbage_since IS NOT NULL", [.text(k)])
+                }
+            }
+        }
+    }
+
+    public func liveObjects(prefix: String, limit: Int) async throws -> [StoredObject] {
+        try await run { db in
+            let objects = try db.query("""
+                SELECT object_id, key, size FROM objects
+                WHERE garbage_since IS NULL AND substr(key, 1, ?) = ?
+                ORDER BY object_id LIMIT ?
+                """, [.int(Int64(prefix.utf8.count)), .text(prefix), .int(Int64(limit))])
+            return try objects.map { o in
+                let key = o[1].text!
+                let ranges = try db.query("""
+                    SELECT stream_id, epoch, start_offset, end_offset, position, size, min_timestamp, max_timestamp
+                    FROM stream_ranges WHERE object_id = ? ORDER BY stream_id, start_offset
+                    """, [o[0]]).map {
+                    StreamRange(streamId: $0[0].int!, epoch: $0[1].int!, startOffset: $0[2].int!, endOffset: $0[3].int!,
+                                objectKey: key, position: Int($0[4].int!), size: Int($0[5].int!),
+                                minTimestamp: $0[6].int!, maxTimestamp: $0[7].int!)
+                }
+                return StoredObject(key: key, size: Int(o[2].int!), ranges: ranges)
+            }
+        }
+    }
+
+    public func commitCompaction(_ compaction: CompactionCommit, now: Int64) async throws {
+        try await run { db in
+            try db.transaction {
+                for key in compaction.superseded {
+                    // Compare-and-set: the input must still be live, or another compaction or
+                    // garbage collection got there first.
+                    try db.query("UPDATE objects SET garbage_since = ? WHERE key = ? AND garbage_since IS NULL", [.int(now), .text(key)])
+                    guard db.changes == 1 else { throw MetadataError(.conflict, "compaction input \(key) is no longer live") }
+                    try db.query("DELETE FROM stream_ranges WHERE object_id = (SELECT object_id FROM objects WHERE key = ?)", [.text(key)])
+                }
+                for o in compaction.objects {
+                    try db.query("INSERT INTO objects (key, size) VALUES (?, ?)", [.text(o.key), .int(Int64(o.size))])
+                    let objectId = try db.query("SELECT object_id FROM objects WHERE key = ?", [.text(o.key)])[0][0].int!
+                    for r in o.ranges {
+                        // A stream deleted since the run was planned: its data is simply not kept.
+                        if try db.query("SELECT 1 FROM streams WHERE stream_id = ?", [.int(r.streamId)]).isEmpty { continue }
+                        try db.query("""
+                            INSERT INTO stream_ranges (stream_id, start_offset, end_offset, epoch, object_id, position, size, min_timestamp, max_timestamp)
+                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            """, [.int(r.streamId), .int(r.startOffset), .int(r.endOffset), .int(r.epoch), .int(objectId),
+                                  .int(Int64(r.position)), .int(Int64(r.size)), .int(r.minTimestamp), .int(r.maxTimestamp)])
+                    }
+                }
             }
         }
     }

@@ -61,7 +61,9 @@ public enum ObjectFormat {
         for id in byStream.keys.sorted() {
             var current: Entry?
             for b in byStream[id]! {
-                if let c = current, c.size + b.bytes.readableBytes > blockSize || c.epoch != b.epoch {
+                // A block is one contiguous range of one epoch: compaction may hand over a stream's
+                // batches with gaps where its other ranges live in objects it did not pick.
+                if let c = current, c.size + b.bytes.readableBytes > blockSize || c.epoch != b.epoch || c.endOffset != b.header.baseOffset {
                     entries.append(c)
                     current = nil
                 }

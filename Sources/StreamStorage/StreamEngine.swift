@@ -179,7 +179,9 @@ public final class StreamEngine: Sendable {
     let loop: any EventLoop
     public let notifier = AppendNotifier()
     public let blockCache: BlockCache
-    private let state = NIOLockedValueBox(State())
+    let state = NIOLockedValueBox(State())
+    /// Sequence numbers of compaction outputs within this broker epoch (Compaction.swift).
+    let compactionSeq = NIOLockedValueBox<UInt64>(0)
     private let commits: AsyncStream<ObjectCommit>.Continuation
     private let commitStream: AsyncStream<ObjectCommit>
 
@@ -748,7 +750,7 @@ public final class StreamEngine: Sendable {
             let limit = readCommitted ? lso : hw
             let block: ByteBuffer
             do {
-                block = try await readBlock(range)
+                block = try await readBlockOrReload(range, streamId: streamId, offset: offset)
             } catch {
                 throw .storage("\(error)")
             }

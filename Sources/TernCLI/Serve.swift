@@ -171,6 +171,7 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
     logger.info("listening for Kafka on \(config.listen.host):\(kafka.localPort ?? config.listen.port) (advertised as \(config.advertise))")
     logger.info("serving /metrics, /healthz, /readyz on http://\(config.metricsListen.host):\(admin.localPort ?? config.metricsListen.port)")
 
+    await engine.sweepOrphansLogged()
     let flushTimeout = TimeAmount.milliseconds(Int64(config.shutdownFlushTimeoutMs))
     let group = ServiceGroup(configuration: .init(
         // Started in this order, stopped in reverse: the Kafka listener stops and flushes
@@ -179,7 +180,13 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
                    .init(service: kafka), .init(service: admin),
                    .init(service: PeriodicService(intervalMs: config.retentionCheckIntervalMs) { await broker.applyRetention() }),
                    .init(service: PeriodicService(intervalMs: config.offsetsRetentionCheckIntervalMs) { await broker.expireOffsets() }),
-                   .init(service: PeriodicService(intervalMs: config.transactionAbortCheckIntervalMs) { await broker.abortTimedOutTransactions() })],
+                   .init(service: PeriodicService(intervalMs: config.transactionAbortCheckIntervalMs) { await broker.abortTimedOutTransactions() }),
+                   .init(service: PeriodicService(intervalMs: config.garbageCollection.intervalMs) {
+                       await engine.runGarbageCollection(config: config.garbageCollection, now: Broker.wallClockMs())
+                   }),
+                   .init(service: PeriodicService(intervalMs: config.compaction.intervalMs, paced: {
+                       await engine.runCompaction(config: config.compaction, now: Broker.wallClockMs())
+                   }))],
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
     try await group.run()

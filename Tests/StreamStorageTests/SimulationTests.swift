@@ -38,7 +38,8 @@ import Testing
         let table = hits.withLockedValue { $0 }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         print("simulation: \(seeds.count) seeds; crash points hit: \(table)")
         // Every kind of crash point must be reached, or the simulation is not testing it.
-        for point in ["put", "put+landed", "head", "commit", "commit+landed", "openStream", "list"] {
+        for point in ["put", "put+landed", "head", "commit", "commit+landed", "openStream", "list",
+                      "commitCompaction", "commitCompaction+landed", "delete", "delete+landed", "markGarbage"] {
             #expect(hits.withLockedValue { $0[point, default: 0] } > 0, "crash point \(point) never hit")
         }
     }
@@ -173,6 +174,15 @@ struct CrashingMetadataStore: MetadataStore {
     func deleteOffsets(group: String, _ partitions: [(topic: String, partition: Int32)]) async throws -> Bool {
         try await r("deleteOffsets") { try await base.deleteOffsets(group: group, partitions) }
     }
+    func markGarbage(now: Int64) async throws -> Int { try await r("markGarbage") { try await base.markGarbage(now: now) } }
+    func garbageObjects(markedBefore: Int64, limit: Int) async throws -> [String] {
+        try await r("garbageObjects") { try await base.garbageObjects(markedBefore: markedBefore, limit: limit) }
+    }
+    func dropGarbage(keys: [String]) async throws { try await r("dropGarbage") { try await base.dropGarbage(keys: keys) } }
+    func liveObjects(prefix: String, limit: Int) async throws -> [StoredObject] { try await r("liveObjects") { try await base.liveObjects(prefix: prefix, limit: limit) } }
+    func commitCompaction(_ compaction: CompactionCommit, now: Int64) async throws {
+        try await r("commitCompaction") { try await base.commitCompaction(compaction, now: now) }
+    }
     func touchOffsets(group: String, _ partitions: [(topic: String, partition: Int32)], at time: Int64) async throws {
         try await r("touchOffsets") { try await base.touchOffsets(group: group, partitions, at: time) }
     }
@@ -197,6 +207,24 @@ final class Simulation: @unchecked Sendable {
     var failures: [String] = []
     var hits: [String: Int] = [:]
     var currentPower: Power?
+    /// Small thresholds, so a few KiB of records make compaction merge and split.
+    let compaction: CompactionConfig = {
+        var c = CompactionConfig()
+        c.ssoMaxBytes = 64 << 10
+        c.splitBytes = 2 << 10
+        return c
+    }()
+    let collectNow: GarbageCollectionConfig = {
+        var c = GarbageCollectionConfig()
+        c.graceMs = 0
+        return c
+    }()
+    var ticks: Int64 = 1_000_000
+
+    func clock() -> Int64 {
+        ticks += 1000
+        return ticks
+    }
     static let logger: Logger = {
         var l = Logger(label: "sim")
         l.logLevel = .critical
@@ -236,8 +264,26 @@ final class Simulation: @unchecked Sendable {
             return failures
         }
         await verify(engine)
+        await noGarbageKept(engine)
         power.kill()
         return failures
+    }
+
+    /// After the last recovery and a collection with no grace, every object left in the
+    /// bucket (outside `meta/`) holds a range the metadata still references.
+    func noGarbageKept(_ engine: StreamEngine) async {
+        do {
+            // Let the committer finish what recovery queued, then collect.
+            try await Task.sleep(for: .milliseconds(20))
+            _ = try await engine.collectGarbage(now: clock(), config: collectNow)
+            var referenced = Set<String>()
+            for s in streams { for r in try await metadata.ranges(streamId: s) { referenced.insert(r.objectKey) } }
+            for o in try await bucket.list(prefix: "") where !o.key.contains("/meta/") && !referenced.contains(o.key) {
+                failures.append("garbage kept: \(o.key) is in the bucket but nothing references it")
+            }
+        } catch {
+            failures.append("final collection failed: \(error)")
+        }
     }
 
     func start(_ power: Power) async -> StreamEngine? {
@@ -254,6 +300,7 @@ final class Simulation: @unchecked Sendable {
                                       brokerEpoch: epoch, loop: MultiThreadedEventLoopGroup.singleton.next(), logger: Self.logger)
             _ = try await engine.recover()
             Task { await engine.runCommitter() }
+            _ = try await engine.sweepOrphans()
             for s in streams { try await engine.open(streamId: s) }
             return engine
         } catch {
@@ -268,9 +315,14 @@ final class Simulation: @unchecked Sendable {
         await power.uncounted { await verify(engine) }
         guard failures.isEmpty else { return }
         for _ in 0..<Int.random(in: 5...30, using: &rng) where !power.isDead {
-            switch Int.random(in: 0..<10, using: &rng) {
+            switch Int.random(in: 0..<12, using: &rng) {
             case 0:
                 await trim(engine)
+            case 1:
+                _ = try? await engine.compactOnce(config: compaction, now: clock())
+            case 2:
+                // No grace: a read holding an object's old ranges meets it deleted and must reload.
+                _ = try? await engine.collectGarbage(now: clock(), config: collectNow)
             default:
                 await appendSome(engine)
             }

@@ -683,3 +683,28 @@ def test_injected_timeouts_and_a_lost_first_put(server, s3_env, make_broker):
     wal = [k for k in keys_in(server, bucket) if "/wal/" in k]
     assert b.metric('tern_object_store_s3_requests_total{op="PutObject"}') >= len(wal) + 2
     assert b.metric('tern_object_store_errors_total{type="PUT"}') >= 1
+
+
+def test_broker_compacts_and_collects_garbage_on_s3(server, s3_env, make_broker):
+    """Compaction and garbage collection through the S3 client (DeleteObjects in batches):
+    small WAL objects merge, a deleted topic's objects leave the bucket after the grace period."""
+    from kafka_wire import wait_for
+    bucket = new_bucket(server)
+    b = make_broker(settings={"wal.upload.interval.ms": "20", "object.gc.interval.ms": "100", "object.gc.grace.ms": "300",
+                              "compaction.interval.ms": "200", "log.cache.bytes": "0"},
+                    extra_args=s3_args(server, bucket))
+    create(b.bootstrap, "keep", 2)
+    create(b.bootstrap, "gone", 2)
+    acked = {}
+    for r in range(5):
+        acked.update(produce(b.bootstrap, "keep", 200, 2, f"k{r}"))
+        produce(b.bootstrap, "gone", 200, 2, f"g{r}")
+    data = lambda: [k for k in keys_in(server, bucket) if "/wal/" in k or "/data/" in k]
+    assert wait_for(lambda: len(data()) <= 2, timeout=30), data()
+    assert any("/data/sso/" in k for k in data())
+    assert consume(b.bootstrap, "keep", 2, len(acked)) == acked
+    from confluent_kafka.admin import AdminClient
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    for t in ("keep", "gone"):
+        a.delete_topics([t])[t].result(30)
+    assert wait_for(lambda: data() == [], timeout=30), data()

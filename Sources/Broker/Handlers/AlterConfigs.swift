@@ -147,7 +147,7 @@ extension Broker {
                     guard TopicConfigs.listTyped.contains(e.name) else {
                         throw AdminFailure(.invalidConfig, "Can't \(op) to key \(e.name) because its type is not LIST.")
                     }
-                    let base = updated[e.name] ?? TopicConfigs.defaults(messageMaxBytes: config.messageMaxBytes).first { $0.0 == e.name }?.1 ?? ""
+                    let base = updated[e.name] ?? TopicConfigs.defaults(messageMaxBytes: config.messageMaxBytes, retentionBytes: config.retentionBytes).first { $0.0 == e.name }?.1 ?? ""
                     var parts = base.split(separator: ",").map(String.init)
                     let operands = (e.value ?? "").split(separator: ",").map(String.init)
                     if op == .append {

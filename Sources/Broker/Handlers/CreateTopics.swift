@@ -66,7 +66,7 @@ extension Broker {
 
     /// Every topic config with its value and source (1 = topic override, 5 = default).
     func describeTopicConfigs(_ overrides: [String: String]) -> [(name: String, value: String, source: Int8)] {
-        TopicConfigs.defaults(messageMaxBytes: config.messageMaxBytes).map { name, value in
+        TopicConfigs.defaults(messageMaxBytes: config.messageMaxBytes, retentionBytes: config.retentionBytes).map { name, value in
             if let o = overrides[name] { return (name, o, 1) }
             return (name, value, 5)
         }
