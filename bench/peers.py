@@ -411,13 +411,22 @@ def measure_phase(broker, fn):
             "requests": {k: req1.get(k, 0) - req0.get(k, 0) for k in req1 if req1.get(k, 0) != req0.get(k, 0)}}
 
 
-def run_broker(cls, name, workdir, server, s3, seconds, e2e_seconds):
+def run_broker(cls, name, workdir, server, s3, seconds, e2e_seconds, profile_dir=None):
     bucket = server.create_bucket(f"peers-{name}-{int(time.time())}") if s3 else None
     broker = cls(name, workdir, server if s3 else None, bucket).start()
     out = {"name": name}
     try:
         log(f"{name}: tern perf produce for {seconds}s")
+        profiler = None
+        if profile_dir:
+            data = os.path.join(profile_dir, f"{name}.perf.data")
+            profiler = subprocess.Popen(["perf", "record", "-g", "-o", data, "-p", str(broker.proc.pid)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            log(f"{name}: perf record -g into {data}")
         out["perf"] = measure_phase(broker, lambda: tern_perf("produce", broker, "perf", seconds))
+        if profiler:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(60)
         log(f"{name}: {out['perf'] and round(out['perf']['mb_s'], 1)} MB/s; confluent-kafka producer for {seconds}s")
         out["rdkafka"] = measure_phase(broker, lambda: rdkafka_produce(broker, "rdkafka", seconds))
         log(f"{name}: {out['rdkafka'] and round(out['rdkafka']['mb_s'], 1)} MB/s")
@@ -540,6 +549,8 @@ def main():
     ap.add_argument("--only", help="comma-separated subset of tern-s3,tansu-s3,tern-embed,tansu-mem")
     ap.add_argument("--workdir", default=tempfile.gettempdir(), help="where data directories go (dd runs here)")
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--profile", metavar="DIR", help="`perf record -g` each broker during `tern perf produce` "
+                    "(NAME.perf.data in DIR; perturbs the numbers: use on its own run)")
     ap.add_argument("--rdkafka-producer", nargs=3, metavar=("BOOTSTRAP", "TOPIC", "SECONDS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rdkafka_producer:
@@ -579,7 +590,7 @@ def main():
             plan = [p for p in plan if p[1] in keep]
         for cls, name, s3 in plan:
             try:
-                results.append(run_broker(cls, name, args.workdir, server, s3, seconds, e2e_seconds))
+                results.append(run_broker(cls, name, args.workdir, server, s3, seconds, e2e_seconds, args.profile))
             except Exception as e:  # noqa: BLE001  -- one broker failing must not hide the others
                 log(f"{name} failed: {e}")
                 results.append({"name": name, "error": str(e)})
