@@ -228,9 +228,12 @@ def tern_perf(mode, broker, topic, seconds, throughput=None):
     if r.returncode != 0:
         log(f"tern perf {mode} on {broker.name} exited {r.returncode}: {r.stderr[-1500:]}")
     try:
-        return json.loads(r.stdout.strip().splitlines()[-1])
+        out = json.loads(r.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return None
+    if r.returncode != 0:  # e.g. e2e: acked records that never arrived; the table marks it
+        out["failure"] = (r.stderr.strip().splitlines() or ["?"])[-1]
+    return out
 
 
 def rdkafka_producer_main(bootstrap, topic, seconds):
@@ -437,7 +440,7 @@ def run_broker(cls, name, workdir, server, s3, seconds, e2e_seconds, profile_dir
             if e2e:
                 out["e2e"] = {"rate_mb_s": rate * RECORD_SIZE / 1e6, "p99": e2e["latency_ms"]["p99"],
                               "produce_p99": e2e["produce_latency_ms"]["p99"],
-                              "produce_p50": e2e["produce_latency_ms"]["p50"]}
+                              "produce_p50": e2e["produce_latency_ms"]["p50"], "failure": e2e.get("failure")}
         out["hwm_mib"] = broker.hwm_mib()
     finally:
         broker.stop()
@@ -463,13 +466,14 @@ def print_table(results, ceilings, pairs):
         for gen in ("perf", "rdkafka"):
             m = r.get(gen)
             e2e = (r.get("e2e") or {}).get("p99") if gen == "perf" else None
+            e2e_mark = "!" if gen == "perf" and (r.get("e2e") or {}).get("failure") else ""
             label = "tern perf" if gen == "perf" else "librdkafka"
             if not m:
                 print(f"{r['name']:<11} {label:<12} {'failed':>7}")
                 continue
             print(f"{r['name']:<11} {label:<12} {m['mb_s']:>7.1f} {fmt(m['p50']):>7} {fmt(m['p99']):>7} "
                   f"{fmt(m['cpu_s_per_gb'], '.2f'):>9} {fmt(m['requests_per_gb'], '.0f'):>8} "
-                  f"{fmt(m['puts_per_gb'], '.0f'):>8} {fmt(e2e):>8} "
+                  f"{fmt(m['puts_per_gb'], '.0f'):>8} {fmt(e2e) + e2e_mark:>8} "
                   f"{(fmt(r.get('hwm_mib'), '.0f') + ' MiB') if gen == 'perf' else '':>9}")
     print()
     print("Ratios Tern/peer (throughput: higher is better for Tern; the rest: lower is better)")
@@ -500,7 +504,12 @@ def print_table(results, ceilings, pairs):
         e = r.get("e2e")
         if e:
             print(f"  {r['name']} e2e at {e['rate_mb_s']:.1f} MB/s (50% of its tern perf rate): produce p50 "
-                  f"{fmt(e['produce_p50'])} p99 {fmt(e['produce_p99'])} ms, e2e p99 {fmt(e['p99'])} ms")
+                  f"{fmt(e['produce_p50'])} p99 {fmt(e['produce_p99'])} ms, e2e p99 {fmt(e['p99'])} ms"
+                  + (f"; FAILED: {e['failure']}" if e.get("failure") else ""))
+        for gen in ("perf", "rdkafka"):
+            m = r.get(gen) or {}
+            if m.get("errors"):
+                print(f"  {r['name']} {gen}: records refused: {m['errors']}")
 
 
 def check_targets(results, ceilings):
