@@ -471,10 +471,10 @@ def print_table(results, ceilings, pairs):
             if not m:
                 print(f"{r['name']:<11} {label:<12} {'failed':>7}")
                 continue
-            print(f"{r['name']:<11} {label:<12} {m['mb_s']:>7.1f} {fmt(m['p50']):>7} {fmt(m['p99']):>7} "
-                  f"{fmt(m['cpu_s_per_gb'], '.2f'):>9} {fmt(m['requests_per_gb'], '.0f'):>8} "
-                  f"{fmt(m['puts_per_gb'], '.0f'):>8} {fmt(e2e) + e2e_mark:>8} "
-                  f"{(fmt(r.get('hwm_mib'), '.0f') + ' MiB') if gen == 'perf' else '':>9}")
+            print((f"{r['name']:<11} {label:<12} {m['mb_s']:>7.1f} {fmt(m['p50']):>7} {fmt(m['p99']):>7} "
+                   f"{fmt(m['cpu_s_per_gb'], '.2f'):>9} {fmt(m['requests_per_gb'], '.0f'):>8} "
+                   f"{fmt(m['puts_per_gb'], '.0f'):>8} {fmt(e2e) + e2e_mark:>8} "
+                   f"{(fmt(r.get('hwm_mib'), '.0f') + ' MiB') if gen == 'perf' else '':>9}").rstrip())
     print()
     print("Ratios Tern/peer (throughput: higher is better for Tern; the rest: lower is better)")
     by = {r["name"]: r for r in results}
