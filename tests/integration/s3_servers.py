@@ -91,6 +91,17 @@ class SeaweedFS(S3Server):
     name = "seaweedfs"
     checks_credentials = True
 
+    def __init__(self, metrics=False):
+        """`metrics=True` serves SeaweedFS's own Prometheus metrics (`SeaweedFS_s3_request_total`
+        and the rest) on `metrics_port` (bench/peers.py counts requests with them)."""
+        super().__init__()
+        self.metrics = metrics
+        self.metrics_port = None
+
+    def metrics_text(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
     def start(self):
         weed = shutil.which("weed")
         if weed is None:
@@ -102,10 +113,11 @@ class SeaweedFS(S3Server):
         data = os.path.join(self.dir, "data")
         os.makedirs(data)
         for attempt in range(3):
-            ports = [free_low_port() for _ in range(8)]
-            if len(set(ports)) < 8:
+            ports = [free_low_port() for _ in range(9)]
+            if len(set(ports)) < 9:
                 continue
-            master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = ports
+            master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, metrics = ports
+            self.metrics_port = metrics if self.metrics else None
             self.port = s3
             args = [weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                     f"-master.port={master}", f"-master.port.grpc={master_grpc}",
@@ -113,7 +125,7 @@ class SeaweedFS(S3Server):
                     "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
                     "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.config={config}",
                     "-volume.max=200", "-master.volumeSizeLimitMB=256",
-                    "-s3.port.iceberg=0", "-s3.port.lance=0", "-metricsPort=0"]
+                    "-s3.port.iceberg=0", "-s3.port.lance=0", f"-metricsPort={self.metrics_port or 0}"]
             self.proc = subprocess.Popen(args, stdout=open(self.log_path, "a"), stderr=subprocess.STDOUT,
                                          start_new_session=True)
             try:
