@@ -21,72 +21,21 @@ public final class SQLiteMetadataStore: MetadataStore {
         return try await pool.runIfActive { try body(c) }
     }
 
-    static let schema = """
-    CREATE TABLE IF NOT EXISTS cluster (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        cluster_id TEXT NOT NULL,
-        next_producer_id INTEGER NOT NULL DEFAULT 0,
-        next_stream_id INTEGER NOT NULL DEFAULT 1);
-    CREATE TABLE IF NOT EXISTS brokers (
-        node_id INTEGER PRIMARY KEY,
-        broker_epoch INTEGER NOT NULL);
-    CREATE TABLE IF NOT EXISTS topics (
-        name TEXT PRIMARY KEY,
-        topic_id TEXT NOT NULL UNIQUE,
-        partitions INTEGER NOT NULL);
-    CREATE TABLE IF NOT EXISTS topic_configs (
-        topic TEXT NOT NULL REFERENCES topics(name) ON DELETE CASCADE,
-        key TEXT NOT NULL,
-        value TEXT,
-        PRIMARY KEY (topic, key));
-    CREATE TABLE IF NOT EXISTS streams (
-        stream_id INTEGER PRIMARY KEY,
-        topic TEXT NOT NULL REFERENCES topics(name) ON DELETE CASCADE,
-        partition INTEGER NOT NULL,
-        epoch INTEGER NOT NULL,
-        owner INTEGER,
-        start_offset INTEGER NOT NULL,
-        end_offset INTEGER NOT NULL,
-        UNIQUE (topic, partition));
-    CREATE TABLE IF NOT EXISTS stream_epochs (
-        stream_id INTEGER NOT NULL REFERENCES streams(stream_id) ON DELETE CASCADE,
-        epoch INTEGER NOT NULL,
-        start_offset INTEGER NOT NULL,
-        PRIMARY KEY (stream_id, epoch));
-    CREATE TABLE IF NOT EXISTS objects (
-        object_id INTEGER PRIMARY KEY,
-        key TEXT NOT NULL UNIQUE,
-        size INTEGER NOT NULL);
-    CREATE TABLE IF NOT EXISTS stream_ranges (
-        stream_id INTEGER NOT NULL REFERENCES streams(stream_id) ON DELETE CASCADE,
-        start_offset INTEGER NOT NULL,
-        end_offset INTEGER NOT NULL,
-        epoch INTEGER NOT NULL,
-        object_id INTEGER NOT NULL REFERENCES objects(object_id),
-        position INTEGER NOT NULL,
-        size INTEGER NOT NULL,
-        min_timestamp INTEGER NOT NULL,
-        max_timestamp INTEGER NOT NULL,
-        PRIMARY KEY (stream_id, start_offset));
-    CREATE TABLE IF NOT EXISTS producer_states (
-        stream_id INTEGER NOT NULL REFERENCES streams(stream_id) ON DELETE CASCADE,
-        producer_id INTEGER NOT NULL,
-        producer_epoch INTEGER NOT NULL,
-        batches TEXT NOT NULL,
-        PRIMARY KEY (stream_id, producer_id));
-    CREATE TABLE IF NOT EXISTS group_offsets (
-        group_id TEXT NOT NULL,
-        topic TEXT NOT NULL,
-        partition INTEGER NOT NULL,
-        committed_offset INTEGER NOT NULL,
-        leader_epoch INTEGER NOT NULL,
-        metadata TEXT,
-        PRIMARY KEY (group_id, topic, partition));
-    """
+    /// Applies the shared migrations (`MetadataSchema`) not yet recorded in the file.
+    private static func migrate(_ db: SQLiteConnection) throws {
+        try db.transaction {
+            try db.execute(SQLDialect.sqlite.render(MetadataSchema.versionTable))
+            let current = try db.query(MetadataSchema.currentVersion)[0][0].int ?? 0
+            for m in MetadataSchema.migrations where m.version > current {
+                for statement in m.statements { try db.execute(SQLDialect.sqlite.render(statement)) }
+                try db.query(MetadataSchema.recordVersion, [.int(m.version), .text(m.description)])
+            }
+        }
+    }
 
     public func bootstrap(nodeId: Int32) async throws -> (clusterId: String, brokerEpoch: Int64) {
         try await run { db in
-            try db.execute(Self.schema)
+            try Self.migrate(db)
             return try db.transaction {
                 if try db.query("SELECT cluster_id FROM cluster").isEmpty {
                     let id = (0..<2).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 36) }.joined()
@@ -255,23 +204,8 @@ public final class SQLiteMetadataStore: MetadataStore {
         try await run { db in
             try db.query("SELECT producer_id, producer_epoch, batches FROM producer_states WHERE stream_id = ?", [.int(streamId)]).map {
                 ProducerStateRecord(streamId: streamId, producerId: $0[0].int!, producerEpoch: Int16($0[1].int!),
-                                    batches: Self.decodeBatches($0[2].text!))
+                                    batches: MetadataSchema.decodeBatches($0[2].text!))
             }
-        }
-    }
-
-    /// Batches as "firstSeq:lastSeq:baseOffset:lastOffset:maxTimestamp" joined by ";"
-    /// (rows written before maxTimestamp was kept have four fields).
-    static func encodeBatches(_ b: [ProducerStateRecord.Batch]) -> String {
-        b.map { "\($0.firstSequence):\($0.lastSequence):\($0.baseOffset):\($0.lastOffset):\($0.maxTimestamp)" }.joined(separator: ";")
-    }
-
-    static func decodeBatches(_ s: String) -> [ProducerStateRecord.Batch] {
-        s.split(separator: ";").compactMap { part in
-            let f = part.split(separator: ":").compactMap { Int64($0) }
-            guard f.count == 4 || f.count == 5 else { return nil }
-            return .init(firstSequence: Int32(truncatingIfNeeded: f[0]), lastSequence: Int32(truncatingIfNeeded: f[1]),
-                         baseOffset: f[2], lastOffset: f[3], maxTimestamp: f.count == 5 ? f[4] : -1)
         }
     }
 
@@ -303,7 +237,7 @@ public final class SQLiteMetadataStore: MetadataStore {
                     try db.query("""
                         INSERT INTO producer_states (stream_id, producer_id, producer_epoch, batches) VALUES (?, ?, ?, ?)
                         ON CONFLICT (stream_id, producer_id) DO UPDATE SET producer_epoch = excluded.producer_epoch, batches = excluded.batches
-                        """, [.int(p.streamId), .int(p.producerId), .int(Int64(p.producerEpoch)), .text(Self.encodeBatches(p.batches))])
+                        """, [.int(p.streamId), .int(p.producerId), .int(Int64(p.producerEpoch)), .text(MetadataSchema.encodeBatches(p.batches))])
                 }
             }
         }
@@ -311,7 +245,7 @@ public final class SQLiteMetadataStore: MetadataStore {
 
     public func committedObjectKeys(prefix: String) async throws -> Set<String> {
         try await run { db in
-            Set(try db.query("SELECT key FROM objects WHERE substr(key, 1, ?) = ?", [.int(Int64(prefix.utf8.count)), .text(prefix)]).map { $0[0].text! })
+            Set(try db.query("SELECT key FROM objects WHERE substr(key, 1, length(?)) = ?", [.text(prefix), .text(prefix)]).map { $0[0].text! })
         }
     }
 
