@@ -5,7 +5,7 @@ import PostgresNIO
 
 /// The metadata store of a cluster: PostgreSQL, shared by every broker.
 ///
-/// Same schema (`MetadataSchema`) and same statements as `SQLiteMetadataStore`. SQLite runs
+/// Same schema (`MetadataSchema`) and same statements (`MetadataSQL`) as `SQLiteMetadataStore`. SQLite runs
 /// one writer at a time (`BEGIN IMMEDIATE`); here every transaction is SERIALIZABLE and is run
 /// again from the start when PostgreSQL reports a serialization failure or deadlock, so the
 /// same read-then-write statements keep SQLite's meaning with many brokers writing at once.
@@ -125,16 +125,13 @@ public final class PostgresMetadataStore: MetadataStore {
     public func bootstrap(nodeId: Int32) async throws -> (clusterId: String, brokerEpoch: Int64) {
         try await migrate()
         return try await transaction { db in
-            if try await db.query("SELECT cluster_id FROM cluster").isEmpty {
+            if try await db.query(MetadataSQL.clusterId).isEmpty {
                 let id = (0..<2).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 36) }.joined()
-                try await db.query("INSERT INTO cluster (id, cluster_id) VALUES (1, ?)", [.text(id)])
+                try await db.query(MetadataSQL.insertCluster, [.text(id)])
             }
-            let clusterId = try await db.query("SELECT cluster_id FROM cluster")[0][0].text!
-            try await db.query("""
-                INSERT INTO brokers (node_id, broker_epoch) VALUES (?, 1)
-                ON CONFLICT (node_id) DO UPDATE SET broker_epoch = brokers.broker_epoch + 1
-                """, [.int(Int64(nodeId))])
-            let epoch = try await db.query("SELECT broker_epoch FROM brokers WHERE node_id = ?", [.int(Int64(nodeId))])[0][0].int!
+            let clusterId = try await db.query(MetadataSQL.clusterId)[0][0].text!
+            try await db.query(MetadataSQL.registerBroker, [.int(Int64(nodeId))])
+            let epoch = try await db.query(MetadataSQL.brokerEpoch, [.int(Int64(nodeId))])[0][0].int!
             return (clusterId, epoch)
         }
     }
@@ -172,18 +169,18 @@ public final class PostgresMetadataStore: MetadataStore {
 
     private static func loadTopics(_ db: PostgresSession, name: String?) async throws -> [TopicRecord] {
         let rows = name == nil
-            ? try await db.query("SELECT name, topic_id, partitions FROM topics ORDER BY name")
-            : try await db.query("SELECT name, topic_id, partitions FROM topics WHERE name = ?", [.text(name!)])
+            ? try await db.query(MetadataSQL.allTopics)
+            : try await db.query(MetadataSQL.topicByName, [.text(name!)])
         var out: [TopicRecord] = []
         for r in rows {
             let n = r[0].text!
             var ids = [Int64](repeating: -1, count: Int(r[2].int!))
-            for s in try await db.query("SELECT partition, stream_id FROM streams WHERE topic = ?", [.text(n)]) {
+            for s in try await db.query(MetadataSQL.topicStreams, [.text(n)]) {
                 let p = Int(s[0].int!)
                 if p < ids.count { ids[p] = s[1].int! }
             }
             var configs: [String: String] = [:]
-            for c in try await db.query("SELECT key, value FROM topic_configs WHERE topic = ?", [.text(n)]) {
+            for c in try await db.query(MetadataSQL.topicConfigs, [.text(n)]) {
                 configs[c[0].text!] = c[1].text
             }
             out.append(TopicRecord(name: n, topicId: r[1].text!, streamIds: ids, configs: configs))
@@ -193,21 +190,18 @@ public final class PostgresMetadataStore: MetadataStore {
 
     public func createTopic(name: String, topicId: String, partitions: Int, configs: [String: String]) async throws -> TopicRecord {
         try await transaction { db in
-            if try await !db.query("SELECT 1 FROM topics WHERE name = ?", [.text(name)]).isEmpty {
+            if try await !db.query(MetadataSQL.topicExists, [.text(name)]).isEmpty {
                 throw MetadataError(.topicExists, name)
             }
-            try await db.query("INSERT INTO topics (name, topic_id, partitions) VALUES (?, ?, ?)",
+            try await db.query(MetadataSQL.insertTopic,
                                [.text(name), .text(topicId), .int(Int64(partitions))])
             for (k, v) in configs {
-                try await db.query("INSERT INTO topic_configs (topic, key, value) VALUES (?, ?, ?)", [.text(name), .text(k), .text(v)])
+                try await db.query(MetadataSQL.insertTopicConfig, [.text(name), .text(k), .text(v)])
             }
-            let first = try await db.query("SELECT next_stream_id FROM cluster")[0][0].int!
-            try await db.query("UPDATE cluster SET next_stream_id = ?", [.int(first + Int64(partitions))])
+            let first = try await db.query(MetadataSQL.nextStreamId)[0][0].int!
+            try await db.query(MetadataSQL.setNextStreamId, [.int(first + Int64(partitions))])
             for p in 0..<partitions {
-                try await db.query("""
-                    INSERT INTO streams (stream_id, topic, partition, epoch, start_offset, end_offset)
-                    VALUES (?, ?, ?, 0, 0, 0)
-                    """, [.int(first + Int64(p)), .text(name), .int(Int64(p))])
+                try await db.query(MetadataSQL.insertStream, [.int(first + Int64(p)), .text(name), .int(Int64(p))])
             }
             return try await Self.loadTopics(db, name: name)[0]
         }
@@ -216,38 +210,35 @@ public final class PostgresMetadataStore: MetadataStore {
     public func deleteTopic(name: String) async throws -> TopicRecord? {
         try await transaction { db in
             guard let t = try await Self.loadTopics(db, name: name).first else { return nil }
-            try await db.query("DELETE FROM topics WHERE name = ?", [.text(name)])
+            try await db.query(MetadataSQL.deleteTopic, [.text(name)])
             return t
         }
     }
 
     public func setTopicConfigs(name: String, configs: [String: String]) async throws {
         try await transaction { db in
-            if try await db.query("SELECT 1 FROM topics WHERE name = ?", [.text(name)]).isEmpty {
+            if try await db.query(MetadataSQL.topicExists, [.text(name)]).isEmpty {
                 throw MetadataError(.notFound, "topic \(name)")
             }
-            try await db.query("DELETE FROM topic_configs WHERE topic = ?", [.text(name)])
+            try await db.query(MetadataSQL.deleteTopicConfigs, [.text(name)])
             for (k, v) in configs {
-                try await db.query("INSERT INTO topic_configs (topic, key, value) VALUES (?, ?, ?)", [.text(name), .text(k), .text(v)])
+                try await db.query(MetadataSQL.insertTopicConfig, [.text(name), .text(k), .text(v)])
             }
         }
     }
 
     public func addPartitions(name: String, count: Int) async throws -> TopicRecord {
         try await transaction { db in
-            let rows = try await db.query("SELECT partitions FROM topics WHERE name = ?", [.text(name)])
+            let rows = try await db.query(MetadataSQL.topicPartitions, [.text(name)])
             guard let current = rows.first?[0].int.map(Int.init) else { throw MetadataError(.notFound, "topic \(name)") }
             if count > current {
-                let first = try await db.query("SELECT next_stream_id FROM cluster")[0][0].int!
+                let first = try await db.query(MetadataSQL.nextStreamId)[0][0].int!
                 let added = count - current
-                try await db.query("UPDATE cluster SET next_stream_id = ?", [.int(first + Int64(added))])
+                try await db.query(MetadataSQL.setNextStreamId, [.int(first + Int64(added))])
                 for i in 0..<added {
-                    try await db.query("""
-                        INSERT INTO streams (stream_id, topic, partition, epoch, start_offset, end_offset)
-                        VALUES (?, ?, ?, 0, 0, 0)
-                        """, [.int(first + Int64(i)), .text(name), .int(Int64(current + i))])
+                    try await db.query(MetadataSQL.insertStream, [.int(first + Int64(i)), .text(name), .int(Int64(current + i))])
                 }
-                try await db.query("UPDATE topics SET partitions = ? WHERE name = ?", [.int(Int64(count)), .text(name)])
+                try await db.query(MetadataSQL.setTopicPartitions, [.int(Int64(count)), .text(name)])
             }
             return try await Self.loadTopics(db, name: name)[0]
         }
@@ -255,10 +246,10 @@ public final class PostgresMetadataStore: MetadataStore {
 
     public func advanceStartOffset(streamId: Int64, epoch: Int64, to offset: Int64) async throws -> Int64 {
         try await transaction { db in
-            try await db.query("UPDATE streams SET start_offset = ? WHERE stream_id = ? AND epoch = ? AND start_offset < ?",
+            try await db.query(MetadataSQL.raiseStartOffset,
                                [.int(offset), .int(streamId), .int(epoch), .int(offset)])
             let changed = db.changes
-            let rows = try await db.query("SELECT epoch, start_offset FROM streams WHERE stream_id = ?", [.int(streamId)])
+            let rows = try await db.query(MetadataSQL.streamEpochAndStart, [.int(streamId)])
             guard let row = rows.first else { throw MetadataError(.notFound, "stream \(streamId)") }
             if changed == 0 && row[0].int! != epoch {
                 throw MetadataError(.fenced, "stream \(streamId) is at epoch \(row[0].int!), trim has \(epoch)")
@@ -269,31 +260,27 @@ public final class PostgresMetadataStore: MetadataStore {
 
     public func openStream(streamId: Int64, owner: Int32) async throws -> StreamRecord {
         try await transaction { db in
-            let rows = try await db.query("SELECT epoch, end_offset FROM streams WHERE stream_id = ?", [.int(streamId)])
+            let rows = try await db.query(MetadataSQL.streamEpochAndEnd, [.int(streamId)])
             guard let row = rows.first else { throw MetadataError(.notFound, "stream \(streamId)") }
             let epoch = row[0].int! + 1
-            try await db.query("UPDATE streams SET epoch = ?, owner = ? WHERE stream_id = ? AND epoch = ?",
+            try await db.query(MetadataSQL.takeStream,
                                [.int(epoch), .int(Int64(owner)), .int(streamId), .int(epoch - 1)])
             guard db.changes == 1 else { throw MetadataError(.fenced, "stream \(streamId) opened concurrently") }
-            try await db.query("INSERT INTO stream_epochs (stream_id, epoch, start_offset) VALUES (?, ?, ?)",
+            try await db.query(MetadataSQL.insertStreamEpoch,
                                [.int(streamId), .int(epoch), .int(row[1].int!)])
             return try await Self.loadStream(db, streamId)
         }
     }
 
     private static func loadStream(_ db: PostgresSession, _ id: Int64) async throws -> StreamRecord {
-        let r = try await db.query("SELECT epoch, start_offset, end_offset FROM streams WHERE stream_id = ?", [.int(id)])[0]
-        let history = try await db.query("SELECT epoch, start_offset FROM stream_epochs WHERE stream_id = ? ORDER BY epoch", [.int(id)])
+        let r = try await db.query(MetadataSQL.streamState, [.int(id)])[0]
+        let history = try await db.query(MetadataSQL.streamEpochHistory, [.int(id)])
             .map { EpochStart(epoch: $0[0].int!, startOffset: $0[1].int!) }
         return StreamRecord(streamId: id, epoch: r[0].int!, startOffset: r[1].int!, endOffset: r[2].int!, epochHistory: history)
     }
 
     public func ranges(streamId: Int64) async throws -> [StreamRange] {
-        try await read("""
-            SELECT r.epoch, r.start_offset, r.end_offset, o.key, r.position, r.size, r.min_timestamp, r.max_timestamp
-            FROM stream_ranges r JOIN objects o ON o.object_id = r.object_id
-            WHERE r.stream_id = ? ORDER BY r.start_offset
-            """, [.int(streamId)]).map {
+        try await read(MetadataSQL.streamRanges, [.int(streamId)]).map {
             StreamRange(streamId: streamId, epoch: $0[0].int!, startOffset: $0[1].int!, endOffset: $0[2].int!,
                         objectKey: $0[3].text!, position: Int($0[4].int!), size: Int($0[5].int!),
                         minTimestamp: $0[6].int!, maxTimestamp: $0[7].int!)
@@ -301,7 +288,7 @@ public final class PostgresMetadataStore: MetadataStore {
     }
 
     public func producerStates(streamId: Int64) async throws -> [ProducerStateRecord] {
-        try await read("SELECT producer_id, producer_epoch, batches FROM producer_states WHERE stream_id = ?", [.int(streamId)]).map {
+        try await read(MetadataSQL.producerStates, [.int(streamId)]).map {
             ProducerStateRecord(streamId: streamId, producerId: $0[0].int!, producerEpoch: Int16($0[1].int!),
                                 batches: MetadataSchema.decodeBatches($0[2].text!))
         }
@@ -309,14 +296,14 @@ public final class PostgresMetadataStore: MetadataStore {
 
     public func commit(_ commit: ObjectCommit) async throws {
         try await transaction { db in
-            try await db.query("INSERT INTO objects (key, size) VALUES (?, ?)", [.text(commit.key), .int(Int64(commit.size))])
-            let objectId = try await db.query("SELECT object_id FROM objects WHERE key = ?", [.text(commit.key)])[0][0].int!
+            try await db.query(MetadataSQL.insertObject, [.text(commit.key), .int(Int64(commit.size))])
+            let objectId = try await db.query(MetadataSQL.objectId, [.text(commit.key)])[0][0].int!
             var live = Set<Int64>()
             for r in commit.ranges {
-                try await db.query("UPDATE streams SET end_offset = ? WHERE stream_id = ? AND epoch = ? AND end_offset = ?",
+                try await db.query(MetadataSQL.extendStream,
                                    [.int(r.endOffset), .int(r.streamId), .int(r.epoch), .int(r.startOffset)])
                 if db.changes != 1 {
-                    let rows = try await db.query("SELECT epoch, end_offset FROM streams WHERE stream_id = ?", [.int(r.streamId)])
+                    let rows = try await db.query(MetadataSQL.streamEpochAndEnd, [.int(r.streamId)])
                     guard let row = rows.first else { continue }  // the topic was deleted
                     if row[0].int! != r.epoch {
                         throw MetadataError(.fenced, "stream \(r.streamId) is at epoch \(row[0].int!), commit has \(r.epoch)")
@@ -324,29 +311,23 @@ public final class PostgresMetadataStore: MetadataStore {
                     throw MetadataError(.offsetMismatch, "stream \(r.streamId) ends at \(row[1].int!), range starts at \(r.startOffset)")
                 }
                 live.insert(r.streamId)
-                try await db.query("""
-                    INSERT INTO stream_ranges (stream_id, start_offset, end_offset, epoch, object_id, position, size, min_timestamp, max_timestamp)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """, [.int(r.streamId), .int(r.startOffset), .int(r.endOffset), .int(r.epoch), .int(objectId),
+                try await db.query(MetadataSQL.insertRange, [.int(r.streamId), .int(r.startOffset), .int(r.endOffset), .int(r.epoch), .int(objectId),
                           .int(Int64(r.position)), .int(Int64(r.size)), .int(r.minTimestamp), .int(r.maxTimestamp)])
             }
             for p in commit.producerStates where live.contains(p.streamId) {
-                try await db.query("""
-                    INSERT INTO producer_states (stream_id, producer_id, producer_epoch, batches) VALUES (?, ?, ?, ?)
-                    ON CONFLICT (stream_id, producer_id) DO UPDATE SET producer_epoch = excluded.producer_epoch, batches = excluded.batches
-                    """, [.int(p.streamId), .int(p.producerId), .int(Int64(p.producerEpoch)), .text(MetadataSchema.encodeBatches(p.batches))])
+                try await db.query(MetadataSQL.upsertProducerState, [.int(p.streamId), .int(p.producerId), .int(Int64(p.producerEpoch)), .text(MetadataSchema.encodeBatches(p.batches))])
             }
         }
     }
 
     public func committedObjectKeys(prefix: String) async throws -> Set<String> {
-        Set(try await read("SELECT key FROM objects WHERE substr(key, 1, length(?)) = ?", [.text(prefix), .text(prefix)]).map { $0[0].text! })
+        Set(try await read(MetadataSQL.objectKeysWithPrefix, [.text(prefix), .text(prefix)]).map { $0[0].text! })
     }
 
     public func allocateProducerId() async throws -> Int64 {
         try await transaction { db in
-            let id = try await db.query("SELECT next_producer_id FROM cluster")[0][0].int!
-            try await db.query("UPDATE cluster SET next_producer_id = ?", [.int(id + 1)])
+            let id = try await db.query(MetadataSQL.nextProducerId)[0][0].int!
+            try await db.query(MetadataSQL.setNextProducerId, [.int(id + 1)])
             return id
         }
     }
@@ -354,19 +335,14 @@ public final class PostgresMetadataStore: MetadataStore {
     public func commitOffsets(group: String, _ offsets: [CommittedOffset]) async throws {
         try await transaction { db in
             for o in offsets {
-                try await db.query("""
-                    INSERT INTO group_offsets (group_id, topic, partition, committed_offset, leader_epoch, metadata)
-                    VALUES (?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (group_id, topic, partition) DO UPDATE SET committed_offset = excluded.committed_offset,
-                        leader_epoch = excluded.leader_epoch, metadata = excluded.metadata
-                    """, [.text(group), .text(o.topic), .int(Int64(o.partition)), .int(o.offset), .int(Int64(o.leaderEpoch)),
+                try await db.query(MetadataSQL.upsertGroupOffset, [.text(group), .text(o.topic), .int(Int64(o.partition)), .int(o.offset), .int(Int64(o.leaderEpoch)),
                           o.metadata.map { .text($0) } ?? .null])
             }
         }
     }
 
     public func fetchOffsets(group: String) async throws -> [CommittedOffset] {
-        try await read("SELECT topic, partition, committed_offset, leader_epoch, metadata FROM group_offsets WHERE group_id = ?",
+        try await read(MetadataSQL.groupOffsets,
                        [.text(group)]).map {
             CommittedOffset(topic: $0[0].text!, partition: Int32($0[1].int!), offset: $0[2].int!,
                             leaderEpoch: Int32($0[3].int!), metadata: $0[4].text)
@@ -374,21 +350,21 @@ public final class PostgresMetadataStore: MetadataStore {
     }
 
     public func groupsWithOffsets() async throws -> [String] {
-        try await read("SELECT DISTINCT group_id FROM group_offsets ORDER BY group_id").map { $0[0].text! }
+        try await read(MetadataSQL.groupsWithOffsets).map { $0[0].text! }
     }
 
     public func deleteGroupOffsets(group: String) async throws -> Bool {
         try await transaction { db in
-            try await db.query("DELETE FROM group_offsets WHERE group_id = ?", [.text(group)])
+            try await db.query(MetadataSQL.deleteGroupOffsets, [.text(group)])
             return db.changes > 0
         }
     }
 
     public func deleteOffsets(group: String, _ partitions: [(topic: String, partition: Int32)]) async throws -> Bool {
         try await transaction { db in
-            if try await db.query("SELECT 1 FROM group_offsets WHERE group_id = ? LIMIT 1", [.text(group)]).isEmpty { return false }
+            if try await db.query(MetadataSQL.groupHasOffsets, [.text(group)]).isEmpty { return false }
             for p in partitions {
-                try await db.query("DELETE FROM group_offsets WHERE group_id = ? AND topic = ? AND partition = ?",
+                try await db.query(MetadataSQL.deleteGroupOffset,
                                    [.text(group), .text(p.topic), .int(Int64(p.partition))])
             }
             return true

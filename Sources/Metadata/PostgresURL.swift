@@ -36,10 +36,8 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
         if let q = c.queryItems, !q.isEmpty {
             throw MetadataError(.database, "URL parameters are not supported yet ('\(c.query ?? "")' in '\(Self.redact(url))')")
         }
-        self.init(host: host, port: c.port ?? 5432, user: user,
-                  password: c.password.map { $0.removingPercentEncoding ?? $0 },
-                  database: db.removingPercentEncoding ?? db)
-        self.user = user.removingPercentEncoding ?? user
+        // URLComponents' user, password and path are already percent-decoded.
+        self.init(host: host, port: c.port ?? 5432, user: user, password: c.password, database: db)
     }
 
     /// The URL with its password hidden, for logs and errors.

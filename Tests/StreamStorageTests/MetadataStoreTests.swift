@@ -100,3 +100,20 @@ import Testing
         #expect(Set(ids) == Set(0..<20), "producer ids are unique and dense")
     }
 }
+
+/// `--metadata postgres://…` as the broker reads it.
+@Suite struct PostgresURLTests {
+    @Test func partsArePercentDecodedOnce() throws {
+        let u = try PostgresURL(parsing: "postgres://us%40er:p%25a%3As%2Fs@db.example:6543/my%20db")
+        #expect(u == PostgresURL(host: "db.example", port: 6543, user: "us@er", password: "p%a:s/s", database: "my db"))
+        #expect(u.description == "postgres://us@er:***@db.example:6543/my db", "the password is never shown")
+        #expect(try PostgresURL(parsing: "postgresql://u@h/d") == PostgresURL(host: "h", port: 5432, user: "u", password: nil, database: "d"))
+    }
+
+    @Test(arguments: ["postgres://h:5432/db", "postgres://u:p@h:5432/", "postgres://u:p@:5432/db", "postgres://u:p@h/db?sslmode=require",
+                      "mysql://u:p@h/db", "postgres://u:p@h:0/db"])
+    func malformedURLsAreRefusedWithoutThePassword(url: String) {
+        #expect(throws: MetadataError.self) { try PostgresURL(parsing: url) }
+        do { _ = try PostgresURL(parsing: url) } catch { #expect(!"\(error)".contains(":p@"), "\(error)") }
+    }
+}
