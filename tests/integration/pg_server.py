@@ -141,6 +141,17 @@ class PostgresServer:
         self.sql(f"CREATE DATABASE {name}")
         return self.url(name)
 
+    def halt(self):
+        """Stops the server (fast shutdown: connections are cut), keeping its data and port."""
+        self._run([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-m", "fast", "-w", "stop"])
+
+    def resume(self, timeout=60):
+        """Starts a halted server again on the same port."""
+        opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        self._run([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-l", self.log_path, "-o", opts,
+                   "-w", "-t", str(timeout), "start"])
+
     def stop(self, remove=True):
         if os.path.exists(os.path.join(self.data, "postmaster.pid")):
             try:

@@ -46,8 +46,8 @@ def create_topics(broker, partitions, *names):
         f.result(15)
 
 
-def produce(broker, topic, values, partitions):
-    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 5, "enable.idempotence": True})
+def produce(broker, topic, values, partitions, idempotent=True):
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 5, "enable.idempotence": idempotent})
     for i, v in enumerate(values):
         p.produce(topic, value=v.encode(), partition=i % partitions)
     assert p.flush(30) == 0
@@ -66,6 +66,20 @@ def consume(broker, topic, group, count, commit=False, timeout=30):
         got.append(m.value().decode())
     if commit:
         c.commit(asynchronous=False)
+    c.close()
+    return got
+
+
+def read_partition(broker, topic, count, timeout=20):
+    """Reads partition 0 from the beginning without a group (no coordinator, no offsets)."""
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, 0)])
+    got = []
+    deadline = time.time() + timeout
+    while len(got) < count and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value().decode())
     c.close()
     return got
 
@@ -135,6 +149,34 @@ def test_two_brokers_on_one_database_and_bucket_see_the_same_topics(pg, make_bro
     assert sorted(consume(second, a, "g", 10)) == sorted(values)
     assert not os.path.exists(os.path.join(first.data_dir, "metadata.sqlite"))
     assert not os.path.exists(os.path.join(second.data_dir, "metadata.sqlite"))
+
+
+def test_produce_is_acked_through_a_database_outage_and_committed_after_it(make_broker):
+    # A server of its own: this test stops it.
+    server = pg_server.PostgresServer().start()
+    try:
+        url = server.create_database()
+        db = url.rsplit("/", 1)[1]
+        broker = pg_broker(make_broker, url)
+        topic = unique("outage")
+        create_topics(broker, 1, topic)
+        produce(broker, topic, ["before"], 1)
+        server.halt()
+        # Acks wait for the object write only; the metadata commit waits for the database.
+        # (Not idempotent: InitProducerId allocates the id in the database, so an idempotent
+        # producer cannot start during an outage yet.)
+        produce(broker, topic, ["during-1", "during-2"], 1, idempotent=False)
+        # Read back without a group (group offsets live in the database too).
+        assert read_partition(broker, topic, 3) == ["before", "during-1", "during-2"]
+        server.resume()
+        deadline = time.time() + 30
+        while time.time() < deadline and server.sql("SELECT end_offset FROM streams", db) != [["3"]]:
+            time.sleep(0.2)
+        assert server.sql("SELECT end_offset FROM streams", db) == [["3"]], "the commits queued during the outage landed"
+        broker.restart()
+        assert consume(broker, topic, "g-after", 3) == ["before", "during-1", "during-2"]
+    finally:
+        server.stop()
 
 
 def run_serve(metadata, timeout=60):
