@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         // Allocation counts on the hot paths (Benchmarks/HotPath, tools/bench-allocs.sh).
         .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .target(name: "CCRC32C"),
@@ -60,6 +61,7 @@ let package = Package(
             name: "Metadata",
             dependencies: [
                 "CSQLite",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -165,6 +167,8 @@ let package = Package(
             name: "StreamStorageTests",
             dependencies: [
                 "StreamStorage", "ObjectStore", "Metadata", "KafkaProtocol",
+                // Creates a database per test on the server TERN_TEST_POSTGRES_URL names.
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

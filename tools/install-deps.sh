@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need on a fresh machine: Debian packages (the C
-# libraries the build links: SQLite and the record batch codecs; kcat for the tests) and the
+# libraries the build links: SQLite and the record batch codecs; kcat and PostgreSQL for the
+# tests) and the
 # Python clients. `--build` installs only what building `tern` needs. Safe to run again: it
 # skips what is there.
 set -euo pipefail
@@ -10,7 +11,9 @@ build_only=false
 [ "${1:-}" = "--build" ] && build_only=true
 
 apt_packages=(pkg-config libsqlite3-dev zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev)
-$build_only || apt_packages+=(kcat)
+# kcat for the client tests; postgresql for the PostgreSQL metadata store tests (tools/test.sh
+# and tests/integration/pg_server.py start throwaway servers from its binaries).
+$build_only || apt_packages+=(kcat postgresql)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -11,7 +11,14 @@ python3 tools/gen_messages.py --check
 # All products: `tern`, `codec-check` for tests/test_codec_crosscheck.py, and `s3-check` for
 # tests/test_sigv4_crosscheck.py and tests/integration/test_s3.py.
 swift build -c release
-swift test -c release --disable-testable-imports
+# The metadata-store unit tests also run on PostgreSQL: a throwaway server from the system's
+# binaries (as user tern-test when we are root: initdb refuses root), stopped afterwards.
+pg_dir=$(mktemp -d -t tern-pg-XXXXXX)
+pg_url=$(python3 tests/integration/pg_server.py start "$pg_dir")
+trap 'python3 tests/integration/pg_server.py stop "$pg_dir"' EXIT
+TERN_TEST_POSTGRES_URL="$pg_url" swift test -c release --disable-testable-imports
+python3 tests/integration/pg_server.py stop "$pg_dir"
+trap - EXIT
 # Allocations per request on the produce and fetch paths, against Thresholds/.
 tools/bench-allocs.sh
 TERN_BIN="$PWD/.build/release/tern" CODEC_CHECK_BIN="$PWD/.build/release/codec-check" \

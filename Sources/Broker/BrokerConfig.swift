@@ -59,7 +59,7 @@ public struct BrokerConfig: Sendable {
         .init(name: "node.id", flag: "--node-id", defaultValue: "1", help: "this broker's id"),
         .init(name: "object.store", flag: "--object-store", defaultValue: "file://<data.dir>/objects", help: "bucket: file://DIR or s3://BUCKET[/PREFIX]"),
     ] + S3Settings.entries + [
-        .init(name: "metadata", flag: "--metadata", defaultValue: "sqlite://<data.dir>/metadata.sqlite", help: "metadata store"),
+        .init(name: "metadata", flag: "--metadata", defaultValue: "sqlite://<data.dir>/metadata.sqlite", help: "metadata store: sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE"),
         .init(name: "wal", flag: "--wal", defaultValue: "object", help: "WAL mode: object (one object per flush)"),
         .init(name: "metrics.listen", flag: "--metrics-listen", defaultValue: "127.0.0.1:9644", help: "HTTP listener for /metrics, /healthz, /readyz"),
         .init(name: "wal.upload.bytes", flag: nil, defaultValue: "8388608", help: "flush the WAL buffer at this size"),

@@ -43,7 +43,7 @@ struct Serve: AsyncParsableCommand {
     var s3Region: String?
     @Flag(name: .customLong("s3-path-style"), help: "Path-style S3 URLs: endpoint/bucket/key (s3.path.style).")
     var s3PathStyle = false
-    @Option(name: .customLong("metadata"), help: "Metadata store URL (metadata).")
+    @Option(name: .customLong("metadata"), help: "Metadata store URL: sqlite://PATH or postgres://USER:PASS@HOST:PORT/DB (metadata).")
     var metadata: String?
     @Option(name: .customLong("wal"), help: "WAL mode (wal).")
     var wal: String?
@@ -138,13 +138,13 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
     }
     if !config.faults.isEmpty { logger.warning("object-store fault injection is on", metadata: ["faults": "\(config.faults)"]) }
 
-    guard config.metadataURL.hasPrefix("sqlite://") else {
-        throw ValidationError("metadata: only sqlite://PATH is available yet (postgres:// arrives with clusters), got '\(config.metadataURL)'")
+    let metadata = try await openMetadata(config, logger: logger)
+    let clusterId: String, brokerEpoch: Int64
+    do {
+        (clusterId, brokerEpoch) = try await metadata.bootstrap(nodeId: config.nodeId)
+    } catch let e as MetadataError {
+        failStartup("metadata \(redactedMetadataURL(config.metadataURL)): \(e.message)")
     }
-    let sqlitePath = String(config.metadataURL.dropFirst("sqlite://".count))
-    try FileManager.default.createDirectory(atPath: (sqlitePath as NSString).deletingLastPathComponent.isEmpty ? "." : (sqlitePath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-    let metadata = try SQLiteMetadataStore(path: sqlitePath)
-    let (clusterId, brokerEpoch) = try await metadata.bootstrap(nodeId: config.nodeId)
 
     let engine = StreamEngine(config: config.storage, objectStore: store, metadata: metadata, nodeId: config.nodeId,
                               clusterId: clusterId, brokerEpoch: brokerEpoch,
@@ -198,6 +198,48 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
 }
 
 let ternVersion = "0.1.0"
+
+/// The metadata store named by `metadata`: sqlite://PATH (the default) or
+/// postgres://USER:PASSWORD@HOST:PORT/DATABASE, whose server must be reachable and take the
+/// credentials before the broker starts.
+func openMetadata(_ config: BrokerConfig, logger: Logger) async throws -> any MetadataStore {
+    if config.metadataURL.hasPrefix("sqlite://") {
+        let sqlitePath = String(config.metadataURL.dropFirst("sqlite://".count))
+        let dir = (sqlitePath as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: dir.isEmpty ? "." : dir, withIntermediateDirectories: true)
+        do {
+            return try SQLiteMetadataStore(path: sqlitePath)
+        } catch let e as MetadataError {
+            failStartup("metadata \(config.metadataURL): \(e.message)")
+        }
+    }
+    guard PostgresURL.isPostgres(config.metadataURL) else {
+        throw ValidationError("metadata: expected sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE, got '\(PostgresURL.redact(config.metadataURL))'")
+    }
+    let url: PostgresURL
+    do {
+        url = try PostgresURL(parsing: config.metadataURL)
+    } catch let e as MetadataError {
+        throw ValidationError("metadata: \(e.message)")
+    }
+    do {
+        let store = try await PostgresMetadataStore.connect(url: config.metadataURL, logger: logger)
+        logger.info("metadata store \(url): reachable")
+        return store
+    } catch let e as MetadataError {
+        failStartup("metadata \(url): \(e.message)")
+    }
+}
+
+func redactedMetadataURL(_ url: String) -> String {
+    (try? PostgresURL(parsing: url)).map(\.description) ?? PostgresURL.redact(url)
+}
+
+/// Not a usage error: the settings are fine, what they name is not. One line, exit 1.
+func failStartup(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
+    exit(1)
+}
 
 /// The S3 store for `s3://BUCKET[/PREFIX]`, checked before the broker starts: the bucket must
 /// be reachable, readable and writable with the environment's credentials.

@@ -5,21 +5,19 @@ import StreamStorage
 import Testing
 
 /// The metadata-store and engine operations behind AlterConfigs, CreatePartitions and
-/// DeleteRecords, each checked again through a second connection to the same SQLite file
-/// (what a restarted broker sees).
+/// DeleteRecords, each checked again through a second connection to the same database
+/// (what a restarted broker sees), on SQLite and on PostgreSQL.
 @Suite struct AdminStoreTests {
-    static func path() -> String { NSTemporaryDirectory() + "tern-admin-\(UUID().uuidString).sqlite" }
-
-    @Test func topicConfigsAreReplacedAsAWholeAndPersist() async throws {
-        let path = Self.path()
-        let store = try SQLiteMetadataStore(path: path)
+    @Test(arguments: StoreKind.testable) func topicConfigsAreReplacedAsAWholeAndPersist(kind: StoreKind) async throws {
+        let db = try await TestDatabase.fresh(kind)
+        let store = try await db.open()
         _ = try await store.bootstrap(nodeId: 1)
         _ = try await store.createTopic(name: "t", topicId: KafkaUUID.random().hex, partitions: 1,
                                         configs: ["retention.ms": "1000", "cleanup.policy": "compact"])
         _ = try await store.createTopic(name: "other", topicId: KafkaUUID.random().hex, partitions: 1, configs: ["retention.ms": "5"])
         try await store.setTopicConfigs(name: "t", configs: ["max.message.bytes": "2048", "retention.ms": "7"])
 
-        let reopened = try SQLiteMetadataStore(path: path)
+        let reopened = try await db.open()
         let topics = try await reopened.topics()
         #expect(topics.first { $0.name == "t" }?.configs == ["max.message.bytes": "2048", "retention.ms": "7"],
                 "keys left out are deleted, the others replaced")
@@ -31,9 +29,9 @@ import Testing
         await #expect(throws: MetadataError.self) { try await store.setTopicConfigs(name: "missing", configs: ["retention.ms": "1"]) }
     }
 
-    @Test func addPartitionsCreatesNewStreamsAfterTheExistingOnes() async throws {
-        let path = Self.path()
-        let store = try SQLiteMetadataStore(path: path)
+    @Test(arguments: StoreKind.testable) func addPartitionsCreatesNewStreamsAfterTheExistingOnes(kind: StoreKind) async throws {
+        let db = try await TestDatabase.fresh(kind)
+        let store = try await db.open()
         _ = try await store.bootstrap(nodeId: 1)
         let t = try await store.createTopic(name: "t", topicId: KafkaUUID.random().hex, partitions: 2, configs: [:])
         let u = try await store.createTopic(name: "u", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:])
@@ -50,7 +48,7 @@ import Testing
         #expect(try await store.addPartitions(name: "t", count: 5) == grown)
         await #expect(throws: MetadataError.self) { _ = try await store.addPartitions(name: "missing", count: 3) }
 
-        let reopened = try SQLiteMetadataStore(path: path)
+        let reopened = try await db.open()
         #expect(try await reopened.topics().first { $0.name == "t" } == grown)
         // The new streams are real: they open like any other, empty.
         let opened = try await reopened.openStream(streamId: grown.streamIds[4], owner: 1)
@@ -60,9 +58,9 @@ import Testing
         #expect(!all.contains(v.streamIds[0]))
     }
 
-    @Test func startOffsetOnlyRisesAndIsFencedByEpoch() async throws {
-        let path = Self.path()
-        let store = try SQLiteMetadataStore(path: path)
+    @Test(arguments: StoreKind.testable) func startOffsetOnlyRisesAndIsFencedByEpoch(kind: StoreKind) async throws {
+        let db = try await TestDatabase.fresh(kind)
+        let store = try await db.open()
         _ = try await store.bootstrap(nodeId: 1)
         let sid = try await store.createTopic(name: "t", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0]
         let epoch = try await store.openStream(streamId: sid, owner: 1).epoch
@@ -72,13 +70,13 @@ import Testing
         await #expect(throws: MetadataError.self) { _ = try await store.advanceStartOffset(streamId: sid, epoch: epoch - 1, to: 9) }
         await #expect(throws: MetadataError.self) { _ = try await store.advanceStartOffset(streamId: 9999, epoch: 1, to: 9) }
 
-        let reopened = try SQLiteMetadataStore(path: path)
+        let reopened = try await db.open()
         let record = try await reopened.openStream(streamId: sid, owner: 1)
         #expect(record.startOffset == 4)
     }
 
-    @Test func engineTrimMovesTheLogStartOffsetDurably() async throws {
-        let f = try await EngineTests.fixture()
+    @Test(arguments: StoreKind.testable) func engineTrimMovesTheLogStartOffsetDurably(kind: StoreKind) async throws {
+        let f = try await EngineTests.fixture(kind)
         let e = try await EngineTests.engine(f)
         let committer = Task { await e.runCommitter() }
         try await e.open(streamId: f.streamId)

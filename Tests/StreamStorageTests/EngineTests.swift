@@ -8,18 +8,18 @@ import ObjectStore
 import StreamStorage
 import Testing
 
-/// The storage engine's flush, commit and recovery, on an in-memory bucket and a real SQLite file.
+/// The storage engine's flush, commit and recovery, on an in-memory bucket and a real metadata
+/// store: SQLite, and PostgreSQL when TERN_TEST_POSTGRES_URL is set.
 @Suite struct EngineTests {
     struct Fixture {
         let store: any ObjectStore
-        let metadata: SQLiteMetadataStore
+        let metadata: any MetadataStore
         let clusterId: String
         let streamId: Int64
     }
 
-    static func fixture(store: any ObjectStore = InMemoryObjectStore()) async throws -> Fixture {
-        let path = NSTemporaryDirectory() + "tern-engine-\(UUID().uuidString).sqlite"
-        let metadata = try SQLiteMetadataStore(path: path)
+    static func fixture(_ kind: StoreKind = .sqlite, store: any ObjectStore = InMemoryObjectStore()) async throws -> Fixture {
+        let metadata = try await TestDatabase.fresh(kind).open()
         let (cluster, _) = try await metadata.bootstrap(nodeId: 1)
         let topic = try await metadata.createTopic(name: "t", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:])
         return Fixture(store: store, metadata: metadata, clusterId: cluster, streamId: topic.streamIds[0])
@@ -50,8 +50,8 @@ import Testing
         try r.batches.flatMap { try Record.decodeAll(batch: $0).map { String(buffer: $0.value!) } }
     }
 
-    @Test func appendIsAckedAfterOneObjectForAllStreams() async throws {
-        let f = try await Self.fixture()
+    @Test(arguments: StoreKind.testable) func appendIsAckedAfterOneObjectForAllStreams(kind: StoreKind) async throws {
+        let f = try await Self.fixture(kind)
         let second = try await f.metadata.createTopic(name: "u", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0]
         let e = try await Self.engine(f)
         try await e.open(streamId: f.streamId)
@@ -66,8 +66,8 @@ import Testing
         #expect(e.offsets(streamId: f.streamId)?.highWatermark == 2)
     }
 
-    @Test func nothingIsVisibleBeforeItsObjectIsWritten() async throws {
-        let f = try await Self.fixture()
+    @Test(arguments: StoreKind.testable) func nothingIsVisibleBeforeItsObjectIsWritten(kind: StoreKind) async throws {
+        let f = try await Self.fixture(kind)
         let e = try await Self.engine(f, config: { var c = StorageConfig(); c.uploadIntervalMs = 60_000; return c }())
         try await e.open(streamId: f.streamId)
         let (b, h) = Self.batch(["x"])
@@ -80,8 +80,8 @@ import Testing
         #expect(try Self.values(try await e.read(streamId: f.streamId, offset: 0, maxBytes: 1 << 20)) == ["x"])
     }
 
-    @Test func readsFallBackToObjectsAfterRestart() async throws {
-        let f = try await Self.fixture()
+    @Test(arguments: StoreKind.testable) func readsFallBackToObjectsAfterRestart(kind: StoreKind) async throws {
+        let f = try await Self.fixture(kind)
         let e = try await Self.engine(f)
         let committer = Task { await e.runCommitter() }
         try await e.open(streamId: f.streamId)
@@ -105,8 +105,8 @@ import Testing
         #expect(e2.endOffset(forEpoch: 2, streamId: f.streamId)! == (2, 5))
     }
 
-    @Test func uncommittedObjectsAreRecovered() async throws {
-        let f = try await Self.fixture()
+    @Test(arguments: StoreKind.testable) func uncommittedObjectsAreRecovered(kind: StoreKind) async throws {
+        let f = try await Self.fixture(kind)
         let e = try await Self.engine(f)
         // No committer runs: the objects are written and acked but never committed,
         // as when a broker dies right after an upload.
@@ -125,9 +125,9 @@ import Testing
         #expect(e2.offsets(streamId: f.streamId)?.highWatermark == 3)
     }
 
-    @Test func offsetsByTimestampFromCacheAndObjects() async throws {
+    @Test(arguments: StoreKind.testable) func offsetsByTimestampFromCacheAndObjects(kind: StoreKind) async throws {
         let meter = ObjectStoreMeter()
-        let f = try await Self.fixture(store: MeteredObjectStore(base: InMemoryObjectStore(), meter: meter))
+        let f = try await Self.fixture(kind, store: MeteredObjectStore(base: InMemoryObjectStore(), meter: meter))
         var c = StorageConfig()
         c.logCacheBytes = 0  // force reads of uploaded data back from objects
         let e = try await Self.engine(f, config: c)
@@ -144,8 +144,8 @@ import Testing
         #expect((meter.snapshot()[.get]?.requests ?? 0) > 0, "read back from objects, not the cache")
     }
 
-    @Test func fencedBrokerDoesNotAck() async throws {
-        let f = try await Self.fixture()
+    @Test(arguments: StoreKind.testable) func fencedBrokerDoesNotAck(kind: StoreKind) async throws {
+        let f = try await Self.fixture(kind)
         let e = try await Self.engine(f)
         try await e.open(streamId: f.streamId)
         _ = try await Self.append(e, f.streamId, ["a"]).get()
@@ -157,8 +157,8 @@ import Testing
         #expect(e.offsets(streamId: f.streamId)?.highWatermark == 1)
     }
 
-    @Test func idempotentRetriesGetTheirOriginalOffsets() async throws {
-        let f = try await Self.fixture()
+    @Test(arguments: StoreKind.testable) func idempotentRetriesGetTheirOriginalOffsets(kind: StoreKind) async throws {
+        let f = try await Self.fixture(kind)
         let e = try await Self.engine(f)
         try await e.open(streamId: f.streamId)
         #expect(try await Self.append(e, f.streamId, ["a", "b"], producerId: 3, sequence: 0).get().baseOffset == 0)
@@ -186,9 +186,9 @@ import Testing
         func delete(_ keys: [String]) async throws { try await base.delete(keys) }
     }
 
-    @Test func aRetriedBatchIsNotAckedBeforeItsOriginal() async throws {
+    @Test(arguments: StoreKind.testable) func aRetriedBatchIsNotAckedBeforeItsOriginal(kind: StoreKind) async throws {
         let gated = GatedStore(held: [0, 1])
-        let f = try await Self.fixture(store: gated)
+        let f = try await Self.fixture(kind, store: gated)
         let other = try await f.metadata.createTopic(name: "u", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0]
         var c = StorageConfig()
         c.uploadIntervalMs = 60_000  // flush only when told
@@ -213,9 +213,9 @@ import Testing
         #expect(try await original.result().get().baseOffset == 0)
     }
 
-    @Test func slowUploadsTimeOutWithoutLosingOrder() async throws {
+    @Test(arguments: StoreKind.testable) func slowUploadsTimeOutWithoutLosingOrder(kind: StoreKind) async throws {
         let slow = FaultInjectingObjectStore(base: InMemoryObjectStore(), faults: [.put: .init(delayMs: 500)])
-        let f = try await Self.fixture(store: slow)
+        let f = try await Self.fixture(kind, store: slow)
         let e = try await Self.engine(f)
         try await e.open(streamId: f.streamId)
         let (b, h) = Self.batch(["late"])
@@ -225,9 +225,9 @@ import Testing
         #expect(try await Self.append(e, f.streamId, ["next"]).get().baseOffset == 1)
     }
 
-    @Test func backpressureWaitsInsteadOfFailing() async throws {
+    @Test(arguments: StoreKind.testable) func backpressureWaitsInsteadOfFailing(kind: StoreKind) async throws {
         let slow = FaultInjectingObjectStore(base: InMemoryObjectStore(), faults: [.put: .init(delayMs: 200)])
-        let f = try await Self.fixture(store: slow)
+        let f = try await Self.fixture(kind, store: slow)
         var c = StorageConfig()
         c.maxUnflushedBytes = 1 << 20
         c.uploadBytes = 64 << 10

@@ -5,14 +5,14 @@ import StreamStorage
 import Testing
 
 /// The store methods behind ListGroups/DeleteGroups/OffsetDelete, and the engine state behind
-/// DescribeProducers and DescribeLogDirs (on a real SQLite file).
+/// DescribeProducers and DescribeLogDirs (on SQLite, and on PostgreSQL when TERN_TEST_POSTGRES_URL is set).
 @Suite struct GroupAndProducerStateTests {
     static func offset(_ topic: String, _ partition: Int32, _ offset: Int64) -> CommittedOffset {
         CommittedOffset(topic: topic, partition: partition, offset: offset, leaderEpoch: -1, metadata: nil)
     }
 
-    @Test func groupsAreThoseWithCommittedOffsets() async throws {
-        let f = try await EngineTests.fixture()
+    @Test(arguments: StoreKind.testable) func groupsAreThoseWithCommittedOffsets(kind: StoreKind) async throws {
+        let f = try await EngineTests.fixture(kind)
         let m = f.metadata
         #expect(try await m.groupsWithOffsets() == [])
         try await m.commitOffsets(group: "g2", [Self.offset("t", 0, 1), Self.offset("t", 1, 2)])
@@ -26,8 +26,8 @@ import Testing
         #expect(try await m.fetchOffsets(group: "g1") == [Self.offset("t", 0, 5)])
     }
 
-    @Test func deleteOffsetsDeletesOnlyTheNamedPartitionsOfAKnownGroup() async throws {
-        let f = try await EngineTests.fixture()
+    @Test(arguments: StoreKind.testable) func deleteOffsetsDeletesOnlyTheNamedPartitionsOfAKnownGroup(kind: StoreKind) async throws {
+        let f = try await EngineTests.fixture(kind)
         let m = f.metadata
         try await m.commitOffsets(group: "g", [Self.offset("t", 0, 1), Self.offset("t", 1, 2), Self.offset("u", 0, 3)])
         #expect(try await !m.deleteOffsets(group: "nobody", [("t", 0)]))
@@ -37,8 +37,8 @@ import Testing
         #expect(try await m.groupsWithOffsets() == [])
     }
 
-    @Test func producerStateKeepsTheLastTimestampAcrossARestart() async throws {
-        let f = try await EngineTests.fixture()
+    @Test(arguments: StoreKind.testable) func producerStateKeepsTheLastTimestampAcrossARestart(kind: StoreKind) async throws {
+        let f = try await EngineTests.fixture(kind)
         let e = try await EngineTests.engine(f)
         let committer = Task { await e.runCommitter() }
         try await e.open(streamId: f.streamId)
