@@ -33,7 +33,7 @@ import Testing
     }
 
     /// Waits until the committer has committed `count` live objects.
-    static func waitForCommits(_ m: SQLiteMetadataStore, _ count: Int) async throws {
+    static func waitForCommits(_ m: any MetadataStore, _ count: Int) async throws {
         for _ in 0..<500 {
             if try await m.liveObjects(prefix: "", limit: 100_000).count >= count { return }
             try await Task.sleep(for: .milliseconds(10))
@@ -61,8 +61,8 @@ import Testing
         }
     }
 
-    @Test func compactionKeepsEveryRecordReadableOnceAndDeletesInputsOnlyAfterGrace() async throws {
-        let f = try await E.fixture()
+    @Test(arguments: StoreKind.testable) func compactionKeepsEveryRecordReadableOnceAndDeletesInputsOnlyAfterGrace(kind: StoreKind) async throws {
+        let f = try await E.fixture(kind)
         let second = try await f.metadata.createTopic(name: "u", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0]
         let e = try await E.engine(f, config: Self.noCache)
         let committer = Task { await e.runCommitter() }
@@ -114,8 +114,8 @@ import Testing
         }
     }
 
-    @Test func largeStreamsAreSplitIntoStreamObjects() async throws {
-        let f = try await E.fixture()
+    @Test(arguments: StoreKind.testable) func largeStreamsAreSplitIntoStreamObjects(kind: StoreKind) async throws {
+        let f = try await E.fixture(kind)
         let small = try await f.metadata.createTopic(name: "u", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0]
         let e = try await E.engine(f, config: Self.noCache)
         let committer = Task { await e.runCommitter() }
@@ -145,8 +145,8 @@ import Testing
         await committer.value
     }
 
-    @Test func newAppendsDuringCompactionAreKept() async throws {
-        let f = try await E.fixture()
+    @Test(arguments: StoreKind.testable) func newAppendsDuringCompactionAreKept(kind: StoreKind) async throws {
+        let f = try await E.fixture(kind)
         let e = try await E.engine(f, config: Self.noCache)
         let committer = Task { await e.runCommitter() }
         try await e.open(streamId: f.streamId)
@@ -168,8 +168,8 @@ import Testing
         #expect(got.map { $0.0 } == (0..<12).map(Int64.init))
     }
 
-    @Test func trimmedAndDeletedTopicsObjectsAreCollected() async throws {
-        let f = try await E.fixture()
+    @Test(arguments: StoreKind.testable) func trimmedAndDeletedTopicsObjectsAreCollected(kind: StoreKind) async throws {
+        let f = try await E.fixture(kind)
         let doomed = try await f.metadata.createTopic(name: "doomed", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0]
         let e = try await E.engine(f, config: Self.noCache)
         let committer = Task { await e.runCommitter() }
@@ -195,8 +195,8 @@ import Testing
         await committer.value
     }
 
-    @Test func compactionCommitIsACompareAndSetOnItsInputs() async throws {
-        let f = try await E.fixture()
+    @Test(arguments: StoreKind.testable) func compactionCommitIsACompareAndSetOnItsInputs(kind: StoreKind) async throws {
+        let f = try await E.fixture(kind)
         let e = try await E.engine(f, config: Self.noCache)
         let committer = Task { await e.runCommitter() }
         try await e.open(streamId: f.streamId)
@@ -223,8 +223,8 @@ import Testing
         await committer.value
     }
 
-    @Test func aReaderWhoseObjectsWereCompactedElsewhereReloadsItsRanges() async throws {
-        let f = try await E.fixture()
+    @Test(arguments: StoreKind.testable) func aReaderWhoseObjectsWereCompactedElsewhereReloadsItsRanges(kind: StoreKind) async throws {
+        let f = try await E.fixture(kind)
         let e = try await E.engine(f, config: Self.noCache)
         let committer = Task { await e.runCommitter() }
         try await e.open(streamId: f.streamId)
@@ -242,8 +242,8 @@ import Testing
         await committer.value
     }
 
-    @Test func adjacentSmallStreamObjectsMerge() async throws {
-        let f = try await E.fixture()
+    @Test(arguments: StoreKind.testable) func adjacentSmallStreamObjectsMerge(kind: StoreKind) async throws {
+        let f = try await E.fixture(kind)
         let e = try await E.engine(f, config: Self.noCache)
         let committer = Task { await e.runCommitter() }
         try await e.open(streamId: f.streamId)

@@ -37,6 +37,22 @@ import Testing
         #expect(try await m.groupsWithOffsets() == [])
     }
 
+    /// Offset expiration's two store calls: a touch moves a commit time forward only, and an
+    /// expiry deletes only offsets committed before its cutoff (one committed since stays).
+    @Test(arguments: StoreKind.testable) func offsetCommitTimesMoveForwardAndExpireByCutoff(kind: StoreKind) async throws {
+        let m = try await EngineTests.fixture(kind).metadata
+        func at(_ p: Int32, _ t: Int64) -> CommittedOffset {
+            CommittedOffset(topic: "t", partition: p, offset: 9, leaderEpoch: -1, metadata: nil, commitTimestampMs: t)
+        }
+        try await m.commitOffsets(group: "g", [at(0, 1000), at(1, 5000)])
+        try await m.touchOffsets(group: "g", [("t", 0)], at: 500)
+        #expect(try await m.fetchOffsets(group: "g").first { $0.partition == 0 }?.commitTimestampMs == 1000, "a touch never moves back")
+        try await m.touchOffsets(group: "g", [("t", 0)], at: 3000)
+        #expect(try await m.fetchOffsets(group: "g").first { $0.partition == 0 }?.commitTimestampMs == 3000)
+        #expect(try await m.expireOffsets(group: "g", [("t", 0), ("t", 1)], committedBefore: 4000) == 1)
+        #expect(try await m.fetchOffsets(group: "g") == [at(1, 5000)])
+    }
+
     @Test(arguments: StoreKind.testable) func producerStateKeepsTheLastTimestampAcrossARestart(kind: StoreKind) async throws {
         let f = try await EngineTests.fixture(kind)
         let e = try await EngineTests.engine(f)

@@ -34,8 +34,8 @@ import Testing
         #expect(ControlMarker(controlBatch: Self.marker(commit: false).0)?.isCommit == false)
     }
 
-    @Test func abortedTransactionIsIndexedAndSurvivesRestart() async throws {
-        let f = try await EngineTests.fixture()
+    @Test(arguments: StoreKind.testable) func abortedTransactionIsIndexedAndSurvivesRestart(kind: StoreKind) async throws {
+        let f = try await EngineTests.fixture(kind)
         var e = try await EngineTests.engine(f)
         var committer = Task { [e] in await e.runCommitter() }
         let s = f.streamId
@@ -84,8 +84,8 @@ import Testing
         await committer.value
     }
 
-    @Test func recoveryFromUncommittedWALRebuildsTransactionState() async throws {
-        let f = try await EngineTests.fixture()
+    @Test(arguments: StoreKind.testable) func recoveryFromUncommittedWALRebuildsTransactionState(kind: StoreKind) async throws {
+        let f = try await EngineTests.fixture(kind)
         let e = try await EngineTests.engine(f)
         // No committer: the objects are acked but never committed, as when a broker dies.
         let s = f.streamId
@@ -107,8 +107,8 @@ import Testing
         #expect(try await e2.read(streamId: s, offset: 3, maxBytes: 1 << 20).batches.count == 1)
     }
 
-    @Test func markerWithBumpedEpochFencesTheOldEpoch() async throws {
-        let f = try await EngineTests.fixture()
+    @Test(arguments: StoreKind.testable) func markerWithBumpedEpochFencesTheOldEpoch(kind: StoreKind) async throws {
+        let f = try await EngineTests.fixture(kind)
         let e = try await EngineTests.engine(f)
         let committer = Task { await e.runCommitter() }
         let s = f.streamId
