@@ -19,14 +19,14 @@ import glob
 import json
 import os
 import pwd
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+
+from s3_servers import free_low_port  # one free-port picker for every test server
 
 USER = "tern"
 PASSWORD = "tern-test-secret"
@@ -47,18 +47,6 @@ def bin_dir():
 
 def available():
     return bin_dir() is not None
-
-
-def _free_port():
-    for _ in range(200):
-        p = random.randint(20000, 39999)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                continue
-            return p
-    raise RuntimeError("no free port")
 
 
 def _ensure_os_user():
@@ -106,7 +94,7 @@ class PostgresServer:
         except subprocess.CalledProcessError as e:
             raise RuntimeError(f"initdb failed:\n{e.stdout}\n{e.stderr}") from None
         for attempt in range(5):
-            self.port = _free_port()
+            self.port = free_low_port()
             opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
                     "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
             try:

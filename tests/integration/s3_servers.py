@@ -18,8 +18,8 @@ SECRET_KEY = "ternsecretkey/with+odd=chars"
 
 
 def free_low_port():
-    """A free TCP port in 20000-39999 (SeaweedFS adds 10000 for gRPC unless told: we tell it,
-    but stay low anyway)."""
+    """A free TCP port in 20000-39999 for a test server (SeaweedFS adds 10000 for gRPC unless
+    told: we tell it, but stay low anyway; pg_server.py uses it too)."""
     import random
     for _ in range(200):
         p = random.randint(20000, 39999)
