@@ -81,9 +81,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "Cluster",
+            dependencies: ["Metadata"],
+            swiftSettings: strict
+        ),
+        .target(
             name: "Broker",
             dependencies: [
-                "KafkaProtocol", "StreamStorage", "Metadata", "ObjectStore",
+                "KafkaProtocol", "StreamStorage", "Metadata", "ObjectStore", "Cluster",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -154,8 +159,13 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "ClusterTests",
+            dependencies: ["Cluster", "Metadata"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "BrokerTests",
-            dependencies: ["Broker", "KafkaProtocol", "Metadata", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["Broker", "Cluster", "KafkaProtocol", "Metadata", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict
         ),
         .testTarget(

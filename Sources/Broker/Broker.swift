@@ -23,6 +23,10 @@ public final class Broker: Sendable {
     /// The transaction coordinator (state in the metadata store's `transactions` table).
     let transactions: TransactionCoordinator
     private let readyBox = NIOLockedValueBox(false)
+    /// What this broker last read of the cluster (ClusterMembership.swift).
+    let cluster = NIOLockedValueBox(ClusterView())
+    /// One cluster round at a time.
+    let clusterLock = AsyncMutex()
 
     public init(config: BrokerConfig, engine: StreamEngine, metadata: any MetadataStore, clusterId: String,
                 metrics: BrokerMetrics, logger: Logger) {
@@ -39,12 +43,11 @@ public final class Broker: Sendable {
 
     public var isReady: Bool { readyBox.withLockedValue { $0 } }
 
-    /// Opens every partition's stream (each at a new epoch) and marks the broker ready.
+    /// Joins the cluster (lease, placement; the controller's duties when it holds that lease),
+    /// opens the streams of the partitions assigned here (each at a new epoch) and marks the
+    /// broker ready.
     public func start() async throws {
-        for t in try await metadata.topics() {
-            for id in t.streamIds where id >= 0 { try await engine.open(streamId: id) }
-            topicTable.withLockedValue { $0[t.name] = TopicState(t) }
-        }
+        try await clusterLock.withLock { try await self.clusterRound() }
         // After the streams: transactions that were completing write their markers now.
         try await transactions.load(io: self)
         readyBox.withLockedValue { $0 = true }
@@ -67,6 +70,13 @@ public final class Broker: Sendable {
         return t.streamIds[Int(partition)]
     }
 
+    /// Why a partition cannot be read or written here: it does not exist, or another broker
+    /// serves it (the client refreshes its metadata and goes there).
+    func partitionError(_ topic: String, _ partition: Int32) -> ErrorCode {
+        guard let id = streamId(topic, partition) else { return .unknownTopicOrPartition }
+        return engine.offsets(streamId: id) == nil ? .notLeaderOrFollower : .none
+    }
+
     func maxMessageBytes(_ t: TopicState) -> Int32 {
         t.configs["max.message.bytes"].flatMap { Int32($0) } ?? config.messageMaxBytes
     }
@@ -82,15 +92,17 @@ public final class Broker: Sendable {
             return try await topicLock.withLock {
                 if self.topic(name) != nil { throw CreateError.exists }
                 let record = try await metadata.createTopic(name: name, topicId: KafkaUUID.random().hex, partitions: partitions, configs: configs)
-                for id in record.streamIds { try await engine.open(streamId: id) }
                 let t = TopicState(record)
                 topicTable.withLockedValue { $0[name] = t }
+                try await place(newStreams: record.streamIds)
                 logger.info("created topic", metadata: ["topic": "\(name)", "partitions": "\(partitions)"])
                 return t
             }
         } catch let e as CreateError {
             throw e
         } catch let e as MetadataError where e.code == .topicExists {
+            // Created by another broker since this one last read the topics: read them now.
+            await clusterTick()
             throw .exists
         } catch {
             throw .failed("\(error)")
@@ -227,14 +239,32 @@ public final class Broker: Sendable {
         case .deleteRecords:
             let r = try DeleteRecordsRequest(from: &body, version: v)
             return respond(header, await deleteRecords(r))
+        // Group membership lives in the coordinator's memory: on any other broker, NOT_COORDINATOR
+        // sends the client back to FindCoordinator.
         case .joinGroup:
-            return joinGroup(try JoinGroupRequest(from: &body, version: v), header: header, clientHost: clientHost)
+            let r = try JoinGroupRequest(from: &body, version: v)
+            guard isCoordinator(for: r.groupId) else { return respond(header, ClassicGroup.joinError(.notCoordinator, memberId: r.memberId)) }
+            return joinGroup(r, header: header, clientHost: clientHost)
         case .syncGroup:
-            return syncGroup(try SyncGroupRequest(from: &body, version: v), header: header)
+            let r = try SyncGroupRequest(from: &body, version: v)
+            guard isCoordinator(for: r.groupId) else { return respond(header, ClassicGroup.syncError(.notCoordinator)) }
+            return syncGroup(r, header: header)
         case .heartbeat:
-            return respond(header, heartbeat(try HeartbeatRequest(from: &body, version: v)))
+            let r = try HeartbeatRequest(from: &body, version: v)
+            guard isCoordinator(for: r.groupId) else {
+                var resp = HeartbeatResponse()
+                resp.errorCode = ErrorCode.notCoordinator.rawValue
+                return respond(header, resp)
+            }
+            return respond(header, heartbeat(r))
         case .leaveGroup:
-            return respond(header, leaveGroup(try LeaveGroupRequest(from: &body, version: v), version: v))
+            let r = try LeaveGroupRequest(from: &body, version: v)
+            guard isCoordinator(for: r.groupId) else {
+                var resp = LeaveGroupResponse()
+                resp.errorCode = ErrorCode.notCoordinator.rawValue
+                return respond(header, resp)
+            }
+            return respond(header, leaveGroup(r, version: v))
         case .listGroups:
             return respond(header, await listGroups(try ListGroupsRequest(from: &body, version: v)))
         case .describeGroups:
@@ -244,7 +274,13 @@ public final class Broker: Sendable {
         case .offsetDelete:
             return respond(header, await offsetDelete(try OffsetDeleteRequest(from: &body, version: v)))
         case .consumerGroupHeartbeat:
-            return respond(header, consumerGroupHeartbeat(try ConsumerGroupHeartbeatRequest(from: &body, version: v), header: header, clientHost: clientHost))
+            let r = try ConsumerGroupHeartbeatRequest(from: &body, version: v)
+            guard isCoordinator(for: r.groupId) || !config.groupCoordinator.consumerProtocolEnabled else {
+                var resp = ConsumerGroupHeartbeatResponse()
+                resp.errorCode = ErrorCode.notCoordinator.rawValue
+                return respond(header, resp)
+            }
+            return respond(header, consumerGroupHeartbeat(r, header: header, clientHost: clientHost))
         case .consumerGroupDescribe:
             return respond(header, consumerGroupDescribe(try ConsumerGroupDescribeRequest(from: &body, version: v)))
         case .saslHandshake:
@@ -276,9 +312,9 @@ public final class Broker: Sendable {
         case .describeLogDirs:
             return respond(header, describeLogDirs(try DescribeLogDirsRequest(from: &body, version: v)))
         case .alterPartitionReassignments:
-            return respond(header, alterPartitionReassignments(try AlterPartitionReassignmentsRequest(from: &body, version: v)))
+            return respond(header, await alterPartitionReassignments(try AlterPartitionReassignmentsRequest(from: &body, version: v)))
         case .listPartitionReassignments:
-            return respond(header, listPartitionReassignments(try ListPartitionReassignmentsRequest(from: &body, version: v)))
+            return respond(header, await listPartitionReassignments(try ListPartitionReassignmentsRequest(from: &body, version: v)))
         case .describeTopicPartitions:
             return respond(header, describeTopicPartitions(try DescribeTopicPartitionsRequest(from: &body, version: v)))
         }

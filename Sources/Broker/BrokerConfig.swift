@@ -94,6 +94,10 @@ public struct BrokerConfig: Sendable {
         .init(name: "compaction.max.bytes.per.sec", flag: nil, defaultValue: "33554432", help: "compaction's share of object-store bandwidth (read + written)"),
         .init(name: "compaction.sso.max.bytes", flag: nil, defaultValue: "134217728", help: "most live bytes one compaction run reads and holds in memory; objects half this full are left alone"),
         .init(name: "stream.object.split.bytes", flag: nil, defaultValue: "8388608", help: "a partition with this much contiguous data in a compaction run gets its own stream object"),
+        .init(name: "broker.rack", flag: nil, defaultValue: "", help: "this broker's rack (zone), reported in metadata"),
+        .init(name: "broker.session.timeout.ms", flag: nil, defaultValue: "9000", help: "a broker whose lease is not renewed for this long is failed over"),
+        .init(name: "broker.heartbeat.interval.ms", flag: nil, defaultValue: "2000", help: "how often a broker renews its lease"),
+        .init(name: "cluster.poll.interval.ms", flag: nil, defaultValue: "100", help: "how often a broker reads the cluster's state (placement, live brokers) from the metadata store"),
         .init(name: "shutdown.flush.timeout.ms", flag: nil, defaultValue: "30000", help: "on SIGTERM, how long to wait for the last uploads"),
         .init(name: "object.store.fault.<request>.delay.ms", flag: nil, defaultValue: "0", help: "testing: delay each put/get/head/list/delete"),
         .init(name: "object.store.fault.<request>.error.rate", flag: nil, defaultValue: "0", help: "testing: fail this share of put/get/head/list/delete"),
@@ -137,6 +141,8 @@ public struct BrokerConfig: Sendable {
     /// `transaction.*` settings of the transaction coordinator.
     var transactionCoordinator = TransactionCoordinatorConfiguration()
     public var transactionAbortCheckIntervalMs: Int { transactionCoordinator.abortCheckIntervalMs }
+    /// `broker.*` and `cluster.*`: leases and placement.
+    public var cluster = ClusterConfig()
     /// `object.store.fault.*` settings, checked by the object-store layer.
     public var faults: [String: String] = [:]
 
@@ -218,6 +224,13 @@ public struct BrokerConfig: Sendable {
         }
         if c.groupCoordinator.minSessionTimeoutMs > c.groupCoordinator.maxSessionTimeoutMs {
             throw ConfigError("group.min.session.timeout.ms (\(c.groupCoordinator.minSessionTimeoutMs)) is above group.max.session.timeout.ms (\(c.groupCoordinator.maxSessionTimeoutMs))")
+        }
+        if let v = raw["broker.rack"] { c.cluster.rack = v.isEmpty ? nil : v }
+        if let n = try int("broker.session.timeout.ms", 100...Int(Int32.max)) { c.cluster.sessionTimeoutMs = Int64(n) }
+        if let n = try int("broker.heartbeat.interval.ms", 10...Int(Int32.max)) { c.cluster.heartbeatIntervalMs = Int64(n) }
+        if let n = try int("cluster.poll.interval.ms", 10...600_000) { c.cluster.pollIntervalMs = n }
+        if c.cluster.heartbeatIntervalMs >= c.cluster.sessionTimeoutMs {
+            throw ConfigError("broker.heartbeat.interval.ms (\(c.cluster.heartbeatIntervalMs)) must be below broker.session.timeout.ms (\(c.cluster.sessionTimeoutMs))")
         }
         c.faults = raw.filter { $0.key.hasPrefix("object.store.fault.") }
         return c

@@ -10,6 +10,32 @@ enum MetadataSQL {
             ON CONFLICT (node_id) DO UPDATE SET broker_epoch = brokers.broker_epoch + 1
         """
     static let brokerEpoch = "SELECT broker_epoch FROM brokers WHERE node_id = ?"
+
+    // Cluster: leases (database clock), the controller, placement, the change version.
+
+    /// The database's clock in milliseconds: every lease is timed by it, never by a broker's.
+    static func nowMs(_ d: SQLDialect) -> String {
+        switch d {
+        case .sqlite: "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+        case .postgres: "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+        }
+    }
+    static let clusterVersion = "SELECT version FROM cluster"
+    /// Every change to topics or placement bumps it: brokers reload only when it moved.
+    static let bumpVersion = "UPDATE cluster SET version = version + 1"
+    static let renewLease = "UPDATE brokers SET host = ?, port = ?, rack = ?, lease_expires_ms = ? WHERE node_id = ? AND broker_epoch = ?"
+    static let allBrokers = "SELECT node_id, broker_epoch, host, port, rack, lease_expires_ms, recovered_epoch FROM brokers ORDER BY node_id"
+    static let controllerLease = "SELECT node_id, broker_epoch, expires_ms FROM controller"
+    static let takeController = """
+        INSERT INTO controller (id, node_id, broker_epoch, expires_ms) VALUES (1, ?, ?, ?)
+            ON CONFLICT (id) DO UPDATE SET node_id = excluded.node_id, broker_epoch = excluded.broker_epoch, expires_ms = excluded.expires_ms
+        """
+    static let streamPlacements = "SELECT stream_id, topic, partition, epoch, owner, assigned FROM streams ORDER BY stream_id"
+    static let assignStream = "UPDATE streams SET assigned = ? WHERE stream_id = ?"
+    /// The owner gives a stream up: compare-and-set on its epoch (rows affected checked).
+    static let releaseStream = "UPDATE streams SET owner = NULL WHERE stream_id = ? AND epoch = ?"
+    static let releaseOwnedBy = "UPDATE streams SET owner = NULL WHERE owner = ?"
+    static let markRecovered = "UPDATE brokers SET recovered_epoch = ? WHERE node_id = ? AND broker_epoch = ?"
     static let allTopics = "SELECT name, topic_id, partitions FROM topics ORDER BY name"
     static let topicByName = "SELECT name, topic_id, partitions FROM topics WHERE name = ?"
     static let topicStreams = "SELECT partition, stream_id FROM streams WHERE topic = ?"

@@ -173,6 +173,22 @@ enum MetadataSchema {
             "CREATE INDEX stream_ranges_object ON stream_ranges (object_id)",
             "ALTER TABLE group_offsets ADD COLUMN commit_time_ms {INT} NOT NULL DEFAULT 0",
         ]),
+        Migration(version: 3, description: "cluster: broker leases and endpoints, controller lease, stream assignment, change version", statements: [
+            "ALTER TABLE cluster ADD COLUMN version {INT} NOT NULL DEFAULT 0",
+            "ALTER TABLE brokers ADD COLUMN host TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE brokers ADD COLUMN port {INT} NOT NULL DEFAULT 0",
+            "ALTER TABLE brokers ADD COLUMN rack TEXT",
+            "ALTER TABLE brokers ADD COLUMN lease_expires_ms {INT} NOT NULL DEFAULT 0",
+            "ALTER TABLE brokers ADD COLUMN recovered_epoch {INT} NOT NULL DEFAULT 0",
+            "ALTER TABLE streams ADD COLUMN assigned {INT}",
+            """
+            CREATE TABLE controller (
+                id {INT} PRIMARY KEY CHECK (id = 1),
+                node_id {INT} NOT NULL,
+                broker_epoch {INT} NOT NULL,
+                expires_ms {INT} NOT NULL)
+            """,
+        ]),
     ]
 
     /// Producer batches as "firstSeq:lastSeq:baseOffset:lastOffset:maxTimestamp" joined by ";"
@@ -218,6 +234,23 @@ enum MetadataSchema {
                           lastProducerId: row[3].int!, lastProducerEpoch: Int16(truncatingIfNeeded: row[4].int!),
                           timeoutMs: Int32(truncatingIfNeeded: row[5].int!), state: row[6].text!, partitions: row[7].text!,
                           pendingOffsets: row[8].text!, startMs: row[9].int!, updateMs: row[10].int!)
+    }
+
+    /// A row of `MetadataSQL.allBrokers`.
+    static func broker(_ row: [SQLValue]) -> BrokerRecord {
+        BrokerRecord(nodeId: Int32(truncatingIfNeeded: row[0].int!), epoch: row[1].int!, host: row[2].text ?? "",
+                     port: Int(row[3].int ?? 0), rack: row[4].text, leaseExpiresMs: row[5].int ?? 0, recoveredEpoch: row[6].int ?? 0)
+    }
+
+    /// A row of `MetadataSQL.controllerLease`.
+    static func controller(_ row: [SQLValue]) -> ControllerLease {
+        ControllerLease(nodeId: Int32(truncatingIfNeeded: row[0].int!), brokerEpoch: row[1].int!, expiresMs: row[2].int!)
+    }
+
+    /// A row of `MetadataSQL.streamPlacements`.
+    static func placement(_ row: [SQLValue]) -> StreamPlacement {
+        StreamPlacement(streamId: row[0].int!, topic: row[1].text!, partition: Int32(truncatingIfNeeded: row[2].int!), epoch: row[3].int!,
+                        owner: row[4].int.map { Int32(truncatingIfNeeded: $0) }, assigned: row[5].int.map { Int32(truncatingIfNeeded: $0) })
     }
 
     static func rangeRow(_ r: StreamRange, objectId: Int64) -> [SQLValue] {

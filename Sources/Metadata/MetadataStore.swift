@@ -211,7 +211,7 @@ public struct CommittedOffset: Sendable, Equatable {
 ///
 /// SQLite for one broker, PostgreSQL for a cluster: the same schema and the same
 /// compare-and-set SQL (`UPDATE … WHERE epoch = $e`, rows affected checked).
-public protocol MetadataStore: Sendable {
+public protocol MetadataStore: ClusterStore {
     /// Creates the schema if needed; registers the broker with a new broker epoch.
     func bootstrap(nodeId: Int32) async throws -> (clusterId: String, brokerEpoch: Int64)
     func topics() async throws -> [TopicRecord]

@@ -203,6 +203,7 @@ public final class PostgresMetadataStore: MetadataStore {
             for p in 0..<partitions {
                 try await db.query(MetadataSQL.insertStream, [.int(first + Int64(p)), .text(name), .int(Int64(p))])
             }
+            try await db.query(MetadataSQL.bumpVersion)
             return try await Self.loadTopics(db, name: name)[0]
         }
     }
@@ -211,6 +212,7 @@ public final class PostgresMetadataStore: MetadataStore {
         try await transaction { db in
             guard let t = try await Self.loadTopics(db, name: name).first else { return nil }
             try await db.query(MetadataSQL.deleteTopic, [.text(name)])
+                try await db.query(MetadataSQL.bumpVersion)
             return t
         }
     }
@@ -224,6 +226,7 @@ public final class PostgresMetadataStore: MetadataStore {
             for (k, v) in configs {
                 try await db.query(MetadataSQL.insertTopicConfig, [.text(name), .text(k), .text(v)])
             }
+            try await db.query(MetadataSQL.bumpVersion)
         }
     }
 
@@ -240,6 +243,7 @@ public final class PostgresMetadataStore: MetadataStore {
                 }
                 try await db.query(MetadataSQL.setTopicPartitions, [.int(Int64(count)), .text(name)])
             }
+            try await db.query(MetadataSQL.bumpVersion)
             return try await Self.loadTopics(db, name: name)[0]
         }
     }
@@ -268,6 +272,7 @@ public final class PostgresMetadataStore: MetadataStore {
             guard db.changes == 1 else { throw MetadataError(.fenced, "stream \(streamId) opened concurrently") }
             try await db.query(MetadataSQL.insertStreamEpoch,
                                [.int(streamId), .int(epoch), .int(row[1].int!)])
+            try await db.query(MetadataSQL.bumpVersion)
             return try await Self.loadStream(db, streamId)
         }
     }
@@ -299,6 +304,8 @@ public final class PostgresMetadataStore: MetadataStore {
 
     public func commit(_ commit: ObjectCommit) async throws {
         try await transaction { db in
+            // Already committed (a retry whose answer was lost, or a recovery racing the writer): done.
+            if try await !db.query(MetadataSQL.objectId, [.text(commit.key)]).isEmpty { return }
             try await db.query(MetadataSQL.insertObject, [.text(commit.key), .int(Int64(commit.size))])
             let objectId = try await db.query(MetadataSQL.objectId, [.text(commit.key)])[0][0].int!
             var live = Set<Int64>()
@@ -453,6 +460,69 @@ public final class PostgresMetadataStore: MetadataStore {
                     try await db.query(MetadataSQL.insertRange, MetadataSchema.rangeRow(r, objectId: objectId))
                 }
             }
+        }
+    }
+
+    // MARK: cluster
+
+    public func renewLease(nodeId: Int32, epoch: Int64, host: String, port: Int, rack: String?, leaseMs: Int64) async throws -> Bool {
+        try await transaction { db in
+            let now = try await db.query(MetadataSQL.nowMs(.postgres))[0][0].int!
+            try await db.query(MetadataSQL.renewLease, [.text(host), .int(Int64(port)), rack.map { .text($0) } ?? .null,
+                                                        .int(now + leaseMs), .int(Int64(nodeId)), .int(epoch)])
+            return db.changes == 1
+        }
+    }
+
+    public func clusterStatus() async throws -> ClusterStatus {
+        try await transaction { db in
+            ClusterStatus(nowMs: try await db.query(MetadataSQL.nowMs(.postgres))[0][0].int!,
+                          version: try await db.query(MetadataSQL.clusterVersion).first?[0].int ?? 0,
+                          brokers: try await db.query(MetadataSQL.allBrokers).map(MetadataSchema.broker),
+                          controller: try await db.query(MetadataSQL.controllerLease).first.map(MetadataSchema.controller))
+        }
+    }
+
+    public func streamPlacements() async throws -> [StreamPlacement] {
+        try await read(MetadataSQL.streamPlacements).map(MetadataSchema.placement)
+    }
+
+    public func acquireController(nodeId: Int32, epoch: Int64, leaseMs: Int64) async throws -> Bool {
+        try await transaction { db in
+            let now = try await db.query(MetadataSQL.nowMs(.postgres))[0][0].int!
+            if let held = try await db.query(MetadataSQL.controllerLease).first.map(MetadataSchema.controller),
+               held.nodeId != nodeId, held.expiresMs > now {
+                return false
+            }
+            try await db.query(MetadataSQL.takeController, [.int(Int64(nodeId)), .int(epoch), .int(now + leaseMs)])
+            return true
+        }
+    }
+
+    public func assignStreams(_ assignments: [(streamId: Int64, node: Int32)]) async throws {
+        try await transaction { db in
+            for a in assignments { try await db.query(MetadataSQL.assignStream, [.int(Int64(a.node)), .int(a.streamId)]) }
+            try await db.query(MetadataSQL.bumpVersion)
+        }
+    }
+
+    public func releaseStream(streamId: Int64, epoch: Int64) async throws -> Bool {
+        try await transaction { db in
+            try await db.query(MetadataSQL.releaseStream, [.int(streamId), .int(epoch)])
+            guard db.changes == 1 else { return false }
+            try await db.query(MetadataSQL.bumpVersion)
+            return true
+        }
+    }
+
+    public func failOver(nodeId: Int32, epoch: Int64, reassign: [(streamId: Int64, node: Int32)]) async throws -> Bool {
+        try await transaction { db in
+            try await db.query(MetadataSQL.markRecovered, [.int(epoch), .int(Int64(nodeId)), .int(epoch)])
+            guard db.changes == 1 else { return false }
+            try await db.query(MetadataSQL.releaseOwnedBy, [.int(Int64(nodeId))])
+            for a in reassign { try await db.query(MetadataSQL.assignStream, [.int(Int64(a.node)), .int(a.streamId)]) }
+            try await db.query(MetadataSQL.bumpVersion)
+            return true
         }
     }
 }

@@ -90,6 +90,7 @@ public final class SQLiteMetadataStore: MetadataStore {
                 for p in 0..<partitions {
                     try db.query(MetadataSQL.insertStream, [.int(first + Int64(p)), .text(name), .int(Int64(p))])
                 }
+                try db.query(MetadataSQL.bumpVersion)
                 return try Self.loadTopics(db, name: name)[0]
             }
         }
@@ -100,6 +101,7 @@ public final class SQLiteMetadataStore: MetadataStore {
             try db.transaction {
                 guard let t = try Self.loadTopics(db, name: name).first else { return nil }
                 try db.query(MetadataSQL.deleteTopic, [.text(name)])
+                try db.query(MetadataSQL.bumpVersion)
                 return t
             }
         }
@@ -115,6 +117,7 @@ public final class SQLiteMetadataStore: MetadataStore {
                 for (k, v) in configs {
                     try db.query(MetadataSQL.insertTopicConfig, [.text(name), .text(k), .text(v)])
                 }
+                try db.query(MetadataSQL.bumpVersion)
             }
         }
     }
@@ -133,6 +136,7 @@ public final class SQLiteMetadataStore: MetadataStore {
                     }
                     try db.query(MetadataSQL.setTopicPartitions, [.int(Int64(count)), .text(name)])
                 }
+                try db.query(MetadataSQL.bumpVersion)
                 return try Self.loadTopics(db, name: name)[0]
             }
         }
@@ -165,6 +169,7 @@ public final class SQLiteMetadataStore: MetadataStore {
                 guard db.changes == 1 else { throw MetadataError(.fenced, "stream \(streamId) opened concurrently") }
                 try db.query(MetadataSQL.insertStreamEpoch,
                              [.int(streamId), .int(epoch), .int(row[1].int!)])
+                try db.query(MetadataSQL.bumpVersion)
                 return try Self.loadStream(db, streamId)
             }
         }
@@ -212,6 +217,8 @@ public final class SQLiteMetadataStore: MetadataStore {
     public func commit(_ commit: ObjectCommit) async throws {
         try await run { db in
             try db.transaction {
+                // Already committed (a retry whose answer was lost, or a recovery racing the writer): done.
+                if try !db.query(MetadataSQL.objectId, [.text(commit.key)]).isEmpty { return }
                 try db.query(MetadataSQL.insertObject, [.text(commit.key), .int(Int64(commit.size))])
                 let objectId = try db.query(MetadataSQL.objectId, [.text(commit.key)])[0][0].int!
                 var live = Set<Int64>()
@@ -394,5 +401,68 @@ public final class SQLiteMetadataStore: MetadataStore {
                 }
             }
         }
+    }
+
+    // MARK: cluster
+
+    public func renewLease(nodeId: Int32, epoch: Int64, host: String, port: Int, rack: String?, leaseMs: Int64) async throws -> Bool {
+        try await run { db in try db.transaction {
+            let now = try db.query(MetadataSQL.nowMs(.sqlite))[0][0].int!
+            try db.query(MetadataSQL.renewLease, [.text(host), .int(Int64(port)), rack.map { .text($0) } ?? .null,
+                                                        .int(now + leaseMs), .int(Int64(nodeId)), .int(epoch)])
+            return db.changes == 1
+        } }
+    }
+
+    public func clusterStatus() async throws -> ClusterStatus {
+        try await run { db in try db.transaction {
+            ClusterStatus(nowMs: try db.query(MetadataSQL.nowMs(.sqlite))[0][0].int!,
+                          version: try db.query(MetadataSQL.clusterVersion).first?[0].int ?? 0,
+                          brokers: try db.query(MetadataSQL.allBrokers).map(MetadataSchema.broker),
+                          controller: try db.query(MetadataSQL.controllerLease).first.map(MetadataSchema.controller))
+        } }
+    }
+
+    public func streamPlacements() async throws -> [StreamPlacement] {
+        try await run { db in try db.query(MetadataSQL.streamPlacements).map(MetadataSchema.placement) }
+    }
+
+    public func acquireController(nodeId: Int32, epoch: Int64, leaseMs: Int64) async throws -> Bool {
+        try await run { db in try db.transaction {
+            let now = try db.query(MetadataSQL.nowMs(.sqlite))[0][0].int!
+            if let held = try db.query(MetadataSQL.controllerLease).first.map(MetadataSchema.controller),
+               held.nodeId != nodeId, held.expiresMs > now {
+                return false
+            }
+            try db.query(MetadataSQL.takeController, [.int(Int64(nodeId)), .int(epoch), .int(now + leaseMs)])
+            return true
+        } }
+    }
+
+    public func assignStreams(_ assignments: [(streamId: Int64, node: Int32)]) async throws {
+        try await run { db in try db.transaction {
+            for a in assignments { try db.query(MetadataSQL.assignStream, [.int(Int64(a.node)), .int(a.streamId)]) }
+            try db.query(MetadataSQL.bumpVersion)
+        } }
+    }
+
+    public func releaseStream(streamId: Int64, epoch: Int64) async throws -> Bool {
+        try await run { db in try db.transaction {
+            try db.query(MetadataSQL.releaseStream, [.int(streamId), .int(epoch)])
+            guard db.changes == 1 else { return false }
+            try db.query(MetadataSQL.bumpVersion)
+            return true
+        } }
+    }
+
+    public func failOver(nodeId: Int32, epoch: Int64, reassign: [(streamId: Int64, node: Int32)]) async throws -> Bool {
+        try await run { db in try db.transaction {
+            try db.query(MetadataSQL.markRecovered, [.int(epoch), .int(Int64(nodeId)), .int(epoch)])
+            guard db.changes == 1 else { return false }
+            try db.query(MetadataSQL.releaseOwnedBy, [.int(Int64(nodeId))])
+            for a in reassign { try db.query(MetadataSQL.assignStream, [.int(Int64(a.node)), .int(a.streamId)]) }
+            try db.query(MetadataSQL.bumpVersion)
+            return true
+        } }
     }
 }

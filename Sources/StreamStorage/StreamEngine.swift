@@ -108,6 +108,8 @@ public final class StreamEngine: Sendable {
         var epochHistory: [EpochStart]
         /// The aborted-transaction index, ascending by marker offset.
         var aborted: [AbortedTxnRecord] = []
+        /// Being given up for a move: appends are refused while what is buffered is committed.
+        var releasing = false
 
         /// Kafka's last stable offset. A transaction counts as open until its marker is
         /// durable (when it also joins `aborted`), so read_committed never passes data of a
@@ -182,8 +184,14 @@ public final class StreamEngine: Sendable {
     let state = NIOLockedValueBox(State())
     /// Sequence numbers of compaction outputs within this broker epoch (Compaction.swift).
     let compactionSeq = NIOLockedValueBox<UInt64>(0)
-    private let commits: AsyncStream<ObjectCommit>.Continuation
-    private let commitStream: AsyncStream<ObjectCommit>
+    /// The commit queue: objects to commit in WAL order, and barriers that resume once every
+    /// commit queued before them is done.
+    enum CommitItem: Sendable {
+        case object(ObjectCommit)
+        case barrier(OneShot<Void>)
+    }
+    private let commits: AsyncStream<CommitItem>.Continuation
+    private let commitStream: AsyncStream<CommitItem>
 
     public init(config: StorageConfig, objectStore: any ObjectStore, metadata: any MetadataStore, nodeId: Int32,
                 clusterId: String, brokerEpoch: Int64, loop: any EventLoop, logger: Logger) {
@@ -196,13 +204,15 @@ public final class StreamEngine: Sendable {
         self.loop = loop
         self.logger = logger
         self.blockCache = BlockCache(capacity: config.blockCacheBytes)
-        (commitStream, commits) = AsyncStream.makeStream(of: ObjectCommit.self)
+        (commitStream, commits) = AsyncStream.makeStream(of: CommitItem.self)
     }
 
     // MARK: keys
 
-    var walPrefix: String { "\(clusterId)/wal/\(nodeId)/" }
-    var fenceKey: String { "\(clusterId)/meta/fence/\(nodeId)/\(brokerEpoch)" }
+    var walPrefix: String { walPrefix(of: nodeId) }
+    var fenceKey: String { fenceKey(of: nodeId, epoch: brokerEpoch) }
+    func walPrefix(of node: Int32) -> String { "\(clusterId)/wal/\(node)/" }
+    func fenceKey(of node: Int32, epoch: Int64) -> String { "\(clusterId)/meta/fence/\(node)/\(epoch)" }
 
     func walKey(seq: UInt64) -> String {
         let s = String(seq)
@@ -216,12 +226,30 @@ public final class StreamEngine: Sendable {
 
     // MARK: recovery and ownership
 
-    /// Commits WAL objects this node wrote but did not commit before it stopped: they may
-    /// hold acked records. Runs before any stream opens, in WAL order.
+    /// Commits WAL objects this node's earlier runs wrote but did not commit before they
+    /// stopped: they may hold acked records. Runs before any stream opens, in WAL order.
     public func recover() async throws -> Int {
-        let committed = try await metadata.committedObjectKeys(prefix: walPrefix)
+        try await recoverWAL(of: nodeId, epochsBelow: brokerEpoch)
+    }
+
+    /// Fences and recovers the WAL of `node`'s runs with an epoch below `epochsBelow`: puts
+    /// their fence keys (so a run still alive can no longer ack), then lists their WAL
+    /// objects (the listing comes after the fence, so it holds every object such a run acked)
+    /// and commits those not yet committed, in WAL order. A controller runs this for a dead
+    /// broker before its streams open elsewhere; a broker runs it for its own earlier runs.
+    public func recoverWAL(of node: Int32, epochsBelow: Int64) async throws -> Int {
+        let prefix = walPrefix(of: node)
+        var committed = try await metadata.committedObjectKeys(prefix: prefix)
+        let before = try await objectStore.list(prefix: prefix).filter { !committed.contains($0.key) }
+        let epochs = Set(before.compactMap { Self.walEpoch(key: $0.key, prefix: prefix) }.filter { $0 < epochsBelow })
+        if node != nodeId { try await putFence(node: node, epoch: epochsBelow - 1) }
+        for e in epochs.sorted() { try await putFence(node: node, epoch: e) }
+        if epochs.isEmpty && node == nodeId { return 0 }
+        committed = try await metadata.committedObjectKeys(prefix: prefix)
         var recovered = 0
-        for info in try await objectStore.list(prefix: walPrefix) where !committed.contains(info.key) {
+        let listing = try await objectStore.list(prefix: prefix).sorted { $0.key < $1.key }
+        for info in listing where !committed.contains(info.key) {
+            guard let e = Self.walEpoch(key: info.key, prefix: prefix), e < epochsBelow else { continue }
             let object = try await objectStore.get(info.key, range: nil)
             let parsed: ObjectFormat.Parsed
             do {
@@ -247,13 +275,33 @@ public final class StreamEngine: Sendable {
                 }
             }
             let states = Self.touchedStates(headers.map { ($0.0, $0.1) }, tables)
-            try await metadata.commit(ObjectCommit(key: info.key, size: info.size,
-                                                   ranges: ObjectFormat.ranges(of: parsed.entries, key: info.key),
-                                                   producerStates: states, abortedTxns: aborted))
+            do {
+                try await metadata.commit(ObjectCommit(key: info.key, size: info.size,
+                                                       ranges: ObjectFormat.ranges(of: parsed.entries, key: info.key),
+                                                       producerStates: states, abortedTxns: aborted))
+            } catch let e as MetadataError where e.code == .fenced || e.code == .offsetMismatch {
+                // Its streams moved on at a newer epoch: nothing in it was acked after that.
+                logger.error("recovered WAL object refused; skipping it", metadata: ["key": "\(info.key)", "error": "\(e)"])
+                continue
+            }
             recovered += 1
             logger.info("recovered uncommitted WAL object", metadata: ["key": "\(info.key)", "ranges": "\(parsed.entries.count)"])
         }
         return recovered
+    }
+
+    /// The broker epoch in a WAL key `<prefix><epoch>/<seq>`.
+    static func walEpoch(key: String, prefix: String) -> Int64? {
+        guard key.hasPrefix(prefix) else { return nil }
+        return key.dropFirst(prefix.count).split(separator: "/").first.flatMap { Int64($0) }
+    }
+
+    private func putFence(node: Int32, epoch: Int64) async throws {
+        guard epoch > 0 else { return }
+        do {
+            try await objectStore.put(fenceKey(of: node, epoch: epoch), ByteBuffer(), ifNoneMatch: true)
+            logger.info("fenced broker run", metadata: ["node": "\(node)", "brokerEpoch": "\(epoch)"])
+        } catch let e as ObjectStoreError where e.code == .alreadyExists {}
     }
 
     static func touchedStates(_ headers: [(Int64, RecordBatchHeader)], _ tables: [Int64: ProducerStateTable]) -> [ProducerStateRecord] {
@@ -292,6 +340,42 @@ public final class StreamEngine: Sendable {
                 s.cacheBytes -= st.cache.reduce(0) { $0 + $1.bytes.readableBytes }
             }
         }
+    }
+
+    /// Gives a stream up for a move: appends to it are refused from now on (the client sees
+    /// NOT_LEADER_OR_FOLLOWER and asks for metadata), its buffered batches are uploaded, and
+    /// once every object holding them is committed the stream is closed here. Returns the
+    /// epoch it was open at; nil when it was not open or this broker was fenced meanwhile
+    /// (then its batches were never acked).
+    public func release(streamId: Int64) async -> Int64? {
+        let epoch: Int64? = state.withLockedValue { s in
+            guard var st = s.streams[streamId] else { return nil }
+            st.releasing = true
+            s.streams[streamId] = st
+            return st.epoch
+        }
+        guard let epoch else { return nil }
+        while true {
+            let seen = notifier.generation
+            let pending = state.withLockedValue { s in
+                s.buffer.batches.contains { $0.streamId == streamId }
+                    || s.uploads.contains { $0.buffer.batches.contains { $0.streamId == streamId } }
+            }
+            if !pending { break }
+            flush()
+            await notifier.wait(after: seen, until: .now() + .milliseconds(200), on: loop)
+        }
+        let barrier = OneShot<Void>()
+        commits.yield(.barrier(barrier))
+        await barrier.wait()
+        let fenced = state.withLockedValue { $0.fenced }
+        close(streamId: streamId)
+        return fenced ? nil : epoch
+    }
+
+    /// The epoch of every stream open here.
+    public func openEpochs() -> [Int64: Int64] {
+        state.withLockedValue { s in s.streams.mapValues(\.epoch) }
     }
 
     public func offsets(streamId: Int64) -> StreamOffsets? {
@@ -430,6 +514,7 @@ public final class StreamEngine: Sendable {
             if s.fenced { return .answer(.failure(.fenced)) }
             if s.closing { return .answer(.failure(.shuttingDown)) }
             guard var st = s.streams[streamId] else { return .answer(.failure(.unknownStream)) }
+            if st.releasing { return .answer(.failure(.fenced)) }
             switch st.producers.check(header) {
             case .reject(let code): return .answer(.failure(.rejected(code)))
             case .duplicate(let base):
@@ -605,7 +690,7 @@ public final class StreamEngine: Sendable {
             }
             return s.flushWanted || (s.closing && (!s.buffer.batches.isEmpty || !s.buffer.waiters.isEmpty))
         }
-        for c in toCommit { commits.yield(c) }
+        for c in toCommit { commits.yield(.object(c)) }
         for (w, r) in toResume { w.resume(r) }
         for c in backpressure { c.resume() }
         notifier.notifyAll()
@@ -632,7 +717,11 @@ public final class StreamEngine: Sendable {
 
     /// Commits uploaded objects to the metadata store in WAL order, retrying failures.
     public func runCommitter() async {
-        for await commit in commitStream {
+        for await item in commitStream {
+            guard case .object(let commit) = item else {
+                if case .barrier(let b) = item { b.resume(()) }
+                continue
+            }
             var delay = 100
             while true {
                 do {

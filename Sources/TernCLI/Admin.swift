@@ -8,8 +8,8 @@ import NIOPosix
 struct Admin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "admin",
-        abstract: "Ask a running broker's admin listener (metrics.listen).",
-        subcommands: [Storage.self])
+        abstract: "Storage report (admin listener); partition moves (Kafka protocol).",
+        subcommands: [Storage.self, Reassign.self, Drain.self])
 
     struct Storage: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -178,6 +178,7 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
         // before the storage service drains its commits.
         services: [.init(service: StorageService(engine: engine, flushTimeout: flushTimeout)),
                    .init(service: kafka), .init(service: admin),
+                   .init(service: PeriodicService(intervalMs: config.cluster.pollIntervalMs) { await broker.clusterTick() }),
                    .init(service: PeriodicService(intervalMs: config.retentionCheckIntervalMs) { await broker.applyRetention() }),
                    .init(service: PeriodicService(intervalMs: config.offsetsRetentionCheckIntervalMs) { await broker.expireOffsets() }),
                    .init(service: PeriodicService(intervalMs: config.transactionAbortCheckIntervalMs) { await broker.abortTimedOutTransactions() }),
@@ -191,6 +192,7 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
         logger: logger))
     try await group.run()
     let flushed = await engine.shutdown(timeout: flushTimeout)
+    if flushed { await broker.leaveCluster() }
     try? await s3Store?.shutdown()
     try? await pool.shutdownGracefully()
     guard flushed else { throw ExitCode(1) }

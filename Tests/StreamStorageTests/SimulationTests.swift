@@ -180,6 +180,19 @@ struct CrashingMetadataStore: MetadataStore {
     }
     func dropGarbage(keys: [String]) async throws { try await r("dropGarbage") { try await base.dropGarbage(keys: keys) } }
     func liveObjects(prefix: String, limit: Int) async throws -> [StoredObject] { try await r("liveObjects") { try await base.liveObjects(prefix: prefix, limit: limit) } }
+    func renewLease(nodeId: Int32, epoch: Int64, host: String, port: Int, rack: String?, leaseMs: Int64) async throws -> Bool {
+        try await r("renewLease") { try await base.renewLease(nodeId: nodeId, epoch: epoch, host: host, port: port, rack: rack, leaseMs: leaseMs) }
+    }
+    func clusterStatus() async throws -> ClusterStatus { try await r("clusterStatus") { try await base.clusterStatus() } }
+    func streamPlacements() async throws -> [StreamPlacement] { try await r("streamPlacements") { try await base.streamPlacements() } }
+    func acquireController(nodeId: Int32, epoch: Int64, leaseMs: Int64) async throws -> Bool {
+        try await r("acquireController") { try await base.acquireController(nodeId: nodeId, epoch: epoch, leaseMs: leaseMs) }
+    }
+    func assignStreams(_ assignments: [(streamId: Int64, node: Int32)]) async throws { try await r("assignStreams") { try await base.assignStreams(assignments) } }
+    func releaseStream(streamId: Int64, epoch: Int64) async throws -> Bool { try await r("releaseStream") { try await base.releaseStream(streamId: streamId, epoch: epoch) } }
+    func failOver(nodeId: Int32, epoch: Int64, reassign: [(streamId: Int64, node: Int32)]) async throws -> Bool {
+        try await r("failOver") { try await base.failOver(nodeId: nodeId, epoch: epoch, reassign: reassign) }
+    }
     func commitCompaction(_ compaction: CompactionCommit, now: Int64) async throws {
         try await r("commitCompaction") { try await base.commitCompaction(compaction, now: now) }
     }

@@ -504,6 +504,12 @@ class Conn:
     def close(self):
         self.sock.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def send_raw(self, data):
         self.sock.sendall(data)
 

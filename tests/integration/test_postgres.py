@@ -108,8 +108,8 @@ def test_topics_records_and_group_offsets_survive_a_restart(pg, make_broker):
     assert pg.sql(f"SELECT partitions FROM topics WHERE name = '{topic}'", db) == [["3"]]
     assert pg.sql(f"SELECT partition, committed_offset FROM group_offsets WHERE group_id = 'g1' ORDER BY partition", db) == \
         [["0", "10"], ["1", "10"], ["2", "10"]]
-    # Every migration of MetadataSchema.swift applied (2: transactions, GC, offset commit times).
-    assert pg.sql("SELECT max(version) FROM schema_migrations", db) == [["2"]]
+    # Every migration of MetadataSchema.swift applied (3: the cluster's leases and placement).
+    assert pg.sql("SELECT max(version) FROM schema_migrations", db) == [["3"]]
     assert pg.sql("SELECT node_id, broker_epoch FROM brokers", db) == [["1", "1"]]
 
     broker.restart()

@@ -64,8 +64,8 @@ extension Broker {
             }
             if validateOnly { return }
             let record = try await metadata.addPartitions(name: t.name, count: Int(t.count))
-            for id in record.streamIds.dropFirst(current) where id >= 0 { try await engine.open(streamId: id) }
             topicTable.withLockedValue { $0[t.name]?.streamIds = record.streamIds }
+            try await place(newStreams: Array(record.streamIds.dropFirst(current).filter { $0 >= 0 }))
             logger.info("added partitions", metadata: ["topic": "\(t.name)", "partitions": "\(record.streamIds.count)"])
         }
     }

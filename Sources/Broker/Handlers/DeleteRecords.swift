@@ -34,7 +34,7 @@ extension Broker {
                 } catch {
                     switch error {
                     case .offsetOutOfRange: pr.errorCode = ErrorCode.offsetOutOfRange.rawValue
-                    case .unknownStream: pr.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                    case .unknownStream: pr.errorCode = ErrorCode.notLeaderOrFollower.rawValue  // served by another broker
                     case .fenced: pr.errorCode = ErrorCode.notLeaderOrFollower.rawValue
                     case .storage(let why):
                         logger.warning("delete records failed", metadata: ["topic": "\(t.name)", "partition": "\(p.partitionIndex)", "error": "\(why)"])

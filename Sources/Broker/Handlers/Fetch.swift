@@ -94,7 +94,7 @@ extension Broker {
                     pr.records = ByteBuffer()
                     switch error {
                     case .offsetOutOfRange: pr.errorCode = ErrorCode.offsetOutOfRange.rawValue
-                    case .unknownStream: pr.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                    case .unknownStream: pr.errorCode = ErrorCode.notLeaderOrFollower.rawValue  // served by another broker
                     case .fencedLeaderEpoch: pr.errorCode = ErrorCode.fencedLeaderEpoch.rawValue
                     case .unknownLeaderEpoch: pr.errorCode = ErrorCode.unknownLeaderEpoch.rawValue
                     case .storage(let why):

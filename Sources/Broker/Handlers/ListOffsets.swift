@@ -17,7 +17,7 @@ extension Broker {
                 pr.offset = -1
                 pr.leaderEpoch = -1
                 guard let sid = streamId(t.name, p.partitionIndex), let o = engine.offsets(streamId: sid) else {
-                    pr.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                    pr.errorCode = partitionError(t.name, p.partitionIndex).rawValue
                     tr.partitions.append(pr)
                     continue
                 }
@@ -83,7 +83,7 @@ extension Broker {
                 pr.endOffset = -1
                 guard let sid = streamId(t.topic, p.partition), let o = engine.offsets(streamId: sid),
                       let hit = engine.endOffset(forEpoch: p.leaderEpoch, streamId: sid) else {
-                    pr.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                    pr.errorCode = partitionError(t.topic, p.partition).rawValue
                     tr.partitions.append(pr)
                     continue
                 }

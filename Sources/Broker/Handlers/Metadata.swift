@@ -3,14 +3,16 @@ import KafkaProtocol
 extension Broker {
     func metadata(_ r: MetadataRequest, version: Int16) async -> MetadataResponse {
         var resp = MetadataResponse()
-        var broker = MetadataResponse.MetadataResponseBroker()
-        broker.nodeId = config.nodeId
-        broker.host = config.advertise.host
-        broker.port = Int32(config.advertise.port)
-        broker.rack = nil
-        resp.brokers = [broker]
+        resp.brokers = liveBrokers().map { b in
+            var e = MetadataResponse.MetadataResponseBroker()
+            e.nodeId = b.nodeId
+            e.host = b.host
+            e.port = Int32(b.port)
+            e.rack = b.rack
+            return e
+        }
         resp.clusterId = clusterId
-        resp.controllerId = config.nodeId
+        resp.controllerId = controllerId
 
         // v0: an empty list means all topics; v1+: null means all.
         let requested: [MetadataRequest.MetadataRequestTopic]? = (version == 0 && r.topics?.isEmpty == true) ? nil : r.topics
@@ -71,11 +73,18 @@ extension Broker {
         e.partitions = t.streamIds.enumerated().map { i, sid in
             var p = MetadataResponse.MetadataResponseTopic.MetadataResponsePartition()
             p.partitionIndex = Int32(i)
-            p.leaderId = config.nodeId
-            // The leader epoch is the stream epoch: it rises on every open.
-            p.leaderEpoch = engine.offsets(streamId: sid).map { Int32(truncatingIfNeeded: $0.epoch) } ?? -1
-            p.replicaNodes = [config.nodeId]
-            p.isrNodes = [config.nodeId]
+            // The leader is the broker serving the stream; the leader epoch is the stream
+            // epoch, which rises on every open. None while the partition moves or fails over.
+            if let l = leader(ofStream: sid) {
+                p.leaderId = l.node
+                p.leaderEpoch = Int32(truncatingIfNeeded: l.epoch)
+                p.replicaNodes = [l.node]
+                p.isrNodes = [l.node]
+            } else {
+                p.errorCode = ErrorCode.leaderNotAvailable.rawValue
+                p.leaderId = -1
+                p.leaderEpoch = -1
+            }
             return p
         }
         return e

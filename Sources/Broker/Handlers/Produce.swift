@@ -134,7 +134,8 @@ extension Broker {
 
     static func errorCode(for e: AppendError) -> ErrorCode {
         switch e {
-        case .unknownStream: .unknownTopicOrPartition
+        // The partition exists (checked before) but is not served here: moved or moving.
+        case .unknownStream: .notLeaderOrFollower
         case .rejected(let code): code
         case .fenced, .shuttingDown: .notLeaderOrFollower
         case .timedOut: .requestTimedOut

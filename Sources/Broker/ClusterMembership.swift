@@ -1,0 +1,249 @@
+import Cluster
+import Logging
+import Metadata
+import NIOConcurrencyHelpers
+
+/// `broker.*` and `cluster.*` settings.
+public struct ClusterConfig: Sendable {
+    public var rack: String?
+    /// `broker.session.timeout.ms`: the lease a broker renews; past it the broker is failed over.
+    public var sessionTimeoutMs: Int64 = 9000
+    /// `broker.heartbeat.interval.ms`: how often the lease is renewed.
+    public var heartbeatIntervalMs: Int64 = 2000
+    /// `cluster.poll.interval.ms`: how often the cluster's state is read.
+    public var pollIntervalMs = 100
+
+    public init() {}
+}
+
+/// What this broker last read of the cluster.
+struct ClusterView: Sendable {
+    var status: ClusterStatus?
+    var placements: [Int64: StreamPlacement] = [:]
+    var loadedVersion: Int64 = -1
+    var isController = false
+    /// No failover before this time (database clock): set after this broker could not reach
+    /// the metadata store, when every lease may look expired.
+    var graceUntilMs: Int64 = 0
+    var lastRenewal: ContinuousClock.Instant?
+    var storeUnreachable = false
+    /// This run was replaced (a newer run of the node) or failed over: it serves nothing.
+    var superseded = false
+
+    var liveNodes: [Int32] { status?.liveBrokers.map(\.nodeId) ?? [] }
+}
+
+extension Broker {
+    var clusterStore: any ClusterStore { metadata }
+
+    /// One round of this broker's part in the cluster: renew the lease when due, read the
+    /// cluster's state, act as controller when holding its lease, then open, release or drop
+    /// streams so that this broker serves exactly the partitions assigned to it.
+    public func clusterTick() async {
+        do {
+            try await clusterLock.withLock { try await self.clusterRound() }
+        } catch {
+            let first = cluster.withLockedValue { v in
+                defer { v.storeUnreachable = true }
+                return !v.storeUnreachable
+            }
+            if first { logger.warning("cluster round failed; retrying", metadata: ["error": "\(error)"]) }
+        }
+    }
+
+    /// Assigns the streams of new partitions as the controller would (to the live brokers with
+    /// the fewest), then runs a round so that those assigned here open before this returns.
+    func place(newStreams ids: [Int64]) async throws {
+        try await clusterLock.withLock {
+            let status = try await self.clusterStore.clusterStatus()
+            var streams = self.cluster.withLockedValue { Array($0.placements.values) }
+            let known = Set(streams.map(\.streamId))
+            streams += ids.filter { !known.contains($0) }.map {
+                StreamPlacement(streamId: $0, topic: "", partition: 0, epoch: 0, owner: nil, assigned: nil)
+            }
+            let plan = ClusterPlanner.controllerPlan(status: status, streams: streams, graceUntilMs: .max)
+            let wanted = Set(ids)
+            let mine = plan.assignments.filter { wanted.contains($0.streamId) }
+            if !mine.isEmpty { try await self.clusterStore.assignStreams(mine.map { ($0.streamId, $0.node) }) }
+            try await self.clusterRound()
+        }
+    }
+
+    func clusterRound() async throws {
+        let c = config.cluster
+        let epoch = engine.brokerEpoch
+            let due = cluster.withLockedValue { v in
+                v.lastRenewal.map { ContinuousClock.now - $0 >= .milliseconds(c.heartbeatIntervalMs) } ?? true
+            }
+            if due {
+                let renewed = try await clusterStore.renewLease(nodeId: config.nodeId, epoch: epoch, host: config.advertise.host,
+                                                                port: config.advertise.port, rack: c.rack, leaseMs: c.sessionTimeoutMs)
+                if !renewed { supersede("node \(config.nodeId) started again elsewhere (a newer broker epoch)") }
+                cluster.withLockedValue { $0.lastRenewal = .now }
+            }
+            let status = try await clusterStore.clusterStatus()
+            let (reload, wasUnreachable) = cluster.withLockedValue { v in
+                let r = (v.loadedVersion != status.version, v.storeUnreachable)
+                v.status = status
+                v.storeUnreachable = false
+                if r.1 { v.graceUntilMs = status.nowMs + c.sessionTimeoutMs }
+                return r
+            }
+            if wasUnreachable { logger.notice("metadata store reachable again; no failover for broker.session.timeout.ms") }
+            if let me = status.brokers.first(where: { $0.nodeId == config.nodeId }), me.recoveredEpoch >= epoch {
+                supersede("this broker was failed over (its lease expired)")
+            }
+            if cluster.withLockedValue({ $0.superseded }) {
+                for id in engine.openEpochs().keys { engine.close(streamId: id) }
+                return
+            }
+            if reload { try await reloadPlacement(version: status.version) }
+            try await controllerRound(status)
+            try await reconcileStreams()
+    }
+
+    private func supersede(_ why: String) {
+        let first = cluster.withLockedValue { v in
+            defer { v.superseded = true }
+            return !v.superseded
+        }
+        if first {
+            logger.critical("this broker no longer serves any partition: \(why); restart it to rejoin")
+            stopAccepting()
+        }
+    }
+
+    /// Topics and stream placement, read again after the cluster's version moved.
+    private func reloadPlacement(version: Int64) async throws {
+        let topics = try await metadata.topics()
+        let placements = try await clusterStore.streamPlacements()
+        topicTable.withLockedValue { table in
+            table = Dictionary(uniqueKeysWithValues: topics.map { ($0.name, TopicState($0)) })
+        }
+        cluster.withLockedValue { v in
+            v.placements = Dictionary(uniqueKeysWithValues: placements.map { ($0.streamId, $0) })
+            v.loadedVersion = version
+        }
+    }
+
+    private func controllerRound(_ status: ClusterStatus) async throws {
+        let held = try await clusterStore.acquireController(nodeId: config.nodeId, epoch: engine.brokerEpoch,
+                                                            leaseMs: config.cluster.sessionTimeoutMs)
+        let (became, streams, grace) = cluster.withLockedValue { v in
+            defer { v.isController = held }
+            return (held && !v.isController, Array(v.placements.values), v.graceUntilMs)
+        }
+        if became { logger.info("this broker is the controller") }
+        guard held else { return }
+        let plan = ClusterPlanner.controllerPlan(status: status, streams: streams, graceUntilMs: grace)
+        for f in plan.failovers {
+            logger.warning("failing over broker", metadata: ["node": "\(f.node)", "brokerEpoch": "\(f.epoch)", "partitions": "\(f.reassign.count)"])
+            let recovered = try await engine.recoverWAL(of: f.node, epochsBelow: f.epoch + 1)
+            let done = try await clusterStore.failOver(nodeId: f.node, epoch: f.epoch,
+                                                       reassign: f.reassign.map { ($0.streamId, $0.node) })
+            logger.warning(done ? "broker failed over" : "broker started again before its failover; nothing moved",
+                           metadata: ["node": "\(f.node)", "recoveredObjects": "\(recovered)"])
+        }
+        if !plan.assignments.isEmpty {
+            try await clusterStore.assignStreams(plan.assignments.map { ($0.streamId, $0.node) })
+        }
+        if !plan.failovers.isEmpty || !plan.assignments.isEmpty, let s = try? await clusterStore.clusterStatus() {
+            try await reloadPlacement(version: s.version)
+        }
+    }
+
+    /// Opens what is assigned here and free, releases what is assigned elsewhere, drops what
+    /// another broker has taken.
+    private func reconcileStreams() async throws {
+        let placements = cluster.withLockedValue { Array($0.placements.values) }
+        var openHere = engine.openEpochs()
+        // Streams of deleted topics: closed here (their placement is gone).
+        let known = Set(placements.map(\.streamId))
+        for id in openHere.keys where !known.contains(id) {
+            engine.close(streamId: id)
+            openHere[id] = nil
+        }
+        let plan = ClusterPlanner.brokerPlan(node: config.nodeId, streams: placements, openHere: openHere)
+        for id in plan.drop {
+            logger.warning("partition taken over by another broker; closing it here", metadata: ["stream": "\(id)"])
+            engine.close(streamId: id)
+        }
+        for id in plan.release {
+            if let epoch = await engine.release(streamId: id) {
+                _ = try await clusterStore.releaseStream(streamId: id, epoch: epoch)
+                logger.info("released partition", metadata: ["stream": "\(id)"])
+            }
+        }
+        for (id, epoch) in plan.releaseStale {
+            _ = try await clusterStore.releaseStream(streamId: id, epoch: epoch)
+        }
+        var opened = 0
+        for id in plan.open {
+            do {
+                try await engine.open(streamId: id)
+                opened += 1
+            } catch let e as MetadataError where e.code == .fenced {
+                // Another broker opened it first: the next round sees who.
+                continue
+            }
+        }
+        if !plan.release.isEmpty || !plan.releaseStale.isEmpty || opened > 0 {
+            // Our own changes moved the version: read placement again now, not a round later.
+            let s = try await clusterStore.clusterStatus()
+            try await reloadPlacement(version: s.version)
+            cluster.withLockedValue { $0.status = s }
+        }
+    }
+
+    /// After a graceful shutdown (every acked batch uploaded and committed): gives up this
+    /// broker's streams and ends its lease, so the controller moves its partitions at once
+    /// instead of after `broker.session.timeout.ms`.
+    public func leaveCluster() async {
+        do {
+            for (id, epoch) in engine.openEpochs() {
+                _ = try await clusterStore.releaseStream(streamId: id, epoch: epoch)
+            }
+            _ = try await clusterStore.renewLease(nodeId: config.nodeId, epoch: engine.brokerEpoch, host: config.advertise.host,
+                                                  port: config.advertise.port, rack: config.cluster.rack, leaseMs: 0)
+        } catch {
+            logger.warning("could not hand over partitions on shutdown; they move after broker.session.timeout.ms",
+                           metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: what requests see
+
+    /// The live brokers as clients are told of them (this broker at least).
+    func liveBrokers() -> [BrokerRecord] {
+        let live = cluster.withLockedValue { $0.status?.liveBrokers } ?? []
+        if live.contains(where: { $0.nodeId == config.nodeId }) { return live }
+        let me = BrokerRecord(nodeId: config.nodeId, epoch: engine.brokerEpoch, host: config.advertise.host,
+                              port: config.advertise.port, rack: config.cluster.rack, leaseExpiresMs: .max, recoveredEpoch: 0)
+        return (live + [me]).sorted { $0.nodeId < $1.nodeId }
+    }
+
+    /// The broker serving a partition's stream and its epoch (the leader epoch), or nil when
+    /// none does right now (a move or failover in progress).
+    func leader(ofStream id: Int64) -> (node: Int32, epoch: Int64)? {
+        if let o = engine.offsets(streamId: id) { return (config.nodeId, o.epoch) }
+        let (p, live) = cluster.withLockedValue { ($0.placements[id], Set($0.liveNodes)) }
+        guard let p, let owner = p.owner, owner != config.nodeId, live.contains(owner) else { return nil }
+        return (owner, p.epoch)
+    }
+
+    var controllerId: Int32 {
+        cluster.withLockedValue { v in
+            guard let c = v.status?.controller, c.expiresMs > v.status!.nowMs else { return nil }
+            return c.nodeId
+        } ?? config.nodeId
+    }
+
+    /// The broker coordinating a group or transactional id.
+    func coordinator(for key: String) -> BrokerRecord? {
+        let live = liveBrokers()
+        guard let n = ClusterPlanner.coordinator(for: key, among: live.map(\.nodeId)) else { return nil }
+        return live.first { $0.nodeId == n }
+    }
+
+    func isCoordinator(for key: String) -> Bool { coordinator(for: key)?.nodeId == config.nodeId }
+}

@@ -1,0 +1,97 @@
+/// A registered broker as the metadata store holds it. Lease times are the database's clock.
+public struct BrokerRecord: Sendable, Equatable {
+    public var nodeId: Int32
+    /// Bumped by every start of the node.
+    public var epoch: Int64
+    public var host: String
+    public var port: Int
+    public var rack: String?
+    public var leaseExpiresMs: Int64
+    /// The highest epoch of this node whose WAL another broker has fenced and recovered.
+    public var recoveredEpoch: Int64
+
+    public init(nodeId: Int32, epoch: Int64, host: String, port: Int, rack: String?, leaseExpiresMs: Int64, recoveredEpoch: Int64) {
+        self.nodeId = nodeId
+        self.epoch = epoch
+        self.host = host
+        self.port = port
+        self.rack = rack
+        self.leaseExpiresMs = leaseExpiresMs
+        self.recoveredEpoch = recoveredEpoch
+    }
+}
+
+/// Who holds the controller lease, until when (database clock).
+public struct ControllerLease: Sendable, Equatable {
+    public var nodeId: Int32
+    public var brokerEpoch: Int64
+    public var expiresMs: Int64
+
+    public init(nodeId: Int32, brokerEpoch: Int64, expiresMs: Int64) {
+        self.nodeId = nodeId
+        self.brokerEpoch = brokerEpoch
+        self.expiresMs = expiresMs
+    }
+}
+
+/// What every broker reads on each tick: cheap (no per-partition rows).
+public struct ClusterStatus: Sendable, Equatable {
+    /// The database's clock when read.
+    public var nowMs: Int64
+    /// Bumped by every change to topics or stream placement; unchanged means nothing to reload.
+    public var version: Int64
+    public var brokers: [BrokerRecord]
+    public var controller: ControllerLease?
+
+    public init(nowMs: Int64, version: Int64, brokers: [BrokerRecord], controller: ControllerLease?) {
+        self.nowMs = nowMs
+        self.version = version
+        self.brokers = brokers
+        self.controller = controller
+    }
+
+    /// Brokers whose lease has not expired, by node id.
+    public var liveBrokers: [BrokerRecord] {
+        brokers.filter { $0.leaseExpiresMs > nowMs }.sorted { $0.nodeId < $1.nodeId }
+    }
+}
+
+/// Where a partition's stream lives: who owns it now (opened it at `epoch`; nil once released)
+/// and who should (the controller's or an operator's choice).
+public struct StreamPlacement: Sendable, Equatable {
+    public var streamId: Int64
+    public var topic: String
+    public var partition: Int32
+    public var epoch: Int64
+    public var owner: Int32?
+    public var assigned: Int32?
+
+    public init(streamId: Int64, topic: String, partition: Int32, epoch: Int64, owner: Int32?, assigned: Int32?) {
+        self.streamId = streamId
+        self.topic = topic
+        self.partition = partition
+        self.epoch = epoch
+        self.owner = owner
+        self.assigned = assigned
+    }
+}
+
+/// The part of the metadata store that makes a cluster: leases, the controller, placement.
+public protocol ClusterStore: Sendable {
+    /// Renews the node's lease for `leaseMs` from now (database clock) and records where
+    /// clients reach it. False when the node has started again since (a newer epoch): this
+    /// process is a zombie and must stop.
+    func renewLease(nodeId: Int32, epoch: Int64, host: String, port: Int, rack: String?, leaseMs: Int64) async throws -> Bool
+    func clusterStatus() async throws -> ClusterStatus
+    func streamPlacements() async throws -> [StreamPlacement]
+    /// Takes or keeps the controller lease; true when this node holds it afterwards.
+    func acquireController(nodeId: Int32, epoch: Int64, leaseMs: Int64) async throws -> Bool
+    /// Sets who should own each stream.
+    func assignStreams(_ assignments: [(streamId: Int64, node: Int32)]) async throws
+    /// The owner gives a stream up (flushed and committed): compare-and-set on its epoch.
+    func releaseStream(streamId: Int64, epoch: Int64) async throws -> Bool
+    /// After the controller fenced and recovered a dead node's WAL: releases the streams it
+    /// owned and moves its assignments, only if the node has not started again since
+    /// (its epoch is still `epoch`). False when it has.
+    func failOver(nodeId: Int32, epoch: Int64, reassign: [(streamId: Int64, node: Int32)]) async throws -> Bool
+}

@@ -1,0 +1,102 @@
+import Cluster
+import Metadata
+import Testing
+
+@Suite struct ClusterPlannerTests {
+    static let now: Int64 = 1_000_000
+
+    static func broker(_ id: Int32, epoch: Int64 = 1, live: Bool = true, recovered: Int64 = 0) -> BrokerRecord {
+        BrokerRecord(nodeId: id, epoch: epoch, host: "h\(id)", port: 9000 + Int(id), rack: nil,
+                     leaseExpiresMs: live ? now + 5000 : now - 1, recoveredEpoch: recovered)
+    }
+
+    static func stream(_ id: Int64, owner: Int32?, assigned: Int32?, epoch: Int64 = 3) -> StreamPlacement {
+        StreamPlacement(streamId: id, topic: "t", partition: Int32(id), epoch: epoch, owner: owner, assigned: assigned)
+    }
+
+    static func status(_ brokers: [BrokerRecord]) -> ClusterStatus {
+        ClusterStatus(nowMs: now, version: 1, brokers: brokers, controller: nil)
+    }
+
+    @Test func newStreamsGoToTheLeastLoadedLiveBrokers() {
+        let plan = ClusterPlanner.controllerPlan(
+            status: Self.status([Self.broker(1), Self.broker(2), Self.broker(3, live: false, recovered: 1)]),
+            streams: [Self.stream(1, owner: 1, assigned: 1), Self.stream(2, owner: 1, assigned: 1),
+                      Self.stream(3, owner: nil, assigned: nil), Self.stream(4, owner: nil, assigned: nil),
+                      Self.stream(5, owner: nil, assigned: nil)],
+            graceUntilMs: 0)
+        #expect(plan.failovers.isEmpty)
+        // Node 2 has none, node 1 two: 2 gets the first two, then they alternate by id.
+        #expect(plan.assignments == [.init(streamId: 3, node: 2), .init(streamId: 4, node: 2), .init(streamId: 5, node: 1)])
+    }
+
+    @Test func aDeadBrokerIsFailedOverWithItsStreamsSpreadOverTheLiveOnes() {
+        let plan = ClusterPlanner.controllerPlan(
+            status: Self.status([Self.broker(1), Self.broker(2), Self.broker(3, epoch: 4, live: false, recovered: 2)]),
+            streams: [Self.stream(1, owner: 3, assigned: 3), Self.stream(2, owner: 3, assigned: 3),
+                      Self.stream(3, owner: 1, assigned: 1), Self.stream(4, owner: 3, assigned: 2)],
+            graceUntilMs: 0)
+        #expect(plan.failovers.count == 1)
+        let f = plan.failovers[0]
+        #expect(f.node == 3 && f.epoch == 4)
+        // Stream 4 is already on its way to node 2: only released, not reassigned.
+        #expect(f.reassign == [.init(streamId: 1, node: 1), .init(streamId: 2, node: 2)])
+        #expect(plan.assignments.isEmpty, "nothing of the dead node is placed before its WAL is recovered")
+    }
+
+    @Test func noFailoverDuringTheGracePeriod() {
+        let plan = ClusterPlanner.controllerPlan(
+            status: Self.status([Self.broker(1), Self.broker(2, live: false)]),
+            streams: [Self.stream(1, owner: 2, assigned: 2), Self.stream(2, owner: nil, assigned: nil)],
+            graceUntilMs: Self.now + 1)
+        #expect(plan.failovers.isEmpty)
+        // New partitions are still placed.
+        #expect(plan.assignments == [.init(streamId: 2, node: 1)])
+    }
+
+    @Test func streamsLeftAssignedToARecoveredDeadBrokerAreReassigned() {
+        let plan = ClusterPlanner.controllerPlan(
+            status: Self.status([Self.broker(1), Self.broker(2, epoch: 5, live: false, recovered: 5)]),
+            streams: [Self.stream(1, owner: nil, assigned: 2)],
+            graceUntilMs: 0)
+        #expect(plan.failovers.isEmpty)
+        #expect(plan.assignments == [.init(streamId: 1, node: 1)])
+    }
+
+    @Test func withNoLiveBrokerNothingHappens() {
+        let plan = ClusterPlanner.controllerPlan(status: Self.status([Self.broker(1, live: false)]),
+                                                 streams: [Self.stream(1, owner: 1, assigned: 1)], graceUntilMs: 0)
+        #expect(plan == .init())
+    }
+
+    @Test func aBrokerOpensReleasesAndDropsByPlacement() {
+        let plan = ClusterPlanner.brokerPlan(node: 1, streams: [
+            Self.stream(1, owner: nil, assigned: 1),          // free, assigned here: open
+            Self.stream(2, owner: 1, assigned: 1, epoch: 7),  // ours from a previous run: open
+            Self.stream(3, owner: 2, assigned: 1),            // still owned by 2: wait
+            Self.stream(4, owner: 1, assigned: 2, epoch: 4),  // open here, assigned to 2: release
+            Self.stream(5, owner: 2, assigned: 2, epoch: 9),  // open here at 8, taken by 2 at 9: drop
+            Self.stream(6, owner: 1, assigned: 3, epoch: 2),  // a previous run's, assigned away: release stale
+            Self.stream(7, owner: 1, assigned: 1, epoch: 5),  // open here at 5: keep
+        ], openHere: [4: 4, 5: 8, 7: 5])
+        #expect(plan.open == [1, 2])
+        #expect(plan.release == [4])
+        #expect(plan.drop == [5])
+        #expect(plan.releaseStale.map(\.streamId) == [6] && plan.releaseStale.map(\.epoch) == [2])
+    }
+
+    @Test func coordinatorsAreStableAndSpread() {
+        let live: [Int32] = [1, 2, 3]
+        var counts: [Int32: Int] = [:]
+        for i in 0..<3000 {
+            let c = ClusterPlanner.coordinator(for: "group-\(i)", among: live)!
+            #expect(ClusterPlanner.coordinator(for: "group-\(i)", among: live.reversed()) == c, "order of the live list does not matter")
+            counts[c, default: 0] += 1
+            // Removing another broker never moves this key.
+            let other = live.first { $0 != c }!
+            #expect(ClusterPlanner.coordinator(for: "group-\(i)", among: live.filter { $0 != other }) == c)
+        }
+        #expect(counts.values.allSatisfy { $0 > 800 }, "\(counts)")
+        #expect(ClusterPlanner.coordinator(for: "g", among: []) == nil)
+    }
+}

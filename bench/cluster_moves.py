@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Partition moves and failover in a three-broker cluster on SeaweedFS and PostgreSQL.
+
+Starts SeaweedFS, PostgreSQL (the system's binaries) and three `tern serve` on them, keeps a
+produce load running (--rate records/s of 1 KiB, acks=all, over every partition), and times:
+
+- single moves: AlterPartitionReassignments of one partition to another broker, from the
+  request to the first produce acked by the new owner (a raw Produce sent straight to it,
+  retried every 5 ms); --moves of them, p50 and p99 (targets: < 1 s and < 2 s);
+- a bulk move: 100 partitions reassigned in one request, until each accepts a produce on its
+  new owner (target: < 10 s);
+- failover: kill -9 of a broker owning 100 partitions, until each of them accepts a produce
+  on a live broker (target: within broker.session.timeout.ms + 5 s).
+
+Exits 1 when a target is missed. Run after `swift build -c release --product tern`:
+
+    python3 bench/cluster_moves.py [--moves 20] [--rate 1000] [--session-ms 6000]
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+os.environ.setdefault("TERN_BIN", os.path.join(ROOT, ".build", "release", "tern"))
+from confluent_kafka import Producer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+import pg_server  # noqa: E402
+from conftest import Broker  # noqa: E402
+from kafka_wire import Conn, parse_produce_response, produce_request, record_batch  # noqa: E402
+from s3_servers import SeaweedFS  # noqa: E402
+
+
+def leaders(admin, topic):
+    md = admin.list_topics(topic, timeout=10)
+    return {p.id: p.leader for p in md.topics[topic].partitions.values()}
+
+
+def wait_settled(admin, topic, n, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            lead = leaders(admin, topic)
+            if len(lead) == n and all(v >= 0 for v in lead.values()):
+                return lead
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{topic}: leaders did not settle")
+
+
+class Prober:
+    """Raw Produce requests to one broker: True once it acks a record for the partition."""
+
+    def __init__(self, brokers):
+        self.conns = {node: Conn(b.port, timeout=30) for node, b in brokers.items()}
+
+    def acked(self, node, topic, partition):
+        body = produce_request([(topic, [(partition, record_batch([b"probe"]))])], acks=-1, timeout_ms=10000)
+        try:
+            resp = parse_produce_response(self.conns[node].request(0, 7, body), 7)
+        except OSError:
+            return False
+        return resp[(topic, partition)]["error"] == 0
+
+    def wait(self, moves, topic, start, timeout):
+        """Seconds from `start` until each (partition, node) acks a produce on that node."""
+        done = {}
+        deadline = time.monotonic() + timeout
+        while len(done) < len(moves) and time.monotonic() < deadline:
+            for p, node in moves.items():
+                if p not in done and self.acked(node, topic, p):
+                    done[p] = time.monotonic() - start
+            time.sleep(0.005)
+        return done
+
+
+def load(brokers, topics, rate, stop, stats):
+    p = Producer({"bootstrap.servers": ",".join(b.bootstrap for b in brokers.values()), "acks": "all",
+                  "enable.idempotence": True, "linger.ms": 5, "message.timeout.ms": 120000,
+                  "topic.metadata.refresh.interval.ms": 1000})
+    value = b"x" * 1024
+    parts = [(t, i) for t, n in topics for i in range(n)]
+
+    def done(err, m):
+        stats["acked" if err is None else "failed"] += 1
+
+    sent, start = 0, time.monotonic()
+    while not stop.is_set():
+        due = int((time.monotonic() - start) * rate)
+        while sent < due:
+            t, i = parts[sent % len(parts)]
+            try:
+                p.produce(t, value=value, partition=i, on_delivery=done)
+                sent += 1
+            except BufferError:
+                break
+        p.poll(0.002)
+    p.flush(120)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--moves", type=int, default=20)
+    ap.add_argument("--rate", type=int, default=1000, help="background produce, records/s")
+    ap.add_argument("--session-ms", type=int, default=6000, help="broker.session.timeout.ms")
+    args = ap.parse_args()
+    s3 = SeaweedFS().start()
+    pg = pg_server.PostgresServer().start()
+    for k, v in s3.env().items():
+        os.environ[k] = v
+    brokers = {}
+    stop = threading.Event()
+    stats = {"acked": 0, "failed": 0}
+    ok = True
+    try:
+        bucket = s3.create_bucket("moves-bench")
+        url = pg.create_database()
+        settings = {"broker.session.timeout.ms": args.session_ms, "broker.heartbeat.interval.ms": max(100, args.session_ms // 10)}
+        for node in (1, 2, 3):
+            brokers[node] = Broker(tempfile.mkdtemp(prefix="tern-moves-"), settings,
+                                   ["--node-id", str(node), "--metadata", url, "--object-store", f"s3://{bucket}/c",
+                                    "--s3-endpoint", s3.endpoint, "--s3-path-style"]).start()
+        admin = AdminClient({"bootstrap.servers": brokers[1].bootstrap})
+        for t, n in (("moves", 30), ("bulk", 150), ("failover", 300)):
+            admin.create_topics([NewTopic(t, n, 1)])[t].result(60)
+            wait_settled(admin, t, n)
+        loader = threading.Thread(target=load, args=(brokers, [("moves", 30)], args.rate, stop, stats))
+        loader.start()
+        prober = Prober(brokers)
+        time.sleep(2)
+
+        print(f"3 brokers, SeaweedFS + PostgreSQL, {args.rate} records/s of 1 KiB acks=all in the background, "
+              f"broker.session.timeout.ms={args.session_ms}\n")
+        times = []
+        for i in range(args.moves):
+            lead = leaders(admin, "moves")
+            p = i % 30
+            target = lead[p] % 3 + 1
+            start = time.monotonic()
+            admin.alter_partition_reassignments({TopicPartition("moves", p): [target]}).popitem()[1].result(30)
+            got = prober.wait({p: target}, "moves", start, 30)
+            if p not in got:
+                print(f"move {i}: partition {p} not served by {target} within 30 s")
+                ok = False
+                continue
+            times.append(got[p])
+        times.sort()
+        p50 = statistics.median(times)
+        p99 = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))]
+        print(f"single moves ({len(times)}): p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms "
+              f"(targets < 1000 / < 2000 ms)")
+        ok &= p50 < 1 and p99 < 2
+
+        lead = leaders(admin, "bulk")
+        moves = dict(list({p: l % 3 + 1 for p, l in sorted(lead.items())}.items())[:100])
+        start = time.monotonic()
+        futures = admin.alter_partition_reassignments({TopicPartition("bulk", p): [n] for p, n in moves.items()})
+        for f in futures.values():
+            f.result(30)
+        got = prober.wait(moves, "bulk", start, 60)
+        bulk = max(got.values()) if len(got) == len(moves) else float("inf")
+        print(f"100 partitions moved in one request: all served by their new owners after {bulk:.2f} s (target < 10 s)")
+        ok &= bulk < 10
+
+        lead = leaders(admin, "failover")
+        owned = [p for p, l in lead.items() if l == 2]
+        victim = brokers[2]
+        victim.kill()
+        start = time.monotonic()
+        del prober.conns[2]
+        served = {}
+        deadline = start + args.session_ms / 1000 + 30
+        while len(served) < len(owned) and time.monotonic() < deadline:
+            try:
+                now = leaders(admin, "failover")
+            except Exception:
+                continue
+            for p in owned:
+                if p not in served and now.get(p, -1) in (1, 3) and prober.acked(now[p], "failover", p):
+                    served[p] = time.monotonic() - start
+            time.sleep(0.02)
+        failover = max(served.values()) if len(served) == len(owned) else float("inf")
+        limit = args.session_ms / 1000 + 5
+        print(f"kill -9 of a broker owning {len(owned)} partitions: all served again after {failover:.2f} s "
+              f"(target < {limit:.0f} s = session timeout + 5 s)")
+        ok &= failover < limit
+    finally:
+        stop.set()
+        for b in brokers.values():
+            b.kill()
+        pg.stop()
+        s3.stop()
+    print(f"\nbackground produce: {stats['acked']} acked, {stats['failed']} failed")
+    print("PASS" if ok else "FAIL")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Three `tern serve` processes as one cluster: one PostgreSQL database, one bucket (a shared
+local directory), real clients. Partitions are spread over the brokers; a broker killed with
+kill -9 is failed over by the controller (its WAL fenced and recovered, its partitions opened
+elsewhere at a new epoch) with no acked record lost; a broker paused past its lease cannot
+ack again.
+"""
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import pg_server
+from conftest import TERN
+from kafka_wire import Conn, parse_produce_response, produce_request, record_batch
+
+pytestmark = pytest.mark.skipif(not pg_server.available(),
+                                reason="PostgreSQL binaries not found (tools/install-deps.sh installs Debian's postgresql)")
+
+SESSION_MS = 3000
+SETTINGS = {"broker.session.timeout.ms": SESSION_MS, "broker.heartbeat.interval.ms": 300, "cluster.poll.interval.ms": 100}
+
+
+@pytest.fixture(scope="module")
+def pg():
+    server = pg_server.PostgresServer().start()
+    yield server
+    server.stop()
+
+
+def start_cluster(pg, make_broker, n=3, settings=None):
+    url = pg.create_database()
+    objects = tempfile.mkdtemp(prefix="tern-cluster-objects-")
+    brokers = []
+    for node in range(1, n + 1):
+        brokers.append(make_broker(settings={**SETTINGS, **(settings or {})},
+                                   extra_args=["--metadata", url, "--node-id", str(node), "--object-store", f"file://{objects}"]))
+    return brokers, url.rsplit("/", 1)[1]
+
+
+def bootstrap(brokers):
+    return ",".join(b.bootstrap for b in brokers if b.alive())
+
+
+def leaders(brokers, topic):
+    md = AdminClient({"bootstrap.servers": bootstrap(brokers)}).list_topics(topic, timeout=10)
+    t = md.topics[topic]
+    return {p.id: p.leader for p in t.partitions.values()}, sorted(md.brokers)
+
+
+def wait_for_leaders(brokers, topic, partitions, ok=lambda l: True, timeout=30):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = leaders(brokers, topic)
+            if len(last[0]) == partitions and all(l >= 0 and ok(l) for l in last[0].values()):
+                return last
+        except Exception as e:  # a broker going away mid-request
+            last = e
+        time.sleep(0.1)
+    raise AssertionError(f"leaders not settled: {last}")
+
+
+def create_topic(brokers, topic, partitions):
+    a = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+    for f in a.create_topics([NewTopic(topic, partitions, 1)]).values():
+        f.result(15)
+
+
+def read_all(brokers, topic, partitions, expect, timeout=60):
+    c = Consumer({"bootstrap.servers": bootstrap(brokers), "group.id": f"read-{uuid.uuid4().hex[:6]}",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got = []
+    deadline = time.time() + timeout
+    while len(got) < expect and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append((m.partition(), m.offset(), m.value().decode()))
+    # Anything beyond what was expected (duplicates) arrives within a little longer.
+    end = time.time() + 1
+    while time.time() < end:
+        m = c.poll(0.2)
+        if m is not None and not m.error():
+            got.append((m.partition(), m.offset(), m.value().decode()))
+    c.close()
+    return got
+
+
+def test_partitions_are_spread_and_a_non_owner_answers_not_leader(pg, make_broker):
+    brokers, db = start_cluster(pg, make_broker)
+    topic = f"spread-{uuid.uuid4().hex[:6]}"
+    create_topic(brokers, topic, 6)
+    # Every broker learns the placement (within a few poll intervals) and gives the same answer.
+    answers = [wait_for_leaders([b], topic, 6, timeout=10) for b in brokers]
+    lead, nodes = answers[0]
+    assert all(a == answers[0] for a in answers), answers
+    assert nodes == [1, 2, 3], "metadata lists every live broker"
+    per_node = {n: sorted(p for p, l in lead.items() if l == n) for n in nodes}
+    assert all(len(v) == 2 for v in per_node.values()), f"6 partitions spread 2 per broker: {per_node}"
+
+    # A produce sent to a broker that does not own the partition: NOT_LEADER_OR_FOLLOWER (6).
+    partition = per_node[1][0]
+    other = brokers[1]
+    with Conn(other.port) as c:
+        resp = parse_produce_response(c.request(0, 7, produce_request([(topic, [(partition, record_batch([b"x"]))])])), 7)
+    assert resp[(topic, partition)]["error"] == 6
+    with Conn(brokers[0].port) as c:
+        resp = parse_produce_response(c.request(0, 7, produce_request([(topic, [(partition, record_batch([b"y"]))])])), 7)
+    assert resp[(topic, partition)]["error"] == 0
+
+    # Real clients follow the leaders: everything produced through one bootstrap is read back.
+    p = Producer({"bootstrap.servers": brokers[2].bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+    for i in range(600):
+        p.produce(topic, value=f"v{i}".encode(), partition=i % 6)
+    assert p.flush(30) == 0
+    got = read_all(brokers, topic, 6, 601)
+    assert sorted(v for _, _, v in got if v.startswith("v")) == sorted(f"v{i}" for i in range(600))
+    assert len(got) == 601
+    assert pg.sql("SELECT COUNT(DISTINCT owner) FROM streams", db) == [["3"]]
+
+
+def produce_until(brokers, topic, partitions, stop, acked, errors):
+    """Produces idempotently until `stop` is set, recording every acked (partition, value)."""
+    p = Producer({"bootstrap.servers": bootstrap(brokers), "acks": "all", "enable.idempotence": True,
+                  "linger.ms": 5, "message.timeout.ms": 60000, "topic.metadata.refresh.interval.ms": 1000})
+
+    def done(err, m):
+        if err is None:
+            acked.append((m.partition(), m.value().decode()))
+        else:
+            errors.append(str(err))
+
+    i = 0
+    while not stop.is_set():
+        try:
+            p.produce(topic, value=f"r{i}".encode(), partition=i % partitions, on_delivery=done)
+            i += 1
+        except BufferError:
+            pass
+        p.poll(0.002 if i % 20 == 0 else 0)
+    p.flush(90)
+
+
+def test_kill_9_of_a_broker_fails_it_over_without_losing_acked_records(pg, make_broker):
+    brokers, db = start_cluster(pg, make_broker)
+    topic = f"failover-{uuid.uuid4().hex[:6]}"
+    create_topic(brokers, topic, 6)
+    before, _ = wait_for_leaders(brokers, topic, 6)
+    victim = brokers[1]  # node 2
+    assert 2 in before.values()
+
+    stop, acked, errors = threading.Event(), [], []
+    t = threading.Thread(target=produce_until, args=(brokers, topic, 6, stop, acked, errors))
+    t.start()
+    time.sleep(2)
+    victim.kill()
+    killed = time.time()
+    after, nodes = wait_for_leaders(brokers, topic, 6, ok=lambda l: l != 2, timeout=SESSION_MS / 1000 + 20)
+    served_again = time.time() - killed
+    time.sleep(2)
+    stop.set()
+    t.join(120)
+    assert not t.is_alive()
+
+    assert served_again < SESSION_MS / 1000 + 5, f"partitions served again {served_again:.1f} s after the kill"
+    assert nodes == [1, 3]
+    assert set(after.values()) <= {1, 3}
+    log = brokers[0].log() + brokers[2].log()
+    assert "broker failed over" in log
+    assert errors == [], f"delivery errors: {errors[:5]}"
+    assert len(acked) > 200
+    got = read_all(brokers, topic, 6, len(acked))
+    values = [v for _, _, v in got]
+    assert len(values) == len(set(values)), "no record twice (idempotence survives the failover)"
+    missing = {v for _, v in acked} - set(values)
+    assert not missing, f"{len(missing)} acked records lost, e.g. {sorted(missing)[:5]}"
+    # The dead node's epoch is recorded as recovered; its partitions now have new epochs.
+    assert pg.sql("SELECT recovered_epoch FROM brokers WHERE node_id = 2", db) == [["1"]]
+    assert pg.sql("SELECT COUNT(*) FROM streams WHERE owner = 2", db) == [["0"]]
+
+
+def test_a_broker_paused_past_its_lease_cannot_ack_after_it_resumes(pg, make_broker):
+    brokers, db = start_cluster(pg, make_broker)
+    topic = f"zombie-{uuid.uuid4().hex[:6]}"
+    create_topic(brokers, topic, 3)
+    lead, _ = wait_for_leaders(brokers, topic, 3)
+    zombie = brokers[1]
+    mine = sorted(p for p, l in lead.items() if l == 2)
+    assert mine, lead
+    zombie.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for_leaders([brokers[0], brokers[2]], topic, 3, ok=lambda l: l != 2, timeout=SESSION_MS / 1000 + 20)
+    finally:
+        zombie.proc.send_signal(signal.SIGCONT)
+    # The resumed broker still has its connections and, for a moment, its old view: whatever it
+    # is sent, it must not ack (it is fenced in the bucket and failed over in the database).
+    with Conn(zombie.port) as c:
+        resp = parse_produce_response(c.request(0, 7, produce_request([(topic, [(mine[0], record_batch([b"zombie"]))])])), 7)
+    assert resp[(topic, mine[0])]["error"] != 0, "a fenced broker acked a produce"
+    deadline = time.time() + 10
+    while time.time() < deadline and "no longer serves any partition" not in zombie.log():
+        time.sleep(0.1)
+    assert "no longer serves any partition" in zombie.log()
+    # The live brokers serve that partition; the zombie's write is nowhere.
+    p = Producer({"bootstrap.servers": brokers[0].bootstrap, "acks": "all"})
+    p.produce(topic, value=b"after", partition=mine[0])
+    assert p.flush(30) == 0
+    got = read_all([brokers[0], brokers[2]], topic, 3, 1)
+    assert [v for _, _, v in got] == ["after"]
+
+
+def tern_admin(*args):
+    r = subprocess.run([TERN, "admin", *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_reassign_and_drain_move_partitions_under_load_with_nothing_lost(pg, make_broker):
+    brokers, db = start_cluster(pg, make_broker)
+    topic = f"moves-{uuid.uuid4().hex[:6]}"
+    create_topic(brokers, topic, 6)
+    before, _ = wait_for_leaders(brokers, topic, 6)
+    stop, acked, errors = threading.Event(), [], []
+    t = threading.Thread(target=produce_until, args=(brokers, topic, 6, stop, acked, errors))
+    t.start()
+    try:
+        time.sleep(1)
+        target = 1 if before[0] != 1 else 2
+        out = tern_admin("reassign", "--bootstrap-server", brokers[0].bootstrap, "--topic", topic, "--partition", "0", "--to", str(target))
+        assert out.startswith(f"Moved {topic}-0 to broker {target} in "), out
+        ms = int(out.split(" in ")[1].split(" ms")[0])
+        assert ms < 5000, out
+        assert wait_for_leaders([brokers[0]], topic, 6)[0][0] == target
+        # The move is not a copy: the new owner opened the same stream at the next epoch.
+        assert pg.sql(f"SELECT owner, assigned FROM streams WHERE topic = '{topic}' AND partition = 0", db) == [[str(target)] * 2]
+
+        out = tern_admin("drain", "--bootstrap-server", brokers[0].bootstrap, "3")
+        assert "off broker 3" in out or "leads no partition" in out, out
+        after, _ = wait_for_leaders(brokers, topic, 6)
+        assert 3 not in after.values(), after
+        time.sleep(1)
+    finally:
+        stop.set()
+        t.join(120)
+    assert errors == [], f"delivery errors: {errors[:5]}"
+    got = read_all(brokers, topic, 6, len(acked))
+    values = [v for _, _, v in got]
+    assert len(values) == len(set(values)), "no record twice"
+    missing = {v for _, v in acked} - set(values)
+    assert not missing, f"{len(missing)} acked records lost, e.g. {sorted(missing)[:5]}"
+    assert pg.sql(f"SELECT COUNT(*) FROM streams WHERE topic = '{topic}' AND (owner = 3 OR assigned = 3)", db) == [["0"]]
+    # No reassignment is left in progress.
+    assert pg.sql(f"SELECT COUNT(*) FROM streams WHERE owner IS DISTINCT FROM assigned", db) == [["0"]]
