@@ -42,6 +42,8 @@ extension Broker {
     public func clusterTick() async {
         do {
             try await clusterLock.withLock { try await self.clusterRound() }
+        } catch is CancellationError {
+            return  // shutting down
         } catch {
             let first = cluster.withLockedValue { v in
                 defer { v.storeUnreachable = true }

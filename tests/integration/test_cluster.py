@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 import pg_server
 from conftest import TERN
+from s3_servers import free_low_port
 from kafka_wire import Conn, parse_produce_response, produce_request, record_batch
 
 pytestmark = pytest.mark.skipif(not pg_server.available(),
@@ -259,3 +260,57 @@ def test_reassign_and_drain_move_partitions_under_load_with_nothing_lost(pg, mak
     assert pg.sql(f"SELECT COUNT(*) FROM streams WHERE topic = '{topic}' AND (owner = 3 OR assigned = 3)", db) == [["0"]]
     # No reassignment is left in progress.
     assert pg.sql(f"SELECT COUNT(*) FROM streams WHERE owner IS DISTINCT FROM assigned", db) == [["0"]]
+
+
+def start_cluster_up(data_dir, port, metrics_port, brokers=3):
+    proc = subprocess.Popen([TERN, "cluster", "up", "--brokers", str(brokers), "--data-dir", data_dir,
+                             "--port", str(port), "--metrics-port", str(metrics_port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("Ctrl-C stops the cluster."):
+            return proc, "".join(lines)
+    proc.kill()
+    raise AssertionError("tern cluster up did not get ready:\n" + "".join(lines))
+
+
+def test_cluster_up_runs_a_local_cluster_and_restarts_it(pg):
+    root = tempfile.mkdtemp(prefix="tern-cluster-up-")
+    os.chmod(root, 0o755)  # PostgreSQL runs as 'nobody' when the tests run as root
+    data = os.path.join(root, "c")
+    port, metrics = free_low_port(), free_low_port()
+    # Ports of brokers 2 and 3 follow; take a base whose neighbours are free too.
+    proc, out = start_cluster_up(data, port, metrics)
+    try:
+        bootstrap = ",".join(f"127.0.0.1:{port + i}" for i in range(3))
+        assert f"bootstrap: {bootstrap}" in out, out
+        topic = f"up-{uuid.uuid4().hex[:6]}"
+        a = AdminClient({"bootstrap.servers": bootstrap})
+        a.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
+        md = a.list_topics(timeout=10)
+        assert sorted(md.brokers) == [1, 2, 3]
+        p = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+        for i in range(30):
+            p.produce(topic, value=f"m{i}".encode(), partition=i % 3)
+        assert p.flush(30) == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, rest
+    assert "Stopping the cluster." in rest
+    # Everything stopped, PostgreSQL included.
+    assert subprocess.run(["pgrep", "-f", f"postgres -D {data}/postgres"], capture_output=True).returncode == 1
+    # The same data directory is the same cluster.
+    proc, out = start_cluster_up(data, port, metrics)
+    try:
+        got = read_all([type("B", (), {"bootstrap": f"127.0.0.1:{port + i}", "alive": lambda self: True})() for i in range(3)],
+                       topic, 3, 30)
+        assert sorted(v for _, _, v in got) == sorted(f"m{i}" for i in range(30))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
