@@ -23,6 +23,7 @@ enum MetadataSQL {
     static let clusterVersion = "SELECT version FROM cluster"
     /// Every change to topics or placement bumps it: brokers reload only when it moved.
     static let bumpVersion = "UPDATE cluster SET version = version + 1"
+    static let startLease = "UPDATE brokers SET lease_expires_ms = ? WHERE node_id = ?"
     static let renewLease = "UPDATE brokers SET host = ?, port = ?, rack = ?, lease_expires_ms = ? WHERE node_id = ? AND broker_epoch = ?"
     static let allBrokers = "SELECT node_id, broker_epoch, host, port, rack, lease_expires_ms, recovered_epoch FROM brokers ORDER BY node_id"
     static let controllerLease = "SELECT node_id, broker_epoch, expires_ms FROM controller"

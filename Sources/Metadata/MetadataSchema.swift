@@ -38,8 +38,8 @@ public enum SQLDialect: Sendable {
     }
 }
 
-/// The metadata schema as numbered migrations, shared by `SQLiteMetadataStore` and
-/// `PostgresMetadataStore`. A store applies, at startup and in one transaction, every
+/// The metadata schema as numbered migrations, run by `SQLMetadataStore` on SQLite and
+/// PostgreSQL. A store applies, at startup and in one transaction, every
 /// migration above the highest version recorded in `schema_migrations`. Never edit a
 /// migration that has shipped: append a new one.
 enum MetadataSchema {
@@ -256,6 +256,20 @@ enum MetadataSchema {
     static func rangeRow(_ r: StreamRange, objectId: Int64) -> [SQLValue] {
         [.int(r.streamId), .int(r.startOffset), .int(r.endOffset), .int(r.epoch), .int(objectId),
          .int(Int64(r.position)), .int(Int64(r.size)), .int(r.minTimestamp), .int(r.maxTimestamp)]
+    }
+
+    /// A row of `MetadataSQL.streamRanges`.
+    static func streamRange(_ streamId: Int64, _ row: [SQLValue]) -> StreamRange {
+        StreamRange(streamId: streamId, epoch: row[0].int!, startOffset: row[1].int!, endOffset: row[2].int!,
+                    objectKey: row[3].text!, position: Int(row[4].int!), size: Int(row[5].int!),
+                    minTimestamp: row[6].int!, maxTimestamp: row[7].int!)
+    }
+
+    /// A row of `MetadataSQL.producerStates`.
+    static func producerState(_ streamId: Int64, _ row: [SQLValue]) -> ProducerStateRecord {
+        ProducerStateRecord(streamId: streamId, producerId: row[0].int!, producerEpoch: Int16(row[1].int!),
+                            batches: decodeBatches(row[2].text!), txnFirstOffset: row[3].int!,
+                            coordinatorEpoch: Int32(truncatingIfNeeded: row[4].int!))
     }
 
     /// A row of `MetadataSQL.objectRanges`.

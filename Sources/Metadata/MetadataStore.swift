@@ -212,8 +212,9 @@ public struct CommittedOffset: Sendable, Equatable {
 /// SQLite for one broker, PostgreSQL for a cluster: the same schema and the same
 /// compare-and-set SQL (`UPDATE … WHERE epoch = $e`, rows affected checked).
 public protocol MetadataStore: ClusterStore {
-    /// Creates the schema if needed; registers the broker with a new broker epoch.
-    func bootstrap(nodeId: Int32) async throws -> (clusterId: String, brokerEpoch: Int64)
+    /// Creates the schema if needed; registers the broker with a new broker epoch and a
+    /// lease of `leaseMs` (renewed by `renewLease` from then on).
+    func bootstrap(nodeId: Int32, leaseMs: Int64) async throws -> (clusterId: String, brokerEpoch: Int64)
     func topics() async throws -> [TopicRecord]
     /// Creates a topic and one stream per partition; `.topicExists` if the name is taken.
     func createTopic(name: String, topicId: String, partitions: Int, configs: [String: String]) async throws -> TopicRecord
@@ -311,5 +312,12 @@ public struct CompactionCommit: Sendable, Equatable {
     public init(superseded: [String], objects: [StoredObject]) {
         self.superseded = superseded
         self.objects = objects
+    }
+}
+
+extension MetadataStore {
+    /// `bootstrap` with the default session timeout of a broker as the first lease.
+    public func bootstrap(nodeId: Int32) async throws -> (clusterId: String, brokerEpoch: Int64) {
+        try await bootstrap(nodeId: nodeId, leaseMs: 9000)
     }
 }

@@ -36,9 +36,9 @@ public enum SQLValue: Sendable, Equatable {
     public var text: String? { if case .text(let v) = self { v } else { nil } }
 }
 
-/// One SQLite connection. Not thread-safe: `SQLiteMetadataStore` confines it to one thread,
-/// which is what makes the `@unchecked Sendable` hold.
-final class SQLiteConnection: @unchecked Sendable {
+/// One SQLite connection. Not thread-safe: `SQLiteEngine` lets one transaction or read at a
+/// time use it, on one thread, which is what makes the `@unchecked Sendable` hold.
+final class SQLiteConnection: SQLSession, @unchecked Sendable {
     private var db: OpaquePointer?
     private var statements: [String: OpaquePointer] = [:]
 
@@ -76,7 +76,7 @@ final class SQLiteConnection: @unchecked Sendable {
 
     /// Runs one statement with parameters; returns its rows.
     @discardableResult
-    func query(_ sql: String, _ params: [SQLValue] = []) throws -> [[SQLValue]] {
+    func query(_ sql: String, _ params: [SQLValue]) throws -> [[SQLValue]] {
         let stmt: OpaquePointer
         if let s = statements[sql] {
             stmt = s
@@ -121,17 +121,4 @@ final class SQLiteConnection: @unchecked Sendable {
     /// Rows changed by the last statement.
     var changes: Int { Int(sqlite3_changes(db)) }
 
-    /// Runs `body` in a `BEGIN IMMEDIATE` transaction (a deferred one that upgrades can fail
-    /// with SQLITE_BUSY_SNAPSHOT whatever the busy timeout says).
-    func transaction<T>(_ body: () throws -> T) throws -> T {
-        try execute("BEGIN IMMEDIATE")
-        do {
-            let v = try body()
-            try execute("COMMIT")
-            return v
-        } catch {
-            try? execute("ROLLBACK")
-            throw error
-        }
-    }
 }

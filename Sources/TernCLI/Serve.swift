@@ -141,7 +141,7 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
     let metadata = try await openMetadata(config, logger: logger)
     let clusterId: String, brokerEpoch: Int64
     do {
-        (clusterId, brokerEpoch) = try await metadata.bootstrap(nodeId: config.nodeId)
+        (clusterId, brokerEpoch) = try await metadata.bootstrap(nodeId: config.nodeId, leaseMs: config.cluster.sessionTimeoutMs)
     } catch let e as MetadataError {
         failStartup("metadata \(redactedMetadataURL(config.metadataURL)): \(e.message)")
     }

@@ -146,7 +146,9 @@ struct CrashingMetadataStore: MetadataStore {
         try await power.request(name, body)
     }
 
-    func bootstrap(nodeId: Int32) async throws -> (clusterId: String, brokerEpoch: Int64) { try await r("bootstrap") { try await base.bootstrap(nodeId: nodeId) } }
+    func bootstrap(nodeId: Int32, leaseMs: Int64) async throws -> (clusterId: String, brokerEpoch: Int64) {
+        try await r("bootstrap") { try await base.bootstrap(nodeId: nodeId, leaseMs: leaseMs) }
+    }
     func topics() async throws -> [TopicRecord] { try await r("topics") { try await base.topics() } }
     func createTopic(name: String, topicId: String, partitions: Int, configs: [String: String]) async throws -> TopicRecord {
         try await r("createTopic") { try await base.createTopic(name: name, topicId: topicId, partitions: partitions, configs: configs) }
