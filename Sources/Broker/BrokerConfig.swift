@@ -98,6 +98,11 @@ public struct BrokerConfig: Sendable {
         .init(name: "broker.session.timeout.ms", flag: nil, defaultValue: "9000", help: "a broker whose lease is not renewed for this long is failed over"),
         .init(name: "broker.heartbeat.interval.ms", flag: nil, defaultValue: "2000", help: "how often a broker renews its lease"),
         .init(name: "cluster.poll.interval.ms", flag: nil, defaultValue: "100", help: "how often a broker reads the cluster's state (placement, live brokers) from the metadata store"),
+        .init(name: "balancer.enable", flag: nil, defaultValue: "true", help: "the controller moves partitions so that every broker's traffic stays near the average"),
+        .init(name: "balancer.interval.ms", flag: nil, defaultValue: "30000", help: "how often the controller balances"),
+        .init(name: "balancer.tolerance.percent", flag: nil, defaultValue: "10", help: "a broker within this many percent of the average traffic is balanced"),
+        .init(name: "balancer.min.bytes.per.sec", flag: nil, defaultValue: "1048576", help: "brokers with less traffic (in + out) than this are not moved from"),
+        .init(name: "balancer.max.moves", flag: nil, defaultValue: "5", help: "most partition moves per balancing round"),
         .init(name: "shutdown.flush.timeout.ms", flag: nil, defaultValue: "30000", help: "on SIGTERM, how long to wait for the last uploads"),
         .init(name: "object.store.fault.<request>.delay.ms", flag: nil, defaultValue: "0", help: "testing: delay each put/get/head/list/delete"),
         .init(name: "object.store.fault.<request>.error.rate", flag: nil, defaultValue: "0", help: "testing: fail this share of put/get/head/list/delete"),
@@ -229,6 +234,11 @@ public struct BrokerConfig: Sendable {
         if let n = try int("broker.session.timeout.ms", 100...Int(Int32.max)) { c.cluster.sessionTimeoutMs = Int64(n) }
         if let n = try int("broker.heartbeat.interval.ms", 10...Int(Int32.max)) { c.cluster.heartbeatIntervalMs = Int64(n) }
         if let n = try int("cluster.poll.interval.ms", 10...600_000) { c.cluster.pollIntervalMs = n }
+        if let b = try bool("balancer.enable") { c.cluster.balancerEnabled = b }
+        if let n = try int("balancer.interval.ms", 10...Int(Int32.max)) { c.cluster.balancerIntervalMs = Int64(n) }
+        if let n = try int("balancer.tolerance.percent", 1...100) { c.cluster.balancer.tolerance = Double(n) / 100 }
+        if let n = try int("balancer.min.bytes.per.sec", 0...Int(Int64.max)) { c.cluster.balancer.floorBytesPerSec = Int64(n) }
+        if let n = try int("balancer.max.moves", 1...10_000) { c.cluster.balancer.maxMoves = n }
         if c.cluster.heartbeatIntervalMs >= c.cluster.sessionTimeoutMs {
             throw ConfigError("broker.heartbeat.interval.ms (\(c.cluster.heartbeatIntervalMs)) must be below broker.session.timeout.ms (\(c.cluster.sessionTimeoutMs))")
         }

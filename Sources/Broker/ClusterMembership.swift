@@ -12,6 +12,11 @@ public struct ClusterConfig: Sendable {
     public var heartbeatIntervalMs: Int64 = 2000
     /// `cluster.poll.interval.ms`: how often the cluster's state is read.
     public var pollIntervalMs = 100
+    /// `balancer.enable`, `balancer.interval.ms`: whether and how often the controller balances.
+    public var balancerEnabled = true
+    public var balancerIntervalMs: Int64 = 30_000
+    /// `balancer.tolerance.percent`, `balancer.min.bytes.per.sec`, `balancer.max.moves`.
+    public var balancer = ClusterPlanner.BalancerConfig()
 
     public init() {}
 }
@@ -29,6 +34,10 @@ struct ClusterView: Sendable {
     var storeUnreachable = false
     /// This run was replaced (a newer run of the node) or failed over: it serves nothing.
     var superseded = false
+    /// Traffic counters at the last load report, and when it was made.
+    var lastTraffic: [Int64: (bytesIn: Int64, bytesOut: Int64)] = [:]
+    var lastTrafficAt: ContinuousClock.Instant?
+    var lastBalance: ContinuousClock.Instant?
 
     var liveNodes: [Int32] { status?.liveBrokers.map(\.nodeId) ?? [] }
 }
@@ -82,6 +91,7 @@ extension Broker {
                                                                 port: config.advertise.port, rack: c.rack, leaseMs: c.sessionTimeoutMs)
                 if !renewed { supersede("node \(config.nodeId) started again elsewhere (a newer broker epoch)") }
                 cluster.withLockedValue { $0.lastRenewal = .now }
+                try await reportLoads()
             }
             let status = try await clusterStore.clusterStatus()
             let (reload, wasUnreachable) = cluster.withLockedValue { v in
@@ -151,7 +161,52 @@ extension Broker {
         }
         if !plan.failovers.isEmpty || !plan.assignments.isEmpty, let s = try? await clusterStore.clusterStatus() {
             try await reloadPlacement(version: s.version)
+            return
         }
+        try await balanceRound(status)
+    }
+
+    /// The auto-balancer, every `balancer.interval.ms` on the controller: moves partitions so
+    /// that every live broker's traffic stays near the average (ClusterPlanner.balance).
+    private func balanceRound(_ status: ClusterStatus) async throws {
+        let c = config.cluster
+        let due = cluster.withLockedValue { v -> Bool in
+            guard c.balancerEnabled else { return false }
+            if let last = v.lastBalance, ContinuousClock.now - last < .milliseconds(c.balancerIntervalMs) { return false }
+            v.lastBalance = .now
+            return true
+        }
+        guard due else { return }
+        let loads = try await clusterStore.streamLoads()
+        let streams = cluster.withLockedValue { Array($0.placements.values) }
+        let moves = ClusterPlanner.balance(live: status.liveBrokers.map(\.nodeId), streams: streams, loads: loads, config: c.balancer)
+        guard !moves.isEmpty else { return }
+        logger.info("balancing: moving partitions", metadata: ["moves": "\(moves.map { "\($0.streamId)->\($0.node)" })"])
+        try await clusterStore.assignStreams(moves.map { ($0.streamId, $0.node) })
+    }
+
+    /// Reports each open partition's traffic (bytes/s in and out since the last report) for
+    /// the balancer.
+    private func reportLoads() async throws {
+        let now = engine.traffic()
+        let (before, since) = cluster.withLockedValue { v in
+            defer {
+                v.lastTraffic = now
+                v.lastTrafficAt = .now
+            }
+            return (v.lastTraffic, v.lastTrafficAt)
+        }
+        guard let since else { return }
+        let seconds = max((ContinuousClock.now - since) / .milliseconds(1), 1) / 1000
+        let loads = now.map { id, t in
+            let b = before[id] ?? (0, 0)
+            // A stream opened again since starts its counters from zero.
+            let dIn = t.bytesIn >= b.bytesIn ? t.bytesIn - b.bytesIn : t.bytesIn
+            let dOut = t.bytesOut >= b.bytesOut ? t.bytesOut - b.bytesOut : t.bytesOut
+            return StreamLoad(streamId: id, node: config.nodeId, bytesInPerSec: Int64(Double(dIn) / seconds),
+                              bytesOutPerSec: Int64(Double(dOut) / seconds))
+        }
+        try await clusterStore.reportLoads(nodeId: config.nodeId, loads)
     }
 
     /// Opens what is assigned here and free, releases what is assigned elsewhere, drops what

@@ -136,3 +136,55 @@ public enum ClusterPlanner {
         return h
     }
 }
+
+extension ClusterPlanner {
+    /// The auto-balancer's knobs (`balancer.*`).
+    public struct BalancerConfig: Sendable, Equatable {
+        /// A broker within this share of the average load (in + out bytes/s) is balanced.
+        public var tolerance = 0.1
+        /// Brokers at or under this load are never moved from: nothing to gain.
+        public var floorBytesPerSec: Int64 = 1 << 20
+        /// Most moves one balancing round asks for.
+        public var maxMoves = 5
+
+        public init() {}
+    }
+
+    /// Moves that bring every live broker's load within ±tolerance of the average, greedily:
+    /// the busiest broker gives the partition whose load best halves its gap to the idlest
+    /// one, as long as that narrows the gap. Nothing while a move is in progress (one round at
+    /// a time), and nothing for brokers under the floor. A partition's load is what its
+    /// current owner reported.
+    public static func balance(live: [Int32], streams: [StreamPlacement], loads: [StreamLoad], config: BalancerConfig) -> [Assignment] {
+        guard live.count > 1 else { return [] }
+        let liveSet = Set(live)
+        if streams.contains(where: { $0.assigned != nil && $0.owner != $0.assigned }) { return [] }
+        var loadOf: [Int64: Int64] = [:]
+        let owners = Dictionary(uniqueKeysWithValues: streams.compactMap { s in s.owner.map { (s.streamId, $0) } })
+        for l in loads where owners[l.streamId] == l.node { loadOf[l.streamId] = l.total }
+        var onBroker = Dictionary(uniqueKeysWithValues: live.map { ($0, [Int64]()) })
+        for s in streams { if let o = s.owner, liveSet.contains(o) { onBroker[o]!.append(s.streamId) } }
+        var brokerLoad = onBroker.mapValues { $0.reduce(Int64(0)) { $0 + (loadOf[$1] ?? 0) } }
+        let average = Double(brokerLoad.values.reduce(0, +)) / Double(live.count)
+        var moves: [Assignment] = []
+        while moves.count < config.maxMoves {
+            let hot = live.max { (brokerLoad[$0]!, -$0) < (brokerLoad[$1]!, -$1) }!
+            let cold = live.min { (brokerLoad[$0]!, $0) < (brokerLoad[$1]!, $1) }!
+            let h = brokerLoad[hot]!, c = brokerLoad[cold]!
+            let hotOver = Double(h) > average * (1 + config.tolerance) && h > config.floorBytesPerSec
+            let coldUnder = Double(c) < average * (1 - config.tolerance) && h > config.floorBytesPerSec
+            guard hotOver || coldUnder else { break }
+            let gap = h - c
+            // The partition whose load is closest to half the gap, among those that narrow it.
+            guard let pick = onBroker[hot]!.filter({ (loadOf[$0] ?? 0) > 0 && (loadOf[$0] ?? 0) < gap })
+                .min(by: { (abs(2 * (loadOf[$0] ?? 0) - gap), $0) < (abs(2 * (loadOf[$1] ?? 0) - gap), $1) }) else { break }
+            let l = loadOf[pick] ?? 0
+            onBroker[hot]!.removeAll { $0 == pick }
+            onBroker[cold]!.append(pick)
+            brokerLoad[hot]! -= l
+            brokerLoad[cold]! += l
+            moves.append(Assignment(streamId: pick, node: cold))
+        }
+        return moves
+    }
+}

@@ -76,6 +76,23 @@ public struct StreamPlacement: Sendable, Equatable {
     }
 }
 
+/// A partition's traffic on the broker serving it, as that broker last reported it.
+public struct StreamLoad: Sendable, Equatable {
+    public var streamId: Int64
+    public var node: Int32
+    public var bytesInPerSec: Int64
+    public var bytesOutPerSec: Int64
+
+    public init(streamId: Int64, node: Int32, bytesInPerSec: Int64, bytesOutPerSec: Int64) {
+        self.streamId = streamId
+        self.node = node
+        self.bytesInPerSec = bytesInPerSec
+        self.bytesOutPerSec = bytesOutPerSec
+    }
+
+    public var total: Int64 { bytesInPerSec + bytesOutPerSec }
+}
+
 /// The part of the metadata store that makes a cluster: leases, the controller, placement.
 public protocol ClusterStore: Sendable {
     /// Renews the node's lease for `leaseMs` from now (database clock) and records where
@@ -94,4 +111,8 @@ public protocol ClusterStore: Sendable {
     /// owned and moves its assignments, only if the node has not started again since
     /// (its epoch is still `epoch`). False when it has.
     func failOver(nodeId: Int32, epoch: Int64, reassign: [(streamId: Int64, node: Int32)]) async throws -> Bool
+    /// Replaces what this broker last reported of its partitions' traffic.
+    func reportLoads(nodeId: Int32, _ loads: [StreamLoad]) async throws
+    /// Every broker's last report.
+    func streamLoads() async throws -> [StreamLoad]
 }

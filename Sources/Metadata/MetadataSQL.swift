@@ -23,6 +23,11 @@ enum MetadataSQL {
     static let clusterVersion = "SELECT version FROM cluster"
     /// Every change to topics or placement bumps it: brokers reload only when it moved.
     static let bumpVersion = "UPDATE cluster SET version = version + 1"
+    static let upsertLoads = """
+        INSERT INTO broker_loads (node_id, loads, updated_ms) VALUES (?, ?, ?)
+            ON CONFLICT (node_id) DO UPDATE SET loads = excluded.loads, updated_ms = excluded.updated_ms
+        """
+    static let allLoads = "SELECT node_id, loads FROM broker_loads"
     static let startLease = "UPDATE brokers SET lease_expires_ms = ? WHERE node_id = ?"
     static let renewLease = "UPDATE brokers SET host = ?, port = ?, rack = ?, lease_expires_ms = ? WHERE node_id = ? AND broker_epoch = ?"
     static let allBrokers = "SELECT node_id, broker_epoch, host, port, rack, lease_expires_ms, recovered_epoch FROM brokers ORDER BY node_id"

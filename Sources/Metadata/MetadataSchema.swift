@@ -173,7 +173,7 @@ enum MetadataSchema {
             "CREATE INDEX stream_ranges_object ON stream_ranges (object_id)",
             "ALTER TABLE group_offsets ADD COLUMN commit_time_ms {INT} NOT NULL DEFAULT 0",
         ]),
-        Migration(version: 3, description: "cluster: broker leases and endpoints, controller lease, stream assignment, change version", statements: [
+        Migration(version: 3, description: "cluster: broker leases and endpoints, controller lease, stream assignment, change version, partition loads", statements: [
             "ALTER TABLE cluster ADD COLUMN version {INT} NOT NULL DEFAULT 0",
             "ALTER TABLE brokers ADD COLUMN host TEXT NOT NULL DEFAULT ''",
             "ALTER TABLE brokers ADD COLUMN port {INT} NOT NULL DEFAULT 0",
@@ -187,6 +187,12 @@ enum MetadataSchema {
                 node_id {INT} NOT NULL,
                 broker_epoch {INT} NOT NULL,
                 expires_ms {INT} NOT NULL)
+            """,
+            """
+            CREATE TABLE broker_loads (
+                node_id {INT} PRIMARY KEY,
+                loads TEXT NOT NULL,
+                updated_ms {INT} NOT NULL)
             """,
         ]),
     ]
@@ -245,6 +251,19 @@ enum MetadataSchema {
     /// A row of `MetadataSQL.controllerLease`.
     static func controller(_ row: [SQLValue]) -> ControllerLease {
         ControllerLease(nodeId: Int32(truncatingIfNeeded: row[0].int!), brokerEpoch: row[1].int!, expiresMs: row[2].int!)
+    }
+
+    /// Loads as "streamId:inBytesPerSec:outBytesPerSec" joined by ";".
+    static func encodeLoads(_ loads: [StreamLoad]) -> String {
+        loads.map { "\($0.streamId):\($0.bytesInPerSec):\($0.bytesOutPerSec)" }.joined(separator: ";")
+    }
+
+    static func decodeLoads(node: Int32, _ s: String) -> [StreamLoad] {
+        s.split(separator: ";").compactMap { part in
+            let f = part.split(separator: ":").compactMap { Int64($0) }
+            guard f.count == 3 else { return nil }
+            return StreamLoad(streamId: f[0], node: node, bytesInPerSec: f[1], bytesOutPerSec: f[2])
+        }
     }
 
     /// A row of `MetadataSQL.streamPlacements`.

@@ -423,6 +423,19 @@ public class SQLMetadataStore: MetadataStore, @unchecked Sendable {
         }
     }
 
+    public func reportLoads(nodeId: Int32, _ loads: [StreamLoad]) async throws {
+        let dialect = engine.dialect
+        let text = MetadataSchema.encodeLoads(loads)
+        try await engine.transaction { db in
+            let now = try await db.query(MetadataSQL.nowMs(dialect))[0][0].int!
+            try await db.query(MetadataSQL.upsertLoads, [.int(Int64(nodeId)), .text(text), .int(now)])
+        }
+    }
+
+    public func streamLoads() async throws -> [StreamLoad] {
+        try await read(MetadataSQL.allLoads).flatMap { MetadataSchema.decodeLoads(node: Int32(truncatingIfNeeded: $0[0].int!), $0[1].text ?? "") }
+    }
+
     public func failOver(nodeId: Int32, epoch: Int64, reassign: [(streamId: Int64, node: Int32)]) async throws -> Bool {
         let rows = reassign.map { [SQLValue.int(Int64($0.node)), .int($0.streamId)] }
         return try await engine.transaction { db in

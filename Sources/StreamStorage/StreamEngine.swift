@@ -110,6 +110,9 @@ public final class StreamEngine: Sendable {
         var aborted: [AbortedTxnRecord] = []
         /// Being given up for a move: appends are refused while what is buffered is committed.
         var releasing = false
+        /// Bytes appended and read since the stream opened here (the balancer's load figures).
+        var bytesIn: Int64 = 0
+        var bytesOut: Int64 = 0
 
         /// Kafka's last stable offset. A transaction counts as open until its marker is
         /// durable (when it also joins `aborted`), so read_committed never passes data of a
@@ -373,6 +376,11 @@ public final class StreamEngine: Sendable {
         return fenced ? nil : epoch
     }
 
+    /// Bytes appended to and read from each stream open here, since it opened.
+    public func traffic() -> [Int64: (bytesIn: Int64, bytesOut: Int64)] {
+        state.withLockedValue { s in s.streams.mapValues { ($0.bytesIn, $0.bytesOut) } }
+    }
+
     /// The epoch of every stream open here.
     public func openEpochs() -> [Int64: Int64] {
         state.withLockedValue { s in s.streams.mapValues(\.epoch) }
@@ -541,6 +549,7 @@ public final class StreamEngine: Sendable {
             h.partitionLeaderEpoch = Int32(truncatingIfNeeded: st.epoch)
             RecordBatch.stamp(&own, baseOffset: h.baseOffset, leaderEpoch: h.partitionLeaderEpoch)
             st.nextOffset += Int64(h.recordCount)
+            st.bytesIn += Int64(own.readableBytes)
             st.producers.record(h, marker: h.isControl ? ControlMarker(controlBatch: own) : nil)
             st.cache.append(CachedBatch(baseOffset: h.baseOffset, lastOffset: h.lastOffset, maxTimestamp: h.maxTimestamp, bytes: own))
             s.cacheOrder.append((streamId, h.lastOffset, own.readableBytes))
@@ -785,6 +794,10 @@ public final class StreamEngine: Sendable {
                      readCommitted: Bool = false) async throws(ReadError) -> ReadResult {
         let r = try await readBatches(streamId: streamId, offset: offset, maxBytes: maxBytes, currentLeaderEpoch: currentLeaderEpoch,
                                       readCommitted: readCommitted)
+        if !r.batches.isEmpty {
+            let n = Int64(r.bytes)
+            state.withLockedValue { $0.streams[streamId]?.bytesOut += n }
+        }
         guard readCommitted else { return r }
         var out = r
         let upper = r.batches.last.flatMap { RecordBatchHeader(peeking: $0) }.map { $0.lastOffset + 1 } ?? r.lastStableOffset

@@ -18,7 +18,6 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 import pg_server
 from conftest import TERN
-from s3_servers import free_low_port
 from kafka_wire import Conn, parse_produce_response, produce_request, record_batch
 
 pytestmark = pytest.mark.skipif(not pg_server.available(),
@@ -262,6 +261,27 @@ def test_reassign_and_drain_move_partitions_under_load_with_nothing_lost(pg, mak
     assert pg.sql(f"SELECT COUNT(*) FROM streams WHERE owner IS DISTINCT FROM assigned", db) == [["0"]]
 
 
+def free_port_run(n):
+    """The first of `n` consecutive ports free on 127.0.0.1 right now (below 50000)."""
+    import random
+    import socket
+    for _ in range(200):
+        base = random.randrange(20000, 50000 - n)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no run of free ports")
+
+
 def start_cluster_up(data_dir, port, metrics_port, brokers=3):
     proc = subprocess.Popen([TERN, "cluster", "up", "--brokers", str(brokers), "--data-dir", data_dir,
                              "--port", str(port), "--metrics-port", str(metrics_port)],
@@ -283,8 +303,8 @@ def test_cluster_up_runs_a_local_cluster_and_restarts_it(pg):
     root = tempfile.mkdtemp(prefix="tern-cluster-up-")
     os.chmod(root, 0o755)  # PostgreSQL runs as 'nobody' when the tests run as root
     data = os.path.join(root, "c")
-    port, metrics = free_low_port(), free_low_port()
-    # Ports of brokers 2 and 3 follow; take a base whose neighbours are free too.
+    # Brokers 2 and 3 listen on the ports after broker 1's: take runs of three free ports.
+    port, metrics = free_port_run(3), free_port_run(3)
     proc, out = start_cluster_up(data, port, metrics)
     try:
         bootstrap = ",".join(f"127.0.0.1:{port + i}" for i in range(3))
@@ -314,3 +334,44 @@ def test_cluster_up_runs_a_local_cluster_and_restarts_it(pg):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
+
+
+def test_a_new_broker_gets_partitions_from_the_balancer(pg, make_broker):
+    balancing = {"balancer.interval.ms": 1000, "balancer.min.bytes.per.sec": 1000}
+    url = pg.create_database()
+    objects = tempfile.mkdtemp(prefix="tern-cluster-objects-")
+
+    def broker(node):
+        return make_broker(settings={**SETTINGS, **balancing},
+                           extra_args=["--metadata", url, "--node-id", str(node), "--object-store", f"file://{objects}"])
+
+    brokers = [broker(1), broker(2)]
+    topic = f"balance-{uuid.uuid4().hex[:6]}"
+    create_topic(brokers, topic, 6)
+    before, _ = wait_for_leaders(brokers, topic, 6)
+    assert set(before.values()) == {1, 2}
+    stop, acked, errors = threading.Event(), [], []
+    t = threading.Thread(target=produce_until, args=(brokers, topic, 6, stop, acked, errors))
+    t.start()
+    try:
+        time.sleep(2)
+        brokers.append(broker(3))
+        deadline = time.time() + 30
+        counts = {}
+        while time.time() < deadline:
+            lead, _ = leaders(brokers, topic)
+            counts = {n: sum(1 for l in lead.values() if l == n) for n in (1, 2, 3)}
+            if counts[3] >= 2:
+                break
+            time.sleep(0.5)
+        assert counts.get(3, 0) >= 2, f"broker 3 got {counts} after 30 s"
+        log = "".join(b.log() for b in brokers)
+        assert "balancing: moving partitions" in log
+    finally:
+        stop.set()
+        t.join(120)
+    assert errors == [], f"delivery errors: {errors[:5]}"
+    got = read_all(brokers, topic, 6, len(acked))
+    values = [v for _, _, v in got]
+    assert len(values) == len(set(values))
+    assert not ({v for _, v in acked} - set(values))
