@@ -2,6 +2,7 @@ import Cluster
 import Logging
 import Metadata
 import NIOConcurrencyHelpers
+import ServiceLifecycle
 
 /// `broker.*` and `cluster.*` settings.
 public struct ClusterConfig: Sendable {
@@ -38,6 +39,8 @@ struct ClusterView: Sendable {
     var lastTraffic: [Int64: (bytesIn: Int64, bytesOut: Int64)] = [:]
     var lastTrafficAt: ContinuousClock.Instant?
     var lastBalance: ContinuousClock.Instant?
+    /// A round asked for by a change notification and not started yet.
+    var wakePending = false
 
     var liveNodes: [Int32] { status?.liveBrokers.map(\.nodeId) ?? [] }
 }
@@ -59,6 +62,20 @@ extension Broker {
                 return !v.storeUnreachable
             }
             if first { logger.warning("cluster round failed; retrying", metadata: ["error": "\(error)"]) }
+        }
+    }
+
+    /// A change notification: runs a round now rather than at the next poll (one at a time;
+    /// notifications during a pending round are folded into it).
+    public func wakeCluster() {
+        let start = cluster.withLockedValue { v in
+            defer { v.wakePending = true }
+            return !v.wakePending
+        }
+        guard start else { return }
+        Task {
+            cluster.withLockedValue { $0.wakePending = false }
+            await clusterTick()
         }
     }
 
@@ -303,4 +320,21 @@ extension Broker {
     }
 
     func isCoordinator(for key: String) -> Bool { coordinator(for: key)?.nodeId == config.nodeId }
+}
+
+/// Listens for the metadata store's change notifications (PostgreSQL LISTEN/NOTIFY) and runs
+/// a cluster round on each, so moves do not wait for the next poll; until graceful shutdown.
+public struct ClusterWatchService: Service {
+    let broker: Broker
+
+    public init(broker: Broker) { self.broker = broker }
+
+    public func run() async {
+        await cancelWhenGracefulShutdown {
+            await broker.clusterStore.watchChanges { [broker] in broker.wakeCluster() }
+            // Nothing to listen to (SQLite): stay until shutdown, since a service that returns
+            // would stop the broker.
+            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+        }
+    }
 }

@@ -115,4 +115,7 @@ public protocol ClusterStore: Sendable {
     func reportLoads(nodeId: Int32, _ loads: [StreamLoad]) async throws
     /// Every broker's last report.
     func streamLoads() async throws -> [StreamLoad]
+    /// Calls `onChange` whenever topics or placement change (PostgreSQL LISTEN/NOTIFY), until
+    /// the task is cancelled; returns at once where there is nothing to listen to.
+    func watchChanges(_ onChange: @escaping @Sendable () -> Void) async
 }

@@ -28,6 +28,9 @@ enum MetadataSQL {
             ON CONFLICT (node_id) DO UPDATE SET loads = excluded.loads, updated_ms = excluded.updated_ms
         """
     static let allLoads = "SELECT node_id, loads FROM broker_loads"
+    /// PostgreSQL: wakes every broker listening on the cluster's channel.
+    static let notifyChange = "SELECT pg_notify('tern_cluster', '')"
+    static let clusterChannel = "tern_cluster"
     static let startLease = "UPDATE brokers SET lease_expires_ms = ? WHERE node_id = ?"
     static let renewLease = "UPDATE brokers SET host = ?, port = ?, rack = ?, lease_expires_ms = ? WHERE node_id = ? AND broker_epoch = ?"
     static let allBrokers = "SELECT node_id, broker_epoch, host, port, rack, lease_expires_ms, recovered_epoch FROM brokers ORDER BY node_id"

@@ -8,6 +8,8 @@ import PostgresNIO
 public final class PostgresMetadataStore: SQLMetadataStore, @unchecked Sendable {
     private let runner: Task<Void, Never>
     public let url: PostgresURL
+    /// For the connection that LISTENs (outside the pool: it stays open).
+    private let listenConfig: PostgresConnection.Configuration
 
     /// Connects once to check that the server is reachable and takes the credentials (so that
     /// a wrong URL fails at startup with the server's reason, not on the first request), then
@@ -37,11 +39,43 @@ public final class PostgresMetadataStore: SQLMetadataStore, @unchecked Sendable 
         background.logLevel = .error
         let client = PostgresClient(configuration: config, backgroundLogger: background)
         self.url = url
+        var listen = PostgresConnection.Configuration(host: url.host, port: url.port, username: url.user, password: url.password,
+                                                      database: url.database, tls: .disable)
+        listen.options.connectTimeout = .seconds(10)
+        listenConfig = listen
         runner = Task { await client.run() }
         super.init(engine: PostgresEngine(client: client, logger: logger), logger: logger)
     }
 
     deinit { runner.cancel() }
+
+    /// LISTENs on the cluster's channel on a connection of its own and calls `onChange` for
+    /// every notification, until cancelled; connects again after a failure (and calls
+    /// `onChange` then, for what it may have missed).
+    public override func watchChanges(_ onChange: @escaping @Sendable () -> Void) async {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                let conn = try await PostgresConnection.connect(configuration: listenConfig, id: 1, logger: logger)
+                do {
+                    try await conn.listen(on: MetadataSQL.clusterChannel) { notifications in
+                        failures = 0
+                        onChange()
+                        for try await _ in notifications { onChange() }
+                    }
+                } catch {
+                    try? await conn.close()
+                    throw error
+                }
+                try? await conn.close()
+            } catch {
+                if Task.isCancelled { return }
+                failures += 1
+                if failures == 1 { logger.warning("metadata store: LISTEN failed; polling until it works again", metadata: ["error": "\(error)"]) }
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
 
     /// Closes the pool; the store fails every call afterwards.
     public func shutdown() async {

@@ -45,6 +45,17 @@ public class SQLMetadataStore: MetadataStore, @unchecked Sendable {
         self.logger = logger
     }
 
+    /// Bumps the cluster's change version; on PostgreSQL also notifies the brokers listening
+    /// (delivered when the transaction commits), so they read the change at once.
+    private func bump(_ db: any SQLSession) async throws {
+        try await db.query(MetadataSQL.bumpVersion)
+        if engine.dialect == .postgres { try await db.query(MetadataSQL.notifyChange) }
+    }
+
+    /// Returns at once: one SQLite file serves one broker, which knows its own changes.
+    /// (PostgreSQL overrides it with LISTEN.)
+    public func watchChanges(_ onChange: @escaping @Sendable () -> Void) async {}
+
     /// One statement outside an explicit transaction.
     private func read(_ sql: String, _ params: [SQLValue] = []) async throws -> [[SQLValue]] {
         try await engine.read { db in try await db.query(sql, params) }
@@ -121,7 +132,7 @@ public class SQLMetadataStore: MetadataStore, @unchecked Sendable {
             for p in 0..<partitions {
                 try await db.query(MetadataSQL.insertStream, [.int(first + Int64(p)), .text(name), .int(Int64(p))])
             }
-            try await db.query(MetadataSQL.bumpVersion)
+            try await bump(db)
             return try await Self.loadTopics(db, name: name)[0]
         }
     }
@@ -130,7 +141,7 @@ public class SQLMetadataStore: MetadataStore, @unchecked Sendable {
         try await engine.transaction { db in
             guard let t = try await Self.loadTopics(db, name: name).first else { return nil }
             try await db.query(MetadataSQL.deleteTopic, [.text(name)])
-            try await db.query(MetadataSQL.bumpVersion)
+            try await bump(db)
             return t
         }
     }
@@ -144,7 +155,7 @@ public class SQLMetadataStore: MetadataStore, @unchecked Sendable {
             for (k, v) in configs {
                 try await db.query(MetadataSQL.insertTopicConfig, [.text(name), .text(k), .text(v)])
             }
-            try await db.query(MetadataSQL.bumpVersion)
+            try await bump(db)
         }
     }
 
@@ -161,7 +172,7 @@ public class SQLMetadataStore: MetadataStore, @unchecked Sendable {
                 }
                 try await db.query(MetadataSQL.setTopicPartitions, [.int(Int64(count)), .text(name)])
             }
-            try await db.query(MetadataSQL.bumpVersion)
+            try await bump(db)
             return try await Self.loadTopics(db, name: name)[0]
         }
     }
@@ -187,7 +198,7 @@ public class SQLMetadataStore: MetadataStore, @unchecked Sendable {
             try await db.query(MetadataSQL.takeStream, [.int(epoch), .int(Int64(owner)), .int(streamId), .int(epoch - 1)])
             guard db.changes == 1 else { throw MetadataError(.fenced, "stream \(streamId) opened concurrently") }
             try await db.query(MetadataSQL.insertStreamEpoch, [.int(streamId), .int(epoch), .int(row[1].int!)])
-            try await db.query(MetadataSQL.bumpVersion)
+            try await bump(db)
             let r = try await db.query(MetadataSQL.streamState, [.int(streamId)])[0]
             let history = try await db.query(MetadataSQL.streamEpochHistory, [.int(streamId)])
                 .map { EpochStart(epoch: $0[0].int!, startOffset: $0[1].int!) }
@@ -410,7 +421,7 @@ public class SQLMetadataStore: MetadataStore, @unchecked Sendable {
         let rows = assignments.map { [SQLValue.int(Int64($0.node)), .int($0.streamId)] }
         try await engine.transaction { db in
             for r in rows { try await db.query(MetadataSQL.assignStream, r) }
-            try await db.query(MetadataSQL.bumpVersion)
+            try await bump(db)
         }
     }
 
@@ -418,7 +429,7 @@ public class SQLMetadataStore: MetadataStore, @unchecked Sendable {
         try await engine.transaction { db in
             try await db.query(MetadataSQL.releaseStream, [.int(streamId), .int(epoch)])
             guard db.changes == 1 else { return false }
-            try await db.query(MetadataSQL.bumpVersion)
+            try await bump(db)
             return true
         }
     }
@@ -443,7 +454,7 @@ public class SQLMetadataStore: MetadataStore, @unchecked Sendable {
             guard db.changes == 1 else { return false }
             try await db.query(MetadataSQL.releaseOwnedBy, [.int(Int64(nodeId))])
             for r in rows { try await db.query(MetadataSQL.assignStream, r) }
-            try await db.query(MetadataSQL.bumpVersion)
+            try await bump(db)
             return true
         }
     }

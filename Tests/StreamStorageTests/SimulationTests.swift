@@ -193,6 +193,7 @@ struct CrashingMetadataStore: MetadataStore {
     func assignStreams(_ assignments: [(streamId: Int64, node: Int32)]) async throws { try await r("assignStreams") { try await base.assignStreams(assignments) } }
     func releaseStream(streamId: Int64, epoch: Int64) async throws -> Bool { try await r("releaseStream") { try await base.releaseStream(streamId: streamId, epoch: epoch) } }
     func reportLoads(nodeId: Int32, _ loads: [StreamLoad]) async throws { try await r("reportLoads") { try await base.reportLoads(nodeId: nodeId, loads) } }
+    func watchChanges(_ onChange: @escaping @Sendable () -> Void) async { await base.watchChanges(onChange) }
     func streamLoads() async throws -> [StreamLoad] { try await r("streamLoads") { try await base.streamLoads() } }
     func failOver(nodeId: Int32, epoch: Int64, reassign: [(streamId: Int64, node: Int32)]) async throws -> Bool {
         try await r("failOver") { try await base.failOver(nodeId: nodeId, epoch: epoch, reassign: reassign) }
