@@ -100,13 +100,14 @@ extension Broker {
     func clusterRound() async throws {
         let c = config.cluster
         let epoch = engine.brokerEpoch
+            if cluster.withLockedValue({ $0.superseded }) { return }
             let due = cluster.withLockedValue { v in
                 v.lastRenewal.map { ContinuousClock.now - $0 >= .milliseconds(c.heartbeatIntervalMs) } ?? true
             }
             if due {
                 let renewed = try await clusterStore.renewLease(nodeId: config.nodeId, epoch: epoch, host: config.advertise.host,
                                                                 port: config.advertise.port, rack: c.rack, leaseMs: c.sessionTimeoutMs)
-                if !renewed { supersede("node \(config.nodeId) started again elsewhere (a newer broker epoch)") }
+                if !renewed { supersede("its lease was taken: it was failed over, or node \(config.nodeId) started again") }
                 cluster.withLockedValue { $0.lastRenewal = .now }
                 try await reportLoads()
             }

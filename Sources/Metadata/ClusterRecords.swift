@@ -96,8 +96,8 @@ public struct StreamLoad: Sendable, Equatable {
 /// The part of the metadata store that makes a cluster: leases, the controller, placement.
 public protocol ClusterStore: Sendable {
     /// Renews the node's lease for `leaseMs` from now (database clock) and records where
-    /// clients reach it. False when the node has started again since (a newer epoch): this
-    /// process is a zombie and must stop.
+    /// clients reach it. False when the node has started again since (a newer epoch) or this
+    /// run was failed over: this process is a zombie and must stop serving.
     func renewLease(nodeId: Int32, epoch: Int64, host: String, port: Int, rack: String?, leaseMs: Int64) async throws -> Bool
     func clusterStatus() async throws -> ClusterStatus
     func streamPlacements() async throws -> [StreamPlacement]

@@ -209,6 +209,10 @@ def test_a_broker_paused_past_its_lease_cannot_ack_after_it_resumes(pg, make_bro
     while time.time() < deadline and "no longer serves any partition" not in zombie.log():
         time.sleep(0.1)
     assert "no longer serves any partition" in zombie.log()
+    # It no longer renews its lease: the others do not list it.
+    time.sleep(1)
+    assert leaders([brokers[0]], topic)[1] == [1, 3]
+    assert pg.sql("SELECT broker_epoch, recovered_epoch FROM brokers WHERE node_id = 2", db) == [["1", "1"]]
     # The live brokers serve that partition; the zombie's write is nowhere.
     p = Producer({"bootstrap.servers": brokers[0].bootstrap, "acks": "all"})
     p.produce(topic, value=b"after", partition=mine[0])
