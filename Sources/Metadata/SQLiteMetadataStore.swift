@@ -144,6 +144,7 @@ public final class SQLiteMetadataStore: MetadataStore {
                 try db.query(MetadataSQL.raiseStartOffset,
                              [.int(offset), .int(streamId), .int(epoch), .int(offset)])
                 let changed = db.changes
+                try db.query(MetadataSQL.trimAbortedTxns, [.int(streamId), .int(streamId)])
                 let rows = try db.query(MetadataSQL.streamEpochAndStart, [.int(streamId)])
                 guard let row = rows.first else { throw MetadataError(.notFound, "stream \(streamId)") }
                 if changed == 0 && row[0].int! != epoch {
