@@ -68,6 +68,12 @@ enum MetadataSQL {
     static let setTopicPartitions = "UPDATE topics SET partitions = ? WHERE name = ?"
     /// DeleteRecords: only raises, and only for the owner's epoch (rows affected checked).
     static let raiseStartOffset = "UPDATE streams SET start_offset = ? WHERE stream_id = ? AND epoch = ? AND start_offset < ?"
+    /// With every start-offset raise (DeleteRecords, retention): aborted transactions that end
+    /// below the stream's start offset are of no use to any read (Kafka drops a segment's
+    /// aborted-transaction index with the segment).
+    static let trimAbortedTxns = """
+        DELETE FROM aborted_txns WHERE stream_id = ? AND last_offset < (SELECT start_offset FROM streams WHERE stream_id = ?)
+        """
     static let streamEpochAndStart = "SELECT epoch, start_offset FROM streams WHERE stream_id = ?"
     static let streamEpochAndEnd = "SELECT epoch, end_offset FROM streams WHERE stream_id = ?"
     /// Ownership: compare-and-set on the epoch (rows affected checked).

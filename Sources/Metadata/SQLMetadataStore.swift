@@ -181,6 +181,7 @@ public class SQLMetadataStore: MetadataStore, @unchecked Sendable {
         try await engine.transaction { db in
             try await db.query(MetadataSQL.raiseStartOffset, [.int(offset), .int(streamId), .int(epoch), .int(offset)])
             let changed = db.changes
+            try await db.query(MetadataSQL.trimAbortedTxns, [.int(streamId), .int(streamId)])
             let rows = try await db.query(MetadataSQL.streamEpochAndStart, [.int(streamId)])
             guard let row = rows.first else { throw MetadataError(.notFound, "stream \(streamId)") }
             if changed == 0 && row[0].int! != epoch {

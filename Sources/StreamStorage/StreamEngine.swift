@@ -329,7 +329,7 @@ public final class StreamEngine: Sendable {
         let stream = Stream(epoch: record.epoch, nextOffset: record.endOffset, highWatermark: record.endOffset,
                             logStartOffset: start, ranges: ranges, producers: table,
                             durableProducers: table, epochHistory: record.epochHistory,
-                            aborted: aborted.sorted { $0.lastOffset < $1.lastOffset })
+                            aborted: aborted.filter { $0.lastOffset >= start }.sorted { $0.lastOffset < $1.lastOffset })
         state.withLockedValue { $0.streams[streamId] = stream }
         return StreamOffsets(epoch: record.epoch, logStartOffset: start, highWatermark: record.endOffset,
                              lastStableOffset: stream.lastStableOffset)
@@ -458,6 +458,9 @@ public final class StreamEngine: Sendable {
         let now: Int64? = state.withLockedValue { s in
             guard var st = s.streams[streamId], st.epoch == epoch else { return nil }
             st.logStartOffset = max(st.logStartOffset, stored)
+            // Aborted transactions wholly below the start can no longer overlap a read (the
+            // store dropped them with the same update).
+            st.aborted.removeAll { $0.lastOffset < st.logStartOffset }
             s.streams[streamId] = st
             return st.logStartOffset
         }

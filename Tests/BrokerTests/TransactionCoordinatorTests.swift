@@ -29,7 +29,8 @@ import Testing
         #expect(out.persist?.state == .empty)
         let again = m.initProducerId(transactionalId: "tx", timeoutMs: 60_000, now: now)
         #expect(again.error == .none && again.producerId == 7 && again.producerEpoch == 1)
-        #expect(again.persist?.lastProducerEpoch == 0)
+        // prepareIncrementProducerEpoch without an expected epoch: the last epoch is forgotten.
+        #expect(again.persist?.lastProducerEpoch == -1)
     }
 
     @Test mutating func initRefusesBadTimeoutAndEmptyId() {
@@ -45,13 +46,55 @@ import Testing
 
     @Test mutating func initWithUnknownExpectedEpochIsFenced() {
         _ = initFresh()
-        _ = m.initProducerId(transactionalId: "tx", timeoutMs: 60_000, now: now)  // epoch 1, last 0
-        // KIP-360: the current or the previous epoch is recognised; anything else is fenced.
-        #expect(m.initProducerId(transactionalId: "tx", timeoutMs: 60_000, expectedProducerId: 7, expectedEpoch: 5, now: now).error == .producerFenced)
+        // KIP-360: the client sends its current id and epoch; the epoch is bumped and the old
+        // one remembered, so a retry of that call gets the same answer.
+        let bump = m.initProducerId(transactionalId: "tx", timeoutMs: 60_000, expectedProducerId: 7, expectedEpoch: 0, now: now)
+        #expect(bump.error == .none && bump.producerEpoch == 1 && bump.persist?.lastProducerEpoch == 0)
         let retry = m.initProducerId(transactionalId: "tx", timeoutMs: 60_000, expectedProducerId: 7, expectedEpoch: 0, now: now)
         #expect(retry.error == .none && retry.producerEpoch == 1 && retry.persist == nil)
-        let bump = m.initProducerId(transactionalId: "tx", timeoutMs: 60_000, expectedProducerId: 7, expectedEpoch: 1, now: now)
-        #expect(bump.error == .none && bump.producerEpoch == 2)
+        #expect(m.initProducerId(transactionalId: "tx", timeoutMs: 60_000, expectedProducerId: 7, expectedEpoch: 5, now: now).error == .producerFenced)
+        // Another producer id than the current one (and not a rotation retry) is fenced.
+        #expect(m.initProducerId(transactionalId: "tx", timeoutMs: 60_000, expectedProducerId: 8, expectedEpoch: 1, now: now).error == .producerFenced)
+        let next = m.initProducerId(transactionalId: "tx", timeoutMs: 60_000, expectedProducerId: 7, expectedEpoch: 1, now: now)
+        #expect(next.error == .none && next.producerEpoch == 2)
+    }
+
+    /// TransactionMetadata.prepareIncrementProducerEpoch: "There is no danger of this producer
+    /// being fenced, because a new producer calling InitProducerId would have caused the last
+    /// epoch to be set to -1." A zombie at epoch 0 that retries InitProducerId with its epoch
+    /// after a new instance (no expected epoch) took epoch 1 must be fenced, not handed epoch 1.
+    @Test mutating func zombieRetryAfterNewInstanceIsFenced() {
+        _ = initFresh()
+        let newInstance = m.initProducerId(transactionalId: "tx", timeoutMs: 60_000, now: now)
+        #expect(newInstance.error == .none && newInstance.producerEpoch == 1)
+        let zombie = m.initProducerId(transactionalId: "tx", timeoutMs: 60_000, expectedProducerId: 7, expectedEpoch: 0, now: now)
+        #expect(zombie.error == .producerFenced)
+        #expect(m.txns["tx"]?.producerEpoch == 1)
+    }
+
+    /// prepareInitProducerIdTransit checks only the producer id while a transaction is open:
+    /// a stale epoch of the same producer id fences and aborts it (CONCURRENT_TRANSACTIONS).
+    @Test mutating func initWithStaleEpochDuringOngoingAborts() {
+        _ = initFresh()
+        _ = m.initProducerId(transactionalId: "tx", timeoutMs: 60_000, expectedProducerId: 7, expectedEpoch: 0, now: now)  // epoch 1
+        _ = begin(epoch: 1)
+        let out = m.initProducerId(transactionalId: "tx", timeoutMs: 60_000, expectedProducerId: 7, expectedEpoch: 0, now: now)
+        #expect(out.error == .concurrentTransactions && out.persist?.state == .prepareAbort && out.persist?.producerEpoch == 2)
+        _ = m.markersWritten(out.markers!, now: now)
+        // The fence forgot the last epoch: the stale epoch is now fenced.
+        #expect(m.initProducerId(transactionalId: "tx", timeoutMs: 60_000, expectedProducerId: 7, expectedEpoch: 0, now: now).error == .producerFenced)
+    }
+
+    @Test mutating func rotationRetryGetsTheNewProducerId() {
+        _ = initFresh()
+        var t = m.txns["tx"]!
+        t.producerEpoch = Int16.max - 1
+        m = TransactionCoordinatorStateMachine(config: m.config, loaded: [t])
+        let out = m.initProducerId(transactionalId: "tx", timeoutMs: 60_000, expectedProducerId: 7, expectedEpoch: Int16.max - 1,
+                                   newProducerId: 9, now: now)
+        #expect(out.error == .none && out.producerId == 9 && out.producerEpoch == 0)
+        let retry = m.initProducerId(transactionalId: "tx", timeoutMs: 60_000, expectedProducerId: 7, expectedEpoch: Int16.max - 1, now: now)
+        #expect(retry.error == .none && retry.producerId == 9 && retry.producerEpoch == 0 && retry.persist == nil)
     }
 
     @Test mutating func initExhaustedEpochGetsNewProducerId() {
@@ -169,7 +212,7 @@ import Testing
         _ = initFresh()
         let o = CommittedOffset(topic: "in", partition: 0, offset: 42, leaderEpoch: -1, metadata: "a\tb")
         // Before AddOffsetsToTxn the group is not part of the transaction.
-        #expect(m.txnOffsetCommit(transactionalId: "tx", producerId: 7, producerEpoch: 0, group: "g", offsets: [o], now: now).error == .invalidTxnState)
+        #expect(m.txnOffsetCommit(transactionalId: "tx", producerId: 7, producerEpoch: 0, group: "g", offsets: [o], now: now).error == .transactionAbortable)
         #expect(m.addPartitions(transactionalId: "tx", producerId: 7, producerEpoch: 0, partitions: [], groups: ["g"], now: now).error == .none)
         #expect(m.txnOffsetCommit(transactionalId: "tx", producerId: 7, producerEpoch: 1, group: "g", offsets: [o], now: now).error == .producerFenced)
         #expect(m.txnOffsetCommit(transactionalId: "tx", producerId: 7, producerEpoch: 0, group: "g", offsets: [o], now: now).error == .none)
@@ -181,6 +224,43 @@ import Testing
         let done = m.markersWritten(end.markers!, now: now)
         #expect(done.applyOffsets == [PendingTxnOffset(group: "g", offset: o)])
         #expect(!m.hasPendingOffsets(group: "g"))
+    }
+
+    /// The verification Kafka's group coordinator runs before a TxnOffsetCommit
+    /// (handleVerifyPartitionsInTransaction): the producer id, then the epoch, then a
+    /// transaction completing, then whether the group is in the transaction.
+    @Test mutating func txnOffsetCommitIsVerifiedLikeKafka() {
+        let o = CommittedOffset(topic: "in", partition: 0, offset: 1, leaderEpoch: -1, metadata: nil)
+        func commit(_ id: String = "tx", pid: Int64 = 7, epoch: Int16 = 0, offsets: [CommittedOffset]) -> TransactionOutput {
+            m.txnOffsetCommit(transactionalId: id, producerId: pid, producerEpoch: epoch, group: "g", offsets: offsets, now: now)
+        }
+        #expect(commit("", offsets: [o]).error == .invalidRequest)
+        #expect(commit(offsets: [o]).error == .invalidProducerIdMapping)
+        _ = initFresh()
+        #expect(commit(pid: 8, offsets: [o]).error == .invalidProducerIdMapping)
+        #expect(commit(epoch: 1, offsets: [o]).error == .producerFenced)
+        _ = m.addPartitions(transactionalId: "tx", producerId: 7, producerEpoch: 0, partitions: [Self.tp0], groups: ["g"], now: now)
+        // No offsets: checked only, nothing stored.
+        let check = commit(offsets: [])
+        #expect(check.error == .none && check.persist == nil)
+        #expect(!m.hasPendingOffsets(group: "g"))
+        _ = m.endTransaction(transactionalId: "tx", producerId: 7, producerEpoch: 0, commit: true, now: now)
+        #expect(commit(offsets: [o]).error == .concurrentTransactions)
+    }
+
+    /// AddPartitionsToTxn v4 VerifyOnly (handleVerifyPartitionsInTransaction): nothing changes.
+    @Test mutating func verifyPartitionsChecksWithoutAdding() {
+        #expect(m.verifyPartitions(transactionalId: "", producerId: 7, producerEpoch: 0, partitions: [Self.tp0]).error == .invalidRequest)
+        #expect(m.verifyPartitions(transactionalId: "tx", producerId: 7, producerEpoch: 0, partitions: [Self.tp0]).error == .invalidProducerIdMapping)
+        _ = initFresh()
+        _ = begin()
+        #expect(m.verifyPartitions(transactionalId: "tx", producerId: 8, producerEpoch: 0, partitions: [Self.tp0]).error == .invalidProducerIdMapping)
+        #expect(m.verifyPartitions(transactionalId: "tx", producerId: 7, producerEpoch: 1, partitions: [Self.tp0]).error == .producerFenced)
+        let v = m.verifyPartitions(transactionalId: "tx", producerId: 7, producerEpoch: 0, partitions: [Self.tp0, Self.tp1])
+        #expect(v.error == .none && v.partitions == [Self.tp0: ErrorCode.none, Self.tp1: .transactionAbortable])
+        #expect(m.txns["tx"]?.partitions == [Self.tp0])
+        _ = m.endTransaction(transactionalId: "tx", producerId: 7, producerEpoch: 0, commit: false, now: now)
+        #expect(m.verifyPartitions(transactionalId: "tx", producerId: 7, producerEpoch: 0, partitions: [Self.tp0]).error == .concurrentTransactions)
     }
 
     @Test mutating func abortedOffsetsAreDropped() {

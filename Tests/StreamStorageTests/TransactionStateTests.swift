@@ -107,6 +107,38 @@ import Testing
         #expect(try await e2.read(streamId: s, offset: 3, maxBytes: 1 << 20).batches.count == 1)
     }
 
+    /// Raising the log start (DeleteRecords, retention) drops the aborted transactions that
+    /// end below it, in the store with the same update (Kafka deletes a segment's
+    /// aborted-transaction index with the segment).
+    @Test(arguments: StoreKind.testable) func abortedIndexIsTrimmedWithTheLogStart(kind: StoreKind) async throws {
+        let f = try await EngineTests.fixture(kind)
+        var e = try await EngineTests.engine(f)
+        var committer = Task { [e] in await e.runCommitter() }
+        let s = f.streamId
+        try await e.open(streamId: s)
+        _ = try await Self.put(e, s, Self.txnBatch(["a", "b"], sequence: 0)).get()  // 0-1
+        _ = try await Self.put(e, s, Self.marker(commit: false)).get()  // 2
+        _ = try await Self.put(e, s, Self.txnBatch(["c"], producerId: 6, sequence: 0)).get()  // 3
+        _ = try await Self.put(e, s, Self.marker(commit: false, producerId: 6)).get()  // 4
+        _ = try await Self.put(e, s, EngineTests.batch(["d"])).get()  // 5
+        await e.shutdown()
+        await committer.value
+
+        e = try await EngineTests.engine(f)
+        committer = Task { [e] in await e.runCommitter() }
+        try await e.open(streamId: s)
+        #expect(try await f.metadata.abortedTxns(streamId: s).count == 2)
+        #expect(try await e.advanceLogStart(streamId: s, to: 3) == 3)
+        #expect(try await f.metadata.abortedTxns(streamId: s) == [AbortedTxnRecord(streamId: s, producerId: 6, firstOffset: 3, lastOffset: 4)])
+        #expect(try await e.read(streamId: s, offset: 3, maxBytes: 1 << 20, readCommitted: true).abortedTxns
+            == [AbortedTxnRecord(streamId: s, producerId: 6, firstOffset: 3, lastOffset: 4)])
+        #expect(try await e.advanceLogStart(streamId: s, to: 5) == 5)
+        #expect(try await f.metadata.abortedTxns(streamId: s) == [])
+        #expect(try await e.read(streamId: s, offset: 5, maxBytes: 1 << 20, readCommitted: true).abortedTxns == [])
+        await e.shutdown()
+        await committer.value
+    }
+
     @Test(arguments: StoreKind.testable) func markerWithBumpedEpochFencesTheOldEpoch(kind: StoreKind) async throws {
         let f = try await EngineTests.fixture(kind)
         let e = try await EngineTests.engine(f)

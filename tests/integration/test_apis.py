@@ -56,7 +56,7 @@ APIS = {
     15: ("DescribeGroups", 0, 5, 5),
     16: ("ListGroups", 0, 4, 3),
     17: ("SaslHandshake", 0, 1, None),
-    24: ("AddPartitionsToTxn", 0, 3, 3),
+    24: ("AddPartitionsToTxn", 0, 5, 3),
     25: ("AddOffsetsToTxn", 0, 3, 3),
     26: ("EndTxn", 0, 4, 3),
     28: ("TxnOffsetCommit", 0, 4, 3),
@@ -512,11 +512,27 @@ def check_sasl_authenticate(env, c, v):
 INVALID_PRODUCER_ID_MAPPING = 49
 
 def add_partitions(c, v, txn, topics):
-    e = enc(24, v).str(txn).i64(7).i16(0)
-    e.array(topics, lambda e, t: e.str(t[0]).array(t[1], lambda e, p: e.i32(p)).tags()).tags()
+    """{(topic, partition): error}; from v4 the batched form with this one transaction."""
+    def topic(e, t):
+        e.str(t[0]).array(t[1], lambda e, p: e.i32(p)).tags()
+
+    e = enc(24, v)
+    if v >= 4:
+        e.array([txn], lambda e, x: (e.str(x).i64(7).i16(0).bool(False).array(topics, topic), e.tags())).tags()
+    else:
+        e.str(txn).i64(7).i16(0).array(topics, topic).tags()
     d = send(c, 24, v, e)
     d.i32()
-    res = d.array(lambda d: (d.string(), d.array(lambda d: (d.i32(), d.i16(), d.tags())[:2]), d.tags())[:2])
+
+    def topic_results(d):
+        return d.array(lambda d: (d.string(), d.array(lambda d: (d.i32(), d.i16(), d.tags())[:2]), d.tags())[:2])
+
+    if v >= 4:
+        assert d.i16() == NONE
+        ((got_txn, res),) = d.array(lambda d: (d.string(), topic_results(d), d.tags())[:2])
+        assert got_txn == txn
+    else:
+        res = topic_results(d)
     d.end()
     return {(t, p): err for t, parts in res for p, err in parts}
 

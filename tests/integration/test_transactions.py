@@ -410,3 +410,276 @@ def test_describe_producers_shows_open_transaction(make_broker):
     assert (epoch, last_seq, txn_start) == (0, 2, 3)
     assert coordinator_epoch >= 1  # the broker epoch of the coordinator that wrote the COMMIT marker
     p.abort_transaction(30)
+
+
+# ---- raw wire: error codes per version, AddPartitionsToTxn v4, TxnOffsetCommit membership,
+# ---- a marker a partition refuses ----
+
+NONE, ILLEGAL_GENERATION, INVALID_GROUP_ID, UNKNOWN_MEMBER_ID = 0, 22, 24, 25
+INVALID_REQUEST, INVALID_PRODUCER_EPOCH, INVALID_TXN_STATE, INVALID_PRODUCER_ID_MAPPING = 42, 47, 48, 49
+FENCED_INSTANCE_ID, PRODUCER_FENCED, TRANSACTION_ABORTABLE, UNKNOWN_TOPIC_OR_PARTITION = 82, 90, 120, 3
+
+
+class Wire:
+    """Raw transactional requests at chosen versions (what clients hide)."""
+
+    def __init__(self, broker):
+        from kafka_wire import Conn
+        self.conn = Conn(broker.port)
+
+    def close(self):
+        self.conn.close()
+
+    def req(self, api, v, build, flexible):
+        from kafka_wire import Enc, versioned_request
+        e = Enc(flexible)
+        build(e)
+        return versioned_request(self.conn, api, v, e, flexible)
+
+    def init(self, v, tid, pid=-1, epoch=-1, timeout_ms=60000):
+        def b(e):
+            e.nstr(tid).i32(timeout_ms)
+            if v >= 3:
+                e.i64(pid).i16(epoch)
+            e.tags()
+        d = self.req(22, v, b, v >= 2)
+        d.i32()
+        return d.i16(), d.i64(), d.i16()
+
+    def add_partitions(self, v, tid, pid, epoch, topics):
+        flex = v >= 3
+
+        def b(e):
+            e.str(tid).i64(pid).i16(epoch)
+            e.array(topics, lambda e, t: e.str(t[0]).array(t[1], lambda e, p: e.i32(p)).tags()).tags()
+        d = self.req(24, v, b, flex)
+        d.i32()
+        res = d.array(lambda d: (d.string(), d.array(lambda d: (d.i32(), d.i16(), d.tags())[:2]), d.tags())[:2])
+        d.end()
+        return {(t, p): err for t, parts in res for p, err in parts}
+
+    def add_partitions_v4(self, txns, v=4):
+        """txns: [(tid, pid, epoch, verify_only, [(topic, [partitions])])] ->
+        (top-level error, {tid: {(topic, partition): error}})."""
+        def topic(e, t):
+            e.str(t[0]).array(t[1], lambda e, p: e.i32(p)).tags()
+
+        def txn(e, x):
+            e.str(x[0]).i64(x[1]).i16(x[2]).bool(x[3]).array(x[4], topic).tags()
+        d = self.req(24, v, lambda e: e.array(txns, txn).tags(), True)
+        d.i32()
+        top = d.i16()
+
+        def topic_results(d):
+            return d.array(lambda d: (d.string(), d.array(lambda d: (d.i32(), d.i16(), d.tags())[:2]), d.tags())[:2])
+        res = d.array(lambda d: (d.string(), topic_results(d), d.tags())[:2])
+        d.end()
+        return top, {tid: {(t, p): err for t, parts in tr for p, err in parts} for tid, tr in res}
+
+    def add_offsets(self, v, tid, pid, epoch, group):
+        d = self.req(25, v, lambda e: e.str(tid).i64(pid).i16(epoch).str(group).tags(), v >= 3)
+        d.i32()
+        return d.i16()
+
+    def end(self, v, tid, pid, epoch, commit):
+        d = self.req(26, v, lambda e: e.str(tid).i64(pid).i16(epoch).bool(commit).tags(), v >= 3)
+        d.i32()
+        return d.i16()
+
+    def txn_offset_commit(self, v, tid, pid, epoch, group, topics, generation=-1, member="", instance=None):
+        """topics: [(topic, [(partition, offset)])] -> {(topic, partition): error}."""
+        def part(e, p):
+            e.i32(p[0]).i64(p[1])
+            if v >= 2:
+                e.i32(-1)
+            e.nstr(None).tags()
+
+        def b(e):
+            e.str(tid).str(group).i64(pid).i16(epoch)
+            if v >= 3:
+                e.i32(generation).str(member).nstr(instance)
+            e.array(topics, lambda e, t: e.str(t[0]).array(t[1], part).tags()).tags()
+        d = self.req(28, v, b, v >= 3)
+        d.i32()
+        res = d.array(lambda d: (d.string(), d.array(lambda d: (d.i32(), d.i16(), d.tags())[:2]), d.tags())[:2])
+        d.end()
+        return {(t, p): err for t, parts in res for p, err in parts}
+
+    def describe(self, tid):
+        d = self.req(65, 0, lambda e: e.array([tid], lambda e, t: e.str(t)).tags(), True)
+        d.i32()
+
+        def state(d):
+            r = dict(error=d.i16(), tid=d.string(), state=d.string(), timeout=d.i32(), start=d.i64(), pid=d.i64(),
+                     epoch=d.i16(), topics=d.array(lambda d: (d.string(), d.array(lambda d: d.i32()), d.tags())[:2]))
+            d.tags()
+            return r
+        (s,) = d.array(state)
+        d.end()
+        return s
+
+
+def test_fencing_error_codes_follow_kafka_per_version(make_broker):
+    """KafkaApis: PRODUCER_FENCED becomes INVALID_PRODUCER_EPOCH for InitProducerId < v4 and
+    AddPartitionsToTxn/AddOffsetsToTxn/EndTxn < v2; TxnOffsetCommit answers a fenced epoch
+    with INVALID_PRODUCER_EPOCH at every version (the group coordinator's transaction
+    verification maps it so). A zombie retrying InitProducerId with its old epoch after a new
+    instance took the id is fenced (the bump forgot the last epoch); a producer id without an
+    epoch is INVALID_REQUEST; AddOffsetsToTxn takes any group id (an empty one is refused by
+    TxnOffsetCommit, with INVALID_GROUP_ID)."""
+    broker = make_broker(settings=FAST)
+    topic = unique("txn-codes")
+    create_topic(broker, topic)
+    w = Wire(broker)
+    tid, group = unique("codes"), unique("g")
+    err, pid, epoch = w.init(4, tid)
+    assert (err, epoch) == (NONE, 0)
+    assert w.init(1, tid)[:3] == (NONE, pid, 1)  # a new instance: epoch 1
+    # The zombie at epoch 0 retries with its id and epoch (KIP-360): fenced, not given epoch 1.
+    assert w.init(3, tid, pid, 0)[0] == INVALID_PRODUCER_EPOCH
+    assert w.init(4, tid, pid, 0)[0] == PRODUCER_FENCED
+    assert w.init(4, tid, pid, -1)[0] == INVALID_REQUEST
+    assert w.init(4, tid, -1, 1)[0] == INVALID_REQUEST
+    # The live instance's own retry with epoch 1 bumps to 2.
+    assert w.init(4, tid, pid, 1) == (NONE, pid, 2)
+    assert w.add_partitions(1, tid, pid, 1, [(topic, [0])]) == {(topic, 0): INVALID_PRODUCER_EPOCH}
+    assert w.add_partitions(2, tid, pid, 1, [(topic, [0])]) == {(topic, 0): PRODUCER_FENCED}
+    assert w.add_offsets(1, tid, pid, 1, group) == INVALID_PRODUCER_EPOCH
+    assert w.add_offsets(2, tid, pid, 1, group) == PRODUCER_FENCED
+    assert w.end(1, tid, pid, 1, True) == INVALID_PRODUCER_EPOCH
+    assert w.end(2, tid, pid, 1, True) == PRODUCER_FENCED
+    assert w.add_offsets(3, tid, pid, 2, "") == NONE
+    assert w.add_offsets(3, tid, pid, 2, group) == NONE
+    for v in (0, 2, 3, 4):
+        assert w.txn_offset_commit(v, tid, pid, 1, group, [(topic, [(0, 5)])]) == {(topic, 0): INVALID_PRODUCER_EPOCH}, v
+    assert w.txn_offset_commit(3, tid, pid + 1000, 2, group, [(topic, [(0, 5)])]) == {(topic, 0): INVALID_PRODUCER_ID_MAPPING}
+    # A group the transaction does not hold: INVALID_TXN_STATE before v4, TRANSACTION_ABORTABLE from v4.
+    assert w.txn_offset_commit(3, tid, pid, 2, "other", [(topic, [(0, 5)])]) == {(topic, 0): INVALID_TXN_STATE}
+    assert w.txn_offset_commit(4, tid, pid, 2, "other", [(topic, [(0, 5)])]) == {(topic, 0): TRANSACTION_ABORTABLE}
+    # Unknown partitions answer for themselves even when the group id is empty.
+    assert w.txn_offset_commit(3, tid, pid, 2, "", [(topic, [(0, 5), (9, 5)])]) == {
+        (topic, 0): INVALID_GROUP_ID, (topic, 9): UNKNOWN_TOPIC_OR_PARTITION}
+    assert w.txn_offset_commit(3, tid, pid, 2, group, [(topic, [(0, 5)])]) == {(topic, 0): NONE}
+    assert w.end(3, tid, pid, 2, True) == NONE
+    w.close()
+
+
+def test_add_partitions_to_txn_v4_batches_and_verifies(make_broker):
+    """AddPartitionsToTxn v4/v5 (KIP-890, the broker-to-broker form): several transactions in
+    one request, each answered under results_by_transaction; VerifyOnly checks without adding
+    (TRANSACTION_ABORTABLE for a partition not in the transaction); an unknown partition fails
+    only its own transaction."""
+    broker = make_broker(settings=FAST)
+    topic = unique("txn-v4")
+    create_topic(broker, topic, partitions=3)
+    w = Wire(broker)
+    a, b = unique("a"), unique("b")
+    _, pa, _ = w.init(4, a)
+    _, pb, _ = w.init(4, b)
+    top, res = w.add_partitions_v4([
+        (a, pa, 0, False, [(topic, [0, 1])]),
+        (b, pb, 0, False, [(topic, [2]), ("txn-v4-missing", [0])]),
+        ("nobody", 5, 0, False, [(topic, [0])]),
+    ])
+    assert top == NONE
+    assert res == {
+        a: {(topic, 0): NONE, (topic, 1): NONE},
+        b: {(topic, 2): OPERATION_NOT_ATTEMPTED, ("txn-v4-missing", 0): UNKNOWN_TOPIC_OR_PARTITION},
+        "nobody": {(topic, 0): INVALID_PRODUCER_ID_MAPPING},
+    }
+    assert w.describe(a)["state"] == "Ongoing" and w.describe(a)["topics"] == [(topic, [0, 1])]
+    assert w.describe(b)["state"] == "Empty"
+    top, res = w.add_partitions_v4([
+        (a, pa, 0, True, [(topic, [0, 2])]),
+        (b, pb, 0, True, [(topic, [0])]),
+        (a + "-x", pa, 0, True, [(topic, [0])]),
+    ], v=5)
+    assert top == NONE
+    assert res == {
+        a: {(topic, 0): NONE, (topic, 2): TRANSACTION_ABORTABLE},
+        b: {(topic, 0): TRANSACTION_ABORTABLE},
+        a + "-x": {(topic, 0): INVALID_PRODUCER_ID_MAPPING},
+    }
+    # Verifying added nothing.
+    assert w.describe(a)["topics"] == [(topic, [0, 1])] and w.describe(b)["state"] == "Empty"
+    _, res = w.add_partitions_v4([(a, pa, 1, True, [(topic, [0])])])
+    assert res == {a: {(topic, 0): PRODUCER_FENCED}}  # v4+: no mapping to INVALID_PRODUCER_EPOCH
+    assert w.end(3, a, pa, 0, False) == NONE
+    _, res = w.add_partitions_v4([(a, pa, 0, True, [(topic, [0])])])
+    assert res[a][(topic, 0)] in (CONCURRENT_TRANSACTIONS, TRANSACTION_ABORTABLE)  # aborting, or aborted
+    w.close()
+
+
+OPERATION_NOT_ATTEMPTED, CONCURRENT_TRANSACTIONS = 55, 51
+
+
+def test_txn_offset_commit_checks_member_and_generation(make_broker):
+    """OffsetMetadataManager.validateTransactionalOffsetCommit: with a member id, instance id
+    or generation (v3+), a known group checks them (UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID,
+    ILLEGAL_GENERATION); an unknown group takes only generation -1; without them (v2, or
+    v3 with -1/"") the commit needs no membership."""
+    from kafka_wire import Conn, group_member
+    broker = make_broker(settings=FAST)
+    topic = unique("txn-member")
+    create_topic(broker, topic)
+    w = Wire(broker)
+    gc = Conn(broker.port)
+    group, static_group, unknown = unique("g"), unique("gs"), unique("gu")
+    member, generation = group_member(gc, group)
+    smember, sgeneration = group_member(gc, static_group, instance="inst-1")
+    tid = unique("member")
+    _, pid, _ = w.init(4, tid)
+    for g in (group, static_group, unknown):
+        assert w.add_offsets(3, tid, pid, 0, g) == NONE
+
+    def commit(g, v=3, **kw):
+        return w.txn_offset_commit(v, tid, pid, 0, g, [(topic, [(0, 3)])], **kw)[(topic, 0)]
+
+    assert commit(group, generation=generation, member="not-a-member") == UNKNOWN_MEMBER_ID
+    assert commit(group, generation=generation + 1, member=member) == ILLEGAL_GENERATION
+    assert commit(group, generation=generation, member=member) == NONE
+    assert commit(group, generation=-1, member="") == NONE  # no membership given: not checked
+    assert commit(group, v=2) == NONE
+    assert commit(static_group, generation=sgeneration, member="someone-else", instance="inst-1") == FENCED_INSTANCE_ID
+    assert commit(static_group, generation=sgeneration, member=smember, instance="inst-1") == NONE
+    assert commit(unknown, generation=1, member="m") == ILLEGAL_GENERATION
+    assert commit(unknown, generation=-1) == NONE
+    assert w.end(3, tid, pid, 0, True) == NONE
+    gc.close()
+    w.close()
+
+
+def test_marker_refused_by_partition_does_not_block_transaction(make_broker):
+    """A partition that refuses a transaction marker for good (a newer epoch of the producer
+    is already there: INVALID_PRODUCER_EPOCH) is given up with a log line; the transaction
+    still completes, instead of retrying that marker forever (PrepareCommit forever, every
+    later InitProducerId answered CONCURRENT_TRANSACTIONS)."""
+    import struct
+    from kafka_wire import crc32c, encode_record, i8, i32, i64, parse_produce_response, produce_request
+    broker = make_broker(settings=FAST)
+    topic = unique("txn-refuse")
+    create_topic(broker, topic, partitions=2)
+    w = Wire(broker)
+    tid = unique("refuse")
+    _, pid, epoch = w.init(4, tid)
+    assert w.add_partitions(3, tid, pid, epoch, [(topic, [0, 1])]) == {(topic, 0): NONE, (topic, 1): NONE}
+    # An idempotent (non-transactional) batch of the same producer id at a higher epoch into
+    # partition 1: the partition now refuses anything of this producer at the lower epoch.
+    ts = int(time.time() * 1000)
+    records = encode_record(0, b"newer")
+    covered = struct.pack(">hiqqqhii", 0, 0, ts, ts, pid, epoch + 1, 0, 1) + records
+    after = i32(-1) + i8(2) + struct.pack(">I", crc32c(covered)) + covered
+    batch = i64(0) + i32(len(after)) + after
+    resp = parse_produce_response(w.conn.request(0, 7, produce_request([(topic, [(1, batch)])])), 7)
+    assert resp[(topic, 1)]["error"] == NONE
+    assert w.end(3, tid, pid, epoch, True) == NONE
+    deadline = time.time() + 15
+    while time.time() < deadline and w.describe(tid)["state"] != "CompleteCommit":
+        time.sleep(0.1)
+    assert w.describe(tid)["state"] == "CompleteCommit"
+    assert "transaction marker refused by the partition" in broker.log()
+    # The producer goes on.
+    assert w.init(4, tid, pid, epoch)[:3] == (NONE, pid, epoch + 1)
+    # Partition 0 got its COMMIT marker: its last stable offset is past it.
+    assert watermarks(broker, topic, "read_committed", partition=0) == (0, 1)
+    w.close()

@@ -87,6 +87,11 @@ final class GroupCoordinator: Sendable {
         } ?? .notCoordinator
     }
 
+    func validateTxnOffsetCommit(groupId: String, memberId: String, instanceId: String?, generation: Int32) -> ErrorCode? {
+        state.withLockedValue { $0.machine.validateTxnOffsetCommit(groupId: groupId, memberId: memberId, instanceId: instanceId,
+                                                                    generation: generation) }
+    }
+
     /// ConsumerGroupHeartbeat (KIP-848): answered at once; timers as for classic groups.
     func consumerHeartbeat(_ r: ConsumerGroupHeartbeatRequest, version: Int16, clientId: String, clientHost: String,
                            topics: [ConsumerGroupTopic]) -> ConsumerGroupHeartbeatResponse {

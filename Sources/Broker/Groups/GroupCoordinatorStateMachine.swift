@@ -220,6 +220,27 @@ public struct GroupCoordinatorStateMachine: Sendable {
         return groups[groupId]!.validateOffsetCommit(memberId: memberId, instanceId: instanceId, generation: generation, &fx)
     }
 
+    /// OffsetMetadataManager.validateTransactionalOffsetCommit (TxnOffsetCommit): an unknown
+    /// group takes the commit only with generation < 0 (else ILLEGAL_GENERATION); a classic
+    /// group checks member, static instance and generation when any is given (no
+    /// REBALANCE_IN_PROGRESS, no member required); a consumer group's stale member epoch is
+    /// ILLEGAL_GENERATION. nil when the commit may be held.
+    public func validateTxnOffsetCommit(groupId: String, memberId: String, instanceId: String?, generation: Int32) -> ErrorCode? {
+        if let g = consumerGroups[groupId] {
+            if generation < 0 && g.members.isEmpty { return nil }
+            guard let m = g.members[memberId] else { return .unknownMemberId }
+            return generation == m.memberEpoch ? nil : .illegalGeneration
+        }
+        guard let g = groups[groupId] else { return generation < 0 ? nil : .illegalGeneration }
+        if g.state == .dead { return .coordinatorNotAvailable }
+        if generation < 0 && g.state == .empty { return nil }
+        if generation >= 0 || !memberId.isEmpty || instanceId != nil {
+            if let e = g.validateMember(memberId, instanceId: instanceId) { return e }
+            if generation != g.generationId { return .illegalGeneration }
+        }
+        return nil
+    }
+
     /// What DeleteGroups may do with a group held here.
     public enum DeleteCheck: Sendable, Equatable {
         /// Not held here: it exists only if it has committed offsets.

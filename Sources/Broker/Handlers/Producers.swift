@@ -2,11 +2,18 @@ import KafkaProtocol
 
 extension Broker {
     /// Idempotent producers get a fresh producer id (epoch 0), or with v3+ the same id at the
-    /// next epoch (KIP-360). A transactional id goes to the transaction coordinator.
+    /// next epoch (KIP-360). A transactional id goes to the transaction coordinator; its
+    /// PRODUCER_FENCED is INVALID_PRODUCER_EPOCH below v4 (KIP-588).
     func initProducerId(_ r: InitProducerIdRequest, version: Int16) async -> InitProducerIdResponse {
         var resp = InitProducerIdResponse()
         resp.producerId = -1
         resp.producerEpoch = -1
+        // KafkaApis.handleInitProducerIdRequest: a producer id without an epoch (or the
+        // reverse) is INVALID_REQUEST, for transactional and idempotent producers alike.
+        if (r.producerId == -1) != (r.producerEpoch == -1) {
+            resp.errorCode = ErrorCode.invalidRequest.rawValue
+            return resp
+        }
         if let id = r.transactionalId {
             let out = await transactions.initProducerId(r, transactionalId: id, io: self)
             resp.errorCode = Self.fencedError(out.error, version: version, since: 4).rawValue

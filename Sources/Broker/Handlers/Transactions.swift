@@ -12,52 +12,90 @@ extension Broker {
         e == .producerFenced && version < firstVersion ? .invalidProducerEpoch : e
     }
 
-    /// KafkaApis.handleAddPartitionsToTxnRequest (v3 and below): when a partition is unknown
-    /// the whole request fails, that one with UNKNOWN_TOPIC_OR_PARTITION and the others with
-    /// OPERATION_NOT_ATTEMPTED. Otherwise the coordinator answers every partition alike.
+    /// KafkaApis.handleAddPartitionsToTxnRequest. Versions 0-3 (clients) name one transaction;
+    /// 4+ (KIP-890, from brokers) a batch of them, each answered on its own under
+    /// `results_by_transaction`, some only verified (VerifyOnly: is the partition in the
+    /// transaction? nothing is added). In either form, when a partition is unknown that
+    /// transaction fails: that partition with UNKNOWN_TOPIC_OR_PARTITION, the others with
+    /// OPERATION_NOT_ATTEMPTED; otherwise the coordinator answers each of its partitions.
     func addPartitionsToTxn(_ r: AddPartitionsToTxnRequest, version: Int16) async -> AddPartitionsToTxnResponse {
-        // Kafka collects the partitions into a set keyed by topic: merge repeats.
-        var order: [String] = []
-        var partitions: [String: [Int32]] = [:]
-        for t in r.v3AndBelowTopics {
-            if partitions[t.name] == nil { order.append(t.name) }
-            for p in t.partitions where !(partitions[t.name]?.contains(p) ?? false) { partitions[t.name, default: []].append(p) }
-        }
-        let anyUnknown = order.contains { name in partitions[name]!.contains { streamId(name, $0) == nil } }
-        var coordinatorAnswer = ErrorCode.none
-        if !anyUnknown {
-            let id = r.v3AndBelowTransactionalId, pid = r.v3AndBelowProducerId, epoch = r.v3AndBelowProducerEpoch
-            let added = order.flatMap { name in partitions[name]!.map { TxnPartition(topic: name, partition: $0) } }
-            let out = await transactions.run(id, io: self) { m, now in
-                m.addPartitions(transactionalId: id, producerId: pid, producerEpoch: epoch, partitions: added, now: now)
-            }
-            coordinatorAnswer = Self.fencedError(out.error, version: version, since: 2)
-        }
         var resp = AddPartitionsToTxnResponse()
-        resp.resultsByTopicV3AndBelow = order.map { name in
+        if version < 4 {
+            let topics = r.v3AndBelowTopics.map { ($0.name, $0.partitions) }
+            resp.resultsByTopicV3AndBelow = Self.topicResults(await addPartitionsToTxn(
+                transactionalId: r.v3AndBelowTransactionalId, producerId: r.v3AndBelowProducerId,
+                producerEpoch: r.v3AndBelowProducerEpoch, verifyOnly: false, topics: topics, version: version))
+            return resp
+        }
+        // The transactions are a map keyed by transactional id in Kafka: a repeat replaces.
+        var order: [String] = []
+        var byId: [String: AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction] = [:]
+        for t in r.transactions {
+            if byId[t.transactionalId] == nil { order.append(t.transactionalId) }
+            byId[t.transactionalId] = t
+        }
+        for id in order {
+            let t = byId[id]!
+            var result = AddPartitionsToTxnResponse.AddPartitionsToTxnResult()
+            result.transactionalId = id
+            result.topicResults = Self.topicResults(await addPartitionsToTxn(
+                transactionalId: id, producerId: t.producerId, producerEpoch: t.producerEpoch, verifyOnly: t.verifyOnly,
+                topics: t.topics.map { ($0.name, $0.partitions) }, version: version))
+            resp.resultsByTransaction.append(result)
+        }
+        return resp
+    }
+
+    static func topicResults(_ codes: [(name: String, partitions: [(Int32, ErrorCode)])]) -> [AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult] {
+        codes.map { t in
             var tr = AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult()
-            tr.name = name
-            tr.resultsByPartition = partitions[name]!.map { p in
+            tr.name = t.name
+            tr.resultsByPartition = t.partitions.map { p, code in
                 var pr = AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult.AddPartitionsToTxnPartitionResult()
                 pr.partitionIndex = p
-                let code: ErrorCode = !anyUnknown ? coordinatorAnswer
-                    : streamId(name, p) == nil ? .unknownTopicOrPartition : .operationNotAttempted
                 pr.partitionErrorCode = code.rawValue
                 return pr
             }
             return tr
         }
-        return resp
+    }
+
+    /// One transaction of an AddPartitionsToTxn request: the code of each partition, by topic
+    /// in request order (repeats merged, as Kafka collects them into a set).
+    private func addPartitionsToTxn(transactionalId id: String, producerId pid: Int64, producerEpoch epoch: Int16, verifyOnly: Bool,
+                                    topics: [(String, [Int32])],
+                                    version: Int16) async -> [(name: String, partitions: [(Int32, ErrorCode)])] {
+        var order: [String] = []
+        var partitions: [String: [Int32]] = [:]
+        for (name, ps) in topics {
+            if partitions[name] == nil { order.append(name) }
+            for p in ps where !(partitions[name]?.contains(p) ?? false) { partitions[name, default: []].append(p) }
+        }
+        let anyUnknown = order.contains { name in partitions[name]!.contains { streamId(name, $0) == nil } }
+        if anyUnknown {
+            return order.map { name in
+                (name, partitions[name]!.map { p in (p, streamId(name, p) == nil ? ErrorCode.unknownTopicOrPartition : .operationNotAttempted) })
+            }
+        }
+        let added = order.flatMap { name in partitions[name]!.map { TxnPartition(topic: name, partition: $0) } }
+        if verifyOnly {
+            let (error, codes) = transactions.verifyPartitions(transactionalId: id, producerId: pid, producerEpoch: epoch, partitions: added)
+            return order.map { name in
+                (name, partitions[name]!.map { p in (p, error != .none ? error : codes[TxnPartition(topic: name, partition: p)] ?? .none) })
+            }
+        }
+        let out = await transactions.run(id, io: self) { m, now in
+            m.addPartitions(transactionalId: id, producerId: pid, producerEpoch: epoch, partitions: added, now: now)
+        }
+        let code = Self.fencedError(out.error, version: version, since: 2)
+        return order.map { name in (name, partitions[name]!.map { ($0, code) }) }
     }
 
     /// KafkaApis.handleAddOffsetsToTxnRequest: the group's offsets partition joins the
-    /// transaction (here: the group itself).
+    /// transaction (here: the group itself). Kafka checks nothing of the group id here (an
+    /// empty one maps to an offsets partition like any other); TxnOffsetCommit refuses it.
     func addOffsetsToTxn(_ r: AddOffsetsToTxnRequest, version: Int16) async -> AddOffsetsToTxnResponse {
         var resp = AddOffsetsToTxnResponse()
-        if r.groupId.isEmpty {
-            resp.errorCode = ErrorCode.invalidGroupId.rawValue
-            return resp
-        }
         let out = await transactions.run(r.transactionalId, io: self) { m, now in
             m.addPartitions(transactionalId: r.transactionalId, producerId: r.producerId, producerEpoch: r.producerEpoch,
                             partitions: [], groups: [r.groupId], now: now)
@@ -78,33 +116,58 @@ extension Broker {
         return resp
     }
 
-    /// TxnOffsetCommit: unknown topics and partitions get UNKNOWN_TOPIC_OR_PARTITION, an empty
-    /// group id INVALID_GROUP_ID; the rest are held by the transaction and written to the
-    /// group's offsets only when it commits.
+    /// TxnOffsetCommit as KafkaApis.handleTxnOffsetCommitRequest and the group coordinator
+    /// answer it, in their order: unknown topics and partitions get UNKNOWN_TOPIC_OR_PARTITION;
+    /// for the rest, an empty group id is INVALID_GROUP_ID; then the transaction is verified
+    /// (the coordinator's verify-only check of the offsets partition: a fenced epoch comes back
+    /// as INVALID_PRODUCER_EPOCH at every version, since AddPartitionsToTxnManager maps
+    /// PRODUCER_FENCED so; a group not in the transaction is TRANSACTION_ABORTABLE from v4,
+    /// INVALID_TXN_STATE before); then the group's member, instance and generation (v3+
+    /// fields); then each partition's metadata size. What passes is held by the transaction
+    /// and written to the group's offsets only when it commits.
     func txnOffsetCommit(_ r: TxnOffsetCommitRequest, version: Int16) async -> TxnOffsetCommitResponse {
         var results: [[ErrorCode?]] = r.topics.map { t in
-            t.partitions.map { p in
-                if r.groupId.isEmpty { return .invalidGroupId }
-                if streamId(t.name, p.partitionIndex) == nil { return .unknownTopicOrPartition }
-                if let m = p.committedMetadata, m.utf8.count > config.offsetMetadataMaxBytes { return .offsetMetadataTooLarge }
-                return nil
-            }
+            t.partitions.map { p in streamId(t.name, p.partitionIndex) == nil ? .unknownTopicOrPartition : nil }
         }
-        var offsets: [CommittedOffset] = []
-        for (ti, t) in r.topics.enumerated() {
-            for (pi, p) in t.partitions.enumerated() where results[ti][pi] == nil {
-                offsets.append(CommittedOffset(topic: t.name, partition: p.partitionIndex, offset: p.committedOffset,
-                                               leaderEpoch: version >= 2 ? p.committedLeaderEpoch : -1, metadata: p.committedMetadata))
+        if results.contains(where: { $0.contains(nil) }) {
+            var verdict: ErrorCode?
+            if r.groupId.isEmpty { verdict = .invalidGroupId }
+            var offsets: [CommittedOffset] = []
+            for (ti, t) in r.topics.enumerated() {
+                for (pi, p) in t.partitions.enumerated() where results[ti][pi] == nil {
+                    if let m = p.committedMetadata, m.utf8.count > config.offsetMetadataMaxBytes { continue }
+                    offsets.append(CommittedOffset(topic: t.name, partition: p.partitionIndex, offset: p.committedOffset,
+                                                   leaderEpoch: version >= 2 ? p.committedLeaderEpoch : -1, metadata: p.committedMetadata))
+                }
             }
-        }
-        if !offsets.isEmpty {
-            let held = offsets
-            let out = await transactions.run(r.transactionalId, io: self) { m, now in
-                m.txnOffsetCommit(transactionalId: r.transactionalId, producerId: r.producerId, producerEpoch: r.producerEpoch,
-                                  group: r.groupId, offsets: held, now: now)
+            if verdict == nil {
+                let membership = groups.validateTxnOffsetCommit(groupId: r.groupId, memberId: r.memberId, instanceId: r.groupInstanceId,
+                                                                generation: r.generationId)
+                // The transaction is verified before the group is looked at; a refused group
+                // holds nothing.
+                let held = membership == nil ? offsets : []
+                let out = await transactions.run(r.transactionalId, io: self) { m, now in
+                    m.txnOffsetCommit(transactionalId: r.transactionalId, producerId: r.producerId, producerEpoch: r.producerEpoch,
+                                      group: r.groupId, offsets: held, now: now)
+                }
+                switch out.error {
+                case .none: verdict = membership
+                case .producerFenced: verdict = .invalidProducerEpoch
+                case .transactionAbortable where version < 4: verdict = .invalidTxnState
+                default: verdict = out.error
+                }
             }
-            let code = Self.fencedError(out.error, version: version, since: 3)
-            results = results.map { $0.map { $0 ?? code } }
+            for (ti, t) in r.topics.enumerated() {
+                for (pi, p) in t.partitions.enumerated() where results[ti][pi] == nil {
+                    if let verdict {
+                        results[ti][pi] = verdict
+                    } else if let m = p.committedMetadata, m.utf8.count > config.offsetMetadataMaxBytes {
+                        results[ti][pi] = .offsetMetadataTooLarge
+                    } else {
+                        results[ti][pi] = ErrorCode.none
+                    }
+                }
+            }
         }
         var resp = TxnOffsetCommitResponse()
         resp.topics = zip(r.topics, results).map { t, codes in
@@ -183,21 +246,24 @@ extension Broker {
 extension Broker: TransactionIO {
     func allocateProducerId() async throws -> Int64 { try await metadata.allocateProducerId() }
 
-    func writeMarker(_ job: MarkerJob, partition p: TxnPartition, coordinatorEpoch: Int32) async -> Bool {
-        guard let sid = streamId(p.topic, p.partition) else { return true }  // the topic is gone
+    func writeMarker(_ job: MarkerJob, partition p: TxnPartition, coordinatorEpoch: Int32) async -> MarkerWrite {
+        guard let sid = streamId(p.topic, p.partition) else { return .gone }  // the topic is gone
         let batch = ControlMarker(isCommit: job.commit, coordinatorEpoch: coordinatorEpoch)
             .batch(producerId: job.producerId, producerEpoch: job.producerEpoch, timestamp: Self.wallClockMs())
-        guard let header = RecordBatchHeader(peeking: batch) else { return false }
+        guard let header = RecordBatchHeader(peeking: batch) else { return .refused("marker batch unreadable") }
         let ticket = await engine.append(streamId: sid, batch: batch, header: header, timeout: .seconds(30))
         // Flush now rather than at the next WAL interval: the producer's next transaction
         // waits (CONCURRENT_TRANSACTIONS) until every marker is durable.
         engine.flush()
         switch await ticket.result() {
-        case .success: return true
-        case .failure(.unknownStream): return true
-        case .failure(let e):
-            logger.warning("transaction marker not written", metadata: ["topic": "\(p.topic)", "partition": "\(p.partition)", "error": "\(e)"])
-            return false
+        case .success: return .written
+        case .failure(.unknownStream): return .gone
+        case .failure(.rejected(let code)): return .refused("\(code)")
+        case .failure(.fenced): return .stop("the stream of \(p.topic)-\(p.partition) is owned by another broker")
+        case .failure(.shuttingDown): return .stop("shutting down")
+        case .failure(.timedOut):
+            logger.warning("transaction marker not written", metadata: ["topic": "\(p.topic)", "partition": "\(p.partition)", "error": "timed out"])
+            return .retry
         }
     }
 

@@ -7,10 +7,25 @@ import NIOConcurrencyHelpers
 /// writes into partitions, and the group offset store.
 protocol TransactionIO: Sendable {
     func allocateProducerId() async throws -> Int64
-    /// Writes the job's marker into one partition and waits until it is durable; false if it
-    /// must be retried (true also when the partition no longer exists).
-    func writeMarker(_ job: MarkerJob, partition: TxnPartition, coordinatorEpoch: Int32) async -> Bool
+    /// Writes the job's marker into one partition and waits until it is durable.
+    func writeMarker(_ job: MarkerJob, partition: TxnPartition, coordinatorEpoch: Int32) async -> MarkerWrite
     func commitGroupOffsets(group: String, _ offsets: [CommittedOffset]) async throws
+}
+
+/// How writing one transaction marker into one partition went.
+enum MarkerWrite: Equatable, Sendable {
+    case written
+    /// The partition no longer exists: nothing to mark.
+    case gone
+    /// The partition refuses the marker and always will (a newer producer epoch there: Kafka's
+    /// INVALID_PRODUCER_EPOCH / TRANSACTION_COORDINATOR_FENCED, on which its marker sender
+    /// stops): the partition is given up, logged.
+    case refused(String)
+    /// This broker no longer owns the stream (fenced) or is stopping: stop writing this
+    /// job's markers here; whoever loads the transaction next resumes them.
+    case stop(String)
+    /// Try again later (a timeout).
+    case retry
 }
 
 /// Runs `TransactionCoordinatorStateMachine`: feeds it requests and the clock, stores what it
@@ -54,6 +69,12 @@ final class TransactionCoordinator: Sendable {
 
     func transaction(producerId: Int64) -> TransactionMetadata? {
         machine.withLockedValue { $0.transaction(producerId: producerId) }
+    }
+
+    /// AddPartitionsToTxn VerifyOnly: see the state machine's verifyPartitions.
+    func verifyPartitions(transactionalId id: String, producerId: Int64, producerEpoch: Int16,
+                          partitions: [TxnPartition]) -> (error: ErrorCode, partitions: [TxnPartition: ErrorCode]) {
+        machine.withLockedValue { $0.verifyPartitions(transactionalId: id, producerId: producerId, producerEpoch: producerEpoch, partitions: partitions) }
     }
 
     /// Partitions of a group with offsets held by an open transaction.
@@ -147,21 +168,46 @@ final class TransactionCoordinator: Sendable {
         Task { await self.writeMarkers(job, io: io) }
     }
 
-    /// Writes the markers (retrying until each partition has its own), then completes the
-    /// transaction: committed offsets are written to their groups, and the new state stored.
+    /// Writes the markers (retrying each partition until it has its own, is gone or refuses it
+    /// for good), then completes the transaction: committed offsets are written to their
+    /// groups, and the new state stored. Stops early when the broker no longer owns a stream
+    /// or stops, and when the transaction moved on (nothing left to complete).
     func writeMarkers(_ job: MarkerJob, io: some TransactionIO) async {
         var delay = 100
         var left = job.partitions
         while !left.isEmpty {
             var failed: [TxnPartition] = []
-            await withTaskGroup(of: (TxnPartition, Bool).self) { g in
+            var stop: String?
+            await withTaskGroup(of: (TxnPartition, MarkerWrite).self) { g in
                 for p in left {
                     g.addTask { (p, await io.writeMarker(job, partition: p, coordinatorEpoch: self.coordinatorEpoch)) }
                 }
-                for await (p, ok) in g where !ok { failed.append(p) }
+                for await (p, outcome) in g {
+                    switch outcome {
+                    case .written, .gone:
+                        break
+                    case .refused(let why):
+                        logger.error("transaction marker refused by the partition; giving it up",
+                                     metadata: ["transactional.id": "\(job.transactionalId)", "topic": "\(p.topic)",
+                                                "partition": "\(p.partition)", "error": "\(why)"])
+                    case .stop(let why):
+                        stop = why
+                        failed.append(p)
+                    case .retry:
+                        failed.append(p)
+                    }
+                }
+            }
+            if let stop {
+                logger.warning("transaction markers not written here; left for the next load of the transaction",
+                               metadata: ["transactional.id": "\(job.transactionalId)", "partitions": "\(failed.count)", "reason": "\(stop)"])
+                return
             }
             left = failed
             if !left.isEmpty {
+                let current = machine.withLockedValue { $0.txns[job.transactionalId] }
+                guard let m = current, m.producerId == job.producerId, m.producerEpoch == job.producerEpoch,
+                      m.state == (job.commit ? .prepareCommit : .prepareAbort) else { return }
                 logger.warning("transaction markers not written; retrying", metadata: ["transactional.id": "\(job.transactionalId)", "partitions": "\(left.count)"])
                 try? await Task.sleep(for: .milliseconds(delay))
                 delay = min(delay * 2, 5000)

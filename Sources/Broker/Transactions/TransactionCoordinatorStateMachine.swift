@@ -203,6 +203,11 @@ public struct TransactionCoordinatorStateMachine: Sendable {
 
     /// TransactionCoordinator.handleInitProducerId for a transactional id. `expected` is the
     /// producer id and epoch the client sends (v3+, KIP-360; -1 when it has none).
+    /// prepareInitProducerIdTransit and TransactionMetadata.prepareIncrementProducerEpoch: an
+    /// expected producer id must be the current one (or the previous one with an exhausted
+    /// epoch: a retry of the rotation); the epoch is then checked only when no transaction is
+    /// open. A bump without an expected epoch forgets the last epoch, so a zombie's retry with
+    /// its old epoch is fenced rather than taken for a retry.
     public mutating func initProducerId(transactionalId id: String, timeoutMs: Int32, expectedProducerId: Int64 = -1,
                                  expectedEpoch: Int16 = -1, newProducerId: Int64? = nil, now: Int64) -> TransactionOutput {
         if id.isEmpty { return .fail(.invalidRequest) }
@@ -214,14 +219,9 @@ public struct TransactionCoordinatorStateMachine: Sendable {
             return TransactionOutput(producerId: pid, producerEpoch: 0, persist: m)
         }
         let expects = expectedProducerId >= 0 || expectedEpoch >= 0
-        if expects {
-            let current = expectedProducerId == m.producerId && expectedEpoch == m.producerEpoch
-            let previous = expectedProducerId == m.lastProducerId && expectedEpoch == m.lastProducerEpoch
-            if !current && !previous { return .fail(.producerFenced) }
-            // A retry of the InitProducerId that bumped to the current epoch: same answer.
-            if previous && !current && (m.state == .empty || m.state == .completeAbort || m.state == .completeCommit) {
-                return TransactionOutput(producerId: m.producerId, producerEpoch: m.producerEpoch)
-            }
+        if expects && expectedProducerId != m.producerId
+            && !(expectedProducerId == m.lastProducerId && Self.isEpochExhausted(expectedEpoch)) {
+            return .fail(.producerFenced)
         }
         switch m.state {
         case .prepareCommit, .prepareAbort, .prepareEpochFence:
@@ -233,27 +233,41 @@ public struct TransactionCoordinatorStateMachine: Sendable {
             out.error = .concurrentTransactions
             return out
         case .empty, .completeCommit, .completeAbort, .dead:
-            if m.producerEpoch >= Int16.max - 1 {
+            if Self.isEpochExhausted(m.producerEpoch) && (!expects || expectedEpoch == m.producerEpoch) {
+                // prepareProducerIdRotation: the last epoch is kept only for a client that sent it.
                 guard let pid = newProducerId else { return TransactionOutput(needsProducerId: true) }
                 m.lastProducerId = m.producerId
-                m.lastProducerEpoch = m.producerEpoch
+                m.lastProducerEpoch = expects ? m.producerEpoch : -1
                 m.producerId = pid
                 m.producerEpoch = 0
-            } else {
+            } else if !expects {
+                m.lastProducerId = m.producerId
+                m.lastProducerEpoch = -1
+                m.producerEpoch += 1
+            } else if expectedEpoch == m.producerEpoch && !Self.isEpochExhausted(m.producerEpoch) {
                 m.lastProducerId = m.producerId
                 m.lastProducerEpoch = m.producerEpoch
                 m.producerEpoch += 1
+            } else if expectedEpoch == m.lastProducerEpoch {
+                // A retry of the InitProducerId that bumped to the current epoch: same answer.
+                return TransactionOutput(producerId: m.producerId, producerEpoch: m.producerEpoch)
+            } else {
+                return .fail(.producerFenced)
             }
             m.timeoutMs = timeoutMs
             m.state = .empty
             m.partitions = []
             m.groups = []
             m.pendingOffsets = []
+            m.startMs = -1
             m.updateMs = now
             txns[id] = m
             return TransactionOutput(producerId: m.producerId, producerEpoch: m.producerEpoch, persist: m)
         }
     }
+
+    /// TransactionMetadata.isEpochExhausted: the last epoch is kept for fencing.
+    public static func isEpochExhausted(_ epoch: Int16) -> Bool { epoch >= Int16.max - 1 }
 
     /// Ongoing → PrepareEpochFence → PrepareAbort at epoch + 1: the producer that opened the
     /// transaction is fenced and the abort markers carry the new epoch.
@@ -298,15 +312,36 @@ public struct TransactionCoordinatorStateMachine: Sendable {
         return TransactionOutput(persist: m)
     }
 
+    /// TransactionCoordinator.handleVerifyPartitionsInTransaction (AddPartitionsToTxn v4+ with
+    /// VerifyOnly): a transaction-wide error, or one code per partition (NONE when the
+    /// partition is in the transaction, TRANSACTION_ABORTABLE when not). Changes nothing.
+    public func verifyPartitions(transactionalId id: String, producerId: Int64, producerEpoch: Int16,
+                                 partitions: [TxnPartition]) -> (error: ErrorCode, partitions: [TxnPartition: ErrorCode]) {
+        if id.isEmpty { return (.invalidRequest, [:]) }
+        guard let m = txns[id], m.producerId == producerId else { return (.invalidProducerIdMapping, [:]) }
+        if m.producerEpoch != producerEpoch { return (.producerFenced, [:]) }
+        if m.state == .prepareCommit || m.state == .prepareAbort { return (.concurrentTransactions, [:]) }
+        return (.none, Dictionary(partitions.map { ($0, m.partitions.contains($0) ? ErrorCode.none : .transactionAbortable) },
+                                  uniquingKeysWith: { a, _ in a }))
+    }
+
     // MARK: TxnOffsetCommit
 
     /// Offsets committed inside the open transaction of `producerId`; they become the
-    /// group's committed offsets when it commits.
+    /// group's committed offsets when it commits. The checks are those of the transaction
+    /// verification Kafka's group coordinator runs first (handleVerifyPartitionsInTransaction
+    /// for the group's offsets partition): unknown id or producer id → INVALID_PRODUCER_ID_MAPPING,
+    /// another epoch → PRODUCER_FENCED, a transaction completing → CONCURRENT_TRANSACTIONS, the
+    /// group not added with AddOffsetsToTxn → TRANSACTION_ABORTABLE. With no offsets only the
+    /// checks run.
     public mutating func txnOffsetCommit(transactionalId id: String, producerId: Int64, producerEpoch: Int16, group: String,
                                   offsets: [CommittedOffset], now: Int64) -> TransactionOutput {
-        guard var m = txns[id], m.state != .dead, m.producerId == producerId else { return .fail(.invalidProducerIdMapping) }
+        if id.isEmpty { return .fail(.invalidRequest) }
+        guard var m = txns[id], m.producerId == producerId else { return .fail(.invalidProducerIdMapping) }
         if producerEpoch != m.producerEpoch { return .fail(.producerFenced) }
-        guard m.state == .ongoing, m.groups.contains(group) else { return .fail(.invalidTxnState) }
+        if m.state == .prepareCommit || m.state == .prepareAbort { return .fail(.concurrentTransactions) }
+        guard m.state == .ongoing, m.groups.contains(group) else { return .fail(.transactionAbortable) }
+        if offsets.isEmpty { return TransactionOutput() }
         for o in offsets {
             m.pendingOffsets.removeAll { $0.group == group && $0.offset.topic == o.topic && $0.offset.partition == o.partition }
             m.pendingOffsets.append(PendingTxnOffset(group: group, offset: o))

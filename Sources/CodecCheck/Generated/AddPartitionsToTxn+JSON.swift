@@ -7,19 +7,21 @@ extension AddPartitionsToTxnRequest: JSONConvertible {
     init(jsonValue: JSONValue, version: Int16) throws {
         self.init()
         var object = try JSONObjectReader(jsonValue)
-        self.v3AndBelowTransactionalId = try object.take("V3AndBelowTransactionalId", version: version, nullable: false)
-        self.v3AndBelowProducerId = try object.take("V3AndBelowProducerId", version: version, nullable: false)
-        self.v3AndBelowProducerEpoch = try object.take("V3AndBelowProducerEpoch", version: version, nullable: false)
-        self.v3AndBelowTopics = try object.take("V3AndBelowTopics", version: version, nullable: false)
+        if version <= 3 { self.v3AndBelowTransactionalId = try object.take("V3AndBelowTransactionalId", version: version, nullable: false) }
+        if version <= 3 { self.v3AndBelowProducerId = try object.take("V3AndBelowProducerId", version: version, nullable: false) }
+        if version <= 3 { self.v3AndBelowProducerEpoch = try object.take("V3AndBelowProducerEpoch", version: version, nullable: false) }
+        if version <= 3 { self.v3AndBelowTopics = try object.take("V3AndBelowTopics", version: version, nullable: false) }
+        if version >= 4 { self.transactions = try object.take("Transactions", version: version, nullable: false) }
         try object.finish()
     }
 
     func jsonValue(version: Int16) -> JSONValue {
         var object = JSONObjectWriter()
-        object.put("V3AndBelowTransactionalId", self.v3AndBelowTransactionalId, version: version)
-        object.put("V3AndBelowProducerId", self.v3AndBelowProducerId, version: version)
-        object.put("V3AndBelowProducerEpoch", self.v3AndBelowProducerEpoch, version: version)
-        object.put("V3AndBelowTopics", self.v3AndBelowTopics, version: version)
+        if version <= 3 { object.put("V3AndBelowTransactionalId", self.v3AndBelowTransactionalId, version: version) }
+        if version <= 3 { object.put("V3AndBelowProducerId", self.v3AndBelowProducerId, version: version) }
+        if version <= 3 { object.put("V3AndBelowProducerEpoch", self.v3AndBelowProducerEpoch, version: version) }
+        if version <= 3 { object.put("V3AndBelowTopics", self.v3AndBelowTopics, version: version) }
+        if version >= 4 { object.put("Transactions", self.transactions, version: version) }
         return object.value
     }
 }
@@ -41,19 +43,46 @@ extension AddPartitionsToTxnRequest.AddPartitionsToTxnTopic: JSONConvertible {
     }
 }
 
+extension AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction: JSONConvertible {
+    init(jsonValue: JSONValue, version: Int16) throws {
+        self.init()
+        var object = try JSONObjectReader(jsonValue)
+        if version >= 4 { self.transactionalId = try object.take("TransactionalId", version: version, nullable: false) }
+        if version >= 4 { self.producerId = try object.take("ProducerId", version: version, nullable: false) }
+        if version >= 4 { self.producerEpoch = try object.take("ProducerEpoch", version: version, nullable: false) }
+        if version >= 4 { self.verifyOnly = try object.take("VerifyOnly", version: version, nullable: false) }
+        if version >= 4 { self.topics = try object.take("Topics", version: version, nullable: false) }
+        try object.finish()
+    }
+
+    func jsonValue(version: Int16) -> JSONValue {
+        var object = JSONObjectWriter()
+        if version >= 4 { object.put("TransactionalId", self.transactionalId, version: version) }
+        if version >= 4 { object.put("ProducerId", self.producerId, version: version) }
+        if version >= 4 { object.put("ProducerEpoch", self.producerEpoch, version: version) }
+        if version >= 4 { object.put("VerifyOnly", self.verifyOnly, version: version) }
+        if version >= 4 { object.put("Topics", self.topics, version: version) }
+        return object.value
+    }
+}
+
 extension AddPartitionsToTxnResponse: JSONConvertible {
     init(jsonValue: JSONValue, version: Int16) throws {
         self.init()
         var object = try JSONObjectReader(jsonValue)
         self.throttleTimeMs = try object.take("ThrottleTimeMs", version: version, nullable: false)
-        self.resultsByTopicV3AndBelow = try object.take("ResultsByTopicV3AndBelow", version: version, nullable: false)
+        if version <= 3 { self.resultsByTopicV3AndBelow = try object.take("ResultsByTopicV3AndBelow", version: version, nullable: false) }
+        if version >= 4 { self.errorCode = try object.take("ErrorCode", version: version, nullable: false) }
+        if version >= 4 { self.resultsByTransaction = try object.take("ResultsByTransaction", version: version, nullable: false) }
         try object.finish()
     }
 
     func jsonValue(version: Int16) -> JSONValue {
         var object = JSONObjectWriter()
         object.put("ThrottleTimeMs", self.throttleTimeMs, version: version)
-        object.put("ResultsByTopicV3AndBelow", self.resultsByTopicV3AndBelow, version: version)
+        if version <= 3 { object.put("ResultsByTopicV3AndBelow", self.resultsByTopicV3AndBelow, version: version) }
+        if version >= 4 { object.put("ErrorCode", self.errorCode, version: version) }
+        if version >= 4 { object.put("ResultsByTransaction", self.resultsByTransaction, version: version) }
         return object.value
     }
 }
@@ -88,6 +117,23 @@ extension AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult.AddPartitions
         var object = JSONObjectWriter()
         object.put("PartitionIndex", self.partitionIndex, version: version)
         object.put("PartitionErrorCode", self.partitionErrorCode, version: version)
+        return object.value
+    }
+}
+
+extension AddPartitionsToTxnResponse.AddPartitionsToTxnResult: JSONConvertible {
+    init(jsonValue: JSONValue, version: Int16) throws {
+        self.init()
+        var object = try JSONObjectReader(jsonValue)
+        if version >= 4 { self.transactionalId = try object.take("TransactionalId", version: version, nullable: false) }
+        if version >= 4 { self.topicResults = try object.take("TopicResults", version: version, nullable: false) }
+        try object.finish()
+    }
+
+    func jsonValue(version: Int16) -> JSONValue {
+        var object = JSONObjectWriter()
+        if version >= 4 { object.put("TransactionalId", self.transactionalId, version: version) }
+        if version >= 4 { object.put("TopicResults", self.topicResults, version: version) }
         return object.value
     }
 }

@@ -5,7 +5,7 @@ import NIOCore
 
 public struct AddPartitionsToTxnRequest: KafkaMessage {
     public static let apiKey: Int16 = 24
-    public static let versions: ClosedRange<Int16> = 0...3
+    public static let versions: ClosedRange<Int16> = 0...5
     public static let firstFlexibleVersion: Int16? = 3
 
     /// Versions 0-3.
@@ -16,6 +16,8 @@ public struct AddPartitionsToTxnRequest: KafkaMessage {
     public var v3AndBelowProducerEpoch: Int16 = 0
     /// Versions 0-3.
     public var v3AndBelowTopics: [AddPartitionsToTxnTopic] = []
+    /// Versions 4+.
+    public var transactions: [AddPartitionsToTxnTransaction] = []
 
     public init() {}
 
@@ -54,30 +56,130 @@ public struct AddPartitionsToTxnRequest: KafkaMessage {
         }
     }
 
+    public struct AddPartitionsToTxnTransaction: Sendable, Equatable {
+        /// Versions 4+.
+        public var transactionalId: String = ""
+        /// Versions 4+.
+        public var producerId: Int64 = 0
+        /// Versions 4+.
+        public var producerEpoch: Int16 = 0
+        /// Versions 4+.
+        public var verifyOnly: Bool = false
+        /// Versions 4+.
+        public var topics: [AddPartitionsToTxnTopic] = []
+
+        public init() {}
+
+
+        public init(from buffer: inout ByteBuffer, version: Int16) throws {
+            let flexible = version >= 3
+            if version >= 4 {
+                self.transactionalId = try buffer.readKafkaString(compact: flexible)
+            }
+            if version >= 4 {
+                self.producerId = try buffer.readKafka(Int64.self)
+            }
+            if version >= 4 {
+                self.producerEpoch = try buffer.readKafka(Int16.self)
+            }
+            if version >= 4 {
+                self.verifyOnly = try buffer.readKafkaBool()
+            }
+            if version >= 4 {
+                if let count = try buffer.readKafkaArrayCount(compact: flexible) {
+                    var items: [AddPartitionsToTxnTopic] = []
+                    items.reserveCapacity(count)
+                    for _ in 0..<count { items.append(try AddPartitionsToTxnTopic(from: &buffer, version: version)) }
+                    self.topics = items
+                } else {
+                    throw ProtocolError(.invalidLength, "null Topics")
+                }
+            }
+            if flexible { try buffer.skipTaggedFields() }
+        }
+
+        public func encode(into buffer: inout ByteBuffer, version: Int16) {
+            let flexible = version >= 3
+            if version >= 4 {
+                buffer.writeKafkaString(self.transactionalId, compact: flexible)
+            }
+            if version >= 4 {
+                buffer.writeInteger(self.producerId)
+            }
+            if version >= 4 {
+                buffer.writeInteger(self.producerEpoch)
+            }
+            if version >= 4 {
+                buffer.writeKafkaBool(self.verifyOnly)
+            }
+            if version >= 4 {
+                buffer.writeKafkaArrayCount(self.topics.count, compact: flexible)
+                for item in self.topics {
+                    item.encode(into: &buffer, version: version)
+                }
+            }
+            if flexible {
+                buffer.writeUnsignedVarint(0)
+            }
+        }
+    }
+
     public init(from buffer: inout ByteBuffer, version: Int16) throws {
         let flexible = version >= 3
-        self.v3AndBelowTransactionalId = try buffer.readKafkaString(compact: flexible)
-        self.v3AndBelowProducerId = try buffer.readKafka(Int64.self)
-        self.v3AndBelowProducerEpoch = try buffer.readKafka(Int16.self)
-        if let count = try buffer.readKafkaArrayCount(compact: flexible) {
-            var items: [AddPartitionsToTxnTopic] = []
-            items.reserveCapacity(count)
-            for _ in 0..<count { items.append(try AddPartitionsToTxnTopic(from: &buffer, version: version)) }
-            self.v3AndBelowTopics = items
-        } else {
-            throw ProtocolError(.invalidLength, "null V3AndBelowTopics")
+        if version <= 3 {
+            self.v3AndBelowTransactionalId = try buffer.readKafkaString(compact: flexible)
+        }
+        if version <= 3 {
+            self.v3AndBelowProducerId = try buffer.readKafka(Int64.self)
+        }
+        if version <= 3 {
+            self.v3AndBelowProducerEpoch = try buffer.readKafka(Int16.self)
+        }
+        if version <= 3 {
+            if let count = try buffer.readKafkaArrayCount(compact: flexible) {
+                var items: [AddPartitionsToTxnTopic] = []
+                items.reserveCapacity(count)
+                for _ in 0..<count { items.append(try AddPartitionsToTxnTopic(from: &buffer, version: version)) }
+                self.v3AndBelowTopics = items
+            } else {
+                throw ProtocolError(.invalidLength, "null V3AndBelowTopics")
+            }
+        }
+        if version >= 4 {
+            if let count = try buffer.readKafkaArrayCount(compact: flexible) {
+                var items: [AddPartitionsToTxnTransaction] = []
+                items.reserveCapacity(count)
+                for _ in 0..<count { items.append(try AddPartitionsToTxnTransaction(from: &buffer, version: version)) }
+                self.transactions = items
+            } else {
+                throw ProtocolError(.invalidLength, "null Transactions")
+            }
         }
         if flexible { try buffer.skipTaggedFields() }
     }
 
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
         let flexible = version >= 3
-        buffer.writeKafkaString(self.v3AndBelowTransactionalId, compact: flexible)
-        buffer.writeInteger(self.v3AndBelowProducerId)
-        buffer.writeInteger(self.v3AndBelowProducerEpoch)
-        buffer.writeKafkaArrayCount(self.v3AndBelowTopics.count, compact: flexible)
-        for item in self.v3AndBelowTopics {
-            item.encode(into: &buffer, version: version)
+        if version <= 3 {
+            buffer.writeKafkaString(self.v3AndBelowTransactionalId, compact: flexible)
+        }
+        if version <= 3 {
+            buffer.writeInteger(self.v3AndBelowProducerId)
+        }
+        if version <= 3 {
+            buffer.writeInteger(self.v3AndBelowProducerEpoch)
+        }
+        if version <= 3 {
+            buffer.writeKafkaArrayCount(self.v3AndBelowTopics.count, compact: flexible)
+            for item in self.v3AndBelowTopics {
+                item.encode(into: &buffer, version: version)
+            }
+        }
+        if version >= 4 {
+            buffer.writeKafkaArrayCount(self.transactions.count, compact: flexible)
+            for item in self.transactions {
+                item.encode(into: &buffer, version: version)
+            }
         }
         if flexible {
             buffer.writeUnsignedVarint(0)
@@ -87,13 +189,17 @@ public struct AddPartitionsToTxnRequest: KafkaMessage {
 
 public struct AddPartitionsToTxnResponse: KafkaMessage {
     public static let apiKey: Int16 = 24
-    public static let versions: ClosedRange<Int16> = 0...3
+    public static let versions: ClosedRange<Int16> = 0...5
     public static let firstFlexibleVersion: Int16? = 3
 
     /// Versions 0+.
     public var throttleTimeMs: Int32 = 0
     /// Versions 0-3.
     public var resultsByTopicV3AndBelow: [AddPartitionsToTxnTopicResult] = []
+    /// Versions 4+.
+    public var errorCode: Int16 = 0
+    /// Versions 4+.
+    public var resultsByTransaction: [AddPartitionsToTxnResult] = []
 
     public init() {}
 
@@ -157,16 +263,75 @@ public struct AddPartitionsToTxnResponse: KafkaMessage {
         }
     }
 
+    public struct AddPartitionsToTxnResult: Sendable, Equatable {
+        /// Versions 4+.
+        public var transactionalId: String = ""
+        /// Versions 4+.
+        public var topicResults: [AddPartitionsToTxnTopicResult] = []
+
+        public init() {}
+
+
+        public init(from buffer: inout ByteBuffer, version: Int16) throws {
+            let flexible = version >= 3
+            if version >= 4 {
+                self.transactionalId = try buffer.readKafkaString(compact: flexible)
+            }
+            if version >= 4 {
+                if let count = try buffer.readKafkaArrayCount(compact: flexible) {
+                    var items: [AddPartitionsToTxnTopicResult] = []
+                    items.reserveCapacity(count)
+                    for _ in 0..<count { items.append(try AddPartitionsToTxnTopicResult(from: &buffer, version: version)) }
+                    self.topicResults = items
+                } else {
+                    throw ProtocolError(.invalidLength, "null TopicResults")
+                }
+            }
+            if flexible { try buffer.skipTaggedFields() }
+        }
+
+        public func encode(into buffer: inout ByteBuffer, version: Int16) {
+            let flexible = version >= 3
+            if version >= 4 {
+                buffer.writeKafkaString(self.transactionalId, compact: flexible)
+            }
+            if version >= 4 {
+                buffer.writeKafkaArrayCount(self.topicResults.count, compact: flexible)
+                for item in self.topicResults {
+                    item.encode(into: &buffer, version: version)
+                }
+            }
+            if flexible {
+                buffer.writeUnsignedVarint(0)
+            }
+        }
+    }
+
     public init(from buffer: inout ByteBuffer, version: Int16) throws {
         let flexible = version >= 3
         self.throttleTimeMs = try buffer.readKafka(Int32.self)
-        if let count = try buffer.readKafkaArrayCount(compact: flexible) {
-            var items: [AddPartitionsToTxnTopicResult] = []
-            items.reserveCapacity(count)
-            for _ in 0..<count { items.append(try AddPartitionsToTxnTopicResult(from: &buffer, version: version)) }
-            self.resultsByTopicV3AndBelow = items
-        } else {
-            throw ProtocolError(.invalidLength, "null ResultsByTopicV3AndBelow")
+        if version <= 3 {
+            if let count = try buffer.readKafkaArrayCount(compact: flexible) {
+                var items: [AddPartitionsToTxnTopicResult] = []
+                items.reserveCapacity(count)
+                for _ in 0..<count { items.append(try AddPartitionsToTxnTopicResult(from: &buffer, version: version)) }
+                self.resultsByTopicV3AndBelow = items
+            } else {
+                throw ProtocolError(.invalidLength, "null ResultsByTopicV3AndBelow")
+            }
+        }
+        if version >= 4 {
+            self.errorCode = try buffer.readKafka(Int16.self)
+        }
+        if version >= 4 {
+            if let count = try buffer.readKafkaArrayCount(compact: flexible) {
+                var items: [AddPartitionsToTxnResult] = []
+                items.reserveCapacity(count)
+                for _ in 0..<count { items.append(try AddPartitionsToTxnResult(from: &buffer, version: version)) }
+                self.resultsByTransaction = items
+            } else {
+                throw ProtocolError(.invalidLength, "null ResultsByTransaction")
+            }
         }
         if flexible { try buffer.skipTaggedFields() }
     }
@@ -174,9 +339,20 @@ public struct AddPartitionsToTxnResponse: KafkaMessage {
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
         let flexible = version >= 3
         buffer.writeInteger(self.throttleTimeMs)
-        buffer.writeKafkaArrayCount(self.resultsByTopicV3AndBelow.count, compact: flexible)
-        for item in self.resultsByTopicV3AndBelow {
-            item.encode(into: &buffer, version: version)
+        if version <= 3 {
+            buffer.writeKafkaArrayCount(self.resultsByTopicV3AndBelow.count, compact: flexible)
+            for item in self.resultsByTopicV3AndBelow {
+                item.encode(into: &buffer, version: version)
+            }
+        }
+        if version >= 4 {
+            buffer.writeInteger(self.errorCode)
+        }
+        if version >= 4 {
+            buffer.writeKafkaArrayCount(self.resultsByTransaction.count, compact: flexible)
+            for item in self.resultsByTransaction {
+                item.encode(into: &buffer, version: version)
+            }
         }
         if flexible {
             buffer.writeUnsignedVarint(0)

@@ -71,7 +71,7 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .deleteRecords: 0...2
         case .initProducerId: 0...5
         case .offsetForLeaderEpoch: 2...4
-        case .addPartitionsToTxn: 0...3
+        case .addPartitionsToTxn: 0...5
         case .addOffsetsToTxn: 0...3
         case .endTxn: 0...4
         case .txnOffsetCommit: 0...4

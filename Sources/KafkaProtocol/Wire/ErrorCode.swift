@@ -77,6 +77,7 @@ public enum ErrorCode: Int16, Sendable {
     case staleMemberEpoch = 113
     case mismatchedEndpointType = 114
     case unsupportedEndpointType = 115
+    case transactionAbortable = 120
     case producerFenced = 90
     case transactionCoordinatorFenced = 91
     case invalidRegularExpression = 128
