@@ -1,58 +1,211 @@
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// LRU cache of object data blocks read back for catch-up fetches, bounded in bytes.
+/// LRU cache of object blocks for catch-up reads, bounded in bytes (`block.cache.bytes`).
 ///
-/// Blocks are copied into right-sized buffers before they are cached, so a cached block never
-/// pins a larger read buffer.
+/// Objects are read in aligned blocks of `blockSize` bytes: block `i` of an object holds its
+/// bytes `i*blockSize ..< (i+1)*blockSize` (the last one is shorter: the object ends there).
+/// A miss is one ranged GET of whole blocks, from the first block missing through the
+/// reader's readahead window. Each reader (a stream) has its own window: it starts at
+/// `blockSize` (512 KiB), doubles with every GET of a read that continues where the reader's
+/// previous read ended (or re-reads within it), up to `maxReadahead` (32 MiB), falls back to
+/// `blockSize` when the reader jumps, and halves when a block it read ahead is evicted before
+/// anyone read it.
+///
+/// Every block is copied into its own right-sized buffer, so a cached block never pins a
+/// larger GET buffer.
 public final class BlockCache: Sendable {
     private struct Key: Hashable {
         var object: String
-        var position: Int
+        var index: Int
+    }
+
+    private struct Entry {
+        var buffer: ByteBuffer
+        var tick: UInt64
+        /// The reader that read this block ahead, until somebody reads it.
+        var unreadBy: Int64?
+    }
+
+    private struct Reader {
+        var window: Int
+        /// The offsets of the reader's last read.
+        var last: Range<Int64>
     }
 
     private struct State {
-        var blocks: [Key: (buffer: ByteBuffer, tick: UInt64)] = [:]
+        var blocks: [Key: Entry] = [:]
+        var readers: [Int64: Reader] = [:]
         var bytes = 0
         var tick: UInt64 = 0
         var hits = 0
         var misses = 0
+        var gets = 0
+    }
+
+    /// One read: bytes `range` of `object`, which hold a reader's stream offsets `offsets`;
+    /// readahead may run to `readaheadEnd` (where the reader's data in this object ends).
+    /// With `reader` nil (lookups by time, reloads) no readahead state is kept or used.
+    public struct Request: Sendable {
+        public var object: String
+        public var range: Range<Int>
+        public var reader: Int64?
+        public var offsets: Range<Int64>
+        public var readaheadEnd: Int
+
+        public init(object: String, range: Range<Int>, reader: Int64? = nil, offsets: Range<Int64> = 0..<0, readaheadEnd: Int = 0) {
+            self.object = object
+            self.range = range
+            self.reader = reader
+            self.offsets = offsets
+            self.readaheadEnd = readaheadEnd
+        }
+    }
+
+    public struct Stats: Sendable, Equatable {
+        public var bytes: Int
+        public var blocks: Int
+        public var hits: Int
+        public var misses: Int
+        /// Ranged GETs made.
+        public var gets: Int
     }
 
     private let state = NIOLockedValueBox(State())
     public let capacity: Int
+    public let blockSize: Int
+    public let maxReadahead: Int
 
-    public init(capacity: Int) { self.capacity = capacity }
-
-    public func get(object: String, position: Int) -> ByteBuffer? {
-        state.withLockedValue { s in
-            let k = Key(object: object, position: position)
-            guard var e = s.blocks[k] else {
-                s.misses += 1
-                return nil
-            }
-            s.hits += 1
-            s.tick += 1
-            e.tick = s.tick
-            s.blocks[k] = e
-            return e.buffer
-        }
+    public init(capacity: Int, blockSize: Int = 512 << 10, maxReadahead: Int = 32 << 20) {
+        self.capacity = capacity
+        self.blockSize = max(1, blockSize)
+        self.maxReadahead = max(self.blockSize, maxReadahead)
     }
 
-    public func put(object: String, position: Int, block: ByteBuffer) {
-        guard block.readableBytes <= capacity else { return }
+    /// The bytes of `request.range`, from cached blocks and at most one ranged GET
+    /// (`fetch`, called with a block-aligned range that may run past the object's end).
+    public func read(_ request: Request, fetch: (Range<Int>) async throws -> ByteBuffer) async throws -> ByteBuffer {
+        let range = request.range
+        guard !range.isEmpty else { return ByteBuffer() }
+        let first = range.lowerBound / blockSize
+        let last = (range.upperBound - 1) / blockSize
+        // Under the lock: take what is cached, decide what to GET.
+        let (have, get): ([Int: ByteBuffer], Range<Int>?) = state.withLockedValue { s in
+            var window = blockSize
+            if let id = request.reader {
+                var r = s.readers[id] ?? Reader(window: blockSize, last: -1..<(-1))
+                // Sequential: it starts where the last read ended, or within it (a fetch that
+                // took only part of a range reads that range again).
+                let o = request.offsets.lowerBound
+                if o < r.last.lowerBound || o > r.last.upperBound { r.window = blockSize }
+                r.last = request.offsets
+                window = r.window
+                s.readers[id] = r
+            }
+            var have: [Int: ByteBuffer] = [:]
+            var firstMissing: Int?
+            for i in first...last {
+                let k = Key(object: request.object, index: i)
+                if var e = s.blocks[k] {
+                    s.tick += 1
+                    e.tick = s.tick
+                    e.unreadBy = nil
+                    s.blocks[k] = e
+                    have[i] = e.buffer
+                } else if firstMissing == nil {
+                    firstMissing = i
+                }
+            }
+            guard let firstMissing else {
+                s.hits += 1
+                return (have, nil)
+            }
+            s.misses += 1
+            s.gets += 1
+            // Whole blocks from the first missing one through the readahead window (within
+            // the reader's data), stopping early at a block already cached past the request.
+            let want = max(range.upperBound, min(range.lowerBound + window, max(request.readaheadEnd, range.upperBound)))
+            var end = (want + blockSize - 1) / blockSize
+            var i = last + 1
+            while i < end {
+                if s.blocks[Key(object: request.object, index: i)] != nil {
+                    end = i
+                    break
+                }
+                i += 1
+            }
+            if let id = request.reader {
+                // This read needed a GET: a sequential reader's window grows for the next one.
+                s.readers[id]!.window = min(window * 2, maxReadahead)
+            }
+            return (have, firstMissing * blockSize..<end * blockSize)
+        }
+        var blocks = have
+        if let get {
+            let fetched = try await fetch(get)
+            var fresh: [(Int, ByteBuffer)] = []
+            var at = 0
+            while at < fetched.readableBytes {
+                let n = min(blockSize, fetched.readableBytes - at)
+                var own = ByteBufferAllocator().buffer(capacity: n)
+                own.writeImmutableBuffer(fetched.getSlice(at: fetched.readerIndex + at, length: n)!)
+                fresh.append((get.lowerBound / blockSize + at / blockSize, own))
+                at += n
+            }
+            for (i, b) in fresh where i <= last { blocks[i] = b }
+            insert(fresh, object: request.object, requested: first...last, reader: request.reader)
+        }
+        // Assemble the requested bytes.
+        var out = ByteBufferAllocator().buffer(capacity: range.count)
+        var pos = range.lowerBound
+        while pos < range.upperBound {
+            let i = pos / blockSize
+            guard let b = blocks[i] else { throw BlockCacheError(description: "\(request.object): bytes \(range) run past the object's end") }
+            let inBlock = pos - i * blockSize
+            let n = min(range.upperBound - pos, b.readableBytes - inBlock)
+            guard n > 0 else { throw BlockCacheError(description: "\(request.object): bytes \(range) run past the object's end") }
+            out.writeImmutableBuffer(b.getSlice(at: b.readerIndex + inBlock, length: n)!)
+            pos += n
+        }
+        return out
+    }
+
+    private func insert(_ fresh: [(Int, ByteBuffer)], object: String, requested: ClosedRange<Int>, reader: Int64?) {
         state.withLockedValue { s in
-            s.tick += 1
-            let k = Key(object: object, position: position)
-            if let old = s.blocks[k] { s.bytes -= old.buffer.readableBytes }
-            s.blocks[k] = (block, s.tick)
-            s.bytes += block.readableBytes
+            for (i, b) in fresh where b.readableBytes <= capacity {
+                s.tick += 1
+                let k = Key(object: object, index: i)
+                if let old = s.blocks[k] { s.bytes -= old.buffer.readableBytes }
+                s.blocks[k] = Entry(buffer: b, tick: s.tick, unreadBy: requested.contains(i) ? nil : reader)
+                s.bytes += b.readableBytes
+            }
             while s.bytes > capacity, let victim = s.blocks.min(by: { $0.value.tick < $1.value.tick }) {
                 s.bytes -= victim.value.buffer.readableBytes
                 s.blocks[victim.key] = nil
+                // Read ahead for nothing: that reader's window was too large for the cache.
+                if let id = victim.value.unreadBy, var r = s.readers[id] {
+                    r.window = max(blockSize, r.window / 2)
+                    s.readers[id] = r
+                }
             }
         }
     }
 
-    public var stats: (bytes: Int, hits: Int, misses: Int) { state.withLockedValue { ($0.bytes, $0.hits, $0.misses) } }
+    /// The readahead window of a reader (what its next sequential miss GETs at most).
+    public func readahead(reader: Int64) -> Int {
+        state.withLockedValue { $0.readers[reader]?.window ?? blockSize }
+    }
+
+    /// Forgets a reader (its stream was closed).
+    public func forget(reader: Int64) {
+        _ = state.withLockedValue { $0.readers.removeValue(forKey: reader) }
+    }
+
+    public var stats: Stats {
+        state.withLockedValue { Stats(bytes: $0.bytes, blocks: $0.blocks.count, hits: $0.hits, misses: $0.misses, gets: $0.gets) }
+    }
+}
+
+public struct BlockCacheError: Error, CustomStringConvertible {
+    public var description: String
 }

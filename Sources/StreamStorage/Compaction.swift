@@ -225,6 +225,7 @@ extension StreamEngine {
             report.bytesWritten += o.bytes.readableBytes
         }
         let objects = outputs.map { StoredObject(key: $0.key, size: $0.bytes.readableBytes, ranges: ObjectFormat.ranges(of: $0.entries, key: $0.key)) }
+        if mutations.contains(.deleteBeforeSupersedingCommit) { try await objectStore.delete(superseded) }
         do {
             try await metadata.commitCompaction(CompactionCommit(superseded: superseded, objects: objects), now: now)
         } catch let e as MetadataError where e.code == .conflict {
@@ -260,9 +261,9 @@ extension StreamEngine {
     /// Reads a block; if its object is gone (another broker's compaction superseded it and
     /// the grace period passed), reloads the stream's ranges from the metadata store and reads
     /// the block that holds `offset` now.
-    func readBlockOrReload(_ r: StreamRange, streamId: Int64, offset: Int64) async throws -> ByteBuffer {
+    func readBlockOrReload(_ r: StreamRange, streamId: Int64, offset: Int64, readaheadEnd: Int = 0) async throws -> ByteBuffer {
         do {
-            return try await readBlock(r)
+            return try await readBlock(r, reader: streamId, readaheadEnd: readaheadEnd)
         } catch let e as ObjectStoreError where e.code == .notFound {
             let stored = try await metadata.ranges(streamId: streamId)
             let committedEnd = stored.last?.endOffset ?? .min

@@ -20,6 +20,11 @@ public struct StorageConfig: Sendable {
     public var logCacheBytes = 256 << 20
     /// `block.cache.bytes`: object blocks kept for catch-up reads.
     public var blockCacheBytes = 128 << 20
+    /// `block.cache.block.bytes`: the unit of the block cache and of its ranged GETs, and the
+    /// smallest readahead.
+    public var blockCacheBlockBytes = 512 << 10
+    /// `block.cache.readahead.max.bytes`: the largest readahead of a sequential reader.
+    public var readaheadMaxBytes = 32 << 20
 
     public init() {}
 }
@@ -182,6 +187,8 @@ public final class StreamEngine: Sendable {
     let metadata: any MetadataStore
     let logger: Logger
     let loop: any EventLoop
+    /// TEST-ONLY planted bugs (TestMutations.swift); empty in every real engine.
+    let mutations: TestMutations
     public let notifier = AppendNotifier()
     public let blockCache: BlockCache
     let state = NIOLockedValueBox(State())
@@ -197,8 +204,10 @@ public final class StreamEngine: Sendable {
     private let commitStream: AsyncStream<CommitItem>
 
     public init(config: StorageConfig, objectStore: any ObjectStore, metadata: any MetadataStore, nodeId: Int32,
-                clusterId: String, brokerEpoch: Int64, loop: any EventLoop, logger: Logger) {
+                clusterId: String, brokerEpoch: Int64, loop: any EventLoop, logger: Logger,
+                testMutations: TestMutations = []) {
         self.config = config
+        self.mutations = testMutations
         self.objectStore = objectStore
         self.metadata = metadata
         self.nodeId = nodeId
@@ -206,7 +215,8 @@ public final class StreamEngine: Sendable {
         self.brokerEpoch = brokerEpoch
         self.loop = loop
         self.logger = logger
-        self.blockCache = BlockCache(capacity: config.blockCacheBytes)
+        self.blockCache = BlockCache(capacity: config.blockCacheBytes, blockSize: config.blockCacheBlockBytes,
+                                     maxReadahead: config.readaheadMaxBytes)
         (commitStream, commits) = AsyncStream.makeStream(of: CommitItem.self)
     }
 
@@ -214,6 +224,7 @@ public final class StreamEngine: Sendable {
 
     var walPrefix: String { walPrefix(of: nodeId) }
     var fenceKey: String { fenceKey(of: nodeId, epoch: brokerEpoch) }
+    var fencePrefix: String { "\(clusterId)/meta/fence/\(nodeId)/" }
     func walPrefix(of node: Int32) -> String { "\(clusterId)/wal/\(node)/" }
     func fenceKey(of node: Int32, epoch: Int64) -> String { "\(clusterId)/meta/fence/\(node)/\(epoch)" }
 
@@ -231,24 +242,28 @@ public final class StreamEngine: Sendable {
 
     /// Commits WAL objects this node's earlier runs wrote but did not commit before they
     /// stopped: they may hold acked records. Runs before any stream opens, in WAL order.
+    ///
+    /// First it fences every earlier broker epoch of this node (ARCHITECTURE.md "Fencing
+    /// before ack"): it PUTs their fence keys, and only then lists the WAL. An earlier
+    /// incarnation still running (a zombie) reads its fence key after each WAL PUT, so every
+    /// object it acked landed before that fence PUT and is in the listing. A WAL object that
+    /// landed later was never acked; its ranges carry a stream epoch that a successor has
+    /// since replaced, so the metadata store refuses it as fenced, and it is deleted.
     public func recover() async throws -> Int {
         try await recoverWAL(of: nodeId, epochsBelow: brokerEpoch)
     }
 
-    /// Fences and recovers the WAL of `node`'s runs with an epoch below `epochsBelow`: puts
-    /// their fence keys (so a run still alive can no longer ack), then lists their WAL
-    /// objects (the listing comes after the fence, so it holds every object such a run acked)
-    /// and commits those not yet committed, in WAL order. A controller runs this for a dead
-    /// broker before its streams open elsewhere; a broker runs it for its own earlier runs.
+    /// Fences and recovers the WAL of `node`'s runs with an epoch below `epochsBelow`, as
+    /// `recover` does for this node's own earlier runs. A controller runs it for a dead broker
+    /// (`epochsBelow` = its epoch + 1) before that broker's streams open elsewhere.
     public func recoverWAL(of node: Int32, epochsBelow: Int64) async throws -> Int {
         let prefix = walPrefix(of: node)
-        var committed = try await metadata.committedObjectKeys(prefix: prefix)
-        let before = try await objectStore.list(prefix: prefix).filter { !committed.contains($0.key) }
-        let epochs = Set(before.compactMap { Self.walEpoch(key: $0.key, prefix: prefix) }.filter { $0 < epochsBelow })
-        if node != nodeId { try await putFence(node: node, epoch: epochsBelow - 1) }
-        for e in epochs.sorted() { try await putFence(node: node, epoch: e) }
-        if epochs.isEmpty && node == nodeId { return 0 }
-        committed = try await metadata.committedObjectKeys(prefix: prefix)
+        if node == nodeId {
+            try await fencePredecessors()
+        } else {
+            try await putFence(node: node, epoch: epochsBelow - 1)
+        }
+        let committed = try await metadata.committedObjectKeys(prefix: prefix)
         var recovered = 0
         let listing = try await objectStore.list(prefix: prefix).sorted { $0.key < $1.key }
         for info in listing where !committed.contains(info.key) {
@@ -282,9 +297,15 @@ public final class StreamEngine: Sendable {
                 try await metadata.commit(ObjectCommit(key: info.key, size: info.size,
                                                        ranges: ObjectFormat.ranges(of: parsed.entries, key: info.key),
                                                        producerStates: states, abortedTxns: aborted))
-            } catch let e as MetadataError where e.code == .fenced || e.code == .offsetMismatch {
-                // Its streams moved on at a newer epoch: nothing in it was acked after that.
-                logger.error("recovered WAL object refused; skipping it", metadata: ["key": "\(info.key)", "error": "\(e)"])
+            } catch let e as MetadataError where e.code == .fenced {
+                // Written after its broker was fenced (its streams opened elsewhere only once
+                // everything acked before was committed): never acked.
+                try await objectStore.delete([info.key])
+                logger.warning("deleted a WAL object written after its broker was fenced (never acked)",
+                               metadata: ["key": "\(info.key)", "error": "\(e)"])
+                continue
+            } catch let e as MetadataError where e.code == .offsetMismatch {
+                logger.error("recovered WAL object does not continue its streams; skipping it", metadata: ["key": "\(info.key)", "error": "\(e)"])
                 continue
             }
             recovered += 1
@@ -299,12 +320,33 @@ public final class StreamEngine: Sendable {
         return key.dropFirst(prefix.count).split(separator: "/").first.flatMap { Int64($0) }
     }
 
+    /// PUTs one fence key (already there is fine), retrying failures a few times.
     private func putFence(node: Int32, epoch: Int64) async throws {
         guard epoch > 0 else { return }
-        do {
-            try await objectStore.put(fenceKey(of: node, epoch: epoch), ByteBuffer(), ifNoneMatch: true)
-            logger.info("fenced broker run", metadata: ["node": "\(node)", "brokerEpoch": "\(epoch)"])
-        } catch let e as ObjectStoreError where e.code == .alreadyExists {}
+        var delay = 50
+        for attempt in 1... {
+            do {
+                try await objectStore.put(fenceKey(of: node, epoch: epoch), ByteBuffer(), ifNoneMatch: true)
+                return
+            } catch let e as ObjectStoreError where e.code == .alreadyExists {
+                return
+            } catch let error as ObjectStoreError where attempt < 10 {
+                logger.warning("fence key PUT failed; retrying", metadata: ["node": "\(node)", "epoch": "\(epoch)", "error": "\(error)"])
+                try await Task.sleep(for: .milliseconds(delay))
+                delay = min(delay * 2, 1000)
+            }
+        }
+    }
+
+    /// PUTs the fence keys of this node's earlier broker epochs that no earlier start fenced
+    /// (normally just the previous one; at most 1000).
+    func fencePredecessors() async throws {
+        let prefix = fencePrefix
+        let done = try await objectStore.list(prefix: prefix).compactMap { Int64($0.key.dropFirst(prefix.count)) }
+        let first = max((done.filter { $0 < brokerEpoch }.max() ?? 0) + 1, brokerEpoch - 1000, 1)
+        guard first < brokerEpoch else { return }
+        for e in first..<brokerEpoch { try await putFence(node: nodeId, epoch: e) }
+        logger.info("fenced earlier broker epochs of this node", metadata: ["from": "\(first)", "to": "\(brokerEpoch - 1)"])
     }
 
     static func touchedStates(_ headers: [(Int64, RecordBatchHeader)], _ tables: [Int64: ProducerStateTable]) -> [ProducerStateRecord] {
@@ -330,7 +372,13 @@ public final class StreamEngine: Sendable {
                             logStartOffset: start, ranges: ranges, producers: table,
                             durableProducers: table, epochHistory: record.epochHistory,
                             aborted: aborted.filter { $0.lastOffset >= start }.sorted { $0.lastOffset < $1.lastOffset })
-        state.withLockedValue { $0.streams[streamId] = stream }
+        state.withLockedValue { s in
+            // Reopened: the old incarnation's cached batches leave the budget's count.
+            if let old = s.streams.updateValue(stream, forKey: streamId) {
+                s.cacheBytes -= old.cache.reduce(0) { $0 + $1.bytes.readableBytes }
+            }
+        }
+        blockCache.forget(reader: streamId)
         return StreamOffsets(epoch: record.epoch, logStartOffset: start, highWatermark: record.endOffset,
                              lastStableOffset: stream.lastStableOffset)
     }
@@ -342,6 +390,25 @@ public final class StreamEngine: Sendable {
             if let st = s.streams.removeValue(forKey: streamId) {
                 s.cacheBytes -= st.cache.reduce(0) { $0 + $1.bytes.readableBytes }
             }
+        }
+        blockCache.forget(reader: streamId)
+    }
+
+    /// The LogCache and the produce buffer's fill, for metrics and tests.
+    public struct LogCacheStats: Sendable, Equatable {
+        /// Bytes of batches in the LogCache (uploaded or not).
+        public var bytes: Int
+        public var batches: Int
+        /// Bytes appended but not yet in a finished upload (buffered or uploading).
+        public var unflushedBytes: Int
+        /// Appends waiting for buffer space (backpressure).
+        public var waitingAppends: Int
+    }
+
+    public var logCacheStats: LogCacheStats {
+        state.withLockedValue { s in
+            LogCacheStats(bytes: s.cacheBytes, batches: s.streams.values.reduce(0) { $0 + $1.cache.count },
+                          unflushedBytes: s.unflushedBytes, waitingAppends: s.backpressure.count)
         }
     }
 
@@ -606,11 +673,14 @@ public final class StreamEngine: Sendable {
         let key = walKey(seq: upload.seq)
         let (object, entries) = ObjectFormat.build(upload.buffer.batches)
         var fenced = false
+        if mutations.contains(.ackBeforeWrite) {
+            for w in upload.buffer.waiters { w.waiter.resume(.success(w.result)) }
+        }
         if !upload.buffer.batches.isEmpty {
             await putWithRetry(key: key, object: object)
             // Fencing before ack: whoever takes over this broker's WAL writes the fence key
             // first, so a read after our PUT tells whether our write can still count.
-            fenced = await fenceKeyExists()
+            fenced = mutations.contains(.skipFenceCheck) ? false : await fenceKeyExists()
         }
         finishUpload(seq: upload.seq, key: key, entries: entries, size: object.readableBytes, fenced: fenced)
     }
@@ -812,7 +882,7 @@ public final class StreamEngine: Sendable {
 
     private func readBatches(streamId: Int64, offset: Int64, maxBytes: Int, currentLeaderEpoch: Int32,
                              readCommitted: Bool) async throws(ReadError) -> ReadResult {
-        enum Plan { case done(ReadResult), object(StreamRange, Int64, Int64, Int64) }
+        enum Plan { case done(ReadResult), object(StreamRange, Int64, Int64, Int64, readaheadEnd: Int) }
         let planned = state.withLockedValue { s in Result { () throws(ReadError) -> Plan in
             guard let st = s.streams[streamId] else { throw .unknownStream }
             if currentLeaderEpoch >= 0 {
@@ -846,16 +916,16 @@ public final class StreamEngine: Sendable {
                 return .done(ReadResult(batches: out, highWatermark: st.highWatermark, logStartOffset: st.logStartOffset, lastStableOffset: lso))
             }
             guard let r = Self.range(containing: offset, in: st.ranges) else { throw .offsetOutOfRange }
-            return .object(r, st.highWatermark, st.logStartOffset, lso)
+            return .object(r, st.highWatermark, st.logStartOffset, lso, readaheadEnd: Self.readaheadEnd(from: r, in: st.ranges))
         } }
         let plan = try planned.get()
         switch plan {
         case .done(let r): return r
-        case .object(let range, let hw, let start, let lso):
+        case .object(let range, let hw, let start, let lso, let readaheadEnd):
             let limit = readCommitted ? lso : hw
             let block: ByteBuffer
             do {
-                block = try await readBlockOrReload(range, streamId: streamId, offset: offset)
+                block = try await readBlockOrReload(range, streamId: streamId, offset: offset, readaheadEnd: readaheadEnd)
             } catch {
                 throw .storage("\(error)")
             }
@@ -879,13 +949,29 @@ public final class StreamEngine: Sendable {
         return lo < ranges.count && ranges[lo].startOffset <= offset ? ranges[lo] : nil
     }
 
-    func readBlock(_ r: StreamRange) async throws -> ByteBuffer {
-        if let b = blockCache.get(object: r.objectKey, position: r.position) { return b }
-        let fetched = try await objectStore.get(r.objectKey, range: r.position..<(r.position + r.size))
-        var own = ByteBufferAllocator().buffer(capacity: fetched.readableBytes)
-        own.writeImmutableBuffer(fetched)
-        blockCache.put(object: r.objectKey, position: r.position, block: own)
-        return own
+    /// Where a reader of range `r` may read ahead to: the end of the stream's data that
+    /// follows it contiguously in the same object (a stream object, or its part of an SSO).
+    static func readaheadEnd(from r: StreamRange, in ranges: [StreamRange]) -> Int {
+        var end = r.position + r.size
+        var lo = 0, hi = ranges.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if ranges[mid].startOffset <= r.startOffset { lo = mid + 1 } else { hi = mid }
+        }
+        var i = lo  // the first range after r
+        while i < ranges.count, ranges[i].objectKey == r.objectKey, ranges[i].position == end {
+            end += ranges[i].size
+            i += 1
+        }
+        return end
+    }
+
+    /// A range's bytes through the BlockCache; `reader` (the stream, for fetches) drives
+    /// readahead up to `readaheadEnd`.
+    func readBlock(_ r: StreamRange, reader: Int64? = nil, readaheadEnd: Int = 0) async throws -> ByteBuffer {
+        let request = BlockCache.Request(object: r.objectKey, range: r.position..<(r.position + r.size), reader: reader,
+                                         offsets: r.startOffset..<r.endOffset, readaheadEnd: readaheadEnd)
+        return try await blockCache.read(request) { try await objectStore.get(r.objectKey, range: $0) }
     }
 
     // MARK: offsets by time and epoch

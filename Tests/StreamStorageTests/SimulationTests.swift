@@ -14,7 +14,10 @@ import Testing
 /// process killed at a random request to either store (the request landing or not), then
 /// restarted and recovered, several times per seed. After each recovery every acked record
 /// must be readable exactly once at its acked offset, offsets must be contiguous, and no
-/// object that the metadata references may be missing.
+/// object that the metadata references may be missing. Some lives also start a successor
+/// of the broker (the next broker epoch: it fences the old one, recovers its WAL and opens the
+/// streams at epoch+1) while the old one keeps running as a zombie and keeps producing: its
+/// acks must not be lost or clash with the successor's offsets.
 ///
 /// `TERN_SIM_SEEDS=N` runs N seeds (default 150), `TERN_SIM_SEED=S` replays one; a failure
 /// names its seed. The run prints how often each crash point was hit.
@@ -36,12 +39,45 @@ import Testing
             if !failures.isEmpty { break }
         }
         let table = hits.withLockedValue { $0 }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        print("simulation: \(seeds.count) seeds; crash points hit: \(table)")
+        print("simulation: \(seeds.count) seeds; crash points hit (and take-overs): \(table)")
         // Every kind of crash point must be reached, or the simulation is not testing it.
         for point in ["put", "put+landed", "head", "commit", "commit+landed", "openStream", "list",
-                      "commitCompaction", "commitCompaction+landed", "delete", "delete+landed", "markGarbage"] {
+                      "commitCompaction", "commitCompaction+landed", "delete", "delete+landed", "markGarbage",
+                      "takeover"] {
             #expect(hits.withLockedValue { $0[point, default: 0] } > 0, "crash point \(point) never hit")
         }
+    }
+}
+
+/// Planted mutants (TestMutations): each must make the simulation report a violation within
+/// `maxSeeds` seeds, or the simulation is too weak to catch that bug. The run prints the
+/// seed that caught it.
+@Suite struct SimulationMutantTests {
+    static let maxSeeds: UInt64 = 200
+
+    /// The first seed whose run reports a violation with `mutation` planted; nil if none did.
+    static func firstCatchingSeed(_ mutation: TestMutations, _ name: String) async -> UInt64? {
+        for seed in 1...maxSeeds {
+            let failures = await Simulation(seed: seed, mutations: mutation).run()
+            if !failures.isEmpty {
+                print("mutant \(name) caught at seed \(seed) (after \(seed) seeds): \(failures[0])")
+                return seed
+            }
+        }
+        print("mutant \(name) survived \(maxSeeds) seeds")
+        return nil
+    }
+
+    @Test func ackBeforeWriteIsCaught() async {
+        #expect(await Self.firstCatchingSeed(.ackBeforeWrite, "ackBeforeWrite") != nil)
+    }
+
+    @Test func deleteBeforeSupersedingCommitIsCaught() async {
+        #expect(await Self.firstCatchingSeed(.deleteBeforeSupersedingCommit, "deleteBeforeSupersedingCommit") != nil)
+    }
+
+    @Test func skipFenceCheckIsCaught() async {
+        #expect(await Self.firstCatchingSeed(.skipFenceCheck, "skipFenceCheck") != nil)
     }
 }
 
@@ -64,6 +100,10 @@ final class Power: Sendable {
     struct State {
         var requests = 0
         var crashAt: Int
+        /// When set, the crash is at the `crashAt`-th request of this kind instead (so rare
+        /// crash points such as a compaction's commit are reached too).
+        var target: String?
+        var targetSeen = 0
         var dead = false
         var landed: Bool
         var hit: String?
@@ -74,8 +114,8 @@ final class Power: Sendable {
     private let state: NIOLockedValueBox<State>
     private enum Step { case run, crashAfter, fail }
 
-    init(crashAt: Int, landed: Bool) {
-        state = NIOLockedValueBox(State(crashAt: crashAt, landed: landed))
+    init(crashAt: Int, landed: Bool, target: String? = nil) {
+        state = NIOLockedValueBox(State(crashAt: crashAt, target: target, landed: landed))
     }
 
     var isDead: Bool { state.withLockedValue { $0.dead } }
@@ -98,7 +138,13 @@ final class Power: Sendable {
             if s.dead { return .fail }
             guard s.counting else { return .run }
             s.requests += 1
-            guard s.requests >= s.crashAt else { return .run }
+            if let t = s.target {
+                guard name == t else { return .run }
+                s.targetSeen += 1
+                guard s.targetSeen >= s.crashAt else { return .run }
+            } else {
+                guard s.requests >= s.crashAt else { return .run }
+            }
             s.dead = true
             s.hit = s.landed ? "\(name)+landed" : name
             return s.landed ? .crashAfter : .fail
@@ -212,6 +258,8 @@ struct CrashingMetadataStore: MetadataStore {
 /// One seed: lives of a broker, each killed at a random request, then a last clean check.
 final class Simulation: @unchecked Sendable {
     let seed: UInt64
+    /// Planted bugs every engine of this run is built with (empty: the real engine).
+    let mutations: TestMutations
     var rng: SeededRandom
     let bucket = InMemoryObjectStore()
     let metadata: SQLiteMetadataStore
@@ -224,7 +272,6 @@ final class Simulation: @unchecked Sendable {
     var nextValue = 0
     var failures: [String] = []
     var hits: [String: Int] = [:]
-    var currentPower: Power?
     /// Small thresholds, so a few KiB of records make compaction merge and split.
     let compaction: CompactionConfig = {
         var c = CompactionConfig()
@@ -249,8 +296,9 @@ final class Simulation: @unchecked Sendable {
         return l
     }()
 
-    init(seed: UInt64) {
+    init(seed: UInt64, mutations: TestMutations = []) {
         self.seed = seed
+        self.mutations = mutations
         rng = SeededRandom(seed: seed)
         path = NSTemporaryDirectory() + "tern-sim-\(seed)-\(UUID().uuidString).sqlite"
         metadata = try! SQLiteMetadataStore(path: path)
@@ -269,10 +317,11 @@ final class Simulation: @unchecked Sendable {
         }
         let lives = Int.random(in: 2...4, using: &rng)
         for _ in 0..<lives {
-            let power = Power(crashAt: Int.random(in: 1...80, using: &rng), landed: Bool.random(using: &rng))
-            await life(power)
-            if let hit = power.hit { hits[hit, default: 0] += 1 }
-            power.kill()
+            let powers = await life()
+            for power in powers {
+                if let hit = power.hit { hits[hit, default: 0] += 1 }
+                power.kill()
+            }
             if !failures.isEmpty { return failures }
         }
         // A last life without a crash: recovery must bring back everything acked.
@@ -305,7 +354,6 @@ final class Simulation: @unchecked Sendable {
     }
 
     func start(_ power: Power) async -> StreamEngine? {
-        currentPower = power
         let store = CrashingObjectStore(base: bucket, power: power)
         let meta = CrashingMetadataStore(base: metadata, power: power)
         var config = StorageConfig()
@@ -315,7 +363,8 @@ final class Simulation: @unchecked Sendable {
         do {
             let (cluster, epoch) = try await meta.bootstrap(nodeId: 1)
             let engine = StreamEngine(config: config, objectStore: store, metadata: meta, nodeId: 1, clusterId: cluster,
-                                      brokerEpoch: epoch, loop: MultiThreadedEventLoopGroup.singleton.next(), logger: Self.logger)
+                                      brokerEpoch: epoch, loop: MultiThreadedEventLoopGroup.singleton.next(), logger: Self.logger,
+                                      testMutations: mutations)
             _ = try await engine.recover()
             Task { await engine.runCommitter() }
             _ = try await engine.sweepOrphans()
@@ -327,27 +376,56 @@ final class Simulation: @unchecked Sendable {
         }
     }
 
+    /// A process that dies at a random request, or (one in three) at the first or second
+    /// request of a kind that a random pick rarely reaches.
+    func newPower() -> Power {
+        if Int.random(in: 0..<3, using: &rng) == 0 {
+            let kinds = ["put", "commit", "delete", "commitCompaction", "markGarbage", "dropGarbage"]
+            return Power(crashAt: Int.random(in: 1...2, using: &rng), landed: Bool.random(using: &rng),
+                         target: kinds[Int.random(in: 0..<kinds.count, using: &rng)])
+        }
+        return Power(crashAt: Int.random(in: 1...80, using: &rng), landed: Bool.random(using: &rng))
+    }
+
     /// Starts, checks what recovery brought back, then runs a workload until the crash.
-    func life(_ power: Power) async {
-        guard let engine = await start(power) else { return }
+    /// Sometimes a successor takes over while this broker keeps running as a zombie that
+    /// keeps producing. Returns every process of the life (to record their crash and kill).
+    func life() async -> [Power] {
+        var power = newPower()
+        var powers = [power]
+        guard var engine = await start(power) else { return powers }
         await power.uncounted { await verify(engine) }
-        guard failures.isEmpty else { return }
+        guard failures.isEmpty else { return powers }
+        var zombie: (engine: StreamEngine, power: Power)?
         for _ in 0..<Int.random(in: 5...30, using: &rng) where !power.isDead {
-            switch Int.random(in: 0..<12, using: &rng) {
+            switch Int.random(in: 0..<14, using: &rng) {
+            case 12 where zombie == nil:
+                // A successor (the next broker epoch of this node) takes over; the old broker
+                // does not know and keeps going.
+                let next = newPower()
+                powers.append(next)
+                hits["takeover", default: 0] += 1
+                guard let successor = await start(next) else { continue }
+                await next.uncounted { await verify(successor) }
+                guard failures.isEmpty else { return powers }
+                zombie = (engine, power)
+                (engine, power) = (successor, next)
             case 0:
                 await trim(engine)
-            case 1:
+            case 1, 13:
                 _ = try? await engine.compactOnce(config: compaction, now: clock())
             case 2:
                 // No grace: a read holding an object's old ranges meets it deleted and must reload.
                 _ = try? await engine.collectGarbage(now: clock(), config: collectNow)
             default:
-                await appendSome(engine)
+                await appendSome(engine, power)
+                if let z = zombie, !z.power.isDead, Bool.random(using: &rng) { await appendSome(z.engine, z.power) }
             }
         }
+        return powers
     }
 
-    func appendSome(_ engine: StreamEngine) async {
+    func appendSome(_ engine: StreamEngine, _ power: Power) async {
         // Several appends at once, to one or more streams: they share WAL objects.
         var tickets: [(Int64, [String], StreamEngine.AppendTicket)] = []
         for _ in 0..<Int.random(in: 1...6, using: &rng) {
@@ -363,17 +441,23 @@ final class Simulation: @unchecked Sendable {
             tickets.append((s, values, await engine.append(streamId: s, batch: bytes, header: header, timeout: .milliseconds(150))))
         }
         for (s, values, t) in tickets {
-            guard case .success(let r)? = await outcome(t) else { continue }
-            for (i, v) in values.enumerated() { acked[s, default: [:]][r.baseOffset + Int64(i)] = v }
+            guard case .success(let r)? = await outcome(t, power) else { continue }
+            for (i, v) in values.enumerated() {
+                let offset = r.baseOffset + Int64(i)
+                if let earlier = acked[s]?[offset], earlier != v {
+                    failures.append("stream \(s): offset \(offset) acked twice, for \(earlier) and for \(v)")
+                }
+                acked[s, default: [:]][offset] = v
+            }
         }
     }
 
     /// An append's result; nil once the process has been dead a little while (an ack whose
     /// requests all completed before the crash arrives at once; no other can arrive).
-    func outcome(_ t: StreamEngine.AppendTicket) async -> Result<AppendResult, AppendError>? {
+    func outcome(_ t: StreamEngine.AppendTicket, _ power: Power) async -> Result<AppendResult, AppendError>? {
         await withTaskGroup(of: Result<AppendResult, AppendError>?.self) { group in
             group.addTask { await t.result() }
-            group.addTask { [power = currentPower!] in
+            group.addTask {
                 while !power.isDead {
                     do { try await Task.sleep(for: .milliseconds(2)) } catch { return nil }
                 }

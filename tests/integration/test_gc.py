@@ -28,12 +28,14 @@ def unique(prefix):
 
 
 def bucket_objects(broker):
-    """Keys of every object in the broker's local bucket (temp files of puts in flight aside)."""
+    """Keys of every data object in the broker's local bucket (temp files of puts in flight
+    aside). `<cluster>/meta/` is left out: it holds the fence keys each restart writes for the
+    broker's earlier epochs (ARCHITECTURE.md "Fencing before ack"), not records."""
     root = os.path.join(broker.data_dir, "objects")
     out = []
     for d, _, files in os.walk(root):
         out += [os.path.relpath(os.path.join(d, f), root) for f in files if not f.startswith(".tmp-")]
-    return sorted(out)
+    return sorted(k for k in out if "/meta/" not in k)
 
 
 def object_index(broker, key):

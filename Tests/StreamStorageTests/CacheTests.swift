@@ -1,0 +1,264 @@
+import Foundation
+import KafkaProtocol
+import Logging
+import Metadata
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ObjectStore
+import StreamStorage
+import Testing
+
+/// An in-memory bucket that records every GET (key and range) and can hold back the PUT of
+/// WAL object `seq` until `release(seq)`.
+final class CountingStore: ObjectStore {
+    let base = InMemoryObjectStore()
+    private let gates: [String: OneShot<Void>]
+    private let log = NIOLockedValueBox<[(key: String, range: Range<Int>?)]>([])
+
+    init(held: [Int] = []) {
+        gates = Dictionary(uniqueKeysWithValues: held.map { (String(format: "%020d", $0), OneShot<Void>()) })
+    }
+
+    func release(_ seq: Int) { gates[String(format: "%020d", seq)]!.resume(()) }
+    var gets: [(key: String, range: Range<Int>?)] { log.withLockedValue { $0 } }
+    func resetGets() { log.withLockedValue { $0.removeAll() } }
+
+    func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+        if let gate = gates[String(key.split(separator: "/").last!)] { await gate.wait() }
+        try await base.put(key, body, ifNoneMatch: ifNoneMatch)
+    }
+    func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer {
+        log.withLockedValue { $0.append((key, range)) }
+        return try await base.get(key, range: range)
+    }
+    func head(_ key: String) async throws -> ObjectInfo? { try await base.head(key) }
+    func list(prefix: String) async throws -> [ObjectInfo] { try await base.list(prefix: prefix) }
+    func delete(_ keys: [String]) async throws { try await base.delete(keys) }
+}
+
+/// The LogCache (FIFO of recent batches within `log.cache.bytes`, evicting only uploaded
+/// ones) and produce backpressure (`wal.buffer.max.bytes`), without sleeps: uploads are held
+/// and released by hand, and every wait is on an ack or on the engine's own counters.
+@Suite struct LogCacheTests {
+    static func setup(_ store: CountingStore, _ configure: (inout StorageConfig) -> Void) async throws -> (StreamEngine, Int64) {
+        let f = try await EngineTests.fixture(.sqlite, store: store)
+        var c = StorageConfig()
+        c.uploadIntervalMs = 3_600_000  // flush only when told
+        configure(&c)
+        let e = try await EngineTests.engine(f, config: c)
+        try await e.open(streamId: f.streamId)
+        return (e, f.streamId)
+    }
+
+    static let value = String(repeating: "v", count: 200)
+    static var batchSize: Int { EngineTests.batch([value + "0"]).0.readableBytes }
+
+    /// Appends one batch and flushes it as its own WAL object (upload seq `i`).
+    static func appendAndFlush(_ e: StreamEngine, _ s: Int64, _ i: Int) async -> StreamEngine.AppendTicket {
+        let (b, h) = EngineTests.batch([value + "\(i)"])
+        let t = await e.append(streamId: s, batch: b, header: h, timeout: .seconds(60))
+        e.flush()
+        return t
+    }
+
+    @Test func budgetFifoAndOnlyUploadedBatchesAreEvicted() async throws {
+        let store = CountingStore(held: [0, 1, 2, 3, 4])
+        let (e, s) = try await Self.setup(store) { $0.logCacheBytes = 3 * Self.batchSize }
+        var tickets: [StreamEngine.AppendTicket] = []
+        for i in 0..<5 { tickets.append(await Self.appendAndFlush(e, s, i)) }
+        // Nothing is uploaded yet: all five stay, over the budget.
+        #expect(e.logCacheStats.batches == 5)
+        #expect(e.logCacheStats.bytes == 5 * Self.batchSize)
+
+        // Upload 0 lands: only batch 0 may go (batch 1 is not uploaded yet).
+        store.release(0)
+        _ = try await tickets[0].result().get()
+        #expect(e.logCacheStats.batches == 4)
+        store.release(1)
+        _ = try await tickets[1].result().get()
+        #expect(e.logCacheStats.batches == 3)
+        #expect(e.logCacheStats.bytes <= 3 * Self.batchSize)
+        // Within the budget again: uploading the rest evicts nothing more.
+        for i in 2..<5 {
+            store.release(i)
+            _ = try await tickets[i].result().get()
+        }
+        #expect(e.logCacheStats.batches == 3)
+        #expect(e.logCacheStats.bytes == 3 * Self.batchSize)
+
+        // FIFO: the newest three (offsets 2-4) are served from memory, the oldest from objects.
+        store.resetGets()
+        for offset in Int64(2)...4 {
+            let r = try await e.read(streamId: s, offset: offset, maxBytes: 1)
+            #expect(try EngineTests.values(r) == [Self.value + "\(offset)"])
+        }
+        #expect(store.gets.isEmpty, "cached batches were read from the bucket")
+        for offset in Int64(0)...1 {
+            let r = try await e.read(streamId: s, offset: offset, maxBytes: 1)
+            #expect(try EngineTests.values(r) == [Self.value + "\(offset)"])
+        }
+        #expect(store.gets.count == 2, "evicted batches come back from their objects")
+    }
+
+    @Test func aCacheOfZeroBytesKeepsOnlyWhatIsNotUploaded() async throws {
+        let store = CountingStore(held: [0])
+        let (e, s) = try await Self.setup(store) { $0.logCacheBytes = 0 }
+        let t = await Self.appendAndFlush(e, s, 0)
+        #expect(e.logCacheStats.batches == 1, "a batch on its way to the bucket stays cached")
+        store.release(0)
+        _ = try await t.result().get()
+        let stats = e.logCacheStats
+        #expect(stats.bytes == 0 && stats.batches == 0 && stats.unflushedBytes == 0)
+    }
+
+    @Test func backpressureBlocksAppendsAndReleasesThemWithoutFailing() async throws {
+        let store = CountingStore(held: [0, 1])
+        let (e, s) = try await Self.setup(store) { $0.maxUnflushedBytes = 2 * Self.batchSize }
+        let t0 = await Self.appendAndFlush(e, s, 0)
+        let t1 = await Self.appendAndFlush(e, s, 1)
+        #expect(e.logCacheStats.unflushedBytes == 2 * Self.batchSize)
+        // The third append must wait for space: it has not even got its offset yet.
+        let returned = NIOLockedValueBox(false)
+        let third = Task {
+            let (b, h) = EngineTests.batch([Self.value + "2"])
+            let t = await e.append(streamId: s, batch: b, header: h, timeout: .seconds(60))
+            returned.withLockedValue { $0 = true }
+            e.flush()
+            return await t.result()
+        }
+        var spins = 0
+        while e.logCacheStats.waitingAppends == 0 && spins < 1_000_000 {
+            await Task.yield()
+            spins += 1
+        }
+        #expect(e.logCacheStats.waitingAppends == 1)
+        #expect(returned.withLockedValue { $0 } == false)
+        #expect(e.offsets(streamId: s)?.highWatermark == 0)
+
+        // One upload lands: space frees up, the append goes ahead and is acked, not failed.
+        store.release(0)
+        #expect(try await t0.result().get().baseOffset == 0)
+        store.release(1)
+        #expect(try await t1.result().get().baseOffset == 1)
+        #expect(try await third.value.get().baseOffset == 2)
+        #expect(e.logCacheStats.waitingAppends == 0)
+        #expect(e.logCacheStats.unflushedBytes == 0)
+    }
+}
+
+/// The BlockCache alone: byte budget, LRU order, block-aligned GETs, readahead growth and
+/// shrink, counted on an in-memory bucket.
+@Suite struct BlockCacheTests {
+    static let kib = 1024
+
+    /// An object of `blocks` KiB whose byte i is i % 251.
+    static func object(_ store: CountingStore, _ key: String, kib n: Int) async throws {
+        var b = ByteBufferAllocator().buffer(capacity: n * kib)
+        for i in 0..<(n * kib) { b.writeInteger(UInt8(i % 251)) }
+        try await store.base.put(key, b, ifNoneMatch: false)
+    }
+
+    static func read(_ c: BlockCache, _ store: CountingStore, _ key: String, _ range: Range<Int>, reader: Int64? = nil,
+                     offsets: Range<Int64> = 0..<0, readaheadEnd: Int = 0) async throws -> ByteBuffer {
+        let out = try await c.read(.init(object: key, range: range, reader: reader, offsets: offsets, readaheadEnd: readaheadEnd)) {
+            try await store.get(key, range: $0)
+        }
+        #expect(out.readableBytes == range.count)
+        #expect(out.readableBytesView.enumerated().allSatisfy { Int($0.element) == (range.lowerBound + $0.offset) % 251 }, "wrong bytes for \(range)")
+        return out
+    }
+
+    @Test func getsAreBlockAlignedAndTheBudgetHolds() async throws {
+        let store = CountingStore()
+        try await Self.object(store, "o", kib: 64)
+        let c = BlockCache(capacity: 4 * Self.kib, blockSize: Self.kib, maxReadahead: Self.kib)
+        // Bytes 1500..<2600 span blocks 1 and 2: one GET of exactly those blocks.
+        _ = try await Self.read(c, store, "o", 1500..<2600)
+        #expect(store.gets.map(\.range) == [1024..<3072])
+        _ = try await Self.read(c, store, "o", 1100..<3000)
+        #expect(store.gets.count == 1, "both blocks were cached")
+        for i in 10..<30 { _ = try await Self.read(c, store, "o", (i * Self.kib + 7)..<(i * Self.kib + 9)) }
+        #expect(c.stats.bytes <= 4 * Self.kib)
+        #expect(c.stats.blocks == 4)
+        // The tail block of an object is shorter; a GET past the end is clipped by the store.
+        let tail = BlockCache(capacity: 64 * Self.kib, blockSize: 10 * Self.kib, maxReadahead: 10 * Self.kib)
+        _ = try await Self.read(tail, store, "o", (63 * Self.kib)..<(64 * Self.kib))
+        #expect(store.gets.last!.range == (60 * Self.kib)..<(70 * Self.kib))
+        await #expect(throws: BlockCacheError.self) {
+            _ = try await tail.read(.init(object: "o", range: (63 * Self.kib)..<(65 * Self.kib))) { try await store.get("o", range: $0) }
+        }
+    }
+
+    @Test func leastRecentlyUsedGoesFirst() async throws {
+        let store = CountingStore()
+        try await Self.object(store, "o", kib: 8)
+        let c = BlockCache(capacity: 3 * Self.kib, blockSize: Self.kib, maxReadahead: Self.kib)
+        func block(_ i: Int) -> Range<Int> { (i * Self.kib)..<(i * Self.kib + 10) }
+        for i in [0, 1, 2] { _ = try await Self.read(c, store, "o", block(i)) }
+        _ = try await Self.read(c, store, "o", block(0))  // 0 is now the most recent
+        #expect(store.gets.count == 3)
+        _ = try await Self.read(c, store, "o", block(3))  // evicts 1, the least recent
+        #expect(store.gets.count == 4)
+        _ = try await Self.read(c, store, "o", block(0))
+        _ = try await Self.read(c, store, "o", block(2))
+        #expect(store.gets.count == 4, "blocks 0 and 2 stayed")
+        _ = try await Self.read(c, store, "o", block(1))
+        #expect(store.gets.count == 5, "block 1 was evicted")
+        #expect(store.gets.last!.range == block(1).lowerBound..<(2 * Self.kib))
+    }
+
+    /// A sequential reader of 1 KiB ranges: its GETs double from one block to the maximum,
+    /// and the reads in between are served from what was read ahead.
+    @Test func readaheadGrowsWhileSequentialAndResetsOnAJump() async throws {
+        let store = CountingStore()
+        try await Self.object(store, "so", kib: 200)
+        let c = BlockCache(capacity: 1 << 20, blockSize: 2 * Self.kib, maxReadahead: 16 * Self.kib)
+        for i in 0..<64 {
+            _ = try await Self.read(c, store, "so", (i * Self.kib)..<((i + 1) * Self.kib), reader: 7,
+                                    offsets: Int64(i * 10)..<Int64(i * 10 + 10), readaheadEnd: 200 * Self.kib)
+        }
+        #expect(store.gets.map { $0.range!.count / Self.kib } == [2, 4, 8, 16, 16, 16, 16], "\(store.gets.map(\.range))")
+        #expect(c.readahead(reader: 7) == 16 * Self.kib)
+        // Readahead never passes the reader's data in the object.
+        store.resetGets()
+        _ = try await Self.read(c, store, "so", (100 * Self.kib)..<(101 * Self.kib), reader: 8,
+                                offsets: 0..<10, readaheadEnd: 101 * Self.kib)
+        #expect(store.gets.map(\.range) == [(100 * Self.kib)..<(102 * Self.kib)])
+        // A jump (not where the reader's last read ended) starts again from one block.
+        store.resetGets()
+        _ = try await Self.read(c, store, "so", (150 * Self.kib)..<(151 * Self.kib), reader: 7,
+                                offsets: 5000..<5010, readaheadEnd: 200 * Self.kib)
+        #expect(store.gets.map(\.range) == [(150 * Self.kib)..<(152 * Self.kib)])
+        // Without a reader (lookups by time) there is no readahead at all past one block.
+        store.resetGets()
+        _ = try await Self.read(c, store, "so", (180 * Self.kib)..<(181 * Self.kib), readaheadEnd: 200 * Self.kib)
+        #expect(store.gets.map(\.range) == [(180 * Self.kib)..<(182 * Self.kib)])
+    }
+
+    /// Blocks read ahead and evicted before anybody read them halve that reader's window.
+    @Test func readaheadShrinksWhenItsBlocksAreEvictedUnread() async throws {
+        let store = CountingStore()
+        try await Self.object(store, "so", kib: 64)
+        try await Self.object(store, "other", kib: 64)
+        let c = BlockCache(capacity: 12 * Self.kib, blockSize: Self.kib, maxReadahead: 8 * Self.kib)
+        var offset: Int64 = 0
+        func next(_ i: Int) async throws {
+            _ = try await Self.read(c, store, "so", (i * Self.kib)..<((i + 1) * Self.kib), reader: 1,
+                                    offsets: offset..<(offset + 1), readaheadEnd: 64 * Self.kib)
+            offset += 1
+        }
+        // GETs of 1, 2, 4 blocks: the window is now 8 blocks, and blocks 4-6 are read ahead.
+        for i in 0..<4 { try await next(i) }
+        #expect(c.readahead(reader: 1) == 8 * Self.kib)
+        #expect(store.gets.map { $0.range!.count / Self.kib } == [1, 2, 4])
+        // Another reader fills the cache: the read-ahead, never read blocks 4-6 are evicted.
+        for i in 0..<12 { _ = try await Self.read(c, store, "other", (i * Self.kib)..<(i * Self.kib + 1)) }
+        #expect(c.readahead(reader: 1) == Self.kib, "8 KiB halved once per block evicted unread (3 blocks)")
+        // Blocks that were read before eviction do not shrink it.
+        store.resetGets()
+        try await next(4)
+        #expect(store.gets.map { $0.range!.count / Self.kib } == [1])
+        #expect(c.readahead(reader: 1) == 2 * Self.kib)
+    }
+}
