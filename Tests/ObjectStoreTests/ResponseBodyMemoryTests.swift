@@ -58,6 +58,25 @@ import Testing
         #expect(ResponseBodyMemory.idleBytes >= ResponseBodyMemory.maxIdleBytes - size)
     }
 
+    @Test func recentSizesDisplaceOlderOnes() {
+        // The pool full of 8 MiB blocks: a released 32 MiB block still stays, in their place.
+        var held: [ByteBuffer] = (0..<(ResponseBodyMemory.maxIdleBytes / (8 << 20))).map { _ in
+            ResponseBodyMemory.allocator.buffer(capacity: 8 << 20)
+        }
+        held.removeAll()
+        #expect(ResponseBodyMemory.idleBytes == ResponseBodyMemory.maxIdleBytes)
+        do {
+            var big = ResponseBodyMemory.allocator.buffer(capacity: 32 << 20)
+            big.writeInteger(UInt8(1))
+        }
+        #expect(ResponseBodyMemory.idleBytes <= ResponseBodyMemory.maxIdleBytes)
+        // The next 32 MiB body takes that block: idle memory drops by its size.
+        let before = ResponseBodyMemory.idleBytes
+        let again = ResponseBodyMemory.allocator.buffer(capacity: 32 << 20)
+        #expect(ResponseBodyMemory.idleBytes == before - (32 << 20))
+        _ = again
+    }
+
     @Test func multipartETagIsTheMD5OfThePartMD5s() {
         // Expected values from Python's hashlib: md5(md5(part1) + md5(part2) + ...) + "-N".
         let body = ByteBuffer(bytes: Self.pattern(2500))

@@ -18,7 +18,8 @@ import Darwin
 /// its throughput on a 2-core machine. Buffers of at least `minPooled` bytes (ByteBuffer
 /// capacities are powers of two, so sizes fall into few classes) go back to a free list when
 /// released and the next GET of that class takes one, pages still mapped. At most
-/// `maxIdleBytes` stay idle; beyond that they are freed as usual.
+/// `maxIdleBytes` stay idle; to keep a released block within that, blocks of other sizes
+/// are freed first (recent sizes win), else the block is freed as usual.
 public enum ResponseBodyMemory {
     public static let minPooled = 1 << 20
     public static let maxIdleBytes = 64 << 20
@@ -57,14 +58,27 @@ public enum ResponseBodyMemory {
     static func deallocate(_ ptr: UnsafeMutableRawPointer) {
         let raw = ptr - header
         let size = raw.load(as: Int.self)
-        if size >= minPooled {
-            let kept = freeLists.withLockedValue { lists in
-                guard lists.idleBytes + size <= maxIdleBytes else { return false }
+        if size >= minPooled && size <= maxIdleBytes {
+            // Keep it, making room by freeing blocks of other sizes: the sizes of recent
+            // bodies win, so a pool full of yesterday's 8 MiB blocks does not turn away
+            // every 32 MiB one. Nothing is kept if only blocks of its own size are in the way.
+            let evicted: [UInt]? = freeLists.withLockedValue { lists in
+                let sameSize = (lists.blocks[size]?.count ?? 0) * size
+                guard sameSize + size <= maxIdleBytes else { return nil }
+                var evicted: [UInt] = []
+                while lists.idleBytes + size > maxIdleBytes {
+                    let victim = lists.blocks.first { $0.key != size && !$0.value.isEmpty }!.key
+                    evicted.append(lists.blocks[victim]!.removeLast())
+                    lists.idleBytes -= victim
+                }
                 lists.blocks[size, default: []].append(UInt(bitPattern: raw))
                 lists.idleBytes += size
-                return true
+                return evicted
             }
-            if kept { return }
+            if let evicted {
+                for address in evicted { free(UnsafeMutableRawPointer(bitPattern: address)) }
+                return
+            }
         }
         free(raw)
     }
