@@ -2,10 +2,11 @@
 """The Swift S3 client's PUT and GET throughput next to boto3's, on the same SeaweedFS.
 
 Starts SeaweedFS (tests/integration/s3_servers.py), then for objects of 1, 8 and 32 MiB,
-sequentially and 4-way parallel, PUT then GET: the Swift client (`s3-check bench`, the
-store's own code) and boto3 (`put_object` / `get_object`, no multipart) take turns, five
-rounds each, in one run. Prints MB/s of each and the median ratio Swift/boto3; exits 1 when
-a median ratio is below --min-ratio (default 0.95). Run after
+sequentially and 4-way parallel, PUT then GET: the Swift client (`s3-check bench-serve`, the
+store's own code, one process and store for the whole run, as boto3 keeps its client) and
+boto3 (`put_object` / `get_object`, no multipart) take turns, five rounds each, in one run.
+Prints MB/s of each and the median ratio Swift/boto3; exits 1 when a median ratio is below
+--min-ratio (default 0.95). Run after
 `swift build -c release --product s3-check`:
 
     python3 bench/s3_client.py [--rounds 5] [--min-ratio 0.95]
@@ -27,13 +28,28 @@ S3_CHECK = os.environ.get("S3_CHECK_BIN", os.path.join(ROOT, ".build", "release"
 MiB = 1 << 20
 
 
-def swift_run(server, bucket, op, size, count, concurrency):
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-               S3_ENDPOINT=server.endpoint, S3_BUCKET=bucket)
-    out = subprocess.run([S3_CHECK, "bench", op, str(size), str(count), str(concurrency)], env=env,
-                         capture_output=True, check=True, timeout=600).stdout
-    r = json.loads(out)
-    return r["bytes"] / r["seconds"] / 1e6
+class SwiftClient:
+    """One `s3-check bench-serve` process for the whole run: its store (connection pool, body
+    memory) lives as long as boto3's client does, so neither side pays a cold start in the
+    timed part. Each run is one stdin line; it answers with the seconds its requests took."""
+
+    def __init__(self, server, bucket):
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+                   S3_ENDPOINT=server.endpoint, S3_BUCKET=bucket)
+        self.proc = subprocess.Popen([S3_CHECK, "bench-serve"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def run(self, op, size, count, concurrency):
+        self.proc.stdin.write(f"{op} {size} {count} {concurrency}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"s3-check bench-serve exited with {self.proc.wait()}")
+        r = json.loads(line)
+        return r["bytes"] / r["seconds"] / 1e6
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(60)
 
 
 def boto_client(server, concurrency):
@@ -77,8 +93,10 @@ def main():
         sys.exit(f"{S3_CHECK} missing: swift build -c release --product s3-check")
     server = SeaweedFS().start()
     failed = []
+    swift_client = None
     try:
         bucket = server.create_bucket("bench")
+        swift_client = SwiftClient(server, bucket)
         print(f"SeaweedFS at {server.endpoint}; {args.rounds} rounds, Swift and boto3 alternating\n")
         print(f"{'op':4} {'size':>6} {'conc':>4} {'swift MB/s':>11} {'boto3 MB/s':>11} {'ratio':>6}  (medians)")
         for size_mib in [int(s) for s in args.sizes.split(",")]:
@@ -95,7 +113,7 @@ def main():
                         got = {}
                         for who in order:
                             if who == "swift":
-                                got[who] = swift_run(server, bucket, op, size, count, concurrency)
+                                got[who] = swift_client.run(op, size, count, concurrency)
                             else:
                                 got[who] = boto_run(client, bucket, op, size, count, concurrency, body)
                         swift.append(got["swift"])
@@ -108,6 +126,8 @@ def main():
                     if ratio < args.min_ratio:
                         failed.append((op, size_mib, concurrency, ratio))
     finally:
+        if swift_client:
+            swift_client.close()
         server.stop()
     if failed:
         print(f"\nmedian ratio below {args.min_ratio}: {failed}")

@@ -16,9 +16,11 @@
 //         "if_none_match", "range": [lo, hi], "prefix", "keys"}
 //   Out: {"ok": true, ...result} or {"error": code, "message": ...}
 //
-// `s3-check bench put|get SIZE COUNT CONCURRENCY` (bench/s3_client.py) PUTs or GETs COUNT
-//   objects `bench/SIZE/<i>` of SIZE bytes, CONCURRENCY at a time, with the same settings as
-//   `store`, and prints {"seconds": ..., "bytes": ...} (time measured around the requests only).
+// `s3-check bench put|get SIZE COUNT CONCURRENCY` PUTs or GETs COUNT objects `bench/SIZE/<i>`
+//   of SIZE bytes, CONCURRENCY at a time, with the same settings as `store`, and prints
+//   {"seconds": ..., "bytes": ...} (time measured around the requests only).
+// `s3-check bench-serve` (bench/s3_client.py) does the same for each stdin line
+//   `put|get SIZE COUNT CONCURRENCY`, with one store for all of them.
 import Foundation
 import NIOCore
 import ObjectStore
@@ -130,60 +132,81 @@ case "store":
         }
     }
     try await store.shutdown()
-case "bench":
+case "bench", "bench-serve":
+    // `bench` runs once from its arguments; `bench-serve` keeps one store (and so its warm
+    // connection pool and body memory, as bench/s3_client.py keeps its boto3 client) and runs
+    // one `put|get SIZE COUNT CONCURRENCY` per stdin line.
     let env = ProcessInfo.processInfo.environment
-    let args = Array(CommandLine.arguments.dropFirst(2))
-    guard args.count == 4, let size = Int(args[1]), let count = Int(args[2]), let concurrency = Int(args[3]),
-          let endpoint = env["S3_ENDPOINT"], let bucket = env["S3_BUCKET"], let credentials = S3Configuration.credentials(from: env) else {
-        FileHandle.standardError.write(Data("usage: s3-check bench put|get SIZE COUNT CONCURRENCY (with S3_ENDPOINT, S3_BUCKET, credentials)\n".utf8))
+    let usage = "usage: s3-check bench put|get SIZE COUNT CONCURRENCY, or bench-serve with those on each stdin line (with S3_ENDPOINT, S3_BUCKET, credentials)\n"
+    guard let endpoint = env["S3_ENDPOINT"], let bucket = env["S3_BUCKET"], let credentials = S3Configuration.credentials(from: env) else {
+        FileHandle.standardError.write(Data(usage.utf8))
         exit(64)
     }
     var config = S3Configuration(bucket: bucket, endpoint: endpoint, region: env["S3_REGION"] ?? "us-east-1",
                                  pathStyle: env["S3_PATH_STYLE"] != "false", credentials: credentials)
-    config.partSize = max(config.partSize, size)  // single PUTs, like boto3's put_object
+    config.partSize = Int.max  // single PUTs, like boto3's put_object
     let store = try S3ObjectStore(config: config)
-    let put = args[0] == "put"
-    let body: ByteBuffer = {
-        var b = ByteBuffer()
-        if put {
-            b.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
-                for i in 0..<size { raw[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
-                return size
-            }
-        }
-        return b
-    }()
-    // Warm the pool as boto3's reused client is: one connection per concurrent request.
-    try await withThrowingTaskGroup(of: Void.self) { group in
-        for i in 0..<concurrency { group.addTask { _ = try await store.head("bench/warm/\(i)") } }
-        try await group.waitForAll()
+    var runs: [[String]] = []
+    if mode == "bench" {
+        runs = [Array(CommandLine.arguments.dropFirst(2))]
     }
-    let start = ContinuousClock.now
-    try await withThrowingTaskGroup(of: Int.self) { group in
-        var next = 0
-        var total = 0
-        func add() {
-            let i = next
-            next += 1
-            group.addTask {
-                let key = "bench/\(size)/\(i)"
-                if put {
-                    try await store.put(key, body, ifNoneMatch: false)
+    func next() -> [String]? {
+        if mode == "bench" { return runs.popLast() }
+        while let line = readLine(strippingNewline: true) {
+            let words = line.split(separator: " ").map(String.init)
+            if !words.isEmpty { return words }
+        }
+        return nil
+    }
+    while let args = next() {
+        guard args.count == 4, args[0] == "put" || args[0] == "get", let size = Int(args[1]), let count = Int(args[2]),
+              let concurrency = Int(args[3]), size > 0, count > 0, concurrency > 0 else {
+            FileHandle.standardError.write(Data(usage.utf8))
+            exit(64)
+        }
+        let put = args[0] == "put"
+        let body: ByteBuffer = {
+            var b = ByteBuffer()
+            if put {
+                b.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
+                    for i in 0..<size { raw[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
                     return size
                 }
-                return try await store.get(key, range: nil).readableBytes
             }
+            return b
+        }()
+        // Warm the pool as boto3's reused client is: one connection per concurrent request.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<concurrency { group.addTask { _ = try await store.head("bench/warm/\(i)") } }
+            try await group.waitForAll()
         }
-        while next < min(count, concurrency) { add() }
-        while let n = try await group.next() {
-            total += n
-            if next < count { add() }
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            var next = 0
+            var total = 0
+            func add() {
+                let i = next
+                next += 1
+                group.addTask {
+                    let key = "bench/\(size)/\(i)"
+                    if put {
+                        try await store.put(key, body, ifNoneMatch: false)
+                        return size
+                    }
+                    return try await store.get(key, range: nil).readableBytes
+                }
+            }
+            while next < min(count, concurrency) { add() }
+            while let n = try await group.next() {
+                total += n
+                if next < count { add() }
+            }
+            precondition(total == size * count, "read \(total) bytes, expected \(size * count)")
         }
-        precondition(total == size * count, "read \(total) bytes, expected \(size * count)")
+        let elapsed = ContinuousClock.now - start
+        let (secs, atto) = elapsed.components
+        emit(["seconds": Double(secs) + Double(atto) / 1e18, "bytes": size * count])
     }
-    let elapsed = ContinuousClock.now - start
-    let (secs, atto) = elapsed.components
-    emit(["seconds": Double(secs) + Double(atto) / 1e18, "bytes": size * count])
     try await store.shutdown()
 default:
     FileHandle.standardError.write(Data("usage: s3-check sign|store|bench (test-only; see tests/test_sigv4_crosscheck.py)\n".utf8))

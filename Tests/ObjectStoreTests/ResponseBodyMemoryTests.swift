@@ -1,0 +1,91 @@
+import NIOCore
+import ObjectStore
+import Testing
+
+/// The S3 client's reused memory for large GET bodies, and the multipart ETag it computes
+/// only to recognise its own object after a lost CompleteMultipartUpload answer.
+@Suite(.serialized) struct ResponseBodyMemoryTests {
+    static func pattern(_ n: Int, seed: Int = 7) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ seed) } }
+
+    @Test func largeBuffersAreReusedAndKeepTheirBytes() {
+        let size = 2 << 20
+        let before = ResponseBodyMemory.idleBytes
+        do {
+            var b = ResponseBodyMemory.allocator.buffer(capacity: size)
+            b.writeBytes(Self.pattern(size))
+            #expect(b.readableBytesView.elementsEqual(Self.pattern(size)))
+        }
+        // Released: kept for the next body of its size class instead of being freed.
+        #expect(ResponseBodyMemory.idleBytes == before + size)
+        do {
+            var b = ResponseBodyMemory.allocator.buffer(capacity: size)
+            #expect(ResponseBodyMemory.idleBytes == before)
+            b.writeBytes(Self.pattern(size, seed: 3))
+            #expect(b.readableBytesView.elementsEqual(Self.pattern(size, seed: 3)))
+        }
+        #expect(ResponseBodyMemory.idleBytes == before + size)
+    }
+
+    @Test func smallBuffersAreNotKept() {
+        let before = ResponseBodyMemory.idleBytes
+        do {
+            var b = ResponseBodyMemory.allocator.buffer(capacity: 4096)
+            b.writeBytes(Self.pattern(4096))
+        }
+        #expect(ResponseBodyMemory.idleBytes == before)
+    }
+
+    @Test func growingPastThePoolSizeKeepsTheBytes() {
+        // A body without Content-Length grows from small to pooled sizes: every byte survives.
+        var b = ResponseBodyMemory.allocator.buffer(capacity: 1024)
+        let chunk = Self.pattern(300_000)
+        for _ in 0..<10 { b.writeBytes(chunk) }
+        #expect(b.readableBytes == 3_000_000)
+        for i in 0..<10 { #expect(b.getBytes(at: i * chunk.count, length: chunk.count) == chunk) }
+    }
+
+    @Test func idleMemoryIsBounded() {
+        // More released buffers than the bound allows: the surplus is freed, not kept.
+        let size = 8 << 20
+        var held: [ByteBuffer] = []
+        for _ in 0..<(ResponseBodyMemory.maxIdleBytes / size + 4) {
+            var b = ResponseBodyMemory.allocator.buffer(capacity: size)
+            b.writeInteger(UInt8(1))
+            held.append(b)
+        }
+        held.removeAll()
+        #expect(ResponseBodyMemory.idleBytes <= ResponseBodyMemory.maxIdleBytes)
+        #expect(ResponseBodyMemory.idleBytes >= ResponseBodyMemory.maxIdleBytes - size)
+    }
+
+    @Test func recentSizesDisplaceOlderOnes() {
+        // The pool full of 8 MiB blocks: a released 32 MiB block still stays, in their place.
+        var held: [ByteBuffer] = (0..<(ResponseBodyMemory.maxIdleBytes / (8 << 20))).map { _ in
+            ResponseBodyMemory.allocator.buffer(capacity: 8 << 20)
+        }
+        held.removeAll()
+        #expect(ResponseBodyMemory.idleBytes == ResponseBodyMemory.maxIdleBytes)
+        do {
+            var big = ResponseBodyMemory.allocator.buffer(capacity: 32 << 20)
+            big.writeInteger(UInt8(1))
+        }
+        #expect(ResponseBodyMemory.idleBytes <= ResponseBodyMemory.maxIdleBytes)
+        // The next 32 MiB body takes that block: idle memory drops by its size.
+        let before = ResponseBodyMemory.idleBytes
+        let again = ResponseBodyMemory.allocator.buffer(capacity: 32 << 20)
+        #expect(ResponseBodyMemory.idleBytes == before - (32 << 20))
+        _ = again
+    }
+
+    @Test func multipartETagIsTheMD5OfThePartMD5s() {
+        // Expected values from Python's hashlib: md5(md5(part1) + md5(part2) + ...) + "-N".
+        let body = ByteBuffer(bytes: Self.pattern(2500))
+        #expect(S3ObjectStore.multipartETag(body, partSize: 1000) == "6b18750f2a7ee644054382f2db0b641a-3")
+        let even = ByteBuffer(bytes: Self.pattern(2000))
+        #expect(S3ObjectStore.multipartETag(even, partSize: 1000) == "66168ec47f03f59b1b254f6cb70e4a17-2")
+        // A body whose reader index is not 0 is hashed from its readable bytes.
+        var shifted = ByteBuffer(bytes: [9, 9, 9] + Self.pattern(2500))
+        shifted.moveReaderIndex(forwardBy: 3)
+        #expect(S3ObjectStore.multipartETag(shifted, partSize: 1000) == "6b18750f2a7ee644054382f2db0b641a-3")
+    }
+}
