@@ -173,7 +173,8 @@ def test_produce_is_acked_through_a_database_outage_and_committed_after_it(make_
         deadline = time.time() + 30
         while time.time() < deadline and server.sql("SELECT end_offset FROM streams", db) != [["3"]]:
             time.sleep(0.2)
-        assert server.sql("SELECT end_offset FROM streams", db) == [["3"]], "the commits queued during the outage landed"
+        assert server.sql("SELECT end_offset FROM streams", db) == [["3"]], \
+            "the commits queued during the outage landed; broker log tail:\n" + broker.log()[-3000:]
         broker.restart()
         assert consume(broker, topic, "g-after", 3) == ["before", "during-1", "during-2"]
     finally:
