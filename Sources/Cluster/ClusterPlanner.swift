@@ -27,6 +27,10 @@ public enum ClusterPlanner {
         /// Streams with no live assignee (new partitions, or assigned to a node that has been
         /// failed over already), each given to the live broker with the fewest.
         public var assignments: [Assignment] = []
+        public init(failovers: [Failover] = [], assignments: [Assignment] = []) {
+            self.failovers = failovers
+            self.assignments = assignments
+        }
     }
 
     /// What the controller does now. Nothing fails over before `graceUntilMs` (database

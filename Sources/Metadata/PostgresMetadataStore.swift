@@ -104,7 +104,7 @@ struct PostgresEngine: SQLEngine {
         while true {
             attempt += 1
             do {
-                return try await inTransaction("BEGIN ISOLATION LEVEL SERIALIZABLE", body)
+                return try await Self.bounded { try await inTransaction("BEGIN ISOLATION LEVEL SERIALIZABLE", body) }
             } catch let e as PSQLError {
                 if let state = e.serverInfo?[.sqlState], Self.retryable.contains(state), attempt < 30 {
                     try await Task.sleep(for: .milliseconds(Int.random(in: 1...(5 * min(attempt, 20)))))
@@ -117,7 +117,9 @@ struct PostgresEngine: SQLEngine {
 
     func read<T: Sendable>(_ body: (any SQLSession) async throws -> T) async throws -> T {
         do {
-            return try await client.withConnection { conn in try await body(PostgresSession(conn, logger: logger)) }
+            return try await Self.bounded {
+                try await client.withConnection { conn in try await body(PostgresSession(conn, logger: logger)) }
+            }
         } catch let e as PSQLError {
             throw MetadataError(.database, Self.describe(e))
         }
@@ -132,6 +134,41 @@ struct PostgresEngine: SQLEngine {
             }
         } catch let e as PSQLError {
             throw MetadataError(.database, "schema migration: \(Self.describe(e))")
+        }
+    }
+
+    /// How long one store call (lease a connection, run its statements, commit) may take
+    /// before it fails. Without it a call in flight when the server goes away can wait for
+    /// ever: the pool queues the lease while it backs off reconnecting, and a query on a
+    /// connection the server never answers again has no timeout of its own. Failing lets the
+    /// callers' retry loops (the committer, the cluster round) run.
+    static let deadline: Duration = .seconds(10)
+
+    struct DeadlineExceeded: Error {}
+
+    /// Runs `work`, and cancels it after `deadline`: cancellation stops a queued lease and
+    /// closes the connection under a running query (`PostgresSession.query`), so the call
+    /// fails with `.database` within about `deadline`.
+    static func bounded<T: Sendable>(_ work: () async throws -> T) async throws -> T {
+        try await withoutActuallyEscaping(work) { escaping in
+            let op = Unchecked(escaping)
+            // The group waits for both children, so `work` never outlives this call.
+            return try await withThrowingTaskGroup(of: Unchecked<T>?.self) { group in
+                group.addTask { Unchecked(try await op.value()) }
+                group.addTask {
+                    try? await Task.sleep(for: deadline)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                do {
+                    guard let first = try await group.next(), let result = first else {
+                        throw MetadataError(.database, "no answer from PostgreSQL within \(deadline)")
+                    }
+                    return result.value
+                } catch is CancellationError {
+                    throw MetadataError(.database, "no answer from PostgreSQL within \(deadline)")
+                }
+            }
         }
     }
 
@@ -170,6 +207,12 @@ struct PostgresEngine: SQLEngine {
     }
 }
 
+/// A value handed between tasks whose use is confined by structure (`PostgresEngine.bounded`).
+struct Unchecked<V>: @unchecked Sendable {
+    let value: V
+    init(_ value: V) { self.value = value }
+}
+
 /// One connection lent by the pool, speaking the stores' shared SQL: `?` parameters,
 /// rows as `SQLValue`s, and the rows affected by the last statement.
 final class PostgresSession: SQLSession {
@@ -194,8 +237,17 @@ final class PostgresSession: SQLSession {
             }
         }
         let query = PostgresQuery(unsafeSQL: SQLDialect.postgres.parameters(sql), binds: binds)
+        try Task.checkCancellation()
         let future: EventLoopFuture<PostgresQueryResult> = connection.query(query, logger: logger)
-        let result = try await future.get()
+        // Cancelled (the call's deadline passed): close the connection, which fails the query
+        // now instead of when the server answers, if ever.
+        let connection = self.connection
+        let result = try await withTaskCancellationHandler {
+            try await future.get()
+        } onCancel: {
+            let closing: EventLoopFuture<Void> = connection.close()
+            _ = closing
+        }
         changes = result.metadata.rows ?? 0
         return try result.rows.map { row in try row.map(Self.value) }
     }

@@ -410,3 +410,51 @@ def test_a_new_broker_gets_partitions_from_the_balancer(pg, make_broker):
         stop.set()
         t.join(120)
     assert_acked_read_once(brokers, topic, 6, acked, errors)
+
+
+def test_a_postgres_outage_under_load_loses_nothing_and_fails_no_one_over(make_broker):
+    # A server of its own: this test stops it for 20 s (issue 9).
+    server = pg_server.PostgresServer().start()
+    try:
+        brokers, db = start_cluster(server, make_broker)
+        topic = f"outage-{uuid.uuid4().hex[:6]}"
+        create_topic(brokers, topic, 6)
+        wait_for_leaders(brokers, topic, 6)
+        stop, acked, errors = threading.Event(), [], []
+        # Started before the outage: InitProducerId needs the database.
+        t = threading.Thread(target=produce_until, args=(brokers, topic, 6, stop, acked, errors))
+        t.start()
+        time.sleep(2)
+        server.halt()
+        halted, acked_at_halt = time.time(), len(acked)
+        time.sleep(20)
+        acked_during = len(acked) - acked_at_halt
+        server.resume()
+        time.sleep(SESSION_MS / 1000 + 5)
+        acked_at_resume = len(acked)
+        time.sleep(3)
+        acked_after = len(acked) - acked_at_resume
+        stop.set()
+        t.join(120)
+        assert not t.is_alive()
+        assert errors == [], f"delivery errors: {errors[:5]}"
+        assert acked_after > 50, "produce continues after PostgreSQL returns"
+        assert all(b.alive() for b in brokers)
+        # The commits queued during the outage drain: the streams' end offsets cover every ack.
+        deadline = time.time() + 60
+        committed = lambda: int(server.sql("SELECT COALESCE(SUM(end_offset), 0) FROM streams", db)[0][0])
+        while time.time() < deadline and committed() < len(acked):
+            time.sleep(0.5)
+        print(f"acked {len(acked)}, committed {committed()}")
+        got = read_all(brokers, topic, 6, len(acked), timeout=90)
+        print(f"read {len(got)}")
+        values = [v for _, _, v in got]
+        assert len(values) == len(set(values)), "no record twice"
+        missing = {v for _, v in acked} - set(values)
+        assert not missing, f"{len(missing)} acked records lost, e.g. {sorted(missing)[:5]}"
+        log = "".join(b.log() for b in brokers)
+        assert "broker failed over" not in log, "no broker failed over because the database was away"
+        assert server.sql("SELECT recovered_epoch FROM brokers ORDER BY node_id", db) == [["0"], ["0"], ["0"]]
+        print(f"acked during the 20 s outage: {acked_during}; after: {acked_after}; total {len(acked)}")
+    finally:
+        server.stop()

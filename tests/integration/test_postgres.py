@@ -152,9 +152,6 @@ def test_two_brokers_on_one_database_and_bucket_see_the_same_topics(pg, make_bro
     assert not os.path.exists(os.path.join(second.data_dir, "metadata.sqlite"))
 
 
-@pytest.mark.skip(reason="known problem, issue 9: passed alone 3 times (commit landed ~2 s after the server "
-                         "returned) but in one full tools/test.sh run no commit landed within 30 s and nothing was "
-                         "logged: a commit in flight when PostgreSQL stops can hang. Unskip once commits have a deadline.")
 def test_produce_is_acked_through_a_database_outage_and_committed_after_it(make_broker):
     # A server of its own: this test stops it.
     server = pg_server.PostgresServer().start()
@@ -176,7 +173,8 @@ def test_produce_is_acked_through_a_database_outage_and_committed_after_it(make_
         deadline = time.time() + 30
         while time.time() < deadline and server.sql("SELECT end_offset FROM streams", db) != [["3"]]:
             time.sleep(0.2)
-        assert server.sql("SELECT end_offset FROM streams", db) == [["3"]], "the commits queued during the outage landed"
+        assert server.sql("SELECT end_offset FROM streams", db) == [["3"]], \
+            "the commits queued during the outage landed; broker log tail:\n" + broker.log()[-3000:]
         broker.restart()
         assert consume(broker, topic, "g-after", 3) == ["before", "during-1", "during-2"]
     finally:
