@@ -115,9 +115,8 @@ public final class StreamEngine: Sendable {
         var aborted: [AbortedTxnRecord] = []
         /// Being given up for a move: appends are refused while what is buffered is committed.
         var releasing = false
-        /// Bytes appended and read since the stream opened here (the balancer's load figures).
+        /// Bytes appended since the stream opened here (the balancer's load figures).
         var bytesIn: Int64 = 0
-        var bytesOut: Int64 = 0
 
         /// Kafka's last stable offset. A transaction counts as open until its marker is
         /// durable (when it also joins `aborted`), so read_committed never passes data of a
@@ -192,6 +191,8 @@ public final class StreamEngine: Sendable {
     public let notifier = AppendNotifier()
     public let blockCache: BlockCache
     let state = NIOLockedValueBox(State())
+    /// Bytes read from each stream, for the balancer (`traffic()`).
+    let bytesRead = NIOLockedValueBox<[Int64: Int64]>([:])
     /// Sequence numbers of compaction outputs within this broker epoch (Compaction.swift).
     let compactionSeq = NIOLockedValueBox<UInt64>(0)
     /// The commit queue: objects to commit in WAL order, and barriers that resume once every
@@ -443,9 +444,12 @@ public final class StreamEngine: Sendable {
         return fenced ? nil : epoch
     }
 
-    /// Bytes appended to and read from each stream open here, since it opened.
+    /// Bytes appended to and read from each stream open here (reads: since this process started).
     public func traffic() -> [Int64: (bytesIn: Int64, bytesOut: Int64)] {
-        state.withLockedValue { s in s.streams.mapValues { ($0.bytesIn, $0.bytesOut) } }
+        let read = bytesRead.withLockedValue { $0 }
+        return state.withLockedValue { s in s.streams.mapValues { $0.bytesIn } }.reduce(into: [:]) { out, e in
+            out[e.key] = (e.value, read[e.key] ?? 0)
+        }
     }
 
     /// The epoch of every stream open here.
@@ -869,7 +873,9 @@ public final class StreamEngine: Sendable {
                                       readCommitted: readCommitted)
         if !r.batches.isEmpty {
             let n = Int64(r.bytes)
-            state.withLockedValue { $0.streams[streamId]?.bytesOut += n }
+            // A table of plain integers: updating it in place allocates nothing (a field of
+            // the stream's struct, reached through the state's dictionary, did).
+            bytesRead.withLockedValue { $0[streamId, default: 0] += n }
         }
         guard readCommitted else { return r }
         var out = r
