@@ -88,7 +88,7 @@ let package = Package(
         .target(
             name: "Broker",
             dependencies: [
-                "KafkaProtocol", "StreamStorage", "Metadata", "ObjectStore", "Cluster",
+                "KafkaProtocol", "KafkaClient", "StreamStorage", "Metadata", "ObjectStore", "Cluster",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -27,6 +27,12 @@ public final class Broker: Sendable {
     let cluster = NIOLockedValueBox(ClusterView())
     /// One cluster round at a time.
     let clusterLock = AsyncMutex()
+    /// The internal listener's port, registered with the lease (InterBroker.swift).
+    let internalPortBox = NIOLockedValueBox(0)
+    /// Connections to other brokers' internal listeners.
+    let peers: PeerConnections
+    /// Transactional writes the (remote) coordinator confirmed, until their markers arrive.
+    let verifiedWrites = NIOLockedValueBox(Set<VerifiedWrite>())
 
     public init(config: BrokerConfig, engine: StreamEngine, metadata: any MetadataStore, clusterId: String,
                 metrics: BrokerMetrics, logger: Logger) {
@@ -37,6 +43,7 @@ public final class Broker: Sendable {
         self.metrics = metrics
         self.logger = logger
         self.groups = GroupCoordinator(config: config.groupCoordinator, logger: logger)
+        self.peers = PeerConnections(nodeId: config.nodeId)
         self.transactions = TransactionCoordinator(config: config.transactionCoordinator, store: metadata,
                                                    coordinatorEpoch: Int32(truncatingIfNeeded: engine.brokerEpoch), logger: logger)
     }
@@ -49,7 +56,7 @@ public final class Broker: Sendable {
     public func start() async throws {
         try await clusterLock.withLock { try await self.clusterRound() }
         // After the streams: transactions that were completing write their markers now.
-        try await transactions.load(io: self)
+        try await loadTransactions()
         readyBox.withLockedValue { $0 = true }
     }
 
@@ -133,12 +140,12 @@ public final class Broker: Sendable {
     /// request order (offset assignment) is done before this returns; waiting for durability
     /// or for data happens in the returned task. `clientHost` is the peer as Kafka prints it
     /// (`/127.0.0.1`), reported for group members.
-    public func handle(frame: ByteBuffer, clientHost: String = "") async -> Outcome {
+    public func handle(frame: ByteBuffer, clientHost: String = "", listener: Listener = .client) async -> Outcome {
         guard let (key, version, correlationId) = RequestHeader.peek(frame) else {
             metrics.badInput()
             return .close("request shorter than a request header")
         }
-        guard let api = ApiKey(rawValue: key), Self.served.contains(api) else {
+        guard let api = ApiKey(rawValue: key), Self.serves(api, on: listener) else {
             // Kafka closes the connection on an API key it does not know.
             metrics.badInput()
             return .close("unknown API key \(key)")
@@ -161,7 +168,7 @@ public final class Broker: Sendable {
         }
         let start = ContinuousClock.now
         do {
-            let outcome = try await dispatch(api, header: header, body: &body, clientHost: clientHost)
+            let outcome = try await dispatch(api, header: header, body: &body, clientHost: clientHost, listener: listener)
             if case .respond(let task) = outcome {
                 let name = "\(api)"
                 return .respond(Task {
@@ -180,17 +187,13 @@ public final class Broker: Sendable {
         }
     }
 
-    /// The APIs answered: every API with a codec. Transactions, ACLs, cluster reassignment and
-    /// the KIP-848 group protocol answer as Kafka does while the feature behind them is not
-    /// there (see each handler); the rest for real.
-    static let served: [ApiKey] = ApiKey.allCases
-
-    private func dispatch(_ api: ApiKey, header: RequestHeader, body: inout ByteBuffer, clientHost: String) async throws -> Outcome {
+    private func dispatch(_ api: ApiKey, header: RequestHeader, body: inout ByteBuffer, clientHost: String,
+                          listener: Listener) async throws -> Outcome {
         let v = header.apiVersion
         switch api {
         case .apiVersions:
             let r = try ApiVersionsRequest(from: &body, version: v)
-            return respond(header, apiVersions(r))
+            return respond(header, apiVersions(r, listener: listener))
         case .metadata:
             let r = try MetadataRequest(from: &body, version: v)
             return respond(header, await metadata(r, version: v))
@@ -294,7 +297,8 @@ public final class Broker: Sendable {
         case .endTxn:
             return respond(header, await endTxn(try EndTxnRequest(from: &body, version: v), version: v))
         case .txnOffsetCommit:
-            return respond(header, await txnOffsetCommit(try TxnOffsetCommitRequest(from: &body, version: v), version: v))
+            let r = try TxnOffsetCommitRequest(from: &body, version: v)
+            return respond(header, listener == .internal ? await holdTxnOffsets(r) : await txnOffsetCommit(r, version: v))
         case .listTransactions:
             return respond(header, listTransactions(try ListTransactionsRequest(from: &body, version: v)))
         case .describeTransactions:
@@ -317,6 +321,8 @@ public final class Broker: Sendable {
             return respond(header, await listPartitionReassignments(try ListPartitionReassignmentsRequest(from: &body, version: v)))
         case .describeTopicPartitions:
             return respond(header, describeTopicPartitions(try DescribeTopicPartitionsRequest(from: &body, version: v)))
+        case .writeTxnMarkers:
+            return respond(header, await writeTxnMarkers(try WriteTxnMarkersRequest(from: &body, version: v)))
         }
     }
 

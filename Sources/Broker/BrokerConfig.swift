@@ -56,6 +56,7 @@ public struct BrokerConfig: Sendable {
         .init(name: "data.dir", flag: "--data-dir", defaultValue: "./tern-data", help: "directory for the embedded bucket and metadata"),
         .init(name: "listeners", flag: "--listen", defaultValue: "0.0.0.0:9092", help: "Kafka listener HOST:PORT"),
         .init(name: "advertised.listeners", flag: "--advertise", defaultValue: "localhost:<listen port>", help: "HOST:PORT given to clients"),
+        .init(name: "internal.listeners", flag: "--internal-listen", defaultValue: "<listen host>:0 with a PostgreSQL metadata store, else none", help: "listener for other brokers' requests (transaction markers) HOST:PORT; port 0 picks a free one"),
         .init(name: "node.id", flag: "--node-id", defaultValue: "1", help: "this broker's id"),
         .init(name: "object.store", flag: "--object-store", defaultValue: "file://<data.dir>/objects", help: "bucket: file://DIR or s3://BUCKET[/PREFIX]"),
     ] + S3Settings.entries + [
@@ -122,6 +123,9 @@ public struct BrokerConfig: Sendable {
     public var objectStoreURL = ""
     public var metadataURL = ""
     public var metricsListen = HostPort(host: "127.0.0.1", port: 9644)
+    /// `internal.listeners`: where other brokers send internal requests; nil for none (one
+    /// broker on SQLite has no peers).
+    public var internalListen: HostPort?
     /// `s3.*`: how to reach an `s3://` object store.
     public var s3 = S3Settings()
     public var storage = StorageConfig()
@@ -178,6 +182,11 @@ public struct BrokerConfig: Sendable {
         }
         c.s3 = try S3Settings.resolve(raw)
         c.metadataURL = raw["metadata"] ?? "sqlite://\(c.dataDir)/metadata.sqlite"
+        if let v = raw["internal.listeners"] {
+            c.internalListen = try HostPort.parse(v, setting: "internal.listeners")
+        } else if !c.metadataURL.hasPrefix("sqlite://") {
+            c.internalListen = HostPort(host: c.listen.host, port: 0)
+        }
         if let v = raw["wal"], v != "object" {
             throw ConfigError("wal: only 'object' (the S3 WAL) is available, got '\(v)'")
         }

@@ -41,6 +41,8 @@ struct ClusterView: Sendable {
     var lastBalance: ContinuousClock.Instant?
     /// A round asked for by a change notification and not started yet.
     var wakePending = false
+    /// The live brokers when transactions were last loaded: coordinators follow them.
+    var coordinatorNodes: [Int32]?
 
     var liveNodes: [Int32] { status?.liveBrokers.map(\.nodeId) ?? [] }
 }
@@ -106,7 +108,7 @@ extension Broker {
             }
             if due {
                 let renewed = try await clusterStore.renewLease(nodeId: config.nodeId, epoch: epoch, host: config.advertise.host,
-                                                                port: config.advertise.port, rack: c.rack, leaseMs: c.sessionTimeoutMs)
+                                                                port: config.advertise.port, internalPort: internalPort, rack: c.rack, leaseMs: c.sessionTimeoutMs)
                 if !renewed { supersede("its lease was taken: it was failed over, or node \(config.nodeId) started again") }
                 cluster.withLockedValue { $0.lastRenewal = .now }
                 try await reportLoads()
@@ -130,6 +132,28 @@ extension Broker {
             if reload { try await reloadPlacement(version: status.version) }
             try await controllerRound(status)
             try await reconcileStreams()
+            let live = liveBrokers().map(\.nodeId)
+            let coordinatorsMoved = cluster.withLockedValue { v in v.coordinatorNodes.map { $0 != live } ?? false }
+            if coordinatorsMoved {
+                cluster.withLockedValue { $0.coordinatorNodes = live }
+                Task {
+                    do {
+                        try await self.loadTransactions()
+                    } catch {
+                        logger.warning("transactions not loaded after the live brokers changed; retrying", metadata: ["error": "\(error)"])
+                        self.cluster.withLockedValue { $0.coordinatorNodes = [] }
+                    }
+                }
+            }
+    }
+
+    /// Loads the transactions of the ids this broker coordinates (those that move here when
+    /// the live brokers change), and resumes their markers.
+    func loadTransactions() async throws {
+        let live = liveBrokers().map(\.nodeId)
+        cluster.withLockedValue { $0.coordinatorNodes = live }
+        let me = config.nodeId
+        try await transactions.load(io: self) { id in ClusterPlanner.coordinator(for: id, among: live) == me }
     }
 
     private func supersede(_ why: String) {
@@ -279,7 +303,7 @@ extension Broker {
                 _ = try await clusterStore.releaseStream(streamId: id, epoch: epoch)
             }
             _ = try await clusterStore.renewLease(nodeId: config.nodeId, epoch: engine.brokerEpoch, host: config.advertise.host,
-                                                  port: config.advertise.port, rack: config.cluster.rack, leaseMs: 0)
+                                                  port: config.advertise.port, internalPort: internalPort, rack: config.cluster.rack, leaseMs: 0)
         } catch {
             logger.warning("could not hand over partitions on shutdown; they move after broker.session.timeout.ms",
                            metadata: ["error": "\(error)"])

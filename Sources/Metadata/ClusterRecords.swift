@@ -5,16 +5,21 @@ public struct BrokerRecord: Sendable, Equatable {
     public var epoch: Int64
     public var host: String
     public var port: Int
+    /// The internal listener's port (other brokers' requests: transaction markers); 0 when
+    /// the node has none.
+    public var internalPort: Int
     public var rack: String?
     public var leaseExpiresMs: Int64
     /// The highest epoch of this node whose WAL another broker has fenced and recovered.
     public var recoveredEpoch: Int64
 
-    public init(nodeId: Int32, epoch: Int64, host: String, port: Int, rack: String?, leaseExpiresMs: Int64, recoveredEpoch: Int64) {
+    public init(nodeId: Int32, epoch: Int64, host: String, port: Int, internalPort: Int = 0, rack: String?,
+                leaseExpiresMs: Int64, recoveredEpoch: Int64) {
         self.nodeId = nodeId
         self.epoch = epoch
         self.host = host
         self.port = port
+        self.internalPort = internalPort
         self.rack = rack
         self.leaseExpiresMs = leaseExpiresMs
         self.recoveredEpoch = recoveredEpoch
@@ -98,7 +103,7 @@ public protocol ClusterStore: Sendable {
     /// Renews the node's lease for `leaseMs` from now (database clock) and records where
     /// clients reach it. False when the node has started again since (a newer epoch) or this
     /// run was failed over: this process is a zombie and must stop serving.
-    func renewLease(nodeId: Int32, epoch: Int64, host: String, port: Int, rack: String?, leaseMs: Int64) async throws -> Bool
+    func renewLease(nodeId: Int32, epoch: Int64, host: String, port: Int, internalPort: Int, rack: String?, leaseMs: Int64) async throws -> Bool
     func clusterStatus() async throws -> ClusterStatus
     func streamPlacements() async throws -> [StreamPlacement]
     /// Takes or keeps the controller lease; true when this node holds it afterwards.

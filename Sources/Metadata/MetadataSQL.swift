@@ -34,10 +34,10 @@ enum MetadataSQL {
     static let startLease = "UPDATE brokers SET lease_expires_ms = ? WHERE node_id = ?"
     /// Only this run of the node, and only while it has not been failed over.
     static let renewLease = """
-        UPDATE brokers SET host = ?, port = ?, rack = ?, lease_expires_ms = ?
+        UPDATE brokers SET host = ?, port = ?, internal_port = ?, rack = ?, lease_expires_ms = ?
             WHERE node_id = ? AND broker_epoch = ? AND recovered_epoch < broker_epoch
         """
-    static let allBrokers = "SELECT node_id, broker_epoch, host, port, rack, lease_expires_ms, recovered_epoch FROM brokers ORDER BY node_id"
+    static let allBrokers = "SELECT node_id, broker_epoch, host, port, rack, lease_expires_ms, recovered_epoch, internal_port FROM brokers ORDER BY node_id"
     static let controllerLease = "SELECT node_id, broker_epoch, expires_ms FROM controller"
     static let takeController = """
         INSERT INTO controller (id, node_id, broker_epoch, expires_ms) VALUES (1, ?, ?, ?)

@@ -195,6 +195,9 @@ enum MetadataSchema {
                 updated_ms {INT} NOT NULL)
             """,
         ]),
+        Migration(version: 4, description: "cluster: each broker's internal listener", statements: [
+            "ALTER TABLE brokers ADD COLUMN internal_port {INT} NOT NULL DEFAULT 0",
+        ]),
     ]
 
     /// Producer batches as "firstSeq:lastSeq:baseOffset:lastOffset:maxTimestamp" joined by ";"
@@ -245,7 +248,7 @@ enum MetadataSchema {
     /// A row of `MetadataSQL.allBrokers`.
     static func broker(_ row: [SQLValue]) -> BrokerRecord {
         BrokerRecord(nodeId: Int32(truncatingIfNeeded: row[0].int!), epoch: row[1].int!, host: row[2].text ?? "",
-                     port: Int(row[3].int ?? 0), rack: row[4].text, leaseExpiresMs: row[5].int ?? 0, recoveredEpoch: row[6].int ?? 0)
+                     port: Int(row[3].int ?? 0), internalPort: Int(row[7].int ?? 0), rack: row[4].text, leaseExpiresMs: row[5].int ?? 0, recoveredEpoch: row[6].int ?? 0)
     }
 
     /// A row of `MetadataSQL.controllerLease`.

@@ -381,11 +381,11 @@ public class SQLMetadataStore: MetadataStore, @unchecked Sendable {
 
     // MARK: cluster
 
-    public func renewLease(nodeId: Int32, epoch: Int64, host: String, port: Int, rack: String?, leaseMs: Int64) async throws -> Bool {
+    public func renewLease(nodeId: Int32, epoch: Int64, host: String, port: Int, internalPort: Int, rack: String?, leaseMs: Int64) async throws -> Bool {
         let dialect = engine.dialect
         return try await engine.transaction { db in
             let now = try await db.query(MetadataSQL.nowMs(dialect))[0][0].int!
-            try await db.query(MetadataSQL.renewLease, [.text(host), .int(Int64(port)), rack.map { .text($0) } ?? .null,
+            try await db.query(MetadataSQL.renewLease, [.text(host), .int(Int64(port)), .int(Int64(internalPort)), rack.map { .text($0) } ?? .null,
                                                         .int(now + leaseMs), .int(Int64(nodeId)), .int(epoch)])
             return db.changes == 1
         }

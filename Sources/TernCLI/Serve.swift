@@ -33,6 +33,8 @@ struct Serve: AsyncParsableCommand {
     var listen: String?
     @Option(name: .customLong("advertise"), help: "Address given to clients HOST:PORT (advertised.listeners).")
     var advertise: String?
+    @Option(name: .customLong("internal-listen"), help: "Listener for other brokers HOST:PORT (internal.listeners).")
+    var internalListen: String?
     @Option(name: .customLong("node-id"), help: "Broker id (node.id).")
     var nodeId: String?
     @Option(name: .customLong("object-store"), help: "Bucket URL (object.store).")
@@ -99,6 +101,7 @@ struct Serve: AsyncParsableCommand {
             raw[String(s[..<eq])] = String(s[s.index(after: eq)...])
         }
         let flags: [(String, String?)] = [("data.dir", dataDir), ("listeners", listen), ("advertised.listeners", advertise),
+                                          ("internal.listeners", internalListen),
                                           ("node.id", nodeId), ("object.store", objectStore), ("metadata", metadata),
                                           ("wal", wal), ("metrics.listen", metricsListen),
                                           ("s3.endpoint", s3Endpoint), ("s3.region", s3Region), ("s3.path.style", s3PathStyle ? "true" : nil)]
@@ -152,6 +155,17 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
     let recovered = try await engine.recover()
     let broker = Broker(config: config, engine: engine, metadata: metadata, clusterId: clusterId,
                         metrics: BrokerMetrics(), logger: logger)
+    // The internal listener is bound first: the lease that the first cluster round renews
+    // tells other brokers its port.
+    var internalServer: KafkaServer?
+    if let address = config.internalListen {
+        do {
+            internalServer = try await KafkaServer(broker: broker, listener: .internal, logger: logger)
+        } catch {
+            throw ValidationError("internal.listeners: cannot listen on \(address): \(error)")
+        }
+        broker.setInternalPort(internalServer?.localPort ?? 0)
+    }
     try await broker.start()
 
     let kafka: KafkaServer
@@ -169,6 +183,9 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
     }
     logger.info("tern \(ternVersion) cluster \(clusterId) node \(config.nodeId) broker epoch \(brokerEpoch); \(broker.allTopics().count) topics; \(recovered) WAL objects recovered")
     logger.info("listening for Kafka on \(config.listen.host):\(kafka.localPort ?? config.listen.port) (advertised as \(config.advertise))")
+    if let internalServer {
+        logger.info("listening for other brokers on \(config.internalListen!.host):\(internalServer.localPort ?? 0)")
+    }
     logger.info("serving /metrics, /healthz, /readyz on http://\(config.metricsListen.host):\(admin.localPort ?? config.metricsListen.port)")
 
     await engine.sweepOrphansLogged()
@@ -177,7 +194,7 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
         // Started in this order, stopped in reverse: the Kafka listener stops and flushes
         // before the storage service drains its commits.
         services: [.init(service: StorageService(engine: engine, flushTimeout: flushTimeout)),
-                   .init(service: kafka), .init(service: admin),
+                   .init(service: kafka), .init(service: admin), .init(service: internalServer ?? NoService()),
                    .init(service: PeriodicService(intervalMs: config.cluster.pollIntervalMs) { await broker.clusterTick() }),
                    .init(service: ClusterWatchService(broker: broker)),
                    .init(service: PeriodicService(intervalMs: config.retentionCheckIntervalMs) { await broker.applyRetention() }),
@@ -201,6 +218,11 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
 }
 
 let ternVersion = "0.1.0"
+
+/// Stands in for a service that is not configured (no internal listener on one broker).
+struct NoService: Service {
+    func run() async throws { try await gracefulShutdown() }
+}
 
 /// The metadata store named by `metadata`: sqlite://PATH (the default) or
 /// postgres://USER:PASSWORD@HOST:PORT/DATABASE, whose server must be reachable and take the

@@ -228,8 +228,8 @@ struct CrashingMetadataStore: MetadataStore {
     }
     func dropGarbage(keys: [String]) async throws { try await r("dropGarbage") { try await base.dropGarbage(keys: keys) } }
     func liveObjects(prefix: String, limit: Int) async throws -> [StoredObject] { try await r("liveObjects") { try await base.liveObjects(prefix: prefix, limit: limit) } }
-    func renewLease(nodeId: Int32, epoch: Int64, host: String, port: Int, rack: String?, leaseMs: Int64) async throws -> Bool {
-        try await r("renewLease") { try await base.renewLease(nodeId: nodeId, epoch: epoch, host: host, port: port, rack: rack, leaseMs: leaseMs) }
+    func renewLease(nodeId: Int32, epoch: Int64, host: String, port: Int, internalPort: Int, rack: String?, leaseMs: Int64) async throws -> Bool {
+        try await r("renewLease") { try await base.renewLease(nodeId: nodeId, epoch: epoch, host: host, port: port, internalPort: internalPort, rack: rack, leaseMs: leaseMs) }
     }
     func clusterStatus() async throws -> ClusterStatus { try await r("clusterStatus") { try await base.clusterStatus() } }
     func streamPlacements() async throws -> [StreamPlacement] { try await r("streamPlacements") { try await base.streamPlacements() } }

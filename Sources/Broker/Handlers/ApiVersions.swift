@@ -4,8 +4,8 @@ import NIOCore
 extension Broker {
     /// What we advertise: the versions we serve, except Produce, advertised from 0 because
     /// librdkafka before 2.11.1 enables compression only when Produce v0-2 is listed.
-    static func advertisedVersions() -> [ApiVersionsResponse.ApiVersion] {
-        served.map { api in
+    static func advertisedVersions(_ listener: Listener = .client) -> [ApiVersionsResponse.ApiVersion] {
+        ApiKey.allCases.filter { serves($0, on: listener) }.map { api in
             var v = ApiVersionsResponse.ApiVersion()
             v.apiKey = api.rawValue
             v.minVersion = api == .produce ? 0 : api.versions.lowerBound
@@ -14,9 +14,9 @@ extension Broker {
         }
     }
 
-    func apiVersions(_ r: ApiVersionsRequest) -> ApiVersionsResponse {
+    func apiVersions(_ r: ApiVersionsRequest, listener: Listener) -> ApiVersionsResponse {
         var resp = ApiVersionsResponse()
-        resp.apiKeys = Self.advertisedVersions()
+        resp.apiKeys = Self.advertisedVersions(listener)
         return resp
     }
 

@@ -53,8 +53,8 @@ extension Broker {
                 if batch.header.isTransactional {
                     // The partition must be in the producer's open transaction (AddPartitionsToTxn
                     // first), at the producer's current epoch.
-                    let verdict = transactions.verifyTransactionalWrite(producerId: batch.header.producerId, epoch: batch.header.producerEpoch,
-                                                                        partition: TxnPartition(topic: t.name, partition: p.index))
+                    let verdict = await verifyTransactionalWrite(transactionalId: r.transactionalId, producerId: batch.header.producerId,
+                                                                 epoch: batch.header.producerEpoch, partition: TxnPartition(topic: t.name, partition: p.index))
                     if verdict != .none {
                         parts.append((p.index, .failed(verdict, "transactional batch outside an open transaction of this producer")))
                         continue

@@ -15,6 +15,10 @@ extension Broker {
             return resp
         }
         if let id = r.transactionalId {
+            guard isCoordinator(for: id) else {
+                resp.errorCode = ErrorCode.notCoordinator.rawValue
+                return resp
+            }
             let out = await transactions.initProducerId(r, transactionalId: id, io: self)
             resp.errorCode = Self.fencedError(out.error, version: version, since: 4).rawValue
             if out.error == .none {

@@ -71,6 +71,9 @@ extension Broker {
             if partitions[name] == nil { order.append(name) }
             for p in ps where !(partitions[name]?.contains(p) ?? false) { partitions[name, default: []].append(p) }
         }
+        guard isCoordinator(for: id) else {
+            return order.map { name in (name, partitions[name]!.map { ($0, ErrorCode.notCoordinator) }) }
+        }
         let anyUnknown = order.contains { name in partitions[name]!.contains { streamId(name, $0) == nil } }
         if anyUnknown {
             return order.map { name in
@@ -96,6 +99,10 @@ extension Broker {
     /// empty one maps to an offsets partition like any other); TxnOffsetCommit refuses it.
     func addOffsetsToTxn(_ r: AddOffsetsToTxnRequest, version: Int16) async -> AddOffsetsToTxnResponse {
         var resp = AddOffsetsToTxnResponse()
+        guard isCoordinator(for: r.transactionalId) else {
+            resp.errorCode = ErrorCode.notCoordinator.rawValue
+            return resp
+        }
         let out = await transactions.run(r.transactionalId, io: self) { m, now in
             m.addPartitions(transactionalId: r.transactionalId, producerId: r.producerId, producerEpoch: r.producerEpoch,
                             partitions: [], groups: [r.groupId], now: now)
@@ -107,6 +114,11 @@ extension Broker {
     /// KafkaApis.handleEndTxnRequest → TransactionCoordinator.endTransaction. Answered once
     /// PrepareCommit/PrepareAbort is stored; the markers follow.
     func endTxn(_ r: EndTxnRequest, version: Int16) async -> EndTxnResponse {
+        guard isCoordinator(for: r.transactionalId) else {
+            var resp = EndTxnResponse()
+            resp.errorCode = ErrorCode.notCoordinator.rawValue
+            return resp
+        }
         let out = await transactions.run(r.transactionalId, io: self) { m, now in
             m.endTransaction(transactionalId: r.transactionalId, producerId: r.producerId, producerEpoch: r.producerEpoch,
                              commit: r.committed, now: now)
@@ -131,7 +143,7 @@ extension Broker {
         }
         if results.contains(where: { $0.contains(nil) }) {
             var verdict: ErrorCode?
-            if r.groupId.isEmpty { verdict = .invalidGroupId }
+            if r.groupId.isEmpty { verdict = .invalidGroupId } else if !isCoordinator(for: r.groupId) { verdict = .notCoordinator }
             var offsets: [CommittedOffset] = []
             for (ti, t) in r.topics.enumerated() {
                 for (pi, p) in t.partitions.enumerated() where results[ti][pi] == nil {
@@ -146,15 +158,11 @@ extension Broker {
                 // The transaction is verified before the group is looked at; a refused group
                 // holds nothing.
                 let held = membership == nil ? offsets : []
-                let out = await transactions.run(r.transactionalId, io: self) { m, now in
-                    m.txnOffsetCommit(transactionalId: r.transactionalId, producerId: r.producerId, producerEpoch: r.producerEpoch,
-                                      group: r.groupId, offsets: held, now: now)
-                }
-                switch out.error {
+                switch await holdTxnOffsets(r, held) {
                 case .none: verdict = membership
                 case .producerFenced: verdict = .invalidProducerEpoch
                 case .transactionAbortable where version < 4: verdict = .invalidTxnState
-                default: verdict = out.error
+                case let error: verdict = error
                 }
             }
             for (ti, t) in r.topics.enumerated() {
@@ -177,6 +185,82 @@ extension Broker {
                 var pr = TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic.TxnOffsetCommitResponsePartition()
                 pr.partitionIndex = p.partitionIndex
                 pr.errorCode = (code ?? .unknownServerError).rawValue
+                return pr
+            }
+            return tr
+        }
+        return resp
+    }
+
+    /// Gives offsets a group accepted to the transaction's coordinator, here or on another
+    /// broker (the internal TxnOffsetCommit), which holds them until the transaction ends.
+    /// Returns the coordinator's verdict on the transaction.
+    private func holdTxnOffsets(_ r: TxnOffsetCommitRequest, _ held: [CommittedOffset]) async -> ErrorCode {
+        guard let c = coordinator(for: r.transactionalId) else { return .coordinatorNotAvailable }
+        if c.nodeId == config.nodeId {
+            return await transactions.run(r.transactionalId, io: self) { m, now in
+                m.txnOffsetCommit(transactionalId: r.transactionalId, producerId: r.producerId, producerEpoch: r.producerEpoch,
+                                  group: r.groupId, offsets: held, now: now)
+            }.error
+        }
+        var forward = r
+        var byTopic: [String: [TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic.TxnOffsetCommitRequestPartition]] = [:]
+        var order: [String] = []
+        for o in held {
+            var p = TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic.TxnOffsetCommitRequestPartition()
+            p.partitionIndex = o.partition
+            p.committedOffset = o.offset
+            p.committedLeaderEpoch = o.leaderEpoch
+            p.committedMetadata = o.metadata
+            if byTopic[o.topic] == nil { order.append(o.topic) }
+            byTopic[o.topic, default: []].append(p)
+        }
+        // Nothing to hold still asks for the verdict: a topic named "" (no topic has that
+        // name) carries it.
+        if order.isEmpty {
+            order = [""]
+            byTopic[""] = [.init()]
+        }
+        forward.topics = order.map { name in
+            var t = TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic()
+            t.name = name
+            t.partitions = byTopic[name]!
+            return t
+        }
+        do {
+            let resp = try await peers.send(forward, to: c.nodeId, broker: self, version: 3)
+            let code = resp.topics.first?.partitions.first.map { ErrorCode(rawValue: $0.errorCode) ?? .unknownServerError }
+            return code ?? .unknownServerError
+        } catch {
+            logger.warning("transactional offsets not handed to the coordinator", metadata: ["to": "\(c.nodeId)", "error": "\(error)"])
+            return .coordinatorNotAvailable
+        }
+    }
+
+    /// The internal TxnOffsetCommit (from the group's coordinator, which checked the group):
+    /// holds the offsets in the transaction and answers its verdict on every partition.
+    func holdTxnOffsets(_ r: TxnOffsetCommitRequest) async -> TxnOffsetCommitResponse {
+        var code = ErrorCode.notCoordinator
+        if isCoordinator(for: r.transactionalId) {
+            let held = r.topics.filter { !$0.name.isEmpty }.flatMap { t in
+                t.partitions.map { p in
+                    CommittedOffset(topic: t.name, partition: p.partitionIndex, offset: p.committedOffset,
+                                    leaderEpoch: p.committedLeaderEpoch, metadata: p.committedMetadata)
+                }
+            }
+            code = await transactions.run(r.transactionalId, io: self) { m, now in
+                m.txnOffsetCommit(transactionalId: r.transactionalId, producerId: r.producerId, producerEpoch: r.producerEpoch,
+                                  group: r.groupId, offsets: held, now: now)
+            }.error
+        }
+        var resp = TxnOffsetCommitResponse()
+        resp.topics = r.topics.map { t in
+            var tr = TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic()
+            tr.name = t.name
+            tr.partitions = t.partitions.map { p in
+                var pr = TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic.TxnOffsetCommitResponsePartition()
+                pr.partitionIndex = p.partitionIndex
+                pr.errorCode = code.rawValue
                 return pr
             }
             return tr
@@ -220,6 +304,10 @@ extension Broker {
                 s.errorCode = ErrorCode.invalidRequest.rawValue
                 return s
             }
+            guard isCoordinator(for: id) else {
+                s.errorCode = ErrorCode.notCoordinator.rawValue
+                return s
+            }
             guard let m = known[id] else {
                 s.errorCode = ErrorCode.transactionalIdNotFound.rawValue
                 return s
@@ -247,7 +335,13 @@ extension Broker: TransactionIO {
     func allocateProducerId() async throws -> Int64 { try await metadata.allocateProducerId() }
 
     func writeMarker(_ job: MarkerJob, partition p: TxnPartition, coordinatorEpoch: Int32) async -> MarkerWrite {
+        await writeMarkerAnywhere(job, partition: p, coordinatorEpoch: coordinatorEpoch)
+    }
+
+    /// Writes a marker into a partition this broker serves.
+    func writeLocalMarker(_ job: MarkerJob, partition p: TxnPartition, coordinatorEpoch: Int32) async -> MarkerWrite {
         guard let sid = streamId(p.topic, p.partition) else { return .gone }  // the topic is gone
+        forgetVerifiedWrites(producerId: job.producerId, partition: p)
         let batch = ControlMarker(isCommit: job.commit, coordinatorEpoch: coordinatorEpoch)
             .batch(producerId: job.producerId, producerEpoch: job.producerEpoch, timestamp: Self.wallClockMs())
         guard let header = RecordBatchHeader(peeking: batch) else { return .refused("marker batch unreadable") }
@@ -259,7 +353,11 @@ extension Broker: TransactionIO {
         case .success: return .written
         case .failure(.unknownStream): return .gone
         case .failure(.rejected(let code)): return .refused("\(code)")
-        case .failure(.fenced): return .stop("the stream of \(p.topic)-\(p.partition) is owned by another broker")
+        case .failure(.fenced):
+            // Moved away (the coordinator finds its new broker next time), unless this whole
+            // broker was replaced.
+            if !cluster.withLockedValue({ $0.superseded }) { return .retry }
+            return .stop("the stream of \(p.topic)-\(p.partition) is owned by another broker")
         case .failure(.shuttingDown): return .stop("shutting down")
         case .failure(.timedOut):
             logger.warning("transaction marker not written", metadata: ["topic": "\(p.topic)", "partition": "\(p.partition)", "error": "timed out"])

@@ -9,21 +9,25 @@ import ServiceLifecycle
 /// order (a long-polling fetch does not hold up a produce behind it).
 public final class KafkaServer: Service, Sendable {
     let broker: Broker
+    let listener: Broker.Listener
     let logger: Logger
     let channel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
     private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
 
-    /// Binds the listener (so a taken port fails startup, not later).
-    public init(broker: Broker, logger: Logger) async throws {
+    /// Binds the listener (so a taken port fails startup, not later): the client listener
+    /// (`listeners`) or the internal one (`internal.listeners`).
+    public init(broker: Broker, listener: Broker.Listener = .client, logger: Logger) async throws {
         self.broker = broker
+        self.listener = listener
         self.logger = logger
+        let address = listener == .client ? broker.config.listen : broker.config.internalListen ?? HostPort(host: "127.0.0.1", port: 0)
         let maxFrame = broker.config.socketRequestMaxBytes
         channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
-            .bind(host: broker.config.listen.host, port: broker.config.listen.port) { child in
+            .bind(host: address.host, port: address.port) { child in
                 child.eventLoop.makeCompletedFuture {
                     try child.pipeline.syncOperations.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxFrameSize: maxFrame)))
                     return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child)
@@ -47,6 +51,10 @@ public final class KafkaServer: Service, Sendable {
             // close the connections so the accept loop can end.
             self.channel.channel.close(promise: nil)
             Task {
+                guard self.listener == .client else {
+                    for c in self.connections.withLockedValue({ Array($0.values) }) { c.close(promise: nil) }
+                    return
+                }
                 self.broker.unloadGroups()
                 await self.broker.engine.shutdown(timeout: .milliseconds(Int64(self.broker.config.shutdownFlushTimeoutMs)))
                 try? await Task.sleep(for: .milliseconds(200))
@@ -80,7 +88,7 @@ public final class KafkaServer: Service, Sendable {
                     }
                     defer { queue.finish() }
                     for try await frame in inbound {
-                        switch await broker.handle(frame: frame, clientHost: clientHost) {
+                        switch await broker.handle(frame: frame, clientHost: clientHost, listener: listener) {
                         case .respond(let task):
                             pending.add(task)
                             queue.yield(task)

@@ -35,6 +35,8 @@ enum MarkerWrite: Equatable, Sendable {
 final class TransactionCoordinator: Sendable {
     private let machine: NIOLockedValueBox<TransactionCoordinatorStateMachine>
     private let mutex = AsyncMutex()
+    /// Marker jobs being written.
+    private let writing = NIOLockedValueBox(Set<MarkerJob>())
     private let store: any MetadataStore
     private let logger: Logger
     /// Written into every marker's value; a restarted broker has a higher broker epoch.
@@ -49,13 +51,17 @@ final class TransactionCoordinator: Sendable {
 
     var config: TransactionCoordinatorConfiguration { machine.withLockedValue { $0.config } }
 
-    /// Loads the stored transactions and finishes those that were completing.
-    func load(io: some TransactionIO) async throws {
-        let records = try await store.transactions()
-        let loaded = records.compactMap(TransactionMetadata.init)
-        let jobs = machine.withLockedValue { m in
-            m = TransactionCoordinatorStateMachine(config: m.config, loaded: loaded)
-            return m.pendingMarkerJobs()
+    /// Loads the stored transactions of the ids this broker coordinates (`owns`) and finishes
+    /// those that were completing. Run at start and again whenever the live brokers change,
+    /// since that moves transactional ids between coordinators.
+    func load(io: some TransactionIO, owns: @Sendable (String) -> Bool = { _ in true }) async throws {
+        let jobs: [MarkerJob] = try await mutex.withLock {
+            let records = try await store.transactions()
+            let loaded = records.compactMap(TransactionMetadata.init).filter { owns($0.transactionalId) }
+            return machine.withLockedValue { m in
+                m = TransactionCoordinatorStateMachine(config: m.config, loaded: loaded)
+                return m.pendingMarkerJobs()
+            }
         }
         for job in jobs {
             logger.info("resuming transaction markers", metadata: ["transactional.id": "\(job.transactionalId)", "commit": "\(job.commit)"])
@@ -164,8 +170,14 @@ final class TransactionCoordinator: Sendable {
 
     // MARK: markers
 
+    /// Starts writing a job's markers unless they are being written already (a reload after
+    /// the live brokers changed finds the same job again).
     private func startMarkers(_ job: MarkerJob, io: some TransactionIO) {
-        Task { await self.writeMarkers(job, io: io) }
+        guard writing.withLockedValue({ $0.insert(job).inserted }) else { return }
+        Task {
+            await self.writeMarkers(job, io: io)
+            _ = writing.withLockedValue { $0.remove(job) }
+        }
     }
 
     /// Writes the markers (retrying each partition until it has its own, is gone or refuses it

@@ -123,7 +123,7 @@ public struct TransactionMetadata: Equatable, Sendable {
 }
 
 /// Markers to write: one control batch per partition of a finished transaction.
-public struct MarkerJob: Equatable, Sendable {
+public struct MarkerJob: Hashable, Sendable {
     public var transactionalId: String
     public var producerId: Int64
     public var producerEpoch: Int16

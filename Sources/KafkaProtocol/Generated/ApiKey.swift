@@ -26,6 +26,7 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
     case addPartitionsToTxn = 24
     case addOffsetsToTxn = 25
     case endTxn = 26
+    case writeTxnMarkers = 27
     case txnOffsetCommit = 28
     case describeAcls = 29
     case createAcls = 30
@@ -74,6 +75,7 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .addPartitionsToTxn: 0...5
         case .addOffsetsToTxn: 0...3
         case .endTxn: 0...4
+        case .writeTxnMarkers: 1...1
         case .txnOffsetCommit: 0...4
         case .describeAcls: 1...3
         case .createAcls: 1...3
@@ -124,6 +126,7 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .addPartitionsToTxn: 3
         case .addOffsetsToTxn: 3
         case .endTxn: 3
+        case .writeTxnMarkers: 1
         case .txnOffsetCommit: 3
         case .describeAcls: 2
         case .createAcls: 2
@@ -174,6 +177,7 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .addPartitionsToTxn: (AddPartitionsToTxnRequest.self, AddPartitionsToTxnResponse.self)
         case .addOffsetsToTxn: (AddOffsetsToTxnRequest.self, AddOffsetsToTxnResponse.self)
         case .endTxn: (EndTxnRequest.self, EndTxnResponse.self)
+        case .writeTxnMarkers: (WriteTxnMarkersRequest.self, WriteTxnMarkersResponse.self)
         case .txnOffsetCommit: (TxnOffsetCommitRequest.self, TxnOffsetCommitResponse.self)
         case .describeAcls: (DescribeAclsRequest.self, DescribeAclsResponse.self)
         case .createAcls: (CreateAclsRequest.self, CreateAclsResponse.self)
