@@ -221,7 +221,9 @@ extension Broker {
         guard due else { return }
         let loads = try await clusterStore.streamLoads()
         let streams = cluster.withLockedValue { Array($0.placements.values) }
-        let moves = ClusterPlanner.balance(live: status.liveBrokers.map(\.nodeId), streams: streams, loads: loads, config: c.balancer)
+        // Draining brokers take no part: their partitions are moving off already.
+        let moves = ClusterPlanner.balance(live: status.liveBrokers.filter { !$0.draining }.map(\.nodeId), streams: streams,
+                                           loads: loads, config: c.balancer)
         guard !moves.isEmpty else { return }
         logger.info("balancing: moving partitions", metadata: ["moves": "\(moves.map { "\($0.streamId)->\($0.node)" })"])
         try await clusterStore.assignStreams(moves.map { ($0.streamId, $0.node) })
@@ -342,6 +344,11 @@ extension Broker {
         let live = liveBrokers()
         guard let n = ClusterPlanner.coordinator(for: key, among: live.map(\.nodeId)) else { return nil }
         return live.first { $0.nodeId == n }
+    }
+
+    /// Whether this broker is being drained, as last read of the cluster.
+    var isDraining: Bool {
+        cluster.withLockedValue { v in v.status?.brokers.first { $0.nodeId == config.nodeId }?.draining } ?? false
     }
 
     func isCoordinator(for key: String) -> Bool { coordinator(for: key)?.nodeId == config.nodeId }

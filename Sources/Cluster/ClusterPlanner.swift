@@ -25,7 +25,8 @@ public enum ClusterPlanner {
     public struct ControllerPlan: Sendable, Equatable {
         public var failovers: [Failover] = []
         /// Streams with no live assignee (new partitions, or assigned to a node that has been
-        /// failed over already), each given to the live broker with the fewest.
+        /// failed over already) or assigned to a draining broker, each given to the live
+        /// broker with the fewest (draining brokers get none while another is live).
         public var assignments: [Assignment] = []
         public init(failovers: [Failover] = [], assignments: [Assignment] = []) {
             self.failovers = failovers
@@ -39,10 +40,13 @@ public enum ClusterPlanner {
         let live = status.liveBrokers.map(\.nodeId)
         guard !live.isEmpty else { return ControllerPlan() }
         let liveSet = Set(live)
+        let undrained = status.liveBrokers.filter { !$0.draining }.map(\.nodeId)
+        let targets = undrained.isEmpty ? live : undrained
+        let draining = liveSet.subtracting(targets)
         var load = Dictionary(uniqueKeysWithValues: live.map { ($0, 0) })
         for s in streams { if let a = s.assigned, liveSet.contains(a) { load[a, default: 0] += 1 } }
         func leastLoaded() -> Int32 {
-            let n = live.min { (load[$0]!, $0) < (load[$1]!, $1) }!
+            let n = targets.min { (load[$0]!, $0) < (load[$1]!, $1) }!
             load[n]! += 1
             return n
         }
@@ -67,10 +71,18 @@ public enum ClusterPlanner {
         let moved = Set(plan.failovers.flatMap { $0.reassign.map(\.streamId) })
         for s in streams.sorted(by: { $0.streamId < $1.streamId }) where !moved.contains(s.streamId) {
             if let a = s.assigned {
-                if liveSet.contains(a) || pending.contains(a) { continue }
-                // Assigned to a dead node: only once that node is failed over, or when it never
-                // owned anything that needs recovering.
-                guard failing, byNode[a].map({ $0.recoveredEpoch >= $0.epoch }) ?? true, s.owner != a else { continue }
+                if draining.contains(a) {
+                    // Off a draining broker, once the stream is where it was assigned (no
+                    // move in progress).
+                    if let o = s.owner, o != a { continue }
+                    load[a]! -= 1
+                } else if liveSet.contains(a) || pending.contains(a) {
+                    continue
+                } else {
+                    // Assigned to a dead node: only once that node is failed over, or when it
+                    // never owned anything that needs recovering.
+                    guard failing, byNode[a].map({ $0.recoveredEpoch >= $0.epoch }) ?? true, s.owner != a else { continue }
+                }
             }
             plan.assignments.append(Assignment(streamId: s.streamId, node: leastLoaded()))
         }

@@ -12,9 +12,13 @@ public struct BrokerRecord: Sendable, Equatable {
     public var leaseExpiresMs: Int64
     /// The highest epoch of this node whose WAL another broker has fenced and recovered.
     public var recoveredEpoch: Int64
+    /// Being drained (`broker.draining`): its partitions move to other brokers and none is
+    /// placed or balanced onto it, until the flag is cleared. Survives its restarts.
+    public var draining: Bool
 
     public init(nodeId: Int32, epoch: Int64, host: String, port: Int, internalPort: Int = 0, rack: String?,
-                leaseExpiresMs: Int64, recoveredEpoch: Int64) {
+                leaseExpiresMs: Int64, recoveredEpoch: Int64, draining: Bool = false) {
+        self.draining = draining
         self.nodeId = nodeId
         self.epoch = epoch
         self.host = host
@@ -108,6 +112,8 @@ public protocol ClusterStore: Sendable {
     func streamPlacements() async throws -> [StreamPlacement]
     /// Takes or keeps the controller lease; true when this node holds it afterwards.
     func acquireController(nodeId: Int32, epoch: Int64, leaseMs: Int64) async throws -> Bool
+    /// Sets or clears a broker's draining flag; false when there is no such broker.
+    func setDraining(nodeId: Int32, _ draining: Bool) async throws -> Bool
     /// Sets who should own each stream.
     func assignStreams(_ assignments: [(streamId: Int64, node: Int32)]) async throws
     /// The owner gives a stream up (flushed and committed): compare-and-set on its epoch.

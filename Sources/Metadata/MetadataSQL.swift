@@ -37,7 +37,8 @@ enum MetadataSQL {
         UPDATE brokers SET host = ?, port = ?, internal_port = ?, rack = ?, lease_expires_ms = ?
             WHERE node_id = ? AND broker_epoch = ? AND recovered_epoch < broker_epoch
         """
-    static let allBrokers = "SELECT node_id, broker_epoch, host, port, rack, lease_expires_ms, recovered_epoch, internal_port FROM brokers ORDER BY node_id"
+    static let allBrokers = "SELECT node_id, broker_epoch, host, port, rack, lease_expires_ms, recovered_epoch, internal_port, draining FROM brokers ORDER BY node_id"
+    static let setDraining = "UPDATE brokers SET draining = ? WHERE node_id = ?"
     static let controllerLease = "SELECT node_id, broker_epoch, expires_ms FROM controller"
     static let takeController = """
         INSERT INTO controller (id, node_id, broker_epoch, expires_ms) VALUES (1, ?, ?, ?)

@@ -195,8 +195,9 @@ enum MetadataSchema {
                 updated_ms {INT} NOT NULL)
             """,
         ]),
-        Migration(version: 4, description: "cluster: each broker's internal listener", statements: [
+        Migration(version: 4, description: "cluster: each broker's internal listener, draining brokers", statements: [
             "ALTER TABLE brokers ADD COLUMN internal_port {INT} NOT NULL DEFAULT 0",
+            "ALTER TABLE brokers ADD COLUMN draining {INT} NOT NULL DEFAULT 0",
         ]),
     ]
 
@@ -248,7 +249,8 @@ enum MetadataSchema {
     /// A row of `MetadataSQL.allBrokers`.
     static func broker(_ row: [SQLValue]) -> BrokerRecord {
         BrokerRecord(nodeId: Int32(truncatingIfNeeded: row[0].int!), epoch: row[1].int!, host: row[2].text ?? "",
-                     port: Int(row[3].int ?? 0), internalPort: Int(row[7].int ?? 0), rack: row[4].text, leaseExpiresMs: row[5].int ?? 0, recoveredEpoch: row[6].int ?? 0)
+                     port: Int(row[3].int ?? 0), internalPort: Int(row[7].int ?? 0), rack: row[4].text, leaseExpiresMs: row[5].int ?? 0, recoveredEpoch: row[6].int ?? 0,
+                     draining: (row[8].int ?? 0) != 0)
     }
 
     /// A row of `MetadataSQL.controllerLease`.

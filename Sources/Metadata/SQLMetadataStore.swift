@@ -418,6 +418,15 @@ public class SQLMetadataStore: MetadataStore, @unchecked Sendable {
         }
     }
 
+    public func setDraining(nodeId: Int32, _ draining: Bool) async throws -> Bool {
+        try await engine.transaction { db in
+            try await db.query(MetadataSQL.setDraining, [.int(draining ? 1 : 0), .int(Int64(nodeId))])
+            guard db.changes == 1 else { return false }
+            try await bump(db)
+            return true
+        }
+    }
+
     public func assignStreams(_ assignments: [(streamId: Int64, node: Int32)]) async throws {
         let rows = assignments.map { [SQLValue.int(Int64($0.node)), .int($0.streamId)] }
         try await engine.transaction { db in

@@ -33,42 +33,47 @@ extension Admin {
 
     struct Drain: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Move every partition off a broker, to the other live brokers (fewest partitions first).",
-            discussion: "Waits until the broker leads none (--no-wait: only request the moves). Partitions created later may be placed on it again.")
+            abstract: "Move every partition off a broker and keep new ones off it (broker.draining).",
+            discussion: """
+                Sets the broker's dynamic config broker.draining=true (IncrementalAlterConfigs, sent to that broker): \
+                the controller moves its partitions to the other live brokers, fewest partitions first, and places \
+                or balances none onto it until the flag is cleared (--undo). The flag outlives the broker's restarts. \
+                Waits until the broker leads none (--no-wait: only set the flag).
+                """)
 
         @OptionGroup var client: ClientOptions
         @Argument(help: "The broker (node id) to drain.") var broker: Int32
-        @Flag(name: .customLong("no-wait"), help: "Return once the moves are requested.") var noWait = false
+        @Flag(help: "Clear the flag: the broker takes partitions again (from new topics and the balancer).") var undo = false
+        @Flag(name: .customLong("no-wait"), help: "Return once the flag is set.") var noWait = false
         @Option(help: "Seconds to wait for the moves.") var timeout: Double = 120
 
         func run() async throws {
             try await client.withClient { client in
                 let started = ContinuousClock.now
-                let md = try await client.metadata(topics: nil)
-                let others = md.brokers.map(\.nodeId).filter { $0 != broker }.sorted()
-                guard !others.isEmpty else { throw CLIError("no other live broker to move partitions to") }
-                var load = Dictionary(uniqueKeysWithValues: others.map { ($0, 0) })
-                var moving: [(String, Int32)] = []
-                for t in md.topics {
-                    for p in t.partitions {
-                        if p.leaderId == broker { moving.append((t.name ?? "", p.partitionIndex)) } else if load[p.leaderId] != nil { load[p.leaderId]! += 1 }
-                    }
+                var entry = IncrementalAlterConfigsRequest.AlterConfigsResource.AlterableConfig()
+                entry.name = "broker.draining"
+                entry.configOperation = 0  // SET
+                entry.value = undo ? "false" : "true"
+                var resource = IncrementalAlterConfigsRequest.AlterConfigsResource()
+                resource.resourceType = 4  // BROKER
+                resource.resourceName = String(broker)
+                resource.configs = [entry]
+                var request = IncrementalAlterConfigsRequest()
+                request.resources = [resource]
+                // A broker's own configs are changed through that broker, as Kafka's admin client does.
+                _ = try await client.metadata(topics: [])
+                let response = try await client.connection(node: broker).send(request)
+                for r in response.responses where r.errorCode != 0 {
+                    throw KafkaClientError(kafka: r.errorCode, "cannot \(undo ? "undrain" : "drain") broker \(broker)", brokerMessage: r.errorMessage)
                 }
-                var moves: [(String, Int32, Int32)] = []
-                for (t, p) in moving.sorted(by: { ($0.0, $0.1) < ($1.0, $1.1) }) {
-                    let target = others.min { (load[$0]!, $0) < (load[$1]!, $1) }!
-                    load[target]! += 1
-                    moves.append((t, p, target))
-                }
-                if moves.isEmpty {
-                    print("Broker \(broker) leads no partition.")
+                if undo {
+                    print("Broker \(broker) is no longer draining.")
                     return
                 }
-                try await requestMoves(client, moves)
                 if noWait { return }
-                try await waitForLeaders(client, timeout: timeout) { leaders in !leaders.values.contains(broker) }
+                try await waitForLeaders(client, timeout: timeout) { leaders in !leaders.values.contains(broker) && !leaders.values.contains(-1) }
                 let ms = Int((ContinuousClock.now - started) / .milliseconds(1))
-                print("Moved \(moves.count) partitions off broker \(broker) in \(ms) ms.")
+                print("Broker \(broker) leads no partition (after \(ms) ms); it stays drained until `tern admin drain \(broker) --undo`.")
             }
         }
     }

@@ -5,9 +5,27 @@ import Testing
 @Suite struct ClusterPlannerTests {
     static let now: Int64 = 1_000_000
 
-    static func broker(_ id: Int32, epoch: Int64 = 1, live: Bool = true, recovered: Int64 = 0) -> BrokerRecord {
+    static func broker(_ id: Int32, epoch: Int64 = 1, live: Bool = true, recovered: Int64 = 0, draining: Bool = false) -> BrokerRecord {
         BrokerRecord(nodeId: id, epoch: epoch, host: "h\(id)", port: 9000 + Int(id), rack: nil,
-                     leaseExpiresMs: live ? now + 5000 : now - 1, recoveredEpoch: recovered)
+                     leaseExpiresMs: live ? now + 5000 : now - 1, recoveredEpoch: recovered, draining: draining)
+    }
+
+    @Test func aDrainingBrokerGivesUpItsStreamsAndGetsNoNewOnes() {
+        let plan = ClusterPlanner.controllerPlan(
+            status: Self.status([Self.broker(1), Self.broker(2), Self.broker(3, draining: true)]),
+            streams: [Self.stream(1, owner: 3, assigned: 3), Self.stream(2, owner: 3, assigned: 3),
+                      Self.stream(3, owner: nil, assigned: 3),
+                      Self.stream(4, owner: 1, assigned: 3),  // on its way to 3: left until it is there
+                      Self.stream(5, owner: 1, assigned: 1), Self.stream(6, owner: nil, assigned: nil)],
+            graceUntilMs: 0)
+        #expect(plan.failovers.isEmpty)
+        #expect(plan.assignments == [.init(streamId: 1, node: 2), .init(streamId: 2, node: 1), .init(streamId: 3, node: 2),
+                                     .init(streamId: 6, node: 1)])
+        // When every live broker drains, new streams still find a home.
+        let all = ClusterPlanner.controllerPlan(
+            status: Self.status([Self.broker(1, draining: true), Self.broker(2, draining: true)]),
+            streams: [Self.stream(1, owner: 1, assigned: 1), Self.stream(2, owner: nil, assigned: nil)], graceUntilMs: 0)
+        #expect(all.assignments == [.init(streamId: 2, node: 2)])
     }
 
     static func stream(_ id: Int64, owner: Int32?, assigned: Int32?, epoch: Int64 = 3) -> StreamPlacement {

@@ -231,6 +231,9 @@ struct CrashingMetadataStore: MetadataStore {
     func renewLease(nodeId: Int32, epoch: Int64, host: String, port: Int, internalPort: Int, rack: String?, leaseMs: Int64) async throws -> Bool {
         try await r("renewLease") { try await base.renewLease(nodeId: nodeId, epoch: epoch, host: host, port: port, internalPort: internalPort, rack: rack, leaseMs: leaseMs) }
     }
+    func setDraining(nodeId: Int32, _ draining: Bool) async throws -> Bool {
+        try await r("setDraining") { try await base.setDraining(nodeId: nodeId, draining) }
+    }
     func clusterStatus() async throws -> ClusterStatus { try await r("clusterStatus") { try await base.clusterStatus() } }
     func streamPlacements() async throws -> [StreamPlacement] { try await r("streamPlacements") { try await base.streamPlacements() } }
     func acquireController(nodeId: Int32, epoch: Int64, leaseMs: Int64) async throws -> Bool {

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 import pg_server
 from conftest import TERN
@@ -298,6 +298,21 @@ def test_reassign_and_drain_move_partitions_under_load_with_nothing_lost(pg, mak
     assert pg.sql(f"SELECT COUNT(*) FROM streams WHERE topic = '{topic}' AND (owner = 3 OR assigned = 3)", db) == [["0"]]
     # No reassignment is left in progress.
     assert pg.sql(f"SELECT COUNT(*) FROM streams WHERE owner IS DISTINCT FROM assigned", db) == [["0"]]
+
+    # A drained broker stays drained: new partitions go elsewhere, and it says so itself.
+    assert pg.sql("SELECT draining FROM brokers WHERE node_id = 3", db) == [["1"]]
+    fresh = f"fresh-{uuid.uuid4().hex[:6]}"
+    create_topic(brokers, fresh, 6)
+    assert 3 not in wait_for_leaders(brokers, fresh, 6)[0].values()
+    a = AdminClient({"bootstrap.servers": brokers[2].bootstrap})
+    res = ConfigResource(ConfigResource.Type.BROKER, "3")
+    assert a.describe_configs([res])[res].result(15)["broker.draining"].value == "true"
+    # Undone, it takes partitions again.
+    out = tern_admin("drain", "--bootstrap-server", brokers[0].bootstrap, "3", "--undo")
+    assert "no longer draining" in out, out
+    again = f"again-{uuid.uuid4().hex[:6]}"
+    create_topic(brokers, again, 6)
+    assert 3 in wait_for_leaders(brokers, again, 6)[0].values()
 
 
 def free_port_run(n):

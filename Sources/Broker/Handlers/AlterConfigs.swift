@@ -114,7 +114,7 @@ extension Broker {
         case Self.topicResource:
             try await alterTopicConfigs(change, replace: replace, validateOnly: validateOnly)
         case Self.brokerResource:
-            try checkBrokerConfigChange(change)
+            try await alterBrokerConfigs(change, validateOnly: validateOnly)
         case Self.brokerLoggerResource where !replace:
             try checkBrokerLoggerChange(change)
         default:
@@ -186,21 +186,43 @@ extension Broker {
         }
     }
 
-    /// Tern reads its broker configs once, at start: none is dynamic, so every value to set
-    /// is refused as Kafka refuses a config that is not dynamic (INVALID_REQUEST, KAFKA-13609).
-    /// Deleting a dynamic value that cannot exist changes nothing, so it succeeds.
-    private func checkBrokerConfigChange(_ change: ConfigChange) throws {
+    /// The one dynamic broker config: `broker.draining` of the broker named (not the
+    /// cluster-wide default), true or false; deleting it is false.
+    static let drainingConfig = "broker.draining"
+
+    /// Tern reads its other broker configs once, at start: none is dynamic, so every value
+    /// to set is refused as Kafka refuses a config that is not dynamic (INVALID_REQUEST,
+    /// KAFKA-13609). Deleting a dynamic value that cannot exist changes nothing, so it
+    /// succeeds. `broker.draining` is stored in the metadata store, for the controller.
+    private func alterBrokerConfigs(_ change: ConfigChange, validateOnly: Bool) async throws {
         if !change.resourceName.isEmpty { try checkNodeId(change.resourceName) }
         var refused: [String] = []
+        var draining: Bool?
         for e in change.entries {
             guard let op = ConfigOperation(rawValue: e.operation) else {
                 throw AdminFailure(.invalidRequest, "Unknown operations type \(e.operation)")
             }
-            if op != .delete { refused.append(e.name) }
+            if e.name == Self.drainingConfig && !change.resourceName.isEmpty {
+                switch (op, e.value?.lowercased()) {
+                case (.delete, _), (.set, "false"): draining = false
+                case (.set, "true"): draining = true
+                default:
+                    throw AdminFailure(.invalidConfig, "Invalid value \(e.value ?? "null") for configuration \(e.name): expected true or false")
+                }
+            } else if op != .delete {
+                refused.append(e.name)
+            }
         }
         if !refused.isEmpty {
             throw AdminFailure(.invalidRequest, "Cannot update these configs dynamically: Set(\(refused.joined(separator: ", ")))")
         }
+        guard let draining, !validateOnly else { return }
+        do {
+            _ = try await clusterStore.setDraining(nodeId: config.nodeId, draining)
+        } catch {
+            throw AdminFailure(.unknownServerError, "metadata store: \(error)")
+        }
+        logger.notice(draining ? "draining this broker: its partitions move to other brokers" : "no longer draining this broker")
     }
 
     /// Kafka's checks of a log level change (`RuntimeLoggerManager`); Tern has no loggers

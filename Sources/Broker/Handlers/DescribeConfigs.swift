@@ -36,6 +36,11 @@ extension Broker {
                     ("offset.metadata.max.bytes", String(config.offsetMetadataMaxBytes), 4, true),
                     ("node.id", String(config.nodeId), 4, true),
                 ]
+                if !res.resourceName.isEmpty {
+                    // Dynamic, per broker (DYNAMIC_BROKER_CONFIG = 1 when set, else DEFAULT_CONFIG = 5).
+                    let draining = isDraining
+                    entries.append((Self.drainingConfig, String(draining), draining ? 1 : 5, false))
+                }
             default:
                 out.errorCode = ErrorCode.invalidRequest.rawValue
                 out.errorMessage = "Unsupported resource type \(res.resourceType)"
