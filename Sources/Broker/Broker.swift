@@ -323,6 +323,9 @@ public final class Broker: Sendable {
             return respond(header, describeTopicPartitions(try DescribeTopicPartitionsRequest(from: &body, version: v)))
         case .writeTxnMarkers:
             return respond(header, await writeTxnMarkers(try WriteTxnMarkersRequest(from: &body, version: v)))
+        case .releaseStreams:
+            let r = try ReleaseStreamsRequest(from: &body, version: v)
+            return .respond(Task { self.encode(header, await self.releaseStreams(r)) })
         }
     }
 

@@ -199,7 +199,7 @@ extension Broker {
                            metadata: ["node": "\(f.node)", "recoveredObjects": "\(recovered)"])
         }
         if !plan.assignments.isEmpty {
-            try await clusterStore.assignStreams(plan.assignments.map { ($0.streamId, $0.node) })
+            try await assignAndRelease(plan.assignments.map { ($0.streamId, $0.node) })
         }
         if !plan.failovers.isEmpty || !plan.assignments.isEmpty, let s = try? await clusterStore.clusterStatus() {
             try await reloadPlacement(version: s.version)
@@ -226,7 +226,7 @@ extension Broker {
                                            loads: loads, config: c.balancer)
         guard !moves.isEmpty else { return }
         logger.info("balancing: moving partitions", metadata: ["moves": "\(moves.map { "\($0.streamId)->\($0.node)" })"])
-        try await clusterStore.assignStreams(moves.map { ($0.streamId, $0.node) })
+        try await assignAndRelease(moves.map { ($0.streamId, $0.node) })
     }
 
     /// Reports each open partition's traffic (bytes/s in and out since the last report) for

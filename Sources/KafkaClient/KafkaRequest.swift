@@ -50,4 +50,5 @@ extension SaslAuthenticateRequest: KafkaRequest { public typealias Response = Sa
 extension SaslHandshakeRequest: KafkaRequest { public typealias Response = SaslHandshakeResponse }
 extension SyncGroupRequest: KafkaRequest { public typealias Response = SyncGroupResponse }
 extension TxnOffsetCommitRequest: KafkaRequest { public typealias Response = TxnOffsetCommitResponse }
+extension ReleaseStreamsRequest: KafkaRequest { public typealias Response = ReleaseStreamsResponse }
 extension WriteTxnMarkersRequest: KafkaRequest { public typealias Response = WriteTxnMarkersResponse }

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from kafka_wire import Conn, Reader, i8, string
+from kafka_wire import Conn, Enc, Reader, i8, string, versioned_request
 from test_cluster import create_topic, pg, start_cluster, wait_for_leaders, bootstrap  # noqa: F401 (pg: fixture)
 import pg_server
 
@@ -130,7 +130,23 @@ def test_internal_apis_are_not_served_to_clients(pg, make_broker):
         r = Reader(c.request(18, 0, b""))
     assert r.i16() == 0
     keys = sorted(r.array(lambda r: (r.i16(), r.i16(), r.i16())))
-    assert [k for k, _, _ in keys] == [18, 24, 27, 28], keys
+    assert [k for k, _, _ in keys] == [18, 24, 27, 28, 10000], keys
+
+    # ReleaseStreams (Tern's own, internal only): a stream still assigned here stays open
+    # (NO_REASSIGNMENT_IN_PROGRESS, 85); one not open here is NONE.
+    topic = f"rel-{uuid.uuid4().hex[:6]}"
+    create_topic(brokers, topic, 1)
+    wait_for_leaders(brokers, topic, 1)
+    sid = int(pg.sql(f"SELECT stream_id FROM streams WHERE topic = '{topic}'", db)[0][0])
+    with Conn(port) as c:
+        d = versioned_request(c, 10000, 0, Enc(True).array([sid, 999999], lambda e, s: e.i64(s).tags()).tags(), True)
+    got = d.array(lambda d: (d.i64(), d.i16(), d.tags())[:2])
+    assert got == [(sid, 85), (999999, 0)], got
+    with Conn(b.port) as c:
+        cid, frame = c.frame(10000, 0, b"\x01\x00")
+        c.send_raw(frame)
+        c.sock.settimeout(5)
+        assert c.sock.recv(4) == b"", "not served to clients"
 
 
 def test_a_transaction_survives_its_coordinators_kill_9(pg, make_broker):

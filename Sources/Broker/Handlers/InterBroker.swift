@@ -11,7 +11,10 @@ import NIOConcurrencyHelpers
 /// - AddPartitionsToTxn v4+ with VerifyOnly: a partition's broker asks the coordinator whether
 ///   a transactional batch belongs to an open transaction (Kafka's KIP-890 verification);
 /// - TxnOffsetCommit: a group's coordinator hands offsets it accepted to the transaction's
-///   coordinator, which holds them until the transaction ends.
+///   coordinator, which holds them until the transaction ends;
+/// - ReleaseStreams (Tern's own): whoever assigned streams elsewhere (a reassignment, a drain,
+///   the balancer) tells the broker serving them to close them for the move now, rather than
+///   when its change notification arrives.
 /// Clients cannot call them: the client listener does not serve WriteTxnMarkers, and the
 /// internal one serves nothing else.
 extension Broker {
@@ -19,11 +22,11 @@ extension Broker {
         case client, `internal`
     }
 
-    static let internalApis: Set<ApiKey> = [.apiVersions, .writeTxnMarkers, .addPartitionsToTxn, .txnOffsetCommit]
+    static let internalApis: Set<ApiKey> = [.apiVersions, .writeTxnMarkers, .addPartitionsToTxn, .txnOffsetCommit, .releaseStreams]
 
     static func serves(_ api: ApiKey, on listener: Listener) -> Bool {
         switch listener {
-        case .client: api != .writeTxnMarkers
+        case .client: api != .writeTxnMarkers && api != .releaseStreams
         case .internal: internalApis.contains(api)
         }
     }
@@ -69,6 +72,45 @@ extension Broker {
             resp.markers.append(result)
         }
         return resp
+    }
+
+    /// ReleaseStreams: reads the placement now (a cluster round), which releases every stream
+    /// assigned away from this broker once what it acked is committed, and answers for each
+    /// stream asked about: NONE when it is not open here any more, NO_REASSIGNMENT_IN_PROGRESS
+    /// when it is still assigned here.
+    func releaseStreams(_ r: ReleaseStreamsRequest) async -> ReleaseStreamsResponse {
+        await clusterTick()
+        var resp = ReleaseStreamsResponse()
+        resp.streams = r.streams.map { s in
+            var out = ReleaseStreamsResponse.ReleasedStreamResult()
+            out.streamId = s.streamId
+            out.errorCode = (engine.offsets(streamId: s.streamId) == nil ? ErrorCode.none : .noReassignmentInProgress).rawValue
+            return out
+        }
+        return resp
+    }
+
+    /// Assigns streams to other brokers and tells each stream's current broker to close it
+    /// for the move (ReleaseStreams, in the background: the change notification is the
+    /// fallback when the call fails).
+    func assignAndRelease(_ moves: [(streamId: Int64, node: Int32)]) async throws {
+        try await clusterStore.assignStreams(moves)
+        let owners = cluster.withLockedValue { v in moves.compactMap { m in v.placements[m.streamId]?.owner.map { ($0, m.streamId) } } }
+        for (owner, ids) in Dictionary(grouping: owners, by: \.0).mapValues({ $0.map(\.1) }) where owner != config.nodeId {
+            var request = ReleaseStreamsRequest()
+            request.streams = ids.map { id in
+                var s = ReleaseStreamsRequest.ReleasedStream()
+                s.streamId = id
+                return s
+            }
+            Task {
+                do {
+                    _ = try await peers.send(request, to: owner, broker: self)
+                } catch {
+                    logger.debug("ReleaseStreams not sent; the change notification will do", metadata: ["to": "\(owner)", "error": "\(error)"])
+                }
+            }
+        }
     }
 
     /// How a marker write is told to the coordinator that asked for it, and back.

@@ -50,7 +50,7 @@ extension Broker {
         }
         if !moves.isEmpty {
             do {
-                try await clusterStore.assignStreams(moves)
+                try await assignAndRelease(moves)
                 logger.info("partitions reassigned", metadata: ["moves": "\(moves.map { "\($0.streamId)->\($0.node)" })"])
             } catch {
                 resp.errorCode = ErrorCode.unknownServerError.rawValue

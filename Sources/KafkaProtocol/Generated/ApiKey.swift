@@ -48,6 +48,7 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
     case consumerGroupHeartbeat = 68
     case consumerGroupDescribe = 69
     case describeTopicPartitions = 75
+    case releaseStreams = 10000
 
     /// Versions the codecs handle.
     public var versions: ClosedRange<Int16> {
@@ -97,6 +98,7 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .consumerGroupHeartbeat: 0...1
         case .consumerGroupDescribe: 0...1
         case .describeTopicPartitions: 0...0
+        case .releaseStreams: 0...0
         }
     }
 
@@ -148,6 +150,7 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .consumerGroupHeartbeat: 0
         case .consumerGroupDescribe: 0
         case .describeTopicPartitions: 0
+        case .releaseStreams: 0
         }
     }
 
@@ -199,6 +202,7 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .consumerGroupHeartbeat: (ConsumerGroupHeartbeatRequest.self, ConsumerGroupHeartbeatResponse.self)
         case .consumerGroupDescribe: (ConsumerGroupDescribeRequest.self, ConsumerGroupDescribeResponse.self)
         case .describeTopicPartitions: (DescribeTopicPartitionsRequest.self, DescribeTopicPartitionsResponse.self)
+        case .releaseStreams: (ReleaseStreamsRequest.self, ReleaseStreamsResponse.self)
         }
     }
 }
