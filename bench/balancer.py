@@ -17,21 +17,13 @@ Exits 1 when the target is missed. Run after `swift build -c release --product t
     python3 bench/balancer.py [--partitions 24] [--base-rate 80] [--skew 5] [--timeout 300]
 """
 import argparse
-import os
 import sys
-import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-os.environ.setdefault("TERN_BIN", os.path.join(ROOT, ".build", "release", "tern"))
-from confluent_kafka import Producer  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-
-import pg_server  # noqa: E402
-from conftest import Broker  # noqa: E402
-from s3_servers import SeaweedFS  # noqa: E402
+from cluster_bench import cluster
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 TOPIC = "skewed"
 
@@ -90,6 +82,50 @@ def reported(pg, db):
     return out
 
 
+def measure(args, brokers, pg, db, stop, stats):
+    """Seconds of skewed load until every broker is within ±20% of the mean; None if never."""
+    bootstrap = ",".join(b.bootstrap for b in brokers.values())
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2})
+    admin.create_topics([NewTopic(TOPIC, args.partitions, 1)])[TOPIC].result(60)
+    deadline = time.time() + 60
+    lead = {}
+    while time.time() < deadline:
+        lead = leaders(admin)
+        if len(lead) == args.partitions and all(v > 0 for v in lead.values()):
+            break
+        time.sleep(0.2)
+    rates = {p: args.base_rate * (args.skew if node == 1 else 1) for p, node in lead.items()}
+    start_load = shares(lead, rates)
+    total = sum(start_load.values())
+    print(f"3 brokers, SeaweedFS + PostgreSQL, default balancer settings; {args.partitions} partitions, "
+          f"{total / 1e6:.2f} MB/s of 1 KiB acks=all records, each partition of broker 1 at {args.skew:g}x the others")
+    print("starting load per broker (MB/s): " + ", ".join(f"{n}: {v / 1e6:.2f}" for n, v in sorted(start_load.items())))
+    loader = threading.Thread(target=produce, args=(bootstrap, rates, stop, stats))
+    loader.start()
+    try:
+        t0 = time.monotonic()
+        mean = total / 3
+        last_line = ""
+        while time.monotonic() - t0 < args.timeout:
+            time.sleep(1)
+            lead = leaders(admin)
+            if len(lead) != args.partitions or any(v < 0 for v in lead.values()):
+                continue  # a move in progress
+            load = shares(lead, rates)
+            line = ", ".join(f"{n}: {v / 1e6:.2f} ({(v - mean) / mean * 100:+.0f}%)" for n, v in sorted(load.items()))
+            if line != last_line:
+                rep = reported(pg, db)
+                print(f"{time.monotonic() - t0:6.1f} s  load per broker (MB/s, vs mean): {line}; "
+                      f"reported in: " + ", ".join(f"{n}: {v / 1e6:.2f}" for n, v in sorted(rep.items())))
+                last_line = line
+            if max(abs(v - mean) / mean for v in load.values()) <= 0.20:
+                return time.monotonic() - t0
+        return None
+    finally:
+        stop.set()
+        loader.join(60)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--partitions", type=int, default=24)
@@ -98,74 +134,15 @@ def main():
     ap.add_argument("--timeout", type=int, default=300, help="give up after this many seconds of load")
     ap.add_argument("--target", type=float, default=180, help="seconds allowed to bring every broker within ±20%%")
     args = ap.parse_args()
-    s3 = SeaweedFS().start()
-    pg = pg_server.PostgresServer().start()
-    for k, v in s3.env().items():
-        os.environ[k] = v
-    brokers = {}
     stop = threading.Event()
     stats = {"acked": 0, "failed": 0}
-    ok = False
-    loader = None
-    try:
-        bucket = s3.create_bucket("balancer-bench")
-        url = pg.create_database()
-        db = url.rsplit("/", 1)[1]
-        for node in (1, 2, 3):
-            brokers[node] = Broker(tempfile.mkdtemp(prefix="tern-balance-"), {},
-                                   ["--node-id", str(node), "--metadata", url, "--object-store", f"s3://{bucket}/c",
-                                    "--s3-endpoint", s3.endpoint, "--s3-path-style"]).start()
-        bootstrap = ",".join(b.bootstrap for b in brokers.values())
-        admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2})
-        admin.create_topics([NewTopic(TOPIC, args.partitions, 1)])[TOPIC].result(60)
-        deadline = time.time() + 60
-        lead = {}
-        while time.time() < deadline:
-            lead = leaders(admin)
-            if len(lead) == args.partitions and all(v > 0 for v in lead.values()):
-                break
-            time.sleep(0.2)
-        rates = {p: args.base_rate * (args.skew if node == 1 else 1) for p, node in lead.items()}
-        start_load = shares(lead, rates)
-        total = sum(start_load.values())
-        print(f"3 brokers, SeaweedFS + PostgreSQL, default balancer settings; {args.partitions} partitions, "
-              f"{total / 1e6:.2f} MB/s of 1 KiB acks=all records, each partition of broker 1 at {args.skew:g}x the others")
-        print("starting load per broker (MB/s): " + ", ".join(f"{n}: {v / 1e6:.2f}" for n, v in sorted(start_load.items())))
-        loader = threading.Thread(target=produce, args=(bootstrap, rates, stop, stats))
-        loader.start()
-        t0 = time.monotonic()
-        mean = total / 3
-        last_line = ""
-        balanced_at = None
-        while time.monotonic() - t0 < args.timeout:
-            time.sleep(1)
-            lead = leaders(admin)
-            if len(lead) != args.partitions or any(v < 0 for v in lead.values()):
-                continue  # a move in progress
-            load = shares(lead, rates)
-            worst = max(abs(v - mean) / mean for v in load.values())
-            line = ", ".join(f"{n}: {v / 1e6:.2f} ({(v - mean) / mean * 100:+.0f}%)" for n, v in sorted(load.items()))
-            if line != last_line:
-                rep = reported(pg, db)
-                print(f"{time.monotonic() - t0:6.1f} s  load per broker (MB/s, vs mean): {line}; "
-                      f"reported in: " + ", ".join(f"{n}: {v / 1e6:.2f}" for n, v in sorted(rep.items())))
-                last_line = line
-            if worst <= 0.20:
-                balanced_at = time.monotonic() - t0
-                break
-        if balanced_at is None:
-            print(f"not within ±20% of the mean after {args.timeout} s")
-        else:
-            print(f"every broker within ±20% of the mean after {balanced_at:.1f} s of load (target < {args.target:.0f} s)")
-            ok = balanced_at < args.target
-    finally:
-        stop.set()
-        if loader is not None:
-            loader.join(60)
-        for b in brokers.values():
-            b.kill()
-        pg.stop()
-        s3.stop()
+    with cluster("balancer-bench") as (brokers, pg, db):
+        balanced_at = measure(args, brokers, pg, db, stop, stats)
+    if balanced_at is None:
+        print(f"not within ±20% of the mean after {args.timeout} s")
+    else:
+        print(f"every broker within ±20% of the mean after {balanced_at:.1f} s of load (target < {args.target:.0f} s)")
+    ok = balanced_at is not None and balanced_at < args.target
     print(f"produce: {stats['acked']} acked, {stats['failed']} failed")
     print("PASS" if ok else "FAIL")
     sys.exit(0 if ok else 1)

@@ -17,23 +17,15 @@ Exits 1 when a target is missed. Run after `swift build -c release --product ter
     python3 bench/cluster_moves.py [--moves 20] [--rate 1000] [--session-ms 6000]
 """
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-os.environ.setdefault("TERN_BIN", os.path.join(ROOT, ".build", "release", "tern"))
-from confluent_kafka import Producer  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-
-import pg_server  # noqa: E402
-from conftest import Broker  # noqa: E402
-from kafka_wire import Conn, Enc, parse_produce_response, produce_request, record_batch, versioned_request  # noqa: E402
-from s3_servers import SeaweedFS  # noqa: E402
+from cluster_bench import cluster
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from kafka_wire import Conn, Enc, parse_produce_response, produce_request, record_batch, versioned_request
 
 
 def leaders(admin, topic):
@@ -127,93 +119,85 @@ def load(brokers, topics, rate, stop, stats):
     p.flush(10)
 
 
+def measure(args, brokers, stop, stats):
+    """Runs the three measurements; True when every target is met."""
+    ok = True
+    admin = AdminClient({"bootstrap.servers": brokers[1].bootstrap})
+    for t, n in (("moves", 30), ("bulk", 150), ("failover", 300)):
+        admin.create_topics([NewTopic(t, n, 1)])[t].result(60)
+        wait_settled(admin, t, n)
+    loader = threading.Thread(target=load, args=(brokers, [("moves", 30)], args.rate, stop, stats))
+    loader.start()
+    prober = Prober(brokers)
+    control = Conn(brokers[1].port, timeout=30)
+    time.sleep(2)
+
+    print(f"3 brokers, SeaweedFS + PostgreSQL, {args.rate} records/s of 1 KiB acks=all in the background, "
+          f"broker.session.timeout.ms={args.session_ms}\n")
+    times = []
+    for i in range(args.moves):
+        lead = leaders(admin, "moves")
+        p = i % 30
+        target = lead[p] % 3 + 1
+        start = time.monotonic()
+        reassign(control, {p: target}, "moves")
+        got = prober.wait({p: target}, "moves", start, 30)
+        if p not in got:
+            print(f"move {i}: partition {p} not served by {target} within 30 s")
+            ok = False
+            continue
+        times.append(got[p])
+    times.sort()
+    p50 = statistics.median(times)
+    p99 = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))]
+    print(f"single moves ({len(times)}): p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms "
+          f"(targets < 1000 / < 2000 ms)")
+    ok &= p50 < 1 and p99 < 2
+
+    lead = leaders(admin, "bulk")
+    moves = dict(list({p: l % 3 + 1 for p, l in sorted(lead.items())}.items())[:100])
+    start = time.monotonic()
+    reassign(control, moves, "bulk")
+    got = prober.wait(moves, "bulk", start, 60)
+    bulk = max(got.values()) if len(got) == len(moves) else float("inf")
+    print(f"100 partitions moved in one request: all served by their new owners after {bulk:.2f} s (target < 10 s)")
+    ok &= bulk < 10
+
+    lead = leaders(admin, "failover")
+    owned = [p for p, l in lead.items() if l == 2]
+    victim = brokers[2]
+    victim.kill()
+    start = time.monotonic()
+    del prober.conns[2]
+    def where():
+        try:
+            return leaders(admin, "failover")
+        except Exception:
+            return {}
+
+    served = prober.wait({p: None for p in owned}, "failover", start, args.session_ms / 1000 + 30, where)
+    failover = max(served.values()) if len(served) == len(owned) else float("inf")
+    limit = args.session_ms / 1000 + 5
+    print(f"kill -9 of a broker owning {len(owned)} partitions: all served again after {failover:.2f} s "
+          f"(target < {limit:.0f} s = session timeout + 5 s)")
+    ok &= failover < limit
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--moves", type=int, default=20)
     ap.add_argument("--rate", type=int, default=1000, help="background produce, records/s")
     ap.add_argument("--session-ms", type=int, default=6000, help="broker.session.timeout.ms")
     args = ap.parse_args()
-    s3 = SeaweedFS().start()
-    pg = pg_server.PostgresServer().start()
-    for k, v in s3.env().items():
-        os.environ[k] = v
-    brokers = {}
     stop = threading.Event()
     stats = {"acked": 0, "failed": 0}
-    ok = True
-    try:
-        bucket = s3.create_bucket("moves-bench")
-        url = pg.create_database()
-        settings = {"broker.session.timeout.ms": args.session_ms, "broker.heartbeat.interval.ms": max(100, args.session_ms // 10)}
-        for node in (1, 2, 3):
-            brokers[node] = Broker(tempfile.mkdtemp(prefix="tern-moves-"), settings,
-                                   ["--node-id", str(node), "--metadata", url, "--object-store", f"s3://{bucket}/c",
-                                    "--s3-endpoint", s3.endpoint, "--s3-path-style"]).start()
-        admin = AdminClient({"bootstrap.servers": brokers[1].bootstrap})
-        for t, n in (("moves", 30), ("bulk", 150), ("failover", 300)):
-            admin.create_topics([NewTopic(t, n, 1)])[t].result(60)
-            wait_settled(admin, t, n)
-        loader = threading.Thread(target=load, args=(brokers, [("moves", 30)], args.rate, stop, stats))
-        loader.start()
-        prober = Prober(brokers)
-        control = Conn(brokers[1].port, timeout=30)
-        time.sleep(2)
-
-        print(f"3 brokers, SeaweedFS + PostgreSQL, {args.rate} records/s of 1 KiB acks=all in the background, "
-              f"broker.session.timeout.ms={args.session_ms}\n")
-        times = []
-        for i in range(args.moves):
-            lead = leaders(admin, "moves")
-            p = i % 30
-            target = lead[p] % 3 + 1
-            start = time.monotonic()
-            reassign(control, {p: target}, "moves")
-            got = prober.wait({p: target}, "moves", start, 30)
-            if p not in got:
-                print(f"move {i}: partition {p} not served by {target} within 30 s")
-                ok = False
-                continue
-            times.append(got[p])
-        times.sort()
-        p50 = statistics.median(times)
-        p99 = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))]
-        print(f"single moves ({len(times)}): p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms "
-              f"(targets < 1000 / < 2000 ms)")
-        ok &= p50 < 1 and p99 < 2
-
-        lead = leaders(admin, "bulk")
-        moves = dict(list({p: l % 3 + 1 for p, l in sorted(lead.items())}.items())[:100])
-        start = time.monotonic()
-        reassign(control, moves, "bulk")
-        got = prober.wait(moves, "bulk", start, 60)
-        bulk = max(got.values()) if len(got) == len(moves) else float("inf")
-        print(f"100 partitions moved in one request: all served by their new owners after {bulk:.2f} s (target < 10 s)")
-        ok &= bulk < 10
-
-        lead = leaders(admin, "failover")
-        owned = [p for p, l in lead.items() if l == 2]
-        victim = brokers[2]
-        victim.kill()
-        start = time.monotonic()
-        del prober.conns[2]
-        def where():
-            try:
-                return leaders(admin, "failover")
-            except Exception:
-                return {}
-
-        served = prober.wait({p: None for p in owned}, "failover", start, args.session_ms / 1000 + 30, where)
-        failover = max(served.values()) if len(served) == len(owned) else float("inf")
-        limit = args.session_ms / 1000 + 5
-        print(f"kill -9 of a broker owning {len(owned)} partitions: all served again after {failover:.2f} s "
-              f"(target < {limit:.0f} s = session timeout + 5 s)")
-        ok &= failover < limit
-    finally:
-        stop.set()
-        for b in brokers.values():
-            b.kill()
-        pg.stop()
-        s3.stop()
+    settings = {"broker.session.timeout.ms": args.session_ms, "broker.heartbeat.interval.ms": max(100, args.session_ms // 10)}
+    with cluster("moves-bench", settings) as (brokers, _, _):
+        try:
+            ok = measure(args, brokers, stop, stats)
+        finally:
+            stop.set()
     print(f"\nbackground produce: {stats['acked']} acked, {stats['failed']} failed")
     print("PASS" if ok else "FAIL")
     sys.exit(0 if ok else 1)
