@@ -2,6 +2,28 @@ import KafkaProtocol
 import Metadata
 
 extension Broker {
+    /// Answers each partition of an offset commit left unanswered (nil): with the group's
+    /// `verdict` when there is one, else OFFSET_METADATA_TOO_LARGE when its metadata is over
+    /// `offset.metadata.max.bytes`, else NONE. Returns the (topic, partition) indexes of
+    /// those answered NONE, whose offsets are to be stored.
+    func answer<P>(_ results: inout [[ErrorCode?]], _ partitions: [[P]], metadata: (P) -> String?,
+                   verdict: ErrorCode?) -> [(Int, Int)] {
+        var accepted: [(Int, Int)] = []
+        for (ti, ps) in partitions.enumerated() {
+            for (pi, p) in ps.enumerated() where results[ti][pi] == nil {
+                if let verdict {
+                    results[ti][pi] = verdict
+                } else if let m = metadata(p), m.utf8.count > config.offsetMetadataMaxBytes {
+                    results[ti][pi] = .offsetMetadataTooLarge
+                } else {
+                    results[ti][pi] = ErrorCode.none
+                    accepted.append((ti, pi))
+                }
+            }
+        }
+        return accepted
+    }
+
     /// OffsetCommit, as KafkaApis.handleOffsetCommitRequest and the classic group coordinator
     /// answer it: unknown topics and partitions first, then the group's verdict for the rest
     /// (ClassicGroup.validateOffsetCommit: generation and member checks, REBALANCE_IN_PROGRESS
@@ -21,19 +43,12 @@ extension Broker {
         if results.contains(where: { $0.contains(nil) }) {
             let verdict = groups.validateOffsetCommit(groupId: r.groupId, memberId: r.memberId, instanceId: r.groupInstanceId,
                                                       generation: r.generationIdOrMemberEpoch, apiVersion: version)
-            for (ti, t) in r.topics.enumerated() {
-                for (pi, p) in t.partitions.enumerated() where results[ti][pi] == nil {
-                    if let verdict {
-                        results[ti][pi] = verdict
-                    } else if let m = p.committedMetadata, m.utf8.count > config.offsetMetadataMaxBytes {
-                        results[ti][pi] = .offsetMetadataTooLarge
-                    } else {
-                        results[ti][pi] = ErrorCode.none
-                        accepted.append(CommittedOffset(topic: t.name, partition: p.partitionIndex, offset: p.committedOffset,
-                                                        leaderEpoch: version >= 6 ? p.committedLeaderEpoch : -1, metadata: p.committedMetadata,
-                                                        commitTimestampMs: now))
-                    }
-                }
+            let partitions = r.topics.map(\.partitions)
+            for (ti, pi) in answer(&results, partitions, metadata: \.committedMetadata, verdict: verdict) {
+                let t = r.topics[ti], p = t.partitions[pi]
+                accepted.append(CommittedOffset(topic: t.name, partition: p.partitionIndex, offset: p.committedOffset,
+                                                leaderEpoch: version >= 6 ? p.committedLeaderEpoch : -1, metadata: p.committedMetadata,
+                                                commitTimestampMs: now))
             }
         }
         var failure: ErrorCode?

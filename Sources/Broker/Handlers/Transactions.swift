@@ -165,17 +165,7 @@ extension Broker {
                 case let error: verdict = error
                 }
             }
-            for (ti, t) in r.topics.enumerated() {
-                for (pi, p) in t.partitions.enumerated() where results[ti][pi] == nil {
-                    if let verdict {
-                        results[ti][pi] = verdict
-                    } else if let m = p.committedMetadata, m.utf8.count > config.offsetMetadataMaxBytes {
-                        results[ti][pi] = .offsetMetadataTooLarge
-                    } else {
-                        results[ti][pi] = ErrorCode.none
-                    }
-                }
-            }
+            _ = answer(&results, r.topics.map(\.partitions), metadata: \.committedMetadata, verdict: verdict)
         }
         var resp = TxnOffsetCommitResponse()
         resp.topics = zip(r.topics, results).map { t, codes in
