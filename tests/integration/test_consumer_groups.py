@@ -243,3 +243,23 @@ def test_the_consumer_protocol_can_be_disabled(make_broker):
     c = Conn(broker.port)
     assert cgh(c, unique("g"), "m1", 0, ["t"])[0] == UNSUPPORTED_VERSION
     c.close()
+
+
+def test_offset_metadata_over_the_limit_is_refused_per_partition(broker):
+    """OFFSET_METADATA_TOO_LARGE (12) for the partition whose metadata is over
+    offset.metadata.max.bytes (4096); the other partition of the same commit is stored."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    topic = unique("meta")
+    create_topic(broker, topic, 2)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": unique("g"), "enable.auto.commit": False})
+    try:
+        with_big = [TopicPartition(topic, 0, 5, metadata="x" * 4097), TopicPartition(topic, 1, 7, metadata="ok")]
+        try:
+            got = c.commit(offsets=with_big, asynchronous=False)
+        except KafkaException as e:
+            got = e.args[0]
+        committed = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
+        assert [p.offset for p in committed] == [-1001, 7], committed
+        assert "OFFSET_METADATA_TOO_LARGE" in str(got) or any(p.error and p.error.code() == 12 for p in got), got
+    finally:
+        c.close()
