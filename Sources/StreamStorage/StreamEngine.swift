@@ -725,7 +725,6 @@ public final class StreamEngine: Sendable {
 
     private func finishUpload(seq: UInt64, key: String, entries: [ObjectFormat.Entry], size: Int, fenced: Bool) {
         var toResume: [(OneShot<Result<AppendResult, AppendError>>, Result<AppendResult, AppendError>)] = []
-        var toCommit: [ObjectCommit] = []
         var backpressure: [CheckedContinuation<Void, Never>] = []
         var drained: [OneShot<Bool>] = []
         let flushAgain: Bool = state.withLockedValue { s in
@@ -762,8 +761,11 @@ public final class StreamEngine: Sendable {
                 for (sid, _) in headers where tables[sid] == nil { tables[sid] = s.streams[sid]?.durableProducers }
                 let ranges = ObjectFormat.ranges(of: u.entries, key: u.key)
                 for r in ranges { s.streams[r.streamId]?.ranges.append(r) }
-                toCommit.append(ObjectCommit(key: u.key, size: u.size, ranges: ranges, producerStates: Self.touchedStates(headers, tables),
-                                             abortedTxns: aborted))
+                // Queued under the lock: two uploads finishing at once on two threads would
+                // otherwise queue their commits in either order, and the metadata store refuses
+                // a range past the stream's end (CommitOrderTests).
+                commits.yield(.object(ObjectCommit(key: u.key, size: u.size, ranges: ranges,
+                                                   producerStates: Self.touchedStates(headers, tables), abortedTxns: aborted)))
             }
             evictCache(&s)
             if s.unflushedBytes < config.maxUnflushedBytes {
@@ -776,7 +778,6 @@ public final class StreamEngine: Sendable {
             }
             return s.flushWanted || (s.closing && (!s.buffer.batches.isEmpty || !s.buffer.waiters.isEmpty))
         }
-        for c in toCommit { commits.yield(.object(c)) }
         for (w, r) in toResume { w.resume(r) }
         for c in backpressure { c.resume() }
         notifier.notifyAll()
