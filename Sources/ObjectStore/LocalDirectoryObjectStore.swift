@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -14,9 +15,17 @@ import Darwin
 /// A put writes a temp file, fsyncs it, `link()`s it into place (which fails if the name
 /// exists: the local If-None-Match) and fsyncs the directory, so an acked object survives a
 /// power cut. All file I/O runs on a thread pool, never on an event loop.
+///
+/// Bodies of `directWriteMinimumBytes` and more are written with O_DIRECT, from a copy in
+/// reused aligned memory, past the page cache: on the 2-core VMs Tern is measured on, the
+/// kernel's copy into the page cache cost about 2.7 CPU seconds per GB (5 GB by `dd
+/// conv=fdatasync`: 14 s of system time; with `oflag=direct`: 0.8 s), more than all of the
+/// broker's own work. Where the file system refuses O_DIRECT (tmpfs), writes are buffered.
 public final class LocalDirectoryObjectStore: ObjectStore {
     public let root: String
     private let pool: NIOThreadPool
+    public static let directWriteMinimumBytes = 1 << 20
+    private let direct = DirectWrites()
 
     public init(root: String, threadPool: NIOThreadPool) throws {
         self.root = root.hasSuffix("/") ? String(root.dropLast()) : root
@@ -33,27 +42,29 @@ public final class LocalDirectoryObjectStore: ObjectStore {
 
     public func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
         let target = try path(key)
+        let direct = self.direct
         try await pool.runIfActive {
             let dir = String(target[..<target.lastIndex(of: "/")!])
             try Self.makeDirectories(dir)
             let tmp = "\(dir)/.tmp-\(UInt64.random(in: 0...UInt64.max))"
-            let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            var fd: Int32 = -1
+            let directFlag = body.readableBytes >= Self.directWriteMinimumBytes ? direct.flag : nil
+            if let directFlag {
+                fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | directFlag, 0o644)
+                if fd < 0 && errno == EINVAL { direct.refused() }  // not on this file system
+            }
+            let isDirect = fd >= 0
+            if !isDirect { fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
             guard fd >= 0 else { throw Self.posixError("create \(tmp)") }
             var ok = false
             defer {
                 close(fd)
                 if !ok { unlink(tmp) }
             }
-            try body.withUnsafeReadableBytes { raw in
-                var done = 0
-                while done < raw.count {
-                    let n = write(fd, raw.baseAddress! + done, raw.count - done)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw Self.posixError("write \(tmp)")
-                    }
-                    done += n
-                }
+            if isDirect {
+                try direct.write(body, to: fd, path: tmp)
+            } else {
+                try body.withUnsafeReadableBytes { raw in try Self.writeAll(fd, raw, path: tmp) }
             }
             guard fdatasync(fd) == 0 else { throw Self.posixError("fdatasync \(tmp)") }
             if ifNoneMatch {
@@ -67,6 +78,18 @@ public final class LocalDirectoryObjectStore: ObjectStore {
             }
             ok = true
             try Self.syncDirectory(dir)
+        }
+    }
+
+    static func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer, path: String) throws {
+        var done = 0
+        while done < raw.count {
+            let n = write(fd, raw.baseAddress! + done, raw.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw posixError("write \(path)")
+            }
+            done += n
         }
     }
 
@@ -174,9 +197,69 @@ public final class LocalDirectoryObjectStore: ObjectStore {
         guard fsync(fd) == 0 else { throw posixError("fsync \(path)") }
     }
 
-    private static func posixError(_ what: String) -> ObjectStoreError {
+    static func posixError(_ what: String) -> ObjectStoreError {
         let code = errno
         let text = String(cString: strerror(code))
         return ObjectStoreError(code == ENOSPC || code == EIO ? .unavailable : .failed, "\(what): \(text)")
     }
+}
+
+/// O_DIRECT writes: the body is copied into aligned memory (kept for the next write, a few
+/// buffers at most, so no write pays page faults for fresh memory), padded to the alignment,
+/// written, and the file cut back to the body's length.
+final class DirectWrites: Sendable {
+    static let alignment = 4096
+    /// The open flag, per architecture (Glibc does not export O_DIRECT to Swift).
+    #if os(Linux) && arch(x86_64)
+    static let openFlag: Int32? = 0o40000
+    #elseif os(Linux) && arch(arm64)
+    static let openFlag: Int32? = 0o200000
+    #else
+    static let openFlag: Int32? = nil
+    #endif
+
+    private let state = NIOLockedValueBox(State())
+
+    private struct State {
+        var supported = DirectWrites.openFlag != nil
+        var spare: [AlignedMemory] = []
+    }
+
+    /// The flag to open with, or nil once the file system refused it.
+    var flag: Int32? { state.withLockedValue { $0.supported } ? Self.openFlag : nil }
+
+    func refused() { state.withLockedValue { $0.supported = false } }
+
+    func write(_ body: ByteBuffer, to fd: Int32, path: String) throws {
+        let length = body.readableBytes
+        let padded = (length + Self.alignment - 1) / Self.alignment * Self.alignment
+        let memory = state.withLockedValue { s -> AlignedMemory? in
+            guard let i = s.spare.firstIndex(where: { $0.capacity >= padded }) else { return nil }
+            return s.spare.remove(at: i)
+        } ?? AlignedMemory(capacity: max(padded, 8 << 20))
+        defer {
+            state.withLockedValue { s in
+                if s.spare.count < 4 && memory.capacity <= 64 << 20 { s.spare.append(memory) }
+            }
+        }
+        body.withUnsafeReadableBytes { raw in memory.pointer.copyMemory(from: raw.baseAddress!, byteCount: length) }
+        (memory.pointer + length).initializeMemory(as: UInt8.self, repeating: 0, count: padded - length)
+        try LocalDirectoryObjectStore.writeAll(fd, UnsafeRawBufferPointer(start: memory.pointer, count: padded), path: path)
+        if padded != length {
+            guard ftruncate(fd, off_t(length)) == 0 else { throw LocalDirectoryObjectStore.posixError("ftruncate \(path)") }
+        }
+    }
+}
+
+/// Page-aligned memory, freed with its owner.
+final class AlignedMemory: @unchecked Sendable {
+    let pointer: UnsafeMutableRawPointer
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: DirectWrites.alignment)
+    }
+
+    deinit { pointer.deallocate() }
 }
