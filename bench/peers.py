@@ -351,11 +351,12 @@ def boto3_put_p99_at(client, bucket, body, rate_mbs, seconds, concurrency=8):
     return lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000, len(lat)
 
 
-def dd_fdatasync(directory, mib):
+def dd_fdatasync(directory, mib, direct=False):
+    """dd's sequential write + fdatasync, through the page cache or (direct) past it."""
     path = os.path.join(directory, "dd.test")
     start = time.perf_counter()
-    subprocess.run(["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={mib}", "conv=fdatasync"],
-                   check=True, capture_output=True)
+    subprocess.run(["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={mib}", "conv=fdatasync"]
+                   + (["oflag=direct"] if direct else []), check=True, capture_output=True)
     elapsed = time.perf_counter() - start
     os.unlink(path)
     return mib * MiB / elapsed / 1e6
@@ -499,6 +500,7 @@ def print_table(results, ceilings, pairs):
           f"(PUT p99 {ceilings['boto3_put_p99_full_ms']:.0f} ms at full load, "
           f"{ceilings['boto3_put_p99_half_ms']:.0f} ms at 50% load)")
     print(f"  disk, dd bs=1M conv=fdatasync:       {ceilings['dd_mb_s']:.1f} MB/s")
+    print(f"  disk, same with oflag=direct:        {ceilings['dd_direct_mb_s']:.1f} MB/s")
     print(f"  loopback TCP, one connection:        {ceilings['loopback_mb_s']:.1f} MB/s")
     for r in results:
         e = r.get("e2e")
@@ -535,8 +537,10 @@ def check_targets(results, ceilings):
         e = thr("tern-embed", gen)
         m = thr("tansu-mem", gen)
         add(f"embedded produce >= 1.5x Tansu-in-memory ({label})", ratio(e, m), 1.5, e is not None and m is not None and e >= 1.5 * m)
-        add(f"embedded produce >= 70% of dd fdatasync ({label})", ratio(e, ceilings["dd_mb_s"]), 0.7,
-            e is not None and e >= 0.7 * ceilings["dd_mb_s"])
+        # Against the faster of the two dd runs: the disk's own rate, whichever way it shows.
+        disk = max(ceilings["dd_mb_s"], ceilings["dd_direct_mb_s"])
+        add(f"embedded produce >= 70% of dd fdatasync, buffered or direct ({label})", ratio(e, disk), 0.7,
+            e is not None and e >= 0.7 * disk)
     e2e = (by.get("tern-s3") or {}).get("e2e")
     limit = FLUSH_INTERVAL_MS + ceilings["boto3_put_p99_half_ms"]
     add(f"S3 WAL produce p99 at 50% load <= flush interval + PUT p99 at 50% load ({limit:.0f} ms)",
@@ -589,6 +593,7 @@ def main():
         ceilings["boto3_put_p99_half_ms"], n = boto3_put_p99_at(client, bucket, body, mbs / 2, 5 if args.quick else 15)
         log("dd conv=fdatasync")
         ceilings["dd_mb_s"] = dd_fdatasync(args.workdir, 512 if args.quick else 2048)
+        ceilings["dd_direct_mb_s"] = dd_fdatasync(args.workdir, 512 if args.quick else 2048, direct=True)
         log("loopback TCP")
         ceilings["loopback_mb_s"] = loopback_tcp(2048 if args.quick else 8192)
         log(f"ceilings: {json.dumps({k: round(v, 1) for k, v in ceilings.items()})}")
