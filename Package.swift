@@ -30,6 +30,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "CCRC32C"),
+        // mallopt for `tern serve` (TernCLI/Serve.swift pinMallocMmapThreshold).
+        .target(name: "CMalloc"),
         // Kafka's record batch codecs, from Debian's zlib1g-dev, libzstd-dev, liblz4-dev and
         // libsnappy-dev (installed by tools/install-deps.sh).
         .target(
@@ -122,7 +124,7 @@ let package = Package(
         .executableTarget(
             name: "TernCLI",
             dependencies: [
-                "Broker", "AdminHTTP", "StreamStorage", "ObjectStore", "Metadata", "KafkaClient",
+                "Broker", "AdminHTTP", "StreamStorage", "ObjectStore", "Metadata", "KafkaClient", "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,0 +1,10 @@
+#include "cmalloc.h"
+#include <stdlib.h>  // defines __GLIBC__ on glibc
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+
+int tern_fix_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes); }
+#else
+int tern_fix_mmap_threshold(int bytes) { (void)bytes; return 0; }
+#endif
