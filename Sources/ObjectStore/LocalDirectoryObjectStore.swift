@@ -204,11 +204,12 @@ public final class LocalDirectoryObjectStore: ObjectStore {
     }
 }
 
-/// O_DIRECT writes: the body is copied into aligned memory (kept for the next write, a few
-/// buffers at most, so no write pays page faults for fresh memory), padded to the alignment,
-/// written, and the file cut back to the body's length.
+/// O_DIRECT writes: the body is copied, a chunk at a time, into aligned memory of one size
+/// (kept for the next write, so no write pays page faults for fresh memory), the last chunk
+/// padded to the alignment, and the file cut back to the body's length.
 final class DirectWrites: Sendable {
     static let alignment = 4096
+    static let chunkBytes = 8 << 20
     /// The open flag, per architecture (Glibc does not export O_DIRECT to Swift).
     #if os(Linux) && arch(x86_64)
     static let openFlag: Int32? = 0o40000
@@ -218,34 +219,30 @@ final class DirectWrites: Sendable {
     static let openFlag: Int32? = nil
     #endif
 
-    private let state = NIOLockedValueBox(State())
-
-    private struct State {
-        var supported = DirectWrites.openFlag != nil
-        var spare: [AlignedMemory] = []
-    }
+    private let supported = NIOLockedValueBox(DirectWrites.openFlag != nil)
+    private let chunks = ReusePool<AlignedMemory>(keep: 4)
 
     /// The flag to open with, or nil once the file system refused it.
-    var flag: Int32? { state.withLockedValue { $0.supported } ? Self.openFlag : nil }
+    var flag: Int32? { supported.withLockedValue { $0 } ? Self.openFlag : nil }
 
-    func refused() { state.withLockedValue { $0.supported = false } }
+    func refused() { supported.withLockedValue { $0 = false } }
 
     func write(_ body: ByteBuffer, to fd: Int32, path: String) throws {
+        let memory = chunks.take() ?? AlignedMemory(capacity: Self.chunkBytes)
+        defer { chunks.give(memory) }
         let length = body.readableBytes
-        let padded = (length + Self.alignment - 1) / Self.alignment * Self.alignment
-        let memory = state.withLockedValue { s -> AlignedMemory? in
-            guard let i = s.spare.firstIndex(where: { $0.capacity >= padded }) else { return nil }
-            return s.spare.remove(at: i)
-        } ?? AlignedMemory(capacity: max(padded, 8 << 20))
-        defer {
-            state.withLockedValue { s in
-                if s.spare.count < 4 && memory.capacity <= 64 << 20 { s.spare.append(memory) }
+        var written = 0
+        try body.withUnsafeReadableBytes { raw in
+            while written < length {
+                let n = min(Self.chunkBytes, length - written)
+                let padded = (n + Self.alignment - 1) / Self.alignment * Self.alignment
+                memory.pointer.copyMemory(from: raw.baseAddress! + written, byteCount: n)
+                (memory.pointer + n).initializeMemory(as: UInt8.self, repeating: 0, count: padded - n)
+                try LocalDirectoryObjectStore.writeAll(fd, UnsafeRawBufferPointer(start: memory.pointer, count: padded), path: path)
+                written += n
             }
         }
-        body.withUnsafeReadableBytes { raw in memory.pointer.copyMemory(from: raw.baseAddress!, byteCount: length) }
-        (memory.pointer + length).initializeMemory(as: UInt8.self, repeating: 0, count: padded - length)
-        try LocalDirectoryObjectStore.writeAll(fd, UnsafeRawBufferPointer(start: memory.pointer, count: padded), path: path)
-        if padded != length {
+        if length % Self.alignment != 0 {
             guard ftruncate(fd, off_t(length)) == 0 else { throw LocalDirectoryObjectStore.posixError("ftruncate \(path)") }
         }
     }

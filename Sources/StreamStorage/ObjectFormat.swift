@@ -53,10 +53,19 @@ public enum ObjectFormat {
     /// Builds an object from batches in append order. Batches are grouped by stream (sorted
     /// by stream id), each stream's batches kept in order and cut into blocks.
     public static func build(_ batches: [Batch], superseded: [String] = []) -> (bytes: ByteBuffer, entries: [Entry]) {
+        var out = ByteBufferAllocator().buffer(capacity: 0)
+        let entries = build(batches, superseded: superseded, into: &out)
+        return (out, entries)
+    }
+
+    /// `build` into `out`, which is cleared first: a buffer given back after an earlier
+    /// upload is written again without fresh memory (and its page faults).
+    public static func build(_ batches: [Batch], superseded: [String] = [], into out: inout ByteBuffer) -> [Entry] {
         var byStream: [Int64: [Batch]] = [:]
         for b in batches { byStream[b.streamId, default: []].append(b) }
         let total = batches.reduce(0) { $0 + $1.bytes.readableBytes }
-        var out = ByteBufferAllocator().buffer(capacity: total + byStream.count * (indexEntrySize + 8) + footerSize + 64)
+        out.clear()
+        out.reserveCapacity(total + byStream.count * (indexEntrySize + 8) + footerSize + 64 + superseded.reduce(0) { $0 + 2 + $1.utf8.count })
         var entries: [Entry] = []
         for id in byStream.keys.sorted() {
             var current: Entry?
@@ -102,7 +111,7 @@ public enum ObjectFormat {
         out.writeInteger(Int32(out.writerIndex - 12 - supersededPosition))
         out.writeInteger(version)
         out.writeInteger(magic)
-        return (out, entries)
+        return entries
     }
 
     public struct FormatError: Error, CustomStringConvertible {

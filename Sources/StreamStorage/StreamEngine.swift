@@ -203,6 +203,8 @@ public final class StreamEngine: Sendable {
     }
     private let commits: AsyncStream<CommitItem>.Continuation
     private let commitStream: AsyncStream<CommitItem>
+    /// WAL object buffers given back after their upload, one per upload that may be in flight.
+    private let objectBuffers: ReusePool<ByteBuffer>
 
     public init(config: StorageConfig, objectStore: any ObjectStore, metadata: any MetadataStore, nodeId: Int32,
                 clusterId: String, brokerEpoch: Int64, loop: any EventLoop, logger: Logger,
@@ -219,6 +221,7 @@ public final class StreamEngine: Sendable {
         self.blockCache = BlockCache(capacity: config.blockCacheBytes, blockSize: config.blockCacheBlockBytes,
                                      maxReadahead: config.readaheadMaxBytes)
         (commitStream, commits) = AsyncStream.makeStream(of: CommitItem.self)
+        objectBuffers = ReusePool(keep: config.maxConcurrentUploads)
     }
 
     // MARK: keys
@@ -675,7 +678,9 @@ public final class StreamEngine: Sendable {
 
     private func runUpload(_ upload: Upload) async {
         let key = walKey(seq: upload.seq)
-        let (object, entries) = ObjectFormat.build(upload.buffer.batches)
+        var object = objectBuffers.take() ?? ByteBuffer()
+        let entries = ObjectFormat.build(upload.buffer.batches, into: &object)
+        defer { objectBuffers.give(object) }
         var fenced = false
         if mutations.contains(.ackBeforeWrite) {
             for w in upload.buffer.waiters { w.waiter.resume(.success(w.result)) }
