@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import ObjectStore
 import ServiceLifecycle
 
 /// The Kafka listener: one task per connection reads frames in order and hands each to the
@@ -13,6 +14,8 @@ public final class KafkaServer: Service, Sendable {
     let logger: Logger
     let channel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
     private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+    /// Big request frames' buffers, shared by this listener's connections (KafkaFrameDecoder).
+    private let frames = ReusePool<ByteBuffer>(keep: 8)
 
     /// Binds the listener (so a taken port fails startup, not later): the client listener
     /// (`listeners`) or the internal one (`internal.listeners`).
@@ -22,6 +25,7 @@ public final class KafkaServer: Service, Sendable {
         self.logger = logger
         let address = listener == .client ? broker.config.listen : broker.config.internalListen ?? HostPort(host: "127.0.0.1", port: 0)
         let maxFrame = broker.config.socketRequestMaxBytes
+        let frames = self.frames
         channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -29,7 +33,7 @@ public final class KafkaServer: Service, Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .bind(host: address.host, port: address.port) { child in
                 child.eventLoop.makeCompletedFuture {
-                    try child.pipeline.syncOperations.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxFrameSize: maxFrame)))
+                    try child.pipeline.syncOperations.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxFrameSize: maxFrame, frames: frames)))
                     return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child)
                 }
             }
@@ -63,6 +67,13 @@ public final class KafkaServer: Service, Sendable {
         }
     }
 
+    /// A big request frame goes back to the decoders' pool once its request is answered. One
+    /// still held elsewhere (acks=0 appends in flight) is safe there: the decoder's next write
+    /// to it copies it first.
+    private func giveBack(_ frame: ByteBuffer) {
+        if frame.capacity >= KafkaFrameDecoder.pooledFrameBytes { frames.give(frame) }
+    }
+
     private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
         let peer = connection.channel.remoteAddress.map { "\($0)" } ?? "?"
         // Kafka reports a member's host as InetAddress.toString(): "/127.0.0.1".
@@ -76,13 +87,14 @@ public final class KafkaServer: Service, Sendable {
         }
         do {
             try await connection.executeThenClose { inbound, outbound in
-                let (responses, queue) = AsyncStream.makeStream(of: Task<ByteBuffer, Never>.self)
+                let (responses, queue) = AsyncStream.makeStream(of: (task: Task<ByteBuffer, Never>, frame: ByteBuffer).self)
                 let pending = PendingResponses()
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         for await response in responses {
-                            let bytes = await response.value
-                            pending.remove(response)
+                            let bytes = await response.task.value
+                            pending.remove(response.task)
+                            self.giveBack(response.frame)
                             try await outbound.write(bytes)
                         }
                     }
@@ -91,8 +103,9 @@ public final class KafkaServer: Service, Sendable {
                         switch await broker.handle(frame: frame, clientHost: clientHost, listener: listener) {
                         case .respond(let task):
                             pending.add(task)
-                            queue.yield(task)
+                            queue.yield((task, frame))
                         case .noResponse:
+                            giveBack(frame)
                             continue
                         case .close(let reason):
                             logger.warning("closing connection: \(reason)", metadata: ["peer": "\(peer)"])
