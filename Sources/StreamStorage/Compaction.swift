@@ -200,31 +200,30 @@ extension StreamEngine {
         }
         for id in batches.keys { batches[id]!.sort { $0.header.baseOffset < $1.header.baseOffset } }
 
-        // Cut out the stream objects' batches; the rest is the merged SSO.
+        // Cut out the stream objects' batches; the rest is the merged SSO. Each output is
+        // written as soon as it is built, so one output at a time is in memory next to the inputs.
         let superseded = plan.inputs.map(\.key)
-        var outputs: [(key: String, bytes: ByteBuffer, entries: [ObjectFormat.Entry])] = []
+        var outputs: [(key: String, size: Int, entries: [ObjectFormat.Entry])] = []
+        func write(_ key: String, _ batches: [ObjectFormat.Batch]) async throws {
+            let (bytes, entries) = ObjectFormat.build(batches, superseded: superseded)
+            try await objectStore.put(key, bytes, ifNoneMatch: true)
+            outputs.append((key, bytes.readableBytes, entries))
+        }
         for run in plan.streamObjects {
             let inRun = { (b: ObjectFormat.Batch) in b.header.baseOffset >= run.start && b.header.baseOffset < run.end }
             let mine = batches[run.streamId, default: []].filter(inRun)
             batches[run.streamId]?.removeAll(where: inRun)
             guard !mine.isEmpty else { continue }
-            let key = CompactionKeys.streamObject(cluster: clusterId, streamId: run.streamId, start: run.start, end: run.end,
-                                                  node: nodeId, brokerEpoch: brokerEpoch, seq: nextCompactionSeq())
-            let (bytes, entries) = ObjectFormat.build(mine, superseded: superseded)
-            outputs.append((key, bytes, entries))
+            try await write(CompactionKeys.streamObject(cluster: clusterId, streamId: run.streamId, start: run.start, end: run.end,
+                                                        node: nodeId, brokerEpoch: brokerEpoch, seq: nextCompactionSeq()), mine)
         }
         let rest = batches.keys.sorted().flatMap { batches[$0]! }
+        batches = [:]
         if !rest.isEmpty {
-            let key = CompactionKeys.sso(cluster: clusterId, node: nodeId, brokerEpoch: brokerEpoch, seq: nextCompactionSeq())
-            let (bytes, entries) = ObjectFormat.build(rest, superseded: superseded)
-            outputs.append((key, bytes, entries))
+            try await write(CompactionKeys.sso(cluster: clusterId, node: nodeId, brokerEpoch: brokerEpoch, seq: nextCompactionSeq()), rest)
         }
-
-        for o in outputs {
-            try await objectStore.put(o.key, o.bytes, ifNoneMatch: true)
-            report.bytesWritten += o.bytes.readableBytes
-        }
-        let objects = outputs.map { StoredObject(key: $0.key, size: $0.bytes.readableBytes, ranges: ObjectFormat.ranges(of: $0.entries, key: $0.key)) }
+        report.bytesWritten = outputs.reduce(0) { $0 + $1.size }
+        let objects = outputs.map { StoredObject(key: $0.key, size: $0.size, ranges: ObjectFormat.ranges(of: $0.entries, key: $0.key)) }
         if mutations.contains(.deleteBeforeSupersedingCommit) { try await objectStore.delete(superseded) }
         do {
             try await metadata.commitCompaction(CompactionCommit(superseded: superseded, objects: objects), now: now)
