@@ -36,11 +36,11 @@ def free_port():
 BINARY = os.environ.get("TERN_BIN", os.path.join(ROOT, ".build", "release", "tern"))
 
 
-def start_tern(data_dir):
+def start_tern(data_dir, extra=()):
     port, mport = free_port(), free_port()
     binary = BINARY
     proc = subprocess.Popen([binary, "serve", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}",
-                             "--advertise", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{mport}"],
+                             "--advertise", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{mport}", *extra],
                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(data_dir, "broker.log"), "w"))
     for _ in range(300):
         try:

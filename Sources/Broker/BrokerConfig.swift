@@ -95,7 +95,7 @@ public struct BrokerConfig: Sendable {
         .init(name: "object.gc.interval.ms", flag: nil, defaultValue: "10000", help: "how often unreferenced objects are marked and deleted"),
         .init(name: "compaction.interval.ms", flag: nil, defaultValue: "30000", help: "how often to look for small objects to compact"),
         .init(name: "compaction.max.bytes.per.sec", flag: nil, defaultValue: "33554432", help: "compaction's share of object-store bandwidth (read + written)"),
-        .init(name: "compaction.sso.max.bytes", flag: nil, defaultValue: "134217728", help: "most live bytes one compaction run reads and holds in memory; objects half this full are left alone"),
+        .init(name: "compaction.sso.max.bytes", flag: nil, defaultValue: "67108864", help: "most live bytes one compaction run reads; it holds about twice this in memory (inputs and one output); objects half this full are left alone"),
         .init(name: "stream.object.split.bytes", flag: nil, defaultValue: "8388608", help: "a partition with this much contiguous data in a compaction run gets its own stream object"),
         .init(name: "broker.rack", flag: nil, defaultValue: "", help: "this broker's rack (zone), reported in metadata"),
         .init(name: "broker.session.timeout.ms", flag: nil, defaultValue: "9000", help: "a broker whose lease is not renewed for this long is failed over"),

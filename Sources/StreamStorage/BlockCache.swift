@@ -10,7 +10,7 @@ import NIOCore
 /// `blockSize` (512 KiB), doubles with every GET of a read that continues where the reader's
 /// previous read ended (or re-reads within it), up to `maxReadahead` (32 MiB), falls back to
 /// `blockSize` when the reader jumps, and halves when a block it read ahead is evicted before
-/// anyone read it.
+/// anyone read it. GETs under way read ahead no further than half of `capacity` in all.
 ///
 /// Every block is copied into its own right-sized buffer, so a cached block never pins a
 /// larger GET buffer.
@@ -41,6 +41,8 @@ public final class BlockCache: Sendable {
         var hits = 0
         var misses = 0
         var gets = 0
+        /// Bytes of GETs under way: their buffers are memory outside the cache's budget.
+        var fetching = 0
     }
 
     /// One read: bytes `range` of `object`, which hold a reader's stream offsets `offsets`;
@@ -124,7 +126,10 @@ public final class BlockCache: Sendable {
             s.gets += 1
             // Whole blocks from the first missing one through the readahead window (within
             // the reader's data), stopping early at a block already cached past the request.
-            let want = max(range.upperBound, min(range.lowerBound + window, max(request.readaheadEnd, range.upperBound)))
+            // Readahead only as far as the GETs under way stay within half the cache's
+            // budget: sixteen readers each reading 32 MiB ahead held 214 MB outside it.
+            let ahead = min(window, max(0, capacity / 2 - s.fetching))
+            let want = max(range.upperBound, min(range.lowerBound + ahead, max(request.readaheadEnd, range.upperBound)))
             var end = (want + blockSize - 1) / blockSize
             var i = last + 1
             while i < end {
@@ -138,11 +143,16 @@ public final class BlockCache: Sendable {
                 // This read needed a GET: a sequential reader's window grows for the next one.
                 s.readers[id]!.window = min(window * 2, maxReadahead)
             }
+            s.fetching += (end - firstMissing) * blockSize
             return (have, firstMissing * blockSize..<end * blockSize)
         }
         var blocks = have
         if let get {
-            let fetched = try await fetch(get)
+            let fetched: ByteBuffer
+            do {
+                defer { state.withLockedValue { $0.fetching -= get.count } }
+                fetched = try await fetch(get)
+            }
             var fresh: [(Int, ByteBuffer)] = []
             var at = 0
             while at < fetched.readableBytes {

@@ -12,9 +12,10 @@ public struct CompactionConfig: Sendable {
     /// `compaction.max.bytes.per.sec`: compaction's share of object-store bandwidth (bytes
     /// read plus written); after each run it waits long enough to stay under it.
     public var maxBytesPerSec = 32 << 20
-    /// `compaction.sso.max.bytes`: most live bytes one run reads (and so holds in memory);
+    /// `compaction.sso.max.bytes`: most live bytes one run reads (it holds the inputs and one
+    /// output in memory);
     /// SSOs and stream objects with at least half of this live are left as they are.
-    public var ssoMaxBytes = 128 << 20
+    public var ssoMaxBytes = 64 << 20
     /// `stream.object.split.bytes`: a stream with at least this much contiguous data among
     /// a run's inputs is written to its own stream object.
     public var splitBytes = 8 << 20

@@ -680,7 +680,8 @@ public final class StreamEngine: Sendable {
         let key = walKey(seq: upload.seq)
         var object = objectBuffers.take() ?? ByteBuffer()
         let entries = ObjectFormat.build(upload.buffer.batches, into: &object)
-        defer { objectBuffers.give(object) }
+        // Kept unless far larger than a flush (a buffer that grew while uploads were capped).
+        defer { if object.capacity <= 4 * config.uploadBytes { objectBuffers.give(object) } }
         var fenced = false
         if mutations.contains(.ackBeforeWrite) {
             for w in upload.buffer.waiters { w.waiter.resume(.success(w.result)) }

@@ -236,6 +236,41 @@ final class CountingStore: ObjectStore {
         #expect(store.gets.map(\.range) == [(180 * Self.kib)..<(182 * Self.kib)])
     }
 
+    /// GETs under way are memory outside the budget: they read ahead no further than half of
+    /// it in all. While they hold that much, a reader GETs only what it asked for.
+    @Test func noReadaheadWhileGetsUnderWayHoldHalfTheBudget() async throws {
+        let kib = Self.kib
+        let store = CountingStore()
+        try await Self.object(store, "a", kib: 64)
+        try await Self.object(store, "b", kib: 64)
+        let c = BlockCache(capacity: 8 * kib, blockSize: kib, maxReadahead: 8 * kib)
+        var offset: Int64 = 0
+        func next(_ i: Int) async throws {  // sequential in the stream, at block i of the object
+            _ = try await Self.read(c, store, "b", (i * kib)..<(i * kib + 100), reader: 2,
+                                    offsets: offset..<(offset + 1), readaheadEnd: 64 * kib)
+            offset += 1
+        }
+        try await next(0)
+        try await next(1)
+        #expect(store.gets.map(\.range) == [0..<kib, kib..<(3 * kib)])
+        // A GET of 5 KiB, held under way.
+        let (gate, open) = AsyncStream.makeStream(of: Void.self)
+        let held = Task {
+            try await c.read(.init(object: "a", range: 0..<(5 * kib))) { range in
+                for await _ in gate { break }
+                return try await store.get("a", range: range)
+            }
+        }
+        while c.stats.gets < 3 { await Task.yield() }
+        try await next(3)
+        #expect(store.gets.last!.range == (3 * kib)..<(4 * kib), "only the block asked for")
+        open.yield(())
+        open.finish()
+        _ = try await held.value
+        try await next(4)
+        #expect(store.gets.last!.range == (4 * kib)..<(8 * kib), "readahead is back once the GET is done, up to half the budget")
+    }
+
     /// Blocks read ahead and evicted before anybody read them halve that reader's window.
     @Test func readaheadShrinksWhenItsBlocksAreEvictedUnread() async throws {
         let store = CountingStore()
