@@ -54,6 +54,7 @@ public final class Broker: Sendable {
     /// opens the streams of the partitions assigned here (each at a new epoch) and marks the
     /// broker ready.
     public func start() async throws {
+        try await renewLease()
         try await clusterLock.withLock { try await self.clusterRound() }
         // After the streams: transactions that were completing write their markers now.
         try await loadTransactions()

@@ -32,7 +32,8 @@ struct ClusterView: Sendable {
     /// the metadata store, when every lease may look expired.
     var graceUntilMs: Int64 = 0
     var lastRenewal: ContinuousClock.Instant?
-    var storeUnreachable = false
+    /// Since when this broker cannot reach the metadata store, while it cannot.
+    var unreachableSince: ContinuousClock.Instant?
     /// This run was replaced (a newer run of the node) or failed over: it serves nothing.
     var superseded = false
     /// Traffic counters at the last load report, and when it was made.
@@ -59,12 +60,49 @@ extension Broker {
         } catch is CancellationError {
             return  // shutting down
         } catch {
-            let first = cluster.withLockedValue { v in
-                defer { v.storeUnreachable = true }
-                return !v.storeUnreachable
-            }
-            if first { logger.warning("cluster round failed; retrying", metadata: ["error": "\(error)"]) }
+            storeFailed("cluster round failed; retrying", error)
         }
+    }
+
+    /// Renews this broker's lease when due, apart from the cluster round: a round can take
+    /// long (a release waits for its commits; a database call may outlast its deadline), and
+    /// a lease renewed only between rounds then runs out although the broker is alive. After
+    /// a 20 s PostgreSQL outage a broker whose round had not failed, nor ended, 9 s after the
+    /// database was back was failed over that way.
+    public func leaseTick() async {
+        let c = config.cluster
+        let due = cluster.withLockedValue { v in
+            !v.superseded && (v.lastRenewal.map { ContinuousClock.now - $0 >= .milliseconds(c.heartbeatIntervalMs) } ?? true)
+        }
+        guard due else { return }
+        do {
+            try await renewLease()
+        } catch is CancellationError {
+            return
+        } catch {
+            storeFailed("lease renewal failed; retrying", error)
+        }
+    }
+
+    /// Renews the lease now, with this broker's endpoints (the internal listener's port among
+    /// them: peers find it here).
+    func renewLease() async throws {
+        let c = config.cluster
+        let renewed = try await clusterStore.renewLease(nodeId: config.nodeId, epoch: engine.brokerEpoch, host: config.advertise.host,
+                                                        port: config.advertise.port, internalPort: internalPort, rack: c.rack,
+                                                        leaseMs: c.sessionTimeoutMs)
+        if !renewed { supersede("its lease was taken: it was failed over, or node \(config.nodeId) started again") }
+        cluster.withLockedValue { $0.lastRenewal = .now }
+    }
+
+    /// Notes that the metadata store could not be reached (logged once per outage); the next
+    /// cluster round that reaches it starts the grace period.
+    private func storeFailed(_ what: String, _ error: any Error) {
+        let first = cluster.withLockedValue { v in
+            defer { v.unreachableSince = v.unreachableSince ?? .now }
+            return v.unreachableSince == nil
+        }
+        if first { logger.warning("\(what)", metadata: ["error": "\(error)"]) }
     }
 
     /// A change notification: runs a round now rather than at the next poll (one at a time;
@@ -103,25 +141,22 @@ extension Broker {
         let c = config.cluster
         let epoch = engine.brokerEpoch
             if cluster.withLockedValue({ $0.superseded }) { return }
-            let due = cluster.withLockedValue { v in
-                v.lastRenewal.map { ContinuousClock.now - $0 >= .milliseconds(c.heartbeatIntervalMs) } ?? true
+            let loadsDue = cluster.withLockedValue { v in
+                v.lastTrafficAt.map { ContinuousClock.now - $0 >= .milliseconds(c.heartbeatIntervalMs) } ?? true
             }
-            if due {
-                let renewed = try await clusterStore.renewLease(nodeId: config.nodeId, epoch: epoch, host: config.advertise.host,
-                                                                port: config.advertise.port, internalPort: internalPort, rack: c.rack, leaseMs: c.sessionTimeoutMs)
-                if !renewed { supersede("its lease was taken: it was failed over, or node \(config.nodeId) started again") }
-                cluster.withLockedValue { $0.lastRenewal = .now }
-                try await reportLoads()
-            }
+            if loadsDue { try await reportLoads() }
             let status = try await clusterStore.clusterStatus()
-            let (reload, wasUnreachable) = cluster.withLockedValue { v in
-                let r = (v.loadedVersion != status.version, v.storeUnreachable)
+            let (reload, grace) = cluster.withLockedValue { v -> (Bool, Int64?) in
+                let reload = v.loadedVersion != status.version
                 v.status = status
-                v.storeUnreachable = false
-                if r.1 { v.graceUntilMs = status.nowMs + c.sessionTimeoutMs }
-                return r
+                guard let since = v.unreachableSince else { return (reload, nil) }
+                v.unreachableSince = nil
+                let outageMs = Int64((ContinuousClock.now - since) / .milliseconds(1))
+                let grace = ClusterPlanner.graceAfterOutage(sessionTimeoutMs: Int64(c.sessionTimeoutMs), outageMs: outageMs)
+                v.graceUntilMs = status.nowMs + grace
+                return (reload, grace)
             }
-            if wasUnreachable { logger.notice("metadata store reachable again; no failover for broker.session.timeout.ms") }
+            if let grace { logger.notice("metadata store reachable again; no failover for \(grace) ms") }
             if let me = status.brokers.first(where: { $0.nodeId == config.nodeId }), me.recoveredEpoch >= epoch {
                 supersede("this broker was failed over (its lease expired)")
             }

@@ -34,6 +34,16 @@ public enum ClusterPlanner {
         }
     }
 
+    /// How long after the metadata store is back nothing fails over: a session timeout for
+    /// every broker to renew, plus a quarter of the outage. Brokers reconnect with the
+    /// connection pool's backoff, which grows by a quarter per failed attempt (postgres-nio:
+    /// 100 ms × 1.25^n, at most a minute), so after a long outage a live broker may find the
+    /// database back only that much later. With one session timeout alone, a broker was
+    /// failed over after a 20 s outage on a loaded machine.
+    public static func graceAfterOutage(sessionTimeoutMs: Int64, outageMs: Int64) -> Int64 {
+        sessionTimeoutMs + min(max(0, outageMs) / 4, 60_000)
+    }
+
     /// What the controller does now. Nothing fails over before `graceUntilMs` (database
     /// clock): after a database outage or a controller change every lease may look expired.
     public static func controllerPlan(status: ClusterStatus, streams: [StreamPlacement], graceUntilMs: Int64) -> ControllerPlan {

@@ -208,6 +208,7 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
         services: [.init(service: StorageService(engine: engine, flushTimeout: flushTimeout)),
                    .init(service: kafka), .init(service: admin), .init(service: internalServer ?? NoService()),
                    .init(service: PeriodicService(intervalMs: config.cluster.pollIntervalMs) { await broker.clusterTick() }),
+                   .init(service: PeriodicService(intervalMs: config.cluster.pollIntervalMs) { await broker.leaseTick() }),
                    .init(service: ClusterWatchService(broker: broker)),
                    .init(service: PeriodicService(intervalMs: config.retentionCheckIntervalMs) { await broker.applyRetention() }),
                    .init(service: PeriodicService(intervalMs: config.offsetsRetentionCheckIntervalMs) { await broker.expireOffsets() }),

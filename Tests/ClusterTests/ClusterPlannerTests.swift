@@ -72,6 +72,14 @@ import Testing
         #expect(plan.assignments == [.init(streamId: 2, node: 1)])
     }
 
+    /// After an outage, brokers reconnect as late as the pool's backoff has grown: the grace
+    /// period grows with the outage, up to a minute more than the session timeout.
+    @Test func theGraceAfterAnOutageGrowsWithIt() {
+        #expect(ClusterPlanner.graceAfterOutage(sessionTimeoutMs: 3000, outageMs: 0) == 3000)
+        #expect(ClusterPlanner.graceAfterOutage(sessionTimeoutMs: 3000, outageMs: 20_000) == 8000)
+        #expect(ClusterPlanner.graceAfterOutage(sessionTimeoutMs: 9000, outageMs: 3_600_000) == 69_000)
+    }
+
     @Test func streamsLeftAssignedToARecoveredDeadBrokerAreReassigned() {
         let plan = ClusterPlanner.controllerPlan(
             status: Self.status([Self.broker(1), Self.broker(2, epoch: 5, live: false, recovered: 5)]),
