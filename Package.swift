@@ -75,6 +75,7 @@ let package = Package(
             dependencies: [
                 "KafkaProtocol", "ObjectStore", "Metadata",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -149,7 +150,7 @@ let package = Package(
         .testTarget(
             name: "KafkaProtocolTests",
             dependencies: [
-                "KafkaProtocol", "Broker",
+                "KafkaProtocol", "Broker", "ObjectStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ],

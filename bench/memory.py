@@ -111,6 +111,8 @@ def main():
 
     print(f"\nbound: log.cache.bytes {settings['log.cache.bytes'] // MiB} MiB + block.cache.bytes "
           f"{settings['block.cache.bytes'] // MiB} MiB + 256 MiB = {bound_kib // 1024} MiB")
+    if max(sampler.peaks.values(), default=0) < 64 * 1024:
+        raise SystemExit("the broker's RSS was not sampled (is TERN_BIN a wrapper process?)")
     failed = False
     for phase in ("produce", "catch-up", "settle"):
         peak = sampler.peaks.get(phase, 0)
