@@ -61,7 +61,7 @@ public struct BrokerConfig: Sendable {
         .init(name: "object.store", flag: "--object-store", defaultValue: "file://<data.dir>/objects", help: "bucket: file://DIR or s3://BUCKET[/PREFIX]"),
     ] + S3Settings.entries + [
         .init(name: "metadata", flag: "--metadata", defaultValue: "sqlite://<data.dir>/metadata.sqlite", help: "metadata store: sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE"),
-        .init(name: "wal", flag: "--wal", defaultValue: "object", help: "WAL mode: object (one object per flush)"),
+        .init(name: "wal", flag: "--wal", defaultValue: "object", help: "WAL mode: object (one object per flush, acked on its PUT) or file://DIR (acked on fdatasync, uploaded behind)"),
         .init(name: "metrics.listen", flag: "--metrics-listen", defaultValue: "127.0.0.1:9644", help: "HTTP listener for /metrics, /healthz, /readyz"),
         .init(name: "wal.upload.bytes", flag: nil, defaultValue: "8388608", help: "flush the WAL buffer at this size"),
         .init(name: "wal.upload.interval.ms", flag: nil, defaultValue: "250", help: "flush the WAL buffer at the latest after this long"),
@@ -121,6 +121,8 @@ public struct BrokerConfig: Sendable {
     public var advertise = HostPort(host: "localhost", port: 9092)
     public var nodeId: Int32 = 1
     public var objectStoreURL = ""
+    /// The file WAL's directory (`wal = file://DIR`); nil for the S3 WAL.
+    public var walDirectory: String?
     public var metadataURL = ""
     public var metricsListen = HostPort(host: "127.0.0.1", port: 9644)
     /// `internal.listeners`: where other brokers send internal requests; nil for none (one
@@ -188,7 +190,10 @@ public struct BrokerConfig: Sendable {
             c.internalListen = HostPort(host: c.listen.host, port: 0)
         }
         if let v = raw["wal"], v != "object" {
-            throw ConfigError("wal: only 'object' (the S3 WAL) is available, got '\(v)'")
+            guard v.hasPrefix("file://"), v.count > "file://".count else {
+                throw ConfigError("wal: expected 'object' (the S3 WAL) or file://DIR (the file WAL), got '\(v)'")
+            }
+            c.walDirectory = String(v.dropFirst("file://".count))
         }
         if let v = raw["metrics.listen"] { c.metricsListen = try HostPort.parse(v, setting: "metrics.listen") }
         if let n = try int("wal.upload.bytes", 1024...(1 << 30)) { c.storage.uploadBytes = n }

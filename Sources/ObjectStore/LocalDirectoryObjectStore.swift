@@ -81,7 +81,7 @@ public final class LocalDirectoryObjectStore: ObjectStore {
         }
     }
 
-    static func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer, path: String) throws {
+    public static func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer, path: String) throws {
         var done = 0
         while done < raw.count {
             let n = write(fd, raw.baseAddress! + done, raw.count - done)
@@ -180,7 +180,7 @@ public final class LocalDirectoryObjectStore: ObjectStore {
         }
     }
 
-    static func makeDirectories(_ path: String) throws {
+    public static func makeDirectories(_ path: String) throws {
         var current = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/") {
             current += "/" + part
@@ -190,14 +190,14 @@ public final class LocalDirectoryObjectStore: ObjectStore {
         }
     }
 
-    private static func syncDirectory(_ path: String) throws {
+    public static func syncDirectory(_ path: String) throws {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw posixError("open \(path)") }
         defer { close(fd) }
         guard fsync(fd) == 0 else { throw posixError("fsync \(path)") }
     }
 
-    static func posixError(_ what: String) -> ObjectStoreError {
+    public static func posixError(_ what: String) -> ObjectStoreError {
         let code = errno
         let text = String(cString: strerror(code))
         return ObjectStoreError(code == ENOSPC || code == EIO ? .unavailable : .failed, "\(what): \(text)")
@@ -207,16 +207,16 @@ public final class LocalDirectoryObjectStore: ObjectStore {
 /// O_DIRECT writes: the body is copied, a chunk at a time, into aligned memory of one size
 /// (kept for the next write, so no write pays page faults for fresh memory), the last chunk
 /// padded to the alignment, and the file cut back to the body's length.
-final class DirectWrites: Sendable {
-    static let alignment = 4096
+public final class DirectWrites: Sendable {
+    public static let alignment = 4096
     static let chunkBytes = 8 << 20
     /// The open flag, per architecture (Glibc does not export O_DIRECT to Swift).
     #if os(Linux) && arch(x86_64)
-    static let openFlag: Int32? = 0o40000
+    public static let openFlag: Int32? = 0o40000
     #elseif os(Linux) && arch(arm64)
-    static let openFlag: Int32? = 0o200000
+    public static let openFlag: Int32? = 0o200000
     #else
-    static let openFlag: Int32? = nil
+    public static let openFlag: Int32? = nil
     #endif
 
     private let supported = NIOLockedValueBox(DirectWrites.openFlag != nil)
@@ -249,11 +249,11 @@ final class DirectWrites: Sendable {
 }
 
 /// Page-aligned memory, freed with its owner.
-final class AlignedMemory: @unchecked Sendable {
-    let pointer: UnsafeMutableRawPointer
-    let capacity: Int
+public final class AlignedMemory: @unchecked Sendable {
+    public let pointer: UnsafeMutableRawPointer
+    public let capacity: Int
 
-    init(capacity: Int) {
+    public init(capacity: Int) {
         self.capacity = capacity
         pointer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: DirectWrites.alignment)
     }

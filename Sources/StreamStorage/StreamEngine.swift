@@ -29,6 +29,12 @@ public struct StorageConfig: Sendable {
     public init() {}
 }
 
+/// Why a broker's WAL could not be recovered.
+public struct RecoveryError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
 /// Why an append was not made durable.
 public enum AppendError: Error, Equatable, Sendable {
     case unknownStream
@@ -117,6 +123,10 @@ public final class StreamEngine: Sendable {
         var releasing = false
         /// Bytes appended since the stream opened here (the balancer's load figures).
         var bytesIn: Int64 = 0
+        /// The end of the stream's data in uploaded objects. With the S3 WAL it is the high
+        /// watermark; with the file WAL the high watermark runs ahead of it. The LogCache
+        /// keeps every batch above it.
+        var uploadedEnd: Int64 = 0
 
         /// Kafka's last stable offset. A transaction counts as open until its marker is
         /// durable (when it also joins `aborted`), so read_committed never passes data of a
@@ -176,6 +186,22 @@ public final class StreamEngine: Sendable {
         var drained: [OneShot<Bool>] = []
         /// Whether the shutdown flush finished in time, once known.
         var shutdownOutcome: Bool?
+        /// File WAL: the group being appended and fdatasync'd. One at a time: the appends
+        /// that arrive meanwhile make up the next group (group commit).
+        var syncing: Buffer?
+        /// File WAL: the WAL thread runs its group-commit loop.
+        var syncLoopRunning = false
+        /// File WAL: durable batches gathered for the next WAL object (segment `nextSeq`).
+        var synced = Buffer()
+        /// File WAL: cut `synced` into an upload once the group being synced is done.
+        var cutWanted = false
+        /// File WAL: a write or fdatasync failed. What the page cache holds is then unknown,
+        /// so nothing more is acked (KAFKA_STORAGE_ERROR) until the broker restarts.
+        var walFailed = false
+
+        var isDrained: Bool {
+            uploads.isEmpty && buffer.batches.isEmpty && buffer.waiters.isEmpty && syncing == nil && synced.batches.isEmpty
+        }
     }
 
     public let config: StorageConfig
@@ -198,18 +224,22 @@ public final class StreamEngine: Sendable {
     /// The commit queue: objects to commit in WAL order, and barriers that resume once every
     /// commit queued before them is done.
     enum CommitItem: Sendable {
-        case object(ObjectCommit)
+        /// An object to commit, with the file-WAL segment it was uploaded from.
+        case object(ObjectCommit, segment: UInt64?)
         case barrier(OneShot<Void>)
     }
     private let commits: AsyncStream<CommitItem>.Continuation
     private let commitStream: AsyncStream<CommitItem>
     /// WAL object buffers given back after their upload, one per upload that may be in flight.
     private let objectBuffers: ReusePool<ByteBuffer>
+    /// The file WAL, when produce is acked on fdatasync rather than on an object PUT.
+    let fileWAL: FileWAL?
 
     public init(config: StorageConfig, objectStore: any ObjectStore, metadata: any MetadataStore, nodeId: Int32,
                 clusterId: String, brokerEpoch: Int64, loop: any EventLoop, logger: Logger,
-                testMutations: TestMutations = []) {
+                fileWAL: FileWAL? = nil, testMutations: TestMutations = []) {
         self.config = config
+        self.fileWAL = fileWAL
         self.mutations = testMutations
         self.objectStore = objectStore
         self.metadata = metadata
@@ -232,9 +262,11 @@ public final class StreamEngine: Sendable {
     func walPrefix(of node: Int32) -> String { "\(clusterId)/wal/\(node)/" }
     func fenceKey(of node: Int32, epoch: Int64) -> String { "\(clusterId)/meta/fence/\(node)/\(epoch)" }
 
-    func walKey(seq: UInt64) -> String {
+    func walKey(seq: UInt64) -> String { walKey(node: nodeId, epoch: brokerEpoch, seq: seq) }
+
+    func walKey(node: Int32, epoch: Int64, seq: UInt64) -> String {
         let s = String(seq)
-        return "\(walPrefix)\(Self.pad(brokerEpoch))/\(String(repeating: "0", count: max(0, 20 - s.count)))\(s)"
+        return "\(walPrefix(of: node))\(Self.pad(epoch))/\(String(repeating: "0", count: max(0, 20 - s.count)))\(s)"
     }
 
     static func pad(_ v: Int64) -> String {
@@ -253,8 +285,42 @@ public final class StreamEngine: Sendable {
     /// object it acked landed before that fence PUT and is in the listing. A WAL object that
     /// landed later was never acked; its ranges carry a stream epoch that a successor has
     /// since replaced, so the metadata store refuses it as fenced, and it is deleted.
+    ///
+    /// With the file WAL it then records the WAL's directory in the bucket (`walMarkerKey`), so
+    /// that whoever takes this broker's WAL over knows to replay its segments; without it, a
+    /// marker left by an earlier run is deleted once that run's segments are replayed.
     public func recover() async throws -> Int {
-        try await recoverWAL(of: nodeId, epochsBelow: brokerEpoch)
+        let recovered = try await recoverWAL(of: nodeId, epochsBelow: brokerEpoch)
+        if let root = fileWAL?.root {
+            try await objectStore.put(walMarkerKey(of: nodeId), ByteBuffer(string: root), ifNoneMatch: false)
+        } else if try await objectStore.head(walMarkerKey(of: nodeId)) != nil {
+            try await objectStore.delete([walMarkerKey(of: nodeId)])
+        }
+        return recovered
+    }
+
+    /// Where a broker on the file WAL names its WAL directory.
+    func walMarkerKey(of node: Int32) -> String { "\(clusterId)/meta/wal/\(node)" }
+
+    /// The file-WAL directories that may hold `node`'s acked records: this broker's own (when
+    /// `node` is this one), and the one its marker names. A marked directory this broker cannot
+    /// read (not shared storage) fails the recovery: replaying without it would lose acks.
+    func fileWALRoots(of node: Int32) async throws -> [String] {
+        var roots: [String] = []
+        if node == nodeId, let root = fileWAL?.root { roots.append(root) }
+        let marker: ByteBuffer
+        do {
+            marker = try await objectStore.get(walMarkerKey(of: node), range: nil)
+        } catch let e as ObjectStoreError where e.code == .notFound {
+            return roots
+        }
+        let root = String(buffer: marker)
+        guard !roots.contains(root) else { return roots }
+        guard FileWAL.readable(root: root, node: node) else {
+            throw RecoveryError(message: "broker \(node) acks produce from a file WAL in \(root)/\(node), which this broker cannot read; "
+                                + "its partitions cannot move before that directory is shared here (or broker \(node) restarts)")
+        }
+        return roots + [root]
     }
 
     /// Fences and recovers the WAL of `node`'s runs with an epoch below `epochsBelow`, as
@@ -262,60 +328,96 @@ public final class StreamEngine: Sendable {
     /// (`epochsBelow` = its epoch + 1) before that broker's streams open elsewhere.
     public func recoverWAL(of node: Int32, epochsBelow: Int64) async throws -> Int {
         let prefix = walPrefix(of: node)
-        if node == nodeId {
-            try await fencePredecessors()
-        } else {
-            try await putFence(node: node, epoch: epochsBelow - 1)
+        let fenced = node == nodeId ? try await fencePredecessors() : [epochsBelow - 1]
+        if node != nodeId { try await putFence(node: node, epoch: epochsBelow - 1) }
+        // The file WAL is fenced the same way, and its segments are read only afterwards.
+        var segments: [String: FileWAL.Segment] = [:]
+        for root in try await fileWALRoots(of: node) {
+            let written = FileWAL.segments(root: root, node: node, epochsBelow: epochsBelow).map(\.epoch)
+            try FileWAL.fence(root: root, node: node, epochs: Array(Set(fenced + written)))
+            for seg in FileWAL.segments(root: root, node: node, epochsBelow: epochsBelow) {
+                segments[walKey(node: node, epoch: seg.epoch, seq: seg.seq)] = seg
+            }
         }
         let committed = try await metadata.committedObjectKeys(prefix: prefix)
-        var recovered = 0
-        let listing = try await objectStore.list(prefix: prefix).sorted { $0.key < $1.key }
-        for info in listing where !committed.contains(info.key) {
+        var uploaded: [String: Int] = [:]
+        for info in try await objectStore.list(prefix: prefix) {
             guard let e = Self.walEpoch(key: info.key, prefix: prefix), e < epochsBelow else { continue }
-            let object = try await objectStore.get(info.key, range: nil)
-            let parsed: ObjectFormat.Parsed
-            do {
-                parsed = try ObjectFormat.parse(object)
-            } catch {
-                logger.error("skipping unreadable WAL object", metadata: ["key": "\(info.key)", "error": "\(error)"])
-                continue
-            }
-            var headers: [(Int64, RecordBatchHeader, ByteBuffer)] = []
-            for e in parsed.entries {
-                for (h, b) in RecordBatch.split(object.getSlice(at: object.readerIndex + e.position, length: e.size)!) {
-                    headers.append((e.streamId, h, b))
+            uploaded[info.key] = info.size
+        }
+        var recovered = 0
+        // In WAL order over both sources: a later object commits only after the ones before it.
+        for key in Set(uploaded.keys).union(segments.keys).sorted() {
+            let segment = segments[key]
+            if !committed.contains(key) {
+                var object: ByteBuffer
+                if uploaded[key] != nil {
+                    // Uploaded before the crash: the object, not its segment, is what is committed.
+                    object = try await objectStore.get(key, range: nil)
+                } else {
+                    let batches = try FileWAL.read(segment!)
+                    object = ObjectFormat.build(batches).bytes
+                    do {
+                        if !batches.isEmpty { try await objectStore.put(key, object, ifNoneMatch: true) }
+                    } catch let e as ObjectStoreError where e.code == .alreadyExists {
+                        object = try await objectStore.get(key, range: nil)  // another recovery raced us
+                    }
+                }
+                if object.readableBytes > ObjectFormat.footerSize, try await recoverObject(key: key, object: object) {
+                    recovered += 1
                 }
             }
-            var tables: [Int64: ProducerStateTable] = [:]
-            var aborted: [AbortedTxnRecord] = []
-            for (s, h, b) in headers where h.hasProducerId {
-                if tables[s] == nil {
-                    tables[s] = ProducerStateTable(streamId: s, records: try await metadata.producerStates(streamId: s))
-                }
-                if let done = tables[s]!.record(h, marker: h.isControl ? ControlMarker(controlBatch: b) : nil), done.aborted {
-                    aborted.append(AbortedTxnRecord(streamId: s, producerId: done.producerId, firstOffset: done.firstOffset, lastOffset: done.lastOffset))
-                }
-            }
-            let states = Self.touchedStates(headers.map { ($0.0, $0.1) }, tables)
-            do {
-                try await metadata.commit(ObjectCommit(key: info.key, size: info.size,
-                                                       ranges: ObjectFormat.ranges(of: parsed.entries, key: info.key),
-                                                       producerStates: states, abortedTxns: aborted))
-            } catch let e as MetadataError where e.code == .fenced {
-                // Written after its broker was fenced (its streams opened elsewhere only once
-                // everything acked before was committed): never acked.
-                try await objectStore.delete([info.key])
-                logger.warning("deleted a WAL object written after its broker was fenced (never acked)",
-                               metadata: ["key": "\(info.key)", "error": "\(e)"])
-                continue
-            } catch let e as MetadataError where e.code == .offsetMismatch {
-                logger.error("recovered WAL object does not continue its streams; skipping it", metadata: ["key": "\(info.key)", "error": "\(e)"])
-                continue
-            }
-            recovered += 1
-            logger.info("recovered uncommitted WAL object", metadata: ["key": "\(info.key)", "ranges": "\(parsed.entries.count)"])
+            // Its records are committed (or were never acked): the segment is done with.
+            if let segment { FileWAL.delete(segment) }
         }
         return recovered
+    }
+
+    /// Commits one uncommitted WAL object found at recovery. False when it is skipped:
+    /// unreadable, written after its broker was fenced (then deleted), or not continuing its
+    /// streams.
+    private func recoverObject(key: String, object: ByteBuffer) async throws -> Bool {
+        let parsed: ObjectFormat.Parsed
+        do {
+            parsed = try ObjectFormat.parse(object)
+        } catch {
+            logger.error("skipping unreadable WAL object", metadata: ["key": "\(key)", "error": "\(error)"])
+            return false
+        }
+        var headers: [(Int64, RecordBatchHeader, ByteBuffer)] = []
+        for e in parsed.entries {
+            for (h, b) in RecordBatch.split(object.getSlice(at: object.readerIndex + e.position, length: e.size)!) {
+                headers.append((e.streamId, h, b))
+            }
+        }
+        var tables: [Int64: ProducerStateTable] = [:]
+        var aborted: [AbortedTxnRecord] = []
+        for (s, h, b) in headers where h.hasProducerId {
+            if tables[s] == nil {
+                tables[s] = ProducerStateTable(streamId: s, records: try await metadata.producerStates(streamId: s))
+            }
+            if let done = tables[s]!.record(h, marker: h.isControl ? ControlMarker(controlBatch: b) : nil), done.aborted {
+                aborted.append(AbortedTxnRecord(streamId: s, producerId: done.producerId, firstOffset: done.firstOffset, lastOffset: done.lastOffset))
+            }
+        }
+        let states = Self.touchedStates(headers.map { ($0.0, $0.1) }, tables)
+        do {
+            try await metadata.commit(ObjectCommit(key: key, size: object.readableBytes,
+                                                   ranges: ObjectFormat.ranges(of: parsed.entries, key: key),
+                                                   producerStates: states, abortedTxns: aborted))
+        } catch let e as MetadataError where e.code == .fenced {
+            // Written after its broker was fenced (its streams opened elsewhere only once
+            // everything acked before was committed): never acked.
+            try await objectStore.delete([key])
+            logger.warning("deleted a WAL object written after its broker was fenced (never acked)",
+                           metadata: ["key": "\(key)", "error": "\(e)"])
+            return false
+        } catch let e as MetadataError where e.code == .offsetMismatch {
+            logger.error("recovered WAL object does not continue its streams; skipping it", metadata: ["key": "\(key)", "error": "\(e)"])
+            return false
+        }
+        logger.info("recovered uncommitted WAL object", metadata: ["key": "\(key)", "ranges": "\(parsed.entries.count)"])
+        return true
     }
 
     /// The broker epoch in a WAL key `<prefix><epoch>/<seq>`.
@@ -344,13 +446,16 @@ public final class StreamEngine: Sendable {
 
     /// PUTs the fence keys of this node's earlier broker epochs that no earlier start fenced
     /// (normally just the previous one; at most 1000).
-    func fencePredecessors() async throws {
+    /// Returns the epochs it fenced.
+    @discardableResult
+    func fencePredecessors() async throws -> [Int64] {
         let prefix = fencePrefix
         let done = try await objectStore.list(prefix: prefix).compactMap { Int64($0.key.dropFirst(prefix.count)) }
         let first = max((done.filter { $0 < brokerEpoch }.max() ?? 0) + 1, brokerEpoch - 1000, 1)
-        guard first < brokerEpoch else { return }
+        guard first < brokerEpoch else { return [] }
         for e in first..<brokerEpoch { try await putFence(node: nodeId, epoch: e) }
         logger.info("fenced earlier broker epochs of this node", metadata: ["from": "\(first)", "to": "\(brokerEpoch - 1)"])
+        return Array(first..<brokerEpoch)
     }
 
     static func touchedStates(_ headers: [(Int64, RecordBatchHeader)], _ tables: [Int64: ProducerStateTable]) -> [ProducerStateRecord] {
@@ -375,7 +480,8 @@ public final class StreamEngine: Sendable {
         let stream = Stream(epoch: record.epoch, nextOffset: record.endOffset, highWatermark: record.endOffset,
                             logStartOffset: start, ranges: ranges, producers: table,
                             durableProducers: table, epochHistory: record.epochHistory,
-                            aborted: aborted.filter { $0.lastOffset >= start }.sorted { $0.lastOffset < $1.lastOffset })
+                            aborted: aborted.filter { $0.lastOffset >= start }.sorted { $0.lastOffset < $1.lastOffset },
+                            uploadedEnd: record.endOffset)
         state.withLockedValue { s in
             // Reopened: the old incarnation's cached batches leave the budget's count.
             if let old = s.streams.updateValue(stream, forKey: streamId) {
@@ -432,7 +538,7 @@ public final class StreamEngine: Sendable {
         while true {
             let seen = notifier.generation
             let pending = state.withLockedValue { s in
-                s.buffer.batches.contains { $0.streamId == streamId }
+                [s.buffer, s.syncing ?? Buffer(), s.synced].contains { $0.batches.contains { $0.streamId == streamId } }
                     || s.uploads.contains { $0.buffer.batches.contains { $0.streamId == streamId } }
             }
             if !pending { break }
@@ -594,11 +700,15 @@ public final class StreamEngine: Sendable {
     /// The synchronous part of an append: checks, offsets, buffer. Returns a result when the
     /// append is answered at once (error or duplicate); nil when it waits for a flush.
     private func enqueue(streamId: Int64, batch: ByteBuffer, header: RecordBatchHeader, waiter: OneShot<Result<AppendResult, AppendError>>) -> Result<AppendResult, AppendError>? {
-        enum Next { case answer(Result<AppendResult, AppendError>), flushNow, armTimer, nothing }
+        enum Next { case answer(Result<AppendResult, AppendError>), flushNow, armTimer, syncNow, nothing }
         let next: Next = state.withLockedValue { s in
             if s.fenced { return .answer(.failure(.fenced)) }
+            if s.walFailed { return .answer(.failure(.rejected(.kafkaStorageError))) }
             if s.closing { return .answer(.failure(.shuttingDown)) }
-            guard var st = s.streams[streamId] else { return .answer(.failure(.unknownStream)) }
+            // Taken out and put back, never copied: a copy shares the LogCache Deque and the
+            // producer table with the dictionary's value, and changing them would copy them whole.
+            guard var st = s.streams.removeValue(forKey: streamId) else { return .answer(.failure(.unknownStream)) }
+            defer { s.streams[streamId] = st }
             if st.releasing { return .answer(.failure(.fenced)) }
             switch st.producers.check(header) {
             case .reject(let code): return .answer(.failure(.rejected(code)))
@@ -611,6 +721,8 @@ public final class StreamEngine: Sendable {
                 let holds = { (b: ObjectFormat.Batch) in b.streamId == streamId && b.header.baseOffset == base }
                 if let i = s.uploads.firstIndex(where: { $0.buffer.batches.contains(where: holds) }) {
                     s.uploads[i].buffer.waiters.append(pending)
+                } else if s.syncing?.batches.contains(where: holds) == true {
+                    s.syncing!.waiters.append(pending)
                 } else {
                     s.buffer.waiters.append(pending)
                 }
@@ -631,11 +743,12 @@ public final class StreamEngine: Sendable {
             st.cache.append(CachedBatch(baseOffset: h.baseOffset, lastOffset: h.lastOffset, maxTimestamp: h.maxTimestamp, bytes: own))
             s.cacheOrder.append((streamId, h.lastOffset, own.readableBytes))
             s.cacheBytes += own.readableBytes
-            s.streams[streamId] = st
             s.buffer.batches.append(ObjectFormat.Batch(streamId: streamId, epoch: st.epoch, header: h, bytes: own))
             s.buffer.waiters.append(PendingAppend(waiter: waiter, result: AppendResult(baseOffset: h.baseOffset, logStartOffset: st.logStartOffset)))
             s.buffer.bytes += own.readableBytes
             s.unflushedBytes += own.readableBytes
+            // File WAL: sync at once unless a sync is under way (this batch then joins the next).
+            if fileWAL != nil { return s.syncLoopRunning ? .nothing : .syncNow }
             if s.buffer.bytes >= config.uploadBytes { return .flushNow }
             if !s.timerArmed {
                 s.timerArmed = true
@@ -646,6 +759,7 @@ public final class StreamEngine: Sendable {
         switch next {
         case .answer(let r): return r
         case .flushNow: flush()
+        case .syncNow: sync()
         case .armTimer:
             loop.scheduleTask(in: .milliseconds(Int64(config.uploadIntervalMs))) { self.flush() }
         case .nothing: break
@@ -658,6 +772,13 @@ public final class StreamEngine: Sendable {
     /// Starts uploading the WAL buffer, unless too many uploads are in flight (the last
     /// upload to finish then starts it).
     public func flush() {
+        if fileWAL != nil {
+            // Sync what is buffered, and upload everything synced (now, or after that sync).
+            state.withLockedValue { $0.cutWanted = true }
+            sync()
+            cut()
+            return
+        }
         let upload: Upload? = state.withLockedValue { s in
             s.timerArmed = false
             guard !s.buffer.batches.isEmpty || !s.buffer.waiters.isEmpty else { return nil }
@@ -669,6 +790,127 @@ public final class StreamEngine: Sendable {
             let u = Upload(seq: s.nextSeq, buffer: s.buffer)
             s.nextSeq += 1
             s.buffer = Buffer()
+            s.uploads.append(u)
+            return u
+        }
+        guard let upload else { return }
+        Task { await self.runUpload(upload) }
+    }
+
+    // MARK: file WAL
+
+    /// File WAL: starts the sync loop on the WAL thread unless it runs.
+    func sync() {
+        let start: Bool = state.withLockedValue { s in
+            guard !s.syncLoopRunning, !s.buffer.batches.isEmpty || !s.buffer.waiters.isEmpty else { return false }
+            s.syncLoopRunning = true
+            return true
+        }
+        if start, let fileWAL { fileWAL.submit { self.syncLoop(fileWAL) } }
+    }
+
+    /// Group commit, on the WAL thread: appends everything buffered to the current segment
+    /// and fdatasyncs it; what arrives meanwhile makes up the next group. The thread never
+    /// waits for another to pick the next group up, so under load it is always writing.
+    private func syncLoop(_ fileWAL: FileWAL) {
+        while true {
+            let next: (Buffer, UInt64)? = state.withLockedValue { s in
+                guard !s.buffer.batches.isEmpty || !s.buffer.waiters.isEmpty else {
+                    s.syncLoopRunning = false
+                    return nil
+                }
+                let g = s.buffer
+                s.buffer = Buffer()
+                s.syncing = g
+                return (g, s.nextSeq)
+            }
+            guard let (group, seq) = next else { return }
+            if mutations.contains(.ackBeforeWrite) {
+                for w in group.waiters { w.waiter.resume(.success(w.result)) }
+            }
+            synced(group, Result { group.batches.isEmpty ? true : try fileWAL.append(group.batches, segment: seq) })
+        }
+    }
+
+    /// A group's sync ended: `true` durable, `false` durable but fenced.
+    private func synced(_ group: Buffer, _ outcome: Result<Bool, any Error>) {
+        var toResume: [(OneShot<Result<AppendResult, AppendError>>, Result<AppendResult, AppendError>)] = []
+        var drained: [OneShot<Bool>] = []
+        var backpressure: [CheckedContinuation<Void, Never>] = []
+        let cutNow: Bool = state.withLockedValue { s in
+            s.syncing = nil
+            let answer: Result<Void, AppendError>
+            switch outcome {
+            case .success(let notFenced):
+                if !notFenced && !mutations.contains(.skipFenceCheck) { s.fenced = true }
+                answer = s.fenced ? .failure(.fenced) : .success(())
+            case .failure(let error):
+                if !s.walFailed {
+                    logger.critical("file WAL write failed; this broker acks no more produce requests until it restarts",
+                                    metadata: ["error": "\(error)"])
+                }
+                s.walFailed = true
+                answer = .failure(.rejected(.kafkaStorageError))
+            }
+            if case .success = answer {
+                for b in group.batches {
+                    guard var st = s.streams[b.streamId], st.epoch == b.epoch else { continue }
+                    st.highWatermark = max(st.highWatermark, b.header.lastOffset + 1)
+                    s.streams[b.streamId] = st
+                }
+                s.synced.batches += group.batches
+                s.synced.bytes += group.bytes
+            } else {
+                // Never acked and never uploaded.
+                s.unflushedBytes -= group.bytes
+            }
+            for w in group.waiters {
+                toResume.append((w.waiter, answer.map { w.result }))
+            }
+            if s.unflushedBytes < config.maxUnflushedBytes {
+                backpressure = s.backpressure
+                s.backpressure.removeAll()
+            }
+            if s.isDrained {
+                drained = s.drained
+                s.drained.removeAll()
+            }
+            let cut = !s.synced.batches.isEmpty && (s.cutWanted || s.closing || s.synced.bytes >= config.uploadBytes)
+            if !cut && !s.synced.batches.isEmpty && !s.timerArmed {
+                s.timerArmed = true
+                loop.scheduleTask(in: .milliseconds(Int64(config.uploadIntervalMs))) { self.flush() }
+            }
+            return cut
+        }
+        for (w, r) in toResume { w.resume(r) }
+        for c in backpressure { c.resume() }
+        notifier.notifyAll()
+        for c in drained { c.resume(true) }
+        if cutNow { cut() }
+    }
+
+    /// File WAL: makes the synced batches the next WAL object and starts uploading it, once
+    /// no group is being synced into its segment and fewer than the maximum uploads run.
+    private func cut() {
+        let upload: Upload? = state.withLockedValue { s in
+            guard !s.synced.batches.isEmpty else {
+                s.cutWanted = false
+                return nil
+            }
+            guard s.syncing == nil else {
+                s.cutWanted = true
+                return nil
+            }
+            guard s.uploads.count < config.maxConcurrentUploads else {
+                s.flushWanted = true
+                return nil
+            }
+            s.cutWanted = false
+            s.flushWanted = false
+            s.timerArmed = false
+            let u = Upload(seq: s.nextSeq, buffer: s.synced)
+            s.nextSeq += 1
+            s.synced = Buffer()
             s.uploads.append(u)
             return u
         }
@@ -749,8 +991,9 @@ public final class StreamEngine: Sendable {
                 for b in u.buffer.batches {
                     s.unflushedBytes -= b.bytes.readableBytes
                     headers.append((b.streamId, b.header))
-                    guard ok, var st = s.streams[b.streamId], st.epoch == b.epoch else { continue }
+                    guard ok, s.streams[b.streamId]?.epoch == b.epoch, var st = s.streams.removeValue(forKey: b.streamId) else { continue }
                     st.highWatermark = max(st.highWatermark, b.header.lastOffset + 1)
+                    st.uploadedEnd = max(st.uploadedEnd, b.header.lastOffset + 1)
                     let marker = b.header.isControl ? ControlMarker(controlBatch: b.bytes) : nil
                     if let done = st.durableProducers.record(b.header, marker: marker), done.aborted {
                         let a = AbortedTxnRecord(streamId: b.streamId, producerId: done.producerId, firstOffset: done.firstOffset, lastOffset: done.lastOffset)
@@ -771,18 +1014,19 @@ public final class StreamEngine: Sendable {
                 // otherwise queue their commits in either order, and the metadata store refuses
                 // a range past the stream's end (CommitOrderTests).
                 commits.yield(.object(ObjectCommit(key: u.key, size: u.size, ranges: ranges,
-                                                   producerStates: Self.touchedStates(headers, tables), abortedTxns: aborted)))
+                                                   producerStates: Self.touchedStates(headers, tables), abortedTxns: aborted),
+                                      segment: fileWAL == nil ? nil : u.seq))
             }
             evictCache(&s)
             if s.unflushedBytes < config.maxUnflushedBytes {
                 backpressure = s.backpressure
                 s.backpressure.removeAll()
             }
-            if s.uploads.isEmpty && s.buffer.batches.isEmpty && s.buffer.waiters.isEmpty {
+            if s.isDrained {
                 drained = s.drained
                 s.drained.removeAll()
             }
-            return s.flushWanted || (s.closing && (!s.buffer.batches.isEmpty || !s.buffer.waiters.isEmpty))
+            return s.flushWanted || (s.closing && (!s.buffer.batches.isEmpty || !s.buffer.waiters.isEmpty || !s.synced.batches.isEmpty))
         }
         for (w, r) in toResume { w.resume(r) }
         for c in backpressure { c.resume() }
@@ -794,27 +1038,30 @@ public final class StreamEngine: Sendable {
     /// Drops the oldest cached batches that are already uploaded until under budget.
     private func evictCache(_ s: inout State) {
         while s.cacheBytes > config.logCacheBytes, let first = s.cacheOrder.first {
-            guard var st = s.streams[first.streamId] else {
+            guard let uploadedEnd = s.streams[first.streamId]?.uploadedEnd else {
                 s.cacheOrder.removeFirst()
                 continue
             }
-            if first.lastOffset >= st.highWatermark { break }  // not uploaded yet: keep
+            if first.lastOffset >= uploadedEnd { break }  // not uploaded yet: keep
             s.cacheOrder.removeFirst()
-            if let c = st.cache.first, c.lastOffset == first.lastOffset {
-                st.cache.removeFirst()
+            // Changed in place: a copy of the stream would make its Deque copy itself whole.
+            if let c = s.streams[first.streamId]!.cache.first, c.lastOffset == first.lastOffset {
+                s.streams[first.streamId]!.cache.removeFirst()
                 s.cacheBytes -= c.bytes.readableBytes
             }
-            s.streams[first.streamId] = st
         }
     }
 
     /// Commits uploaded objects to the metadata store in WAL order, retrying failures.
     public func runCommitter() async {
         for await item in commitStream {
-            guard case .object(let commit) = item else {
+            guard case .object(let commit, let segment) = item else {
                 if case .barrier(let b) = item { b.resume(()) }
                 continue
             }
+            // Committed or refused, the segment is done with (a refused one was never acked, or
+            // was recovered by whoever fenced this broker before the refusal).
+            defer { if let segment { fileWAL?.remove(segment: segment) } }
             var delay = 100
             while true {
                 do {
@@ -843,7 +1090,7 @@ public final class StreamEngine: Sendable {
         let (drained, waiting) = state.withLockedValue { s in
             s.closing = true
             defer { s.backpressure.removeAll() }
-            let empty = s.uploads.isEmpty && s.buffer.batches.isEmpty && s.buffer.waiters.isEmpty
+            let empty = s.isDrained
             if !empty { s.drained.append(done) }
             return (empty, s.backpressure)
         }
@@ -860,7 +1107,7 @@ public final class StreamEngine: Sendable {
             logger.error("uploads did not finish before the shutdown timeout; unacked produce requests are dropped")
             // Answer the produce requests still waiting so their connections can close.
             let stranded = state.withLockedValue { s in
-                (s.uploads.flatMap(\.buffer.waiters) + s.buffer.waiters).map(\.waiter)
+                (s.uploads.flatMap(\.buffer.waiters) + s.buffer.waiters + (s.syncing?.waiters ?? [])).map(\.waiter)
             }
             for w in stranded { w.resume(.failure(.shuttingDown)) }
         }

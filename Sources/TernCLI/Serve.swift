@@ -58,7 +58,7 @@ struct Serve: AsyncParsableCommand {
     var s3PathStyle = false
     @Option(name: .customLong("metadata"), help: "Metadata store URL: sqlite://PATH or postgres://USER:PASS@HOST:PORT/DB (metadata).")
     var metadata: String?
-    @Option(name: .customLong("wal"), help: "WAL mode (wal).")
+    @Option(name: .customLong("wal"), help: "WAL mode (wal): object, or file://DIR to ack produce on fdatasync to DIR.")
     var wal: String?
     @Option(name: .customLong("metrics-listen"), help: "HTTP listener for /metrics, /healthz, /readyz (metrics.listen).")
     var metricsListen: String?
@@ -161,9 +161,17 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
         failStartup("metadata \(redactedMetadataURL(config.metadataURL)): \(e.message)")
     }
 
+    var fileWAL: FileWAL?
+    if let dir = config.walDirectory {
+        do {
+            fileWAL = try FileWAL(root: dir, node: config.nodeId, epoch: brokerEpoch)
+        } catch {
+            failStartup("wal file://\(dir): \(error)")
+        }
+    }
     let engine = StreamEngine(config: config.storage, objectStore: store, metadata: metadata, nodeId: config.nodeId,
                               clusterId: clusterId, brokerEpoch: brokerEpoch,
-                              loop: MultiThreadedEventLoopGroup.singleton.next(), logger: logger)
+                              loop: MultiThreadedEventLoopGroup.singleton.next(), logger: logger, fileWAL: fileWAL)
     let recovered = try await engine.recover()
     let broker = Broker(config: config, engine: engine, metadata: metadata, clusterId: clusterId,
                         metrics: BrokerMetrics(), logger: logger)

@@ -1,0 +1,285 @@
+import KafkaProtocol
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ObjectStore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The file WAL (`wal = file://DIR`): produce is acked once its batches are appended to a
+/// file and fdatasync'd, not once an object is in the bucket; objects are uploaded behind it.
+///
+/// Layout, under `DIR/<node>/`:
+///
+///     <brokerEpoch>-<seq>.wal   one segment per WAL object: the batches of object `seq`
+///     fence-<brokerEpoch>       present once that broker epoch was taken over
+///
+/// A segment is a run of frames, one per group commit, each zero-padded to 4 KiB so that it
+/// is written with O_DIRECT (the page cache copy cost more CPU than the rest of the write):
+///
+///     magic u32 | payload length u32 | crc32c(payload) u32 | payload | zeros
+///     payload: (streamId i64 | stream epoch i64 | batch length u32 | batch)*
+///
+/// A torn frame at the end of a segment (a crash mid-write) fails its CRC and ends the
+/// segment; it was never acked. A segment is deleted once its object is committed.
+///
+/// Fencing mirrors the S3 WAL's: whoever takes over a broker's WAL (its next run, or the
+/// controller after its lease expired) first creates the fence file of each earlier epoch,
+/// then reads the segments. A broker checks its own fence file after each fdatasync and acks
+/// nothing once it exists, so every frame it acked was on disk before the taker read it. With
+/// brokers on several machines DIR must be shared storage whose metadata is not cached
+/// (NFS: `lookupcache=none,actimeo=0`).
+public final class FileWAL: Sendable {
+    public static let frameMagic: UInt32 = 0x5457_414C  // "TWAL"
+    static let frameHeaderSize = 12
+    static let entryHeaderSize = 20
+
+    public let root: String
+    let directory: String
+    let fencePath: String
+    let epoch: Int64
+    /// The one WAL thread: appends, fdatasyncs and deletes run here, in order.
+    private let thread: NIOThreadPool
+    /// What only the WAL thread touches: the open segment, and the aligned memory frames
+    /// are built in (kept for the next frame).
+    private struct Writer {
+        var seq: UInt64 = 0
+        var fd: Int32 = -1
+        var memory: AlignedMemory?
+        var direct = DirectWrites.openFlag != nil
+    }
+    private let writer = NIOLockedValueBox(Writer())
+
+    /// Opens `root/<node>/` for broker epoch `epoch` of `node`.
+    public init(root: String, node: Int32, epoch: Int64) throws {
+        self.root = root.hasSuffix("/") ? String(root.dropLast()) : root
+        directory = Self.directory(root: self.root, node: node)
+        fencePath = Self.fencePath(directory, epoch: epoch)
+        self.epoch = epoch
+        try LocalDirectoryObjectStore.makeDirectories(directory)
+        thread = NIOThreadPool(numberOfThreads: 1)
+        thread.start()
+    }
+
+    deinit {
+        let fd = writer.withLockedValue { $0.fd }
+        if fd >= 0 { close(fd) }
+        thread.shutdownGracefully { _ in }
+    }
+
+    static func directory(root: String, node: Int32) -> String { "\(root)/\(node)" }
+    static func fencePath(_ directory: String, epoch: Int64) -> String { "\(directory)/fence-\(StreamEngine.pad(epoch))" }
+    static func segmentName(epoch: Int64, seq: UInt64) -> String {
+        let s = String(seq)
+        return "\(StreamEngine.pad(epoch))-\(String(repeating: "0", count: max(0, 20 - s.count)))\(s).wal"
+    }
+
+    // MARK: frames
+
+    /// A frame's size, padded: frames start at multiples of the alignment, so that they can be
+    /// written with O_DIRECT, past the page cache.
+    static func frameSize(_ batches: [ObjectFormat.Batch]) -> Int {
+        let raw = batches.reduce(frameHeaderSize) { $0 + entryHeaderSize + $1.bytes.readableBytes }
+        return (raw + DirectWrites.alignment - 1) / DirectWrites.alignment * DirectWrites.alignment
+    }
+
+    /// Writes the frame of `batches`, zero-padded to `frameSize`, at the start of `out`.
+    static func encodeFrame(_ batches: [ObjectFormat.Batch], into out: UnsafeMutableRawBufferPointer) {
+        var at = frameHeaderSize
+        func put<T: FixedWidthInteger>(_ v: T) {
+            withUnsafeBytes(of: v.bigEndian) { out.baseAddress!.advanced(by: at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            at += MemoryLayout<T>.size
+        }
+        for b in batches {
+            put(b.streamId)
+            put(b.epoch)
+            put(UInt32(b.bytes.readableBytes))
+            b.bytes.withUnsafeReadableBytes { out.baseAddress!.advanced(by: at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            at += b.bytes.readableBytes
+        }
+        let payload = at - frameHeaderSize
+        let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: out[frameHeaderSize..<at]))
+        out.baseAddress!.advanced(by: at).initializeMemory(as: UInt8.self, repeating: 0, count: frameSize(batches) - at)
+        at = 0
+        put(frameMagic)
+        put(UInt32(payload))
+        put(crc)
+    }
+
+    /// The frame of `batches` as bytes (what a segment holds for one group commit).
+    public static func frame(_ batches: [ObjectFormat.Batch]) -> ByteBuffer {
+        let size = frameSize(batches)
+        var out = ByteBufferAllocator().buffer(capacity: size)
+        out.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { encodeFrame(batches, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<size])); return size }
+        return out
+    }
+
+    // MARK: writing
+
+    /// Runs `work` on the WAL thread, after the work submitted before it.
+    public func submit(_ work: @escaping @Sendable () -> Void) {
+        thread.submit { _ in work() }
+    }
+
+    /// On the WAL thread: appends one group of batches to segment `seq` and makes it durable.
+    /// Returns false when this broker epoch is fenced (the group may be on disk but must not be
+    /// acked). Segments are written in increasing `seq`; a new one closes the one before.
+    public func append(_ batches: [ObjectFormat.Batch], segment seq: UInt64) throws -> Bool {
+        try writer.withLockedValue { w in
+            try openSegment(seq, &w)
+            let size = Self.frameSize(batches)
+            if (w.memory?.capacity ?? 0) < size {
+                w.memory = AlignedMemory(capacity: ((size + (1 << 20) - 1) >> 20) << 20)
+            }
+            let memory = w.memory!
+            Self.encodeFrame(batches, into: UnsafeMutableRawBufferPointer(start: memory.pointer, count: size))
+            try LocalDirectoryObjectStore.writeAll(w.fd, UnsafeRawBufferPointer(start: memory.pointer, count: size), path: segmentPath(seq))
+            // Keep the memory for the next frame unless one burst made it far bigger than usual.
+            if memory.capacity > 64 << 20 { w.memory = nil }
+            guard fdatasync(w.fd) == 0 else { throw LocalDirectoryObjectStore.posixError("fdatasync \(segmentPath(seq))") }
+        }
+        return access(fencePath, F_OK) != 0
+    }
+
+    private func segmentPath(_ seq: UInt64) -> String { "\(directory)/\(Self.segmentName(epoch: epoch, seq: seq))" }
+
+    private func openSegment(_ seq: UInt64, _ w: inout Writer) throws {
+        if w.fd >= 0 && w.seq == seq { return }
+        let path = segmentPath(seq)
+        let flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC
+        var fd: Int32 = -1
+        if w.direct, let direct = DirectWrites.openFlag {
+            fd = Glibc.open(path, flags | direct, 0o644)
+            if fd < 0 && errno == EINVAL { w.direct = false }  // not on this file system (tmpfs)
+        }
+        if fd < 0 { fd = Glibc.open(path, flags, 0o644) }
+        guard fd >= 0 else { throw LocalDirectoryObjectStore.posixError("create \(path)") }
+        // The new name must survive a crash before the first frame in it is acked.
+        do {
+            try LocalDirectoryObjectStore.syncDirectory(directory)
+        } catch {
+            close(fd)
+            throw error
+        }
+        if w.fd >= 0 { close(w.fd) }
+        w.fd = fd
+        w.seq = seq
+    }
+
+    /// Deletes the segment of WAL object `seq` (its object is committed).
+    public func remove(segment seq: UInt64) {
+        let path = segmentPath(seq)
+        thread.submit { _ in
+            self.writer.withLockedValue { w in
+                if w.fd >= 0 && w.seq == seq {
+                    close(w.fd)
+                    w.fd = -1
+                }
+            }
+            unlink(path)
+        }
+    }
+
+    // MARK: recovery
+
+    /// A segment found on disk.
+    public struct Segment: Sendable, Equatable {
+        public var epoch: Int64
+        public var seq: UInt64
+        public var path: String
+    }
+
+    /// The segments of `node` with a broker epoch below `epochsBelow`, in WAL order.
+    public static func segments(root: String, node: Int32, epochsBelow: Int64) -> [Segment] {
+        let dir = directory(root: root, node: node)
+        guard let d = opendir(dir) else { return [] }
+        defer { closedir(d) }
+        var out: [Segment] = []
+        while let e = readdir(d) {
+            let name = withUnsafePointer(to: e.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            guard name.hasSuffix(".wal") else { continue }
+            let parts = name.dropLast(4).split(separator: "-")
+            guard parts.count == 2, let epoch = Int64(parts[0]), let seq = UInt64(parts[1]), epoch < epochsBelow else { continue }
+            out.append(Segment(epoch: epoch, seq: seq, path: "\(dir)/\(name)"))
+        }
+        return out.sorted { ($0.epoch, $0.seq) < ($1.epoch, $1.seq) }
+    }
+
+    /// Whether this process can read `node`'s WAL under `root`.
+    public static func readable(root: String, node: Int32) -> Bool {
+        access(directory(root: root, node: node), R_OK | W_OK | X_OK) == 0
+    }
+
+    /// Deletes a segment found at recovery.
+    public static func delete(_ segment: Segment) { unlink(segment.path) }
+
+    /// Creates the fence files of `node`'s epochs in `epochs` (existing ones are fine), and
+    /// makes them durable before anything is read.
+    public static func fence(root: String, node: Int32, epochs: [Int64]) throws {
+        let dir = directory(root: root, node: node)
+        try LocalDirectoryObjectStore.makeDirectories(dir)
+        for e in epochs where e > 0 {
+            let path = fencePath(dir, epoch: e)
+            let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw LocalDirectoryObjectStore.posixError("create \(path)") }
+            close(fd)
+        }
+        try LocalDirectoryObjectStore.syncDirectory(dir)
+    }
+
+    /// The batches of a segment, in the order they were appended: every whole frame up to the
+    /// first torn or corrupt one.
+    public static func read(_ segment: Segment) throws -> [ObjectFormat.Batch] {
+        let fd = Glibc.open(segment.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw LocalDirectoryObjectStore.posixError("open \(segment.path)") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw LocalDirectoryObjectStore.posixError("stat \(segment.path)") }
+        var buffer = ByteBufferAllocator().buffer(capacity: Int(st.st_size))
+        let n = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Int(st.st_size)) { raw in
+            var done = 0
+            while done < Int(st.st_size) {
+                let r = Glibc.read(fd, raw.baseAddress! + done, Int(st.st_size) - done)
+                if r < 0 && errno == EINTR { continue }
+                if r <= 0 { break }
+                done += r
+            }
+            return done
+        }
+        _ = n
+        return parse(buffer)
+    }
+
+    /// The batches in a segment's bytes, up to the first torn or corrupt frame.
+    public static func parse(_ bytes: ByteBuffer) -> [ObjectFormat.Batch] {
+        var b = bytes
+        var out: [ObjectFormat.Batch] = []
+        while b.readableBytes >= frameHeaderSize {
+            guard let magic = b.getInteger(at: b.readerIndex, as: UInt32.self), magic == frameMagic,
+                  let length = b.getInteger(at: b.readerIndex + 4, as: UInt32.self).map(Int.init),
+                  let crc = b.getInteger(at: b.readerIndex + 8, as: UInt32.self),
+                  b.readableBytes >= frameHeaderSize + length else { break }
+            guard var payload = b.getSlice(at: b.readerIndex + frameHeaderSize, length: length),
+                  CRC32C.checksum(payload) == crc else { break }
+            var batches: [ObjectFormat.Batch] = []
+            while payload.readableBytes > 0 {
+                guard let streamId = payload.readInteger(as: Int64.self), let epoch = payload.readInteger(as: Int64.self),
+                      let size = payload.readInteger(as: UInt32.self), let batch = payload.readSlice(length: Int(size)),
+                      let header = RecordBatchHeader(peeking: batch), header.totalSize == batch.readableBytes else {
+                    return out  // a frame whose CRC matched but whose content does not parse: stop
+                }
+                batches.append(ObjectFormat.Batch(streamId: streamId, epoch: epoch, header: header, bytes: batch))
+            }
+            out += batches
+            let padded = (frameHeaderSize + length + DirectWrites.alignment - 1) / DirectWrites.alignment * DirectWrites.alignment
+            b.moveReaderIndex(forwardBy: min(padded, b.readableBytes))
+        }
+        return out
+    }
+}

@@ -1,0 +1,107 @@
+"""The file WAL (`--wal file://DIR`): produce is acked once its batches are fdatasync'd to a
+segment file, objects are uploaded behind it, and after kill -9 the segments are replayed.
+"""
+import os
+import subprocess
+import time
+import uuid
+
+from confluent_kafka import Producer
+
+from conftest import TERN
+from kafka_wire import Deliveries, assert_contiguous, consume_all, create_topic, produce_values
+
+PUTS = 'tern_object_store_requests_total{type="PUT"}'
+
+
+def segments(wal_dir):
+    out = []
+    for root, _, files in os.walk(wal_dir):
+        out += [os.path.join(root, f) for f in files if f.endswith(".wal")]
+    return sorted(out)
+
+
+def file_wal_broker(make_broker, hold_uploads, data_dir=None):
+    wal = os.path.join(data_dir or "", "wal") if data_dir else None
+    settings = {}
+    if hold_uploads:  # nothing is uploaded unless the broker shuts down
+        settings = {"wal.upload.interval.ms": "60000", "wal.upload.bytes": str(1 << 30)}
+    b = make_broker(settings=settings, data_dir=data_dir, start=False)
+    b.wal_dir = wal or os.path.join(b.data_dir, "wal")
+    b.extra_args += ["--wal", f"file://{b.wal_dir}"]
+    return b.start()
+
+
+def test_produce_is_acked_from_the_file_before_any_upload_and_survives_kill_9(make_broker):
+    broker = file_wal_broker(make_broker, hold_uploads=True)
+    topic = f"fwal-{uuid.uuid4().hex[:8]}"
+    create_topic(broker, topic, partitions=3)
+    puts_before = broker.metric(PUTS)  # the startup checks' own writes
+
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 2, "enable.idempotence": True})
+    d = Deliveries()
+    sent = {q: [] for q in range(3)}
+    for i in range(3000):
+        v = f"r-{i}".encode()
+        sent[i % 3].append(v)
+        p.produce(topic, v, partition=i % 3, on_delivery=d)
+        if i % 500 == 0:
+            p.poll(0)
+    assert p.flush(30) == 0
+    assert not d.failed(), d.failed()[:3]
+    assert len(d.acked()) == 3000
+    assert broker.metric(PUTS) == puts_before, "records were acked through an object PUT, not the file WAL"
+    assert segments(broker.wal_dir), "no WAL segment holds the acked records"
+    for q in range(3):  # served from memory before any upload
+        assert [v for _, v in consume_all(broker, topic, partition=q)] == sent[q]
+
+    broker.kill()  # nothing was uploaded: every acked record is only in the segment files
+    restarted = make_broker(data_dir=broker.data_dir, start=False)
+    restarted.extra_args += ["--wal", f"file://{broker.wal_dir}"]
+    restarted.start()
+    assert "1 WAL objects recovered" in restarted.log(), restarted.log()[-2000:]
+    assert segments(broker.wal_dir) == [], "a replayed segment was kept"
+    for q in range(3):
+        got = consume_all(restarted, topic, partition=q)
+        assert_contiguous(got)
+        assert [v for _, v in got] == sent[q], f"partition {q} lost or reordered acked records"
+    more = [f"after-{i}".encode() for i in range(10)]
+    assert produce_values(restarted, topic, more) == list(enumerate(more, start=len(sent[0])))
+
+
+def test_sigterm_uploads_everything_and_leaves_no_segment(make_broker):
+    broker = file_wal_broker(make_broker, hold_uploads=True)
+    topic = f"fwal-term-{uuid.uuid4().hex[:8]}"
+    create_topic(broker, topic)
+    values = [f"v-{i}".encode() for i in range(100)]
+    assert produce_values(broker, topic, values) == list(enumerate(values))
+    assert broker.stop() == 0
+    assert segments(broker.wal_dir) == []
+    objects = [f for _, _, fs in os.walk(os.path.join(broker.data_dir, "objects")) for f in fs]
+    assert objects, "the shutdown did not upload the WAL"
+    again = make_broker(data_dir=broker.data_dir)  # the S3 WAL now: the data is in objects
+    assert [v for _, v in consume_all(again, topic)] == values
+
+
+def test_uploads_run_behind_and_segments_go_once_committed(make_broker):
+    broker = file_wal_broker(make_broker, hold_uploads=False)
+    topic = f"fwal-up-{uuid.uuid4().hex[:8]}"
+    create_topic(broker, topic)
+    values = [f"u-{i}".encode() for i in range(200)]
+    assert produce_values(broker, topic, values) == list(enumerate(values))
+    deadline = time.time() + 10
+    while segments(broker.wal_dir) and time.time() < deadline:
+        time.sleep(0.1)
+    assert segments(broker.wal_dir) == [], "segments stay after their objects were committed"
+    assert broker.metric(PUTS) > 0
+    assert [v for _, v in consume_all(broker, topic)] == values
+
+
+def test_a_bad_wal_setting_is_refused_at_startup(tmp_path):
+    for wal, expected in [("disk", "wal: expected 'object'"), ("file://", "wal: expected 'object'"),
+                          ("file:///proc/tern-wal", "wal file:///proc/tern-wal")]:
+        r = subprocess.run([TERN, "serve", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0",
+                            "--metrics-listen", "127.0.0.1:0", "--wal", wal],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0
+        assert expected in r.stderr, r.stderr
