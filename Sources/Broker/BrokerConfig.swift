@@ -93,6 +93,9 @@ public struct BrokerConfig: Sendable {
         .init(name: "log.retention.bytes", flag: nil, defaultValue: "-1", help: "default retention.bytes of topics that set none (-1: no size limit)"),
         .init(name: "object.gc.grace.ms", flag: nil, defaultValue: "60000", help: "how long an unreferenced object stays in the bucket before it is deleted (readers may hold it)"),
         .init(name: "object.gc.interval.ms", flag: nil, defaultValue: "10000", help: "how often unreferenced objects are marked and deleted"),
+        .init(name: "object.store.max.bytes.per.sec", flag: nil, defaultValue: "0", help: "object-store bandwidth of all traffic together, 0 for no limit: WAL uploads never wait but count; catch-up reads, then compaction, wait for what is left"),
+        .init(name: "catchup.read.max.bytes.per.sec", flag: nil, defaultValue: "0", help: "object-store reads for fetches that miss the log cache (0: no limit of their own)"),
+        .init(name: "compaction.min.bytes.per.sec", flag: nil, defaultValue: "4194304", help: "what compaction may use even when object.store.max.bytes.per.sec is used up"),
         .init(name: "compaction.interval.ms", flag: nil, defaultValue: "30000", help: "how often to look for small objects to compact"),
         .init(name: "compaction.max.bytes.per.sec", flag: nil, defaultValue: "33554432", help: "compaction's share of object-store bandwidth (read + written)"),
         .init(name: "compaction.sso.max.bytes", flag: nil, defaultValue: "67108864", help: "most live bytes one compaction run reads; it holds about twice this in memory (inputs and one output); objects half this full are left alone"),
@@ -220,6 +223,9 @@ public struct BrokerConfig: Sendable {
         if let n = try int("log.retention.bytes", -1...Int(Int64.max)) { c.retentionBytes = Int64(n) }
         if let n = try int("object.gc.grace.ms", 0...Int(Int64(Int32.max) * 1000)) { c.garbageCollection.graceMs = Int64(n) }
         if let n = try int("object.gc.interval.ms", 1...Int(Int32.max)) { c.garbageCollection.intervalMs = n }
+        if let n = try int("object.store.max.bytes.per.sec", 0...(1 << 40)) { c.storage.throughput.totalBytesPerSec = n }
+        if let n = try int("catchup.read.max.bytes.per.sec", 0...(1 << 40)) { c.storage.throughput.catchUpBytesPerSec = n }
+        if let n = try int("compaction.min.bytes.per.sec", 0...(1 << 40)) { c.storage.throughput.compactionFloorBytesPerSec = n }
         if let n = try int("compaction.interval.ms", 1...Int(Int32.max)) { c.compaction.intervalMs = n }
         if let n = try int("compaction.max.bytes.per.sec", 1...(1 << 40)) { c.compaction.maxBytesPerSec = n }
         if let n = try int("compaction.sso.max.bytes", 1 << 20...(16 << 30)) { c.compaction.ssoMaxBytes = n }

@@ -3,6 +3,7 @@ import Logging
 import Metadata
 import NIOConcurrencyHelpers
 import ServiceLifecycle
+import StreamStorage
 
 /// `broker.*` and `cluster.*` settings.
 public struct ClusterConfig: Sendable {
@@ -44,6 +45,9 @@ struct ClusterView: Sendable {
     var wakePending = false
     /// The live brokers when transactions were last loaded: coordinators follow them.
     var coordinatorNodes: [Int32]?
+    /// Broker runs (node, epoch) whose WAL could not be recovered, and when that was last
+    /// tried: logged once each, tried again every few seconds rather than every round.
+    var failoversRefused: [[Int64]: ContinuousClock.Instant] = [:]
 
     var liveNodes: [Int32] { status?.liveBrokers.map(\.nodeId) ?? [] }
 }
@@ -226,8 +230,19 @@ extension Broker {
         guard held else { return }
         let plan = ClusterPlanner.controllerPlan(status: status, streams: streams, graceUntilMs: grace)
         for f in plan.failovers {
+            let run = [Int64(f.node), f.epoch]
+            if let last = cluster.withLockedValue({ $0.failoversRefused[run] }), last.duration(to: .now) < .seconds(5) { continue }
+            let recovered: Int
+            do {
+                recovered = try await engine.recoverWAL(of: f.node, epochsBelow: f.epoch + 1)
+            } catch let e as RecoveryError {
+                // Its acked records cannot be reached from here (a file WAL on a disk of its
+                // own): its partitions wait for it rather than open without them.
+                let first = cluster.withLockedValue { $0.failoversRefused.updateValue(.now, forKey: run) == nil }
+                if first { logger.error("cannot fail over broker", metadata: ["node": "\(f.node)", "error": "\(e)"]) }
+                continue
+            }
             logger.warning("failing over broker", metadata: ["node": "\(f.node)", "brokerEpoch": "\(f.epoch)", "partitions": "\(f.reassign.count)"])
-            let recovered = try await engine.recoverWAL(of: f.node, epochsBelow: f.epoch + 1)
             let done = try await clusterStore.failOver(nodeId: f.node, epoch: f.epoch,
                                                        reassign: f.reassign.map { ($0.streamId, $0.node) })
             logger.warning(done ? "broker failed over" : "broker started again before its failover; nothing moved",

@@ -294,7 +294,8 @@ extension StreamEngine {
     /// there was nothing to do or it failed (then `compaction.interval.ms`).
     public func runCompaction(config: CompactionConfig, now: Int64) async -> Int? {
         do {
-            guard let r = try await compactOnce(config: config, now: now) else { return nil }
+            let run = try await IOClass.$current.withValue(.compaction) { try await compactOnce(config: config, now: now) }
+            guard let r = run else { return nil }
             return (r.bytesRead + r.bytesWritten) * 1000 / max(1, config.maxBytesPerSec)
         } catch {
             logger.warning("compaction failed; retrying next interval", metadata: ["error": "\(error)"])

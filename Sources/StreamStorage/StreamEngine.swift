@@ -25,6 +25,9 @@ public struct StorageConfig: Sendable {
     public var blockCacheBlockBytes = 512 << 10
     /// `block.cache.readahead.max.bytes`: the largest readahead of a sequential reader.
     public var readaheadMaxBytes = 32 << 20
+    /// `object.store.max.bytes.per.sec`, `catchup.read.max.bytes.per.sec`,
+    /// `compaction.min.bytes.per.sec`: the throughput classes' limits.
+    public var throughput = ThroughputLimits()
 
     public init() {}
 }
@@ -290,31 +293,27 @@ public final class StreamEngine: Sendable {
     /// that whoever takes this broker's WAL over knows to replay its segments; without it, a
     /// marker left by an earlier run is deleted once that run's segments are replayed.
     public func recover() async throws -> Int {
-        let recovered = try await recoverWAL(of: nodeId, epochsBelow: brokerEpoch)
+        let (recovered, marked) = try await recoverWALAndMarker(of: nodeId, epochsBelow: brokerEpoch)
         if let root = fileWAL?.root {
-            try await objectStore.put(walMarkerKey(of: nodeId), ByteBuffer(string: root), ifNoneMatch: false)
-        } else if try await objectStore.head(walMarkerKey(of: nodeId)) != nil {
+            if marked != root { try await objectStore.put(walMarkerKey(of: nodeId), ByteBuffer(string: root), ifNoneMatch: false) }
+        } else if marked != nil {
             try await objectStore.delete([walMarkerKey(of: nodeId)])
         }
         return recovered
     }
 
-    /// Where a broker on the file WAL names its WAL directory.
-    func walMarkerKey(of node: Int32) -> String { "\(clusterId)/meta/wal/\(node)" }
+    /// Where a broker on the file WAL names its WAL directory: under its WAL prefix, so that
+    /// the listing recovery makes anyway finds it (no request more for the S3 WAL).
+    func walMarkerKey(of node: Int32) -> String { "\(walPrefix(of: node))file-wal" }
 
     /// The file-WAL directories that may hold `node`'s acked records: this broker's own (when
-    /// `node` is this one), and the one its marker names. A marked directory this broker cannot
-    /// read (not shared storage) fails the recovery: replaying without it would lose acks.
-    func fileWALRoots(of node: Int32) async throws -> [String] {
+    /// `node` is this one), and `marked`, the one its marker names. A marked directory this
+    /// broker cannot read (not shared storage) fails the recovery: replaying without it would
+    /// lose acks.
+    func fileWALRoots(of node: Int32, marked root: String?) throws -> [String] {
         var roots: [String] = []
         if node == nodeId, let root = fileWAL?.root { roots.append(root) }
-        let marker: ByteBuffer
-        do {
-            marker = try await objectStore.get(walMarkerKey(of: node), range: nil)
-        } catch let e as ObjectStoreError where e.code == .notFound {
-            return roots
-        }
-        let root = String(buffer: marker)
+        guard let root else { return roots }
         guard !roots.contains(root) else { return roots }
         guard FileWAL.readable(root: root, node: node) else {
             throw RecoveryError(message: "broker \(node) acks produce from a file WAL in \(root)/\(node), which this broker cannot read; "
@@ -327,12 +326,22 @@ public final class StreamEngine: Sendable {
     /// `recover` does for this node's own earlier runs. A controller runs it for a dead broker
     /// (`epochsBelow` = its epoch + 1) before that broker's streams open elsewhere.
     public func recoverWAL(of node: Int32, epochsBelow: Int64) async throws -> Int {
+        try await recoverWALAndMarker(of: node, epochsBelow: epochsBelow).recovered
+    }
+
+    /// Returns also the directory named by the node's file-WAL marker, if it has one.
+    private func recoverWALAndMarker(of node: Int32, epochsBelow: Int64) async throws -> (recovered: Int, marked: String?) {
         let prefix = walPrefix(of: node)
         let fenced = node == nodeId ? try await fencePredecessors() : [epochsBelow - 1]
         if node != nodeId { try await putFence(node: node, epoch: epochsBelow - 1) }
+        let listing = try await objectStore.list(prefix: prefix)
+        var marked: String?
+        if listing.contains(where: { $0.key == walMarkerKey(of: node) }) {
+            marked = String(buffer: try await objectStore.get(walMarkerKey(of: node), range: nil))
+        }
         // The file WAL is fenced the same way, and its segments are read only afterwards.
         var segments: [String: FileWAL.Segment] = [:]
-        for root in try await fileWALRoots(of: node) {
+        for root in try fileWALRoots(of: node, marked: marked) {
             let written = FileWAL.segments(root: root, node: node, epochsBelow: epochsBelow).map(\.epoch)
             try FileWAL.fence(root: root, node: node, epochs: Array(Set(fenced + written)))
             for seg in FileWAL.segments(root: root, node: node, epochsBelow: epochsBelow) {
@@ -341,7 +350,7 @@ public final class StreamEngine: Sendable {
         }
         let committed = try await metadata.committedObjectKeys(prefix: prefix)
         var uploaded: [String: Int] = [:]
-        for info in try await objectStore.list(prefix: prefix) {
+        for info in listing {
             guard let e = Self.walEpoch(key: info.key, prefix: prefix), e < epochsBelow else { continue }
             uploaded[info.key] = info.size
         }
@@ -370,7 +379,7 @@ public final class StreamEngine: Sendable {
             // Its records are committed (or were never acked): the segment is done with.
             if let segment { FileWAL.delete(segment) }
         }
-        return recovered
+        return (recovered, marked)
     }
 
     /// Commits one uncommitted WAL object found at recovery. False when it is skipped:
@@ -1231,7 +1240,9 @@ public final class StreamEngine: Sendable {
     func readBlock(_ r: StreamRange, reader: Int64? = nil, readaheadEnd: Int = 0) async throws -> ByteBuffer {
         let request = BlockCache.Request(object: r.objectKey, range: r.position..<(r.position + r.size), reader: reader,
                                          offsets: r.startOffset..<r.endOffset, readaheadEnd: readaheadEnd)
-        return try await blockCache.read(request) { try await objectStore.get(r.objectKey, range: $0) }
+        return try await IOClass.$current.withValue(.catchUpRead) {
+            try await blockCache.read(request) { try await objectStore.get(r.objectKey, range: $0) }
+        }
     }
 
     // MARK: offsets by time and epoch

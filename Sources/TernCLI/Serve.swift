@@ -169,7 +169,11 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
             failStartup("wal file://\(dir): \(error)")
         }
     }
-    let engine = StreamEngine(config: config.storage, objectStore: store, metadata: metadata, nodeId: config.nodeId,
+    // Throughput classes: WAL uploads go first; catch-up reads and compaction wait their turn.
+    let limited: any ObjectStore = config.storage.throughput.isUnlimited ? store
+        : ThrottledObjectStore(base: store, limiter: ThroughputLimiter(limits: config.storage.throughput,
+                                                                      loop: MultiThreadedEventLoopGroup.singleton.next()))
+    let engine = StreamEngine(config: config.storage, objectStore: limited, metadata: metadata, nodeId: config.nodeId,
                               clusterId: clusterId, brokerEpoch: brokerEpoch,
                               loop: MultiThreadedEventLoopGroup.singleton.next(), logger: logger, fileWAL: fileWAL)
     let recovered = try await engine.recover()

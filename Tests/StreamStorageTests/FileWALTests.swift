@@ -122,7 +122,7 @@ import Testing
 
         let e2 = try await EngineTests.engine(f)  // the S3 WAL now
         #expect(try await e2.recover() == 1, "the marker led to the segment")
-        #expect(try await f.store.list(prefix: "\(f.clusterId)/meta/wal/").isEmpty, "the marker goes with the file WAL")
+        #expect(try await f.store.list(prefix: "\(f.clusterId)/wal/1/file-wal").isEmpty, "the marker goes with the file WAL")
         let opened = try await e2.open(streamId: f.streamId)
         #expect(try await Self.readAll(e2, f.streamId, to: opened.highWatermark) == ["acked"])
     }

@@ -474,3 +474,64 @@ def test_a_postgres_outage_under_load_loses_nothing_and_fails_no_one_over(make_b
         print(f"acked during the 20 s outage: {acked_during}; after: {acked_after}; total {len(acked)}")
     finally:
         server.stop()
+
+
+def start_file_wal_cluster(pg, make_broker, shared):
+    """Three brokers on the file WAL with uploads held back (so acked records are only in
+    the WAL segments): one WAL directory shared by all, or one per broker."""
+    url = pg.create_database()
+    objects = tempfile.mkdtemp(prefix="tern-cluster-objects-")
+    wal = tempfile.mkdtemp(prefix="tern-cluster-wal-")
+    held = {"wal.upload.interval.ms": 60000, "wal.upload.bytes": 1 << 30}
+    brokers = []
+    for node in range(1, 4):
+        d = wal if shared else os.path.join(wal, f"broker-{node}")
+        brokers.append(make_broker(settings={**SETTINGS, **held},
+                                   extra_args=["--metadata", url, "--node-id", str(node), "--object-store", f"file://{objects}",
+                                               "--wal", f"file://{d}"]))
+        brokers[-1].wal_dir = d
+    return brokers
+
+
+def produce_acked(brokers, topic, partitions, n):
+    p = Producer({"bootstrap.servers": bootstrap(brokers), "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+    acked, errors = [], []
+    for i in range(n):
+        p.produce(topic, value=f"w{i}".encode(), partition=i % partitions,
+                  on_delivery=lambda err, m: acked.append((m.partition(), m.value().decode())) if err is None else errors.append(str(err)))
+    assert p.flush(30) == 0
+    return acked, errors
+
+
+def test_a_broker_on_a_shared_file_wal_is_failed_over_from_its_segments(pg, make_broker):
+    brokers = start_file_wal_cluster(pg, make_broker, shared=True)
+    topic = f"fwal-{uuid.uuid4().hex[:6]}"
+    create_topic(brokers, topic, 6)
+    before, _ = wait_for_leaders(brokers, topic, 6)
+    assert 2 in before.values()
+    acked, errors = produce_acked(brokers, topic, 6, 1200)
+    assert len(acked) == 1200
+    brokers[1].kill()  # node 2's acked records are only in its segments
+    wait_for_leaders(brokers, topic, 6, ok=lambda l: l != 2, timeout=SESSION_MS / 1000 + 20)
+    log = brokers[0].log() + brokers[2].log()
+    assert "recovered uncommitted WAL object" in log, log[-3000:]
+    assert_acked_read_once(brokers, topic, 6, acked, errors)
+
+
+def test_a_file_wal_the_controller_cannot_read_keeps_its_partitions_until_the_broker_returns(pg, make_broker):
+    brokers = start_file_wal_cluster(pg, make_broker, shared=False)
+    topic = f"fwal-own-{uuid.uuid4().hex[:6]}"
+    create_topic(brokers, topic, 6)
+    before, _ = wait_for_leaders(brokers, topic, 6)
+    acked, errors = produce_acked(brokers, topic, 6, 600)
+    victim = brokers[1]
+    victim.kill()
+    os.rename(victim.wal_dir, victim.wal_dir + "-elsewhere")  # as if on another machine's disk
+    time.sleep(SESSION_MS / 1000 + 3)
+    log = brokers[0].log() + brokers[2].log()
+    assert "which this broker cannot read" in log, log[-3000:]
+    assert "broker failed over" not in log, "a broker was failed over without its WAL"
+    os.rename(victim.wal_dir + "-elsewhere", victim.wal_dir)
+    victim.start()  # its own start replays its segments
+    wait_for_leaders(brokers, topic, 6)
+    assert_acked_read_once(brokers, topic, 6, acked, errors)

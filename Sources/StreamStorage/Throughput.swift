@@ -1,0 +1,188 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import ObjectStore
+
+/// Object-store traffic classes, highest priority first (ARCHITECTURE.md "Throughput
+/// classes"). Tail reads are served from the LogCache and make no object-store traffic.
+public enum IOClass: Int, Sendable, CaseIterable {
+    /// WAL uploads and recovery: never waits, but its bytes count against the total.
+    case produce = 0
+    /// Fetches that miss the LogCache: block-cache GETs and their readahead.
+    case catchUpRead
+    /// Compaction's reads and writes.
+    case compaction
+
+    /// The class of the object-store requests the current task makes.
+    @TaskLocal public static var current: IOClass = .produce
+}
+
+/// `object.store.max.bytes.per.sec`, `catchup.read.max.bytes.per.sec` and
+/// `compaction.min.bytes.per.sec` (0: no limit).
+public struct ThroughputLimits: Sendable, Equatable {
+    /// All classes together.
+    public var totalBytesPerSec = 0
+    /// Catch-up reads on their own.
+    public var catchUpBytesPerSec = 0
+    /// What compaction may take even when the total is used up, so that object and row
+    /// counts stay bounded under sustained produce.
+    public var compactionFloorBytesPerSec = 4 << 20
+
+    public init() {}
+
+    public var isUnlimited: Bool { totalBytesPerSec == 0 && catchUpBytesPerSec == 0 }
+}
+
+/// One token-bucket limiter over object-store bandwidth. Produce takes its bytes at once
+/// (the total may go into debt); the other classes wait for the total in priority order
+/// (a class waiting on the total holds back every class below it), catch-up reads also for
+/// their own cap, and compaction may instead take from its floor. A request larger than a
+/// bucket holds is let through once the bucket is full and leaves it in debt, so any size
+/// passes at the configured rate.
+public final class ThroughputLimiter: Sendable {
+    struct Bucket {
+        var rate: Double  // bytes per second; 0: unlimited
+        var tokens: Double
+        var burst: Double
+
+        init(rate: Int) {
+            self.rate = Double(rate)
+            burst = max(Double(rate) / 10, Double(1 << 20))  // 100 ms of traffic, at least 1 MiB
+            tokens = burst
+        }
+
+        var open: Bool { rate == 0 || tokens > 0 }
+
+        mutating func refill(_ seconds: Double) {
+            if rate > 0 { tokens = min(burst, tokens + rate * seconds) }
+        }
+
+        mutating func take(_ bytes: Int) {
+            if rate > 0 { tokens -= Double(bytes) }
+        }
+
+        /// Seconds until `open`.
+        var wait: Double { rate == 0 || tokens > 0 ? 0 : (-tokens + 1) / rate }
+    }
+
+    struct Waiter {
+        var bytes: Int
+        var go: CheckedContinuation<Void, Never>
+    }
+
+    struct State {
+        var total: Bucket
+        var catchUp: Bucket
+        var floor: Bucket
+        var last: NIODeadline
+        var waiting: [IOClass: [Waiter]] = [:]
+        var timerArmed = false
+        /// Bytes let through, by class.
+        var bytes: [IOClass: Int] = [:]
+    }
+
+    public let limits: ThroughputLimits
+    private let state: NIOLockedValueBox<State>
+    private let loop: any EventLoop
+
+    public init(limits: ThroughputLimits, loop: any EventLoop) {
+        self.limits = limits
+        self.loop = loop
+        state = NIOLockedValueBox(State(total: Bucket(rate: limits.totalBytesPerSec), catchUp: Bucket(rate: limits.catchUpBytesPerSec),
+                                        floor: Bucket(rate: limits.compactionFloorBytesPerSec), last: .now()))
+    }
+
+    /// Bytes let through so far, by class.
+    public var bytesByClass: [IOClass: Int] { state.withLockedValue { $0.bytes } }
+
+    /// Waits until `bytes` of class `cls` may go to the object store.
+    public func acquire(_ bytes: Int, as cls: IOClass) async {
+        if cls == .produce || limits.isUnlimited {
+            state.withLockedValue { s in
+                s.total.take(bytes)
+                s.bytes[cls, default: 0] += bytes
+            }
+            return
+        }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let ready = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
+                s.waiting[cls, default: []].append(Waiter(bytes: bytes, go: c))
+                return pump(&s)
+            }
+            for r in ready { r.resume() }
+        }
+    }
+
+    /// Lets through every waiter that may go now, highest class first; arms a timer for the
+    /// rest. Returns the continuations to resume (outside the lock).
+    private func pump(_ s: inout State) -> [CheckedContinuation<Void, Never>] {
+        let now = NIODeadline.now()
+        let seconds = Double((now - s.last).nanoseconds) / 1e9
+        s.last = now
+        s.total.refill(seconds)
+        s.catchUp.refill(seconds)
+        s.floor.refill(seconds)
+        var ready: [CheckedContinuation<Void, Never>] = []
+        var wake = Double.infinity
+        // In priority order: a class waiting for the total finds it closed for the classes
+        // below too (one bucket), so they wait behind it; compaction may use its floor.
+        for cls in IOClass.allCases where cls != .produce {
+            while let w = s.waiting[cls]?.first {
+                let fromFloor = cls == .compaction && !s.total.open && s.floor.rate > 0
+                let totalOK = fromFloor ? s.floor.open : s.total.open
+                let classOK = cls == .catchUpRead ? s.catchUp.open : true
+                guard totalOK && classOK else {
+                    if !totalOK { wake = min(wake, fromFloor ? s.floor.wait : s.total.wait) }
+                    if !classOK { wake = min(wake, s.catchUp.wait) }
+                    break
+                }
+                s.waiting[cls]!.removeFirst()
+                if fromFloor { s.floor.take(w.bytes) } else { s.total.take(w.bytes) }
+                if cls == .catchUpRead { s.catchUp.take(w.bytes) }
+                s.bytes[cls, default: 0] += w.bytes
+                ready.append(w.go)
+            }
+        }
+        if wake < .infinity && !s.timerArmed {
+            s.timerArmed = true
+            loop.scheduleTask(in: .nanoseconds(Int64(max(wake, 0.001) * 1e9))) { self.tick() }
+        }
+        return ready
+    }
+
+    private func tick() {
+        let ready = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
+            s.timerArmed = false
+            return pump(&s)
+        }
+        for r in ready { r.resume() }
+    }
+}
+
+/// An object store whose GETs and PUTs wait for the limiter, by the class of the task that
+/// makes them (`IOClass.current`). A GET of a whole object, whose size is not known before,
+/// is counted after it arrived.
+public struct ThrottledObjectStore: ObjectStore {
+    public let base: any ObjectStore
+    public let limiter: ThroughputLimiter
+
+    public init(base: any ObjectStore, limiter: ThroughputLimiter) {
+        self.base = base
+        self.limiter = limiter
+    }
+
+    public func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+        await limiter.acquire(body.readableBytes, as: IOClass.current)
+        try await base.put(key, body, ifNoneMatch: ifNoneMatch)
+    }
+
+    public func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer {
+        if let range { await limiter.acquire(range.count, as: IOClass.current) }
+        let body = try await base.get(key, range: range)
+        if range == nil { await limiter.acquire(body.readableBytes, as: IOClass.current) }
+        return body
+    }
+
+    public func head(_ key: String) async throws -> ObjectInfo? { try await base.head(key) }
+    public func list(prefix: String) async throws -> [ObjectInfo] { try await base.list(prefix: prefix) }
+    public func delete(_ keys: [String]) async throws { try await base.delete(keys) }
+}

@@ -1,0 +1,78 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ObjectStore
+import StreamStorage
+import Testing
+
+/// The throughput classes: produce never waits, the other classes wait for the total in
+/// priority order, catch-up reads also for their own cap, compaction may use its floor.
+/// (Only lower bounds on waiting are checked, so a slow machine cannot fail them.)
+@Suite struct ThroughputTests {
+    static let MiB = 1 << 20
+
+    static func limiter(total: Int = 0, catchUp: Int = 0, floor: Int = 0) -> ThroughputLimiter {
+        var l = ThroughputLimits()
+        l.totalBytesPerSec = total
+        l.catchUpBytesPerSec = catchUp
+        l.compactionFloorBytesPerSec = floor
+        return ThroughputLimiter(limits: l, loop: MultiThreadedEventLoopGroup.singleton.next())
+    }
+
+    @Test func produceNeverWaitsButItsBytesCount() async {
+        let l = Self.limiter(total: 10 * Self.MiB)
+        let start = ContinuousClock.now
+        for _ in 0..<8 { await l.acquire(Self.MiB, as: .produce) }  // 8 MiB over a 1 MiB burst: debt
+        #expect(start.duration(to: .now) < .seconds(0.5), "produce went straight through")
+        let before = ContinuousClock.now
+        await l.acquire(Self.MiB, as: .catchUpRead)
+        // The 7 MiB of debt at 10 MiB/s are paid before a read may go.
+        #expect(before.duration(to: .now) >= .milliseconds(600))
+        #expect(l.bytesByClass == [.produce: 8 * Self.MiB, .catchUpRead: Self.MiB])
+    }
+
+    @Test func catchUpReadsKeepToTheirOwnCap() async {
+        let l = Self.limiter(catchUp: 20 * Self.MiB)
+        let start = ContinuousClock.now
+        for _ in 0..<8 { await l.acquire(Self.MiB, as: .catchUpRead) }
+        // 2 MiB of burst (100 ms of the rate), then 6 MiB at 20 MiB/s.
+        #expect(start.duration(to: .now) >= .milliseconds(250))
+        let c = ContinuousClock.now
+        await l.acquire(4 * Self.MiB, as: .compaction)  // no total: compaction is not held
+        #expect(c.duration(to: .now) < .milliseconds(250))
+    }
+
+    static func race(_ l: ThroughputLimiter) async -> [IOClass] {
+        let order = NIOLockedValueBox<[IOClass]>([])
+        await l.acquire(3 * MiB, as: .produce)  // the total is 2 MiB in debt: a second at 2 MiB/s
+        await withTaskGroup(of: Void.self) { g in
+            g.addTask {
+                await l.acquire(MiB / 16, as: .compaction)
+                order.withLockedValue { $0.append(.compaction) }
+            }
+            try? await Task.sleep(for: .milliseconds(20))  // compaction queues first
+            g.addTask {
+                await l.acquire(MiB / 16, as: .catchUpRead)
+                order.withLockedValue { $0.append(.catchUpRead) }
+            }
+        }
+        return order.withLockedValue { $0 }
+    }
+
+    @Test func aHigherClassGoesFirstOnTheTotal() async {
+        #expect(await Self.race(Self.limiter(total: 2 * Self.MiB)) == [.catchUpRead, .compaction])
+    }
+
+    @Test func compactionTakesItsFloorWhenTheTotalIsUsedUp() async {
+        #expect(await Self.race(Self.limiter(total: 2 * Self.MiB, floor: 50 * Self.MiB)) == [.compaction, .catchUpRead])
+    }
+
+    @Test func theStoreCountsEachRequestInTheClassOfItsTask() async throws {
+        let l = Self.limiter(total: 1 << 40)
+        let store = ThrottledObjectStore(base: InMemoryObjectStore(), limiter: l)
+        try await store.put("a", ByteBuffer(repeating: 1, count: 1000), ifNoneMatch: true)
+        _ = try await IOClass.$current.withValue(.catchUpRead) { try await store.get("a", range: 0..<100) }
+        _ = try await IOClass.$current.withValue(.compaction) { try await store.get("a", range: nil) }
+        #expect(l.bytesByClass == [.produce: 1000, .catchUpRead: 100, .compaction: 1000])
+    }
+}

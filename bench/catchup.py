@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Catch-up reads on SeaweedFS: their throughput from a cold cache against boto3's parallel
+GETs from the same server, and what they cost produce on the file WAL.
+
+1. Starts SeaweedFS and `tern serve` on it with the file WAL (`--wal file://DIR`), and
+   writes `--gb` GB of 1 KiB records (16 partitions) into topic `old`.
+2. Restarts the broker (a cold block cache) and reads `old` from the start with
+   `tern perf consume`: catch-up MB/s. Then boto3 GETs the same bytes (the broker's objects,
+   whole, 8 threads) from the same server: the ceiling. Target: catch-up >= 80% of it.
+3. Restarts the broker with `catchup.read.max.bytes.per.sec` set, produces into topic `new`
+   at a fixed rate alone, then at the same rate while a consumer reads `old` from the start,
+   and compares produce p99. Target: less than 20% higher with the catch-up read running.
+
+    python3 bench/catchup.py [--gb 2] [--rate-mb 20] [--catchup-limit-mb 64] [--seconds 20]
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from s3_servers import SeaweedFS  # noqa: E402
+from throughput import BINARY, start_tern  # noqa: E402
+
+MiB = 1 << 20
+RECORD = 1024
+LOAD = ["--record-size", str(RECORD), "--partitions", "16", "--acks", "-1", "--producers", "4",
+        "--batch-bytes", "262144", "--linger-ms", "1", "--max-in-flight", "5", "--max-request-bytes", "4194304"]
+
+
+def perf(*args, timeout=1800):
+    r = subprocess.run([BINARY, "perf", *args, "--json", "--interval", "5"], capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise SystemExit(f"tern perf {args[0]} exited {r.returncode}: {r.stderr[-1500:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+class Tern:
+    def __init__(self, server, bucket, work):
+        self.server, self.bucket, self.work = server, bucket, work
+        self.proc = None
+
+    def start(self, settings=()):
+        env = {**os.environ, **self.server.env()}
+        extra = ["--object-store", f"s3://{self.bucket}", "--s3-endpoint", self.server.endpoint, "--s3-path-style",
+                 "--wal", f"file://{self.work}/wal"]
+        for kv in settings:
+            extra += ["--set", kv]
+        old = os.environ.copy()
+        os.environ.update(env)
+        try:
+            self.proc, self.bootstrap, self.mport = start_tern(self.work, extra)
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+        return self
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(120)
+
+
+def boto3_get_ceiling(server, bucket, total_bytes, threads=8):
+    """MB/s of whole-object GETs of the broker's objects (largest first) up to `total_bytes`."""
+    s3 = server.client()
+    keys, size = [], 0
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    objects = sorted((o for p in pages for o in p.get("Contents", []) if "/data/" in o["Key"] or "/wal/" in o["Key"]),
+                     key=lambda o: -o["Size"])
+    for o in objects:
+        if size >= total_bytes:
+            break
+        keys.append(o["Key"])
+        size += o["Size"]
+    clients = threading.local()
+
+    def get(key):
+        if not hasattr(clients, "c"):
+            clients.c = server.client()
+        return len(clients.c.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        got = sum(pool.map(get, keys))
+    return got / (time.perf_counter() - start) / 1e6, got
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--gb", type=float, default=2.0)
+    ap.add_argument("--rate-mb", type=float, default=20.0, help="produce rate in phase 3 (MB/s)")
+    ap.add_argument("--catchup-limit-mb", type=float, default=64.0, help="catchup.read.max.bytes.per.sec in phase 3 (MB/s)")
+    ap.add_argument("--seconds", type=int, default=20)
+    a = ap.parse_args()
+    records = int(a.gb * 1e9 / RECORD)
+
+    server = SeaweedFS().start()
+    work = tempfile.mkdtemp(prefix="tern-catchup-")
+    try:
+        bucket = server.create_bucket("catchup")
+        tern = Tern(server, bucket, work).start()
+        w = perf("produce", "--bootstrap-server", tern.bootstrap, "--topic", "old", "--num-records", str(records), *LOAD)
+        print(f"wrote {w['bytes'] / 1e9:.2f} GB into 'old' at {w['mb_per_sec']:.1f} MB/s", flush=True)
+        tern.stop()  # flushes and uploads everything
+
+        tern.start()
+        r = perf("consume", "--bootstrap-server", tern.bootstrap, "--topic", "old", "--from-beginning",
+                 "--num-records", str(records), "--timeout", "60")
+        tern.stop()
+        ceiling, got = boto3_get_ceiling(server, bucket, r["bytes"])
+        ratio = r["mb_per_sec"] / ceiling
+        print(f"catch-up read from a cold cache: {r['mb_per_sec']:.1f} MB/s ({r['bytes'] / 1e9:.2f} GB); "
+              f"boto3 parallel GET of {got / 1e9:.2f} GB: {ceiling:.1f} MB/s; ratio {ratio:.2f} (target 0.80): "
+              f"{'PASS' if ratio >= 0.8 else 'FAIL'}", flush=True)
+
+        limit = int(a.catchup_limit_mb * 1e6)
+        tern.start([f"catchup.read.max.bytes.per.sec={limit}"])
+        rate = str(int(a.rate_mb * 1e6 / RECORD))
+        alone = perf("produce", "--bootstrap-server", tern.bootstrap, "--topic", "new", "--duration", str(a.seconds),
+                     "--throughput", rate, *LOAD)
+        result = {}
+
+        def read():
+            result["read"] = perf("consume", "--bootstrap-server", tern.bootstrap, "--topic", "old", "--from-beginning",
+                                  "--duration", str(a.seconds + 4))
+        reader = threading.Thread(target=read)
+        reader.start()
+        time.sleep(2)
+        both = perf("produce", "--bootstrap-server", tern.bootstrap, "--topic", "new", "--duration", str(a.seconds),
+                    "--throughput", rate, *LOAD)
+        reader.join()
+        tern.stop()
+        p_alone, p_both = alone["latency_ms"]["p99"], both["latency_ms"]["p99"]
+        rise = p_both / p_alone - 1
+        print(f"produce at {a.rate_mb:.0f} MB/s alone: p50 {alone['latency_ms']['p50']:.2f} ms, p99 {p_alone:.2f} ms; "
+              f"with a catch-up read at {result['read']['mb_per_sec']:.1f} MB/s (limit {a.catchup_limit_mb:.0f} MB/s): "
+              f"p50 {both['latency_ms']['p50']:.2f} ms, p99 {p_both:.2f} ms; rise {rise * 100:+.0f}% (target < 20%): "
+              f"{'PASS' if rise < 0.2 else 'FAIL'}")
+        failed = ratio < 0.8 or rise >= 0.2
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
