@@ -5,7 +5,7 @@ import NIOCore
 ///
 /// Objects are read in aligned blocks of `blockSize` bytes: block `i` of an object holds its
 /// bytes `i*blockSize ..< (i+1)*blockSize` (the last one is shorter: the object ends there).
-/// A miss is one ranged GET of whole blocks, from the first block missing through the
+/// A miss is a ranged GET of whole blocks (in parallel parts of `partBytes`), from the first block missing through the
 /// reader's readahead window. Each reader (a stream) has its own window: it starts at
 /// `blockSize` (512 KiB), doubles with every GET of a read that continues where the reader's
 /// previous read ended (or re-reads within it), up to `maxReadahead` (32 MiB), falls back to
@@ -77,16 +77,23 @@ public final class BlockCache: Sendable {
     public let capacity: Int
     public let blockSize: Int
     public let maxReadahead: Int
+    /// A miss larger than this is fetched as parts of this size, all at once: one connection
+    /// to an object store carries far less than the store serves in all (AWS's guidance is
+    /// parallel ranged GETs of 8 to 16 MB), and a 32 MiB readahead in one GET made the
+    /// reader wait for all of it at one connection's speed.
+    public let partBytes: Int
 
-    public init(capacity: Int, blockSize: Int = 512 << 10, maxReadahead: Int = 32 << 20) {
+    public init(capacity: Int, blockSize: Int = 512 << 10, maxReadahead: Int = 32 << 20, partBytes: Int = 8 << 20) {
         self.capacity = capacity
         self.blockSize = max(1, blockSize)
         self.maxReadahead = max(self.blockSize, maxReadahead)
+        self.partBytes = max(1, partBytes / self.blockSize) * self.blockSize
     }
 
-    /// The bytes of `request.range`, from cached blocks and at most one ranged GET
-    /// (`fetch`, called with a block-aligned range that may run past the object's end).
-    public func read(_ request: Request, fetch: (Range<Int>) async throws -> ByteBuffer) async throws -> ByteBuffer {
+    /// The bytes of `request.range`, from cached blocks and at most one miss, fetched with
+    /// ranged GETs (`fetch`, called with block-aligned ranges of at most `partBytes`, in
+    /// parallel, that may run past the object's end).
+    public func read(_ request: Request, fetch: @escaping @Sendable (Range<Int>) async throws -> ByteBuffer) async throws -> ByteBuffer {
         let range = request.range
         guard !range.isEmpty else { return ByteBuffer() }
         let first = range.lowerBound / blockSize
@@ -123,7 +130,6 @@ public final class BlockCache: Sendable {
                 return (have, nil)
             }
             s.misses += 1
-            s.gets += 1
             // Whole blocks from the first missing one through the readahead window (within
             // the reader's data), stopping early at a block already cached past the request.
             // Readahead only as far as the GETs under way stay within half the cache's
@@ -144,23 +150,25 @@ public final class BlockCache: Sendable {
                 s.readers[id]!.window = min(window * 2, maxReadahead)
             }
             s.fetching += (end - firstMissing) * blockSize
-            return (have, firstMissing * blockSize..<end * blockSize)
+            let get = firstMissing * blockSize..<end * blockSize
+            s.gets += (get.count + partBytes - 1) / partBytes
+            return (have, get)
         }
         var blocks = have
         if let get {
-            let fetched: ByteBuffer
-            do {
-                defer { state.withLockedValue { $0.fetching -= get.count } }
-                fetched = try await fetch(get)
-            }
-            var fresh: [(Int, ByteBuffer)] = []
-            var at = 0
-            while at < fetched.readableBytes {
-                let n = min(blockSize, fetched.readableBytes - at)
-                var own = ByteBufferAllocator().buffer(capacity: n)
-                own.writeImmutableBuffer(fetched.getSlice(at: fetched.readerIndex + at, length: n)!)
-                fresh.append((get.lowerBound / blockSize + at / blockSize, own))
-                at += n
+            defer { state.withLockedValue { $0.fetching -= get.count } }
+            let parts = stride(from: get.lowerBound, to: get.upperBound, by: partBytes).map { $0..<min($0 + partBytes, get.upperBound) }
+            let fresh = try await withThrowingTaskGroup(of: [(Int, ByteBuffer)].self) { group in
+                for part in parts {
+                    // A part read ahead may start past the object's end (S3 answers 416): only
+                    // the parts holding requested bytes must arrive.
+                    let needed = part.lowerBound / blockSize <= last
+                    group.addTask {
+                        guard needed else { return (try? await fetch(part)).map { self.blocks(of: $0, at: part.lowerBound) } ?? [] }
+                        return self.blocks(of: try await fetch(part), at: part.lowerBound)
+                    }
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
             }
             for (i, b) in fresh where i <= last { blocks[i] = b }
             insert(fresh, object: request.object, requested: first...last, reader: request.reader)
@@ -178,6 +186,20 @@ public final class BlockCache: Sendable {
             pos += n
         }
         return out
+    }
+
+    /// A GET's bytes, from object position `at` (block-aligned), as blocks of their own.
+    private func blocks(of fetched: ByteBuffer, at: Int) -> [(Int, ByteBuffer)] {
+        var fresh: [(Int, ByteBuffer)] = []
+        var done = 0
+        while done < fetched.readableBytes {
+            let n = min(blockSize, fetched.readableBytes - done)
+            var own = ByteBufferAllocator().buffer(capacity: n)
+            own.writeImmutableBuffer(fetched.getSlice(at: fetched.readerIndex + done, length: n)!)
+            fresh.append(((at + done) / blockSize, own))
+            done += n
+        }
+        return fresh
     }
 
     private func insert(_ fresh: [(Int, ByteBuffer)], object: String, requested: ClosedRange<Int>, reader: Int64?) {

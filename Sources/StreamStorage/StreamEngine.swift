@@ -1241,7 +1241,7 @@ public final class StreamEngine: Sendable {
         let request = BlockCache.Request(object: r.objectKey, range: r.position..<(r.position + r.size), reader: reader,
                                          offsets: r.startOffset..<r.endOffset, readaheadEnd: readaheadEnd)
         return try await IOClass.$current.withValue(.catchUpRead) {
-            try await blockCache.read(request) { try await objectStore.get(r.objectKey, range: $0) }
+            try await blockCache.read(request) { [objectStore] in try await objectStore.get(r.objectKey, range: $0) }
         }
     }
 

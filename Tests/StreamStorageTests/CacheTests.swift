@@ -169,6 +169,24 @@ final class CountingStore: ObjectStore {
         return out
     }
 
+    @Test func aLargeMissIsFetchedInPartsAllAtOnce() async throws {
+        let store = CountingStore()
+        try await Self.object(store, "o", kib: 64)
+        let c = BlockCache(capacity: 64 * Self.kib, blockSize: Self.kib, maxReadahead: 16 * Self.kib, partBytes: 4 * Self.kib)
+        let inFlight = NIOLockedValueBox((now: 0, most: 0))
+        let out = try await c.read(.init(object: "o", range: 0..<(16 * Self.kib))) { range in
+            inFlight.withLockedValue { $0.now += 1; $0.most = max($0.most, $0.now) }
+            // Wait (at most 2 s) for the other parts: fetched one after another, they never come.
+            for _ in 0..<2000 where inFlight.withLockedValue({ $0.most }) < 4 { try await Task.sleep(for: .milliseconds(1)) }
+            defer { inFlight.withLockedValue { $0.now -= 1 } }
+            return try await store.get("o", range: range)
+        }
+        #expect(inFlight.withLockedValue { $0.most } == 4, "four parts of 4 KiB in flight at once")
+        #expect(store.gets.map(\.range!).sorted { $0.lowerBound < $1.lowerBound } == stride(from: 0, to: 16, by: 4).map { ($0 * Self.kib)..<(($0 + 4) * Self.kib) })
+        #expect(out.readableBytesView.enumerated().allSatisfy { Int($0.element) == $0.offset % 251 })
+        #expect(c.stats.gets == 4)
+    }
+
     @Test func getsAreBlockAlignedAndTheBudgetHolds() async throws {
         let store = CountingStore()
         try await Self.object(store, "o", kib: 64)
