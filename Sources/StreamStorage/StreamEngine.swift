@@ -791,19 +791,26 @@ public final class StreamEngine: Sendable {
         let upload: Upload? = state.withLockedValue { s in
             s.timerArmed = false
             guard !s.buffer.batches.isEmpty || !s.buffer.waiters.isEmpty else { return nil }
-            guard s.uploads.count < config.maxConcurrentUploads else {
-                s.flushWanted = true
-                return nil
-            }
-            s.flushWanted = false
-            let u = Upload(seq: s.nextSeq, buffer: s.buffer)
-            s.nextSeq += 1
-            s.buffer = Buffer()
-            s.uploads.append(u)
-            return u
+            return takeUpload(\.buffer, &s)
         }
         guard let upload else { return }
         Task { await self.runUpload(upload) }
+    }
+
+    /// Makes the batches at `source` the next WAL object and queues its upload, unless too
+    /// many uploads are in flight (then the next upload to finish flushes again).
+    private func takeUpload(_ source: WritableKeyPath<State, Buffer>, _ s: inout State) -> Upload? {
+        guard s.uploads.count < config.maxConcurrentUploads else {
+            s.flushWanted = true
+            return nil
+        }
+        s.flushWanted = false
+        s.timerArmed = false
+        let u = Upload(seq: s.nextSeq, buffer: s[keyPath: source])
+        s.nextSeq += 1
+        s[keyPath: source] = Buffer()
+        s.uploads.append(u)
+        return u
     }
 
     // MARK: file WAL
@@ -910,17 +917,8 @@ public final class StreamEngine: Sendable {
                 s.cutWanted = true
                 return nil
             }
-            guard s.uploads.count < config.maxConcurrentUploads else {
-                s.flushWanted = true
-                return nil
-            }
-            s.cutWanted = false
-            s.flushWanted = false
-            s.timerArmed = false
-            let u = Upload(seq: s.nextSeq, buffer: s.synced)
-            s.nextSeq += 1
-            s.synced = Buffer()
-            s.uploads.append(u)
+            let u = takeUpload(\.synced, &s)
+            if u != nil { s.cutWanted = false }
             return u
         }
         guard let upload else { return }

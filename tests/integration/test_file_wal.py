@@ -22,14 +22,23 @@ def segments(wal_dir):
 
 
 def file_wal_broker(make_broker, hold_uploads, data_dir=None):
-    wal = os.path.join(data_dir or "", "wal") if data_dir else None
+    """A broker on the file WAL in `<data dir>/wal`."""
     settings = {}
     if hold_uploads:  # nothing is uploaded unless the broker shuts down
         settings = {"wal.upload.interval.ms": "60000", "wal.upload.bytes": str(1 << 30)}
     b = make_broker(settings=settings, data_dir=data_dir, start=False)
-    b.wal_dir = wal or os.path.join(b.data_dir, "wal")
+    b.wal_dir = os.path.join(b.data_dir, "wal")
     b.extra_args += ["--wal", f"file://{b.wal_dir}"]
     return b.start()
+
+
+def produced(broker, prefix, n):
+    """A new topic holding n acked records: (topic, values)."""
+    topic = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    create_topic(broker, topic)
+    values = [f"{prefix}-{i}".encode() for i in range(n)]
+    assert produce_values(broker, topic, values) == list(enumerate(values))
+    return topic, values
 
 
 def test_produce_is_acked_from_the_file_before_any_upload_and_survives_kill_9(make_broker):
@@ -56,9 +65,7 @@ def test_produce_is_acked_from_the_file_before_any_upload_and_survives_kill_9(ma
         assert [v for _, v in consume_all(broker, topic, partition=q)] == sent[q]
 
     broker.kill()  # nothing was uploaded: every acked record is only in the segment files
-    restarted = make_broker(data_dir=broker.data_dir, start=False)
-    restarted.extra_args += ["--wal", f"file://{broker.wal_dir}"]
-    restarted.start()
+    restarted = file_wal_broker(make_broker, hold_uploads=False, data_dir=broker.data_dir)
     assert "1 WAL objects recovered" in restarted.log(), restarted.log()[-2000:]
     assert segments(broker.wal_dir) == [], "a replayed segment was kept"
     for q in range(3):
@@ -71,10 +78,7 @@ def test_produce_is_acked_from_the_file_before_any_upload_and_survives_kill_9(ma
 
 def test_sigterm_uploads_everything_and_leaves_no_segment(make_broker):
     broker = file_wal_broker(make_broker, hold_uploads=True)
-    topic = f"fwal-term-{uuid.uuid4().hex[:8]}"
-    create_topic(broker, topic)
-    values = [f"v-{i}".encode() for i in range(100)]
-    assert produce_values(broker, topic, values) == list(enumerate(values))
+    topic, values = produced(broker, "fwal-term", 100)
     assert broker.stop() == 0
     assert segments(broker.wal_dir) == []
     objects = [f for _, _, fs in os.walk(os.path.join(broker.data_dir, "objects")) for f in fs]
@@ -85,10 +89,7 @@ def test_sigterm_uploads_everything_and_leaves_no_segment(make_broker):
 
 def test_uploads_run_behind_and_segments_go_once_committed(make_broker):
     broker = file_wal_broker(make_broker, hold_uploads=False)
-    topic = f"fwal-up-{uuid.uuid4().hex[:8]}"
-    create_topic(broker, topic)
-    values = [f"u-{i}".encode() for i in range(200)]
-    assert produce_values(broker, topic, values) == list(enumerate(values))
+    topic, values = produced(broker, "fwal-up", 200)
     deadline = time.time() + 10
     while segments(broker.wal_dir) and time.time() < deadline:
         time.sleep(0.1)
