@@ -112,7 +112,7 @@ let package = Package(
         .target(
             name: "AdminHTTP",
             dependencies: [
-                "Broker",
+                "Broker", "StreamStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 "ObjectStore",

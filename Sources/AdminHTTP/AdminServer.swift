@@ -5,6 +5,7 @@ import NIOHTTP1
 import NIOPosix
 import ObjectStore
 import ServiceLifecycle
+import StreamStorage
 
 /// HTTP on `--metrics-listen`: `/metrics` (Prometheus text), `/healthz` (the process is up),
 /// `/readyz` (the broker has opened its partitions and accepts requests).
@@ -139,6 +140,18 @@ public enum PrometheusText {
         let cache = broker.engine.blockCache.stats
         family("tern_block_cache_bytes", "gauge", "Bytes held by the block cache.")
         out += "tern_block_cache_bytes \(cache.bytes)\n"
+        let log = broker.engine.logCacheStats
+        family("tern_log_cache_bytes", "gauge", "Bytes of recent batches held by the log cache.")
+        out += "tern_log_cache_bytes \(log.bytes)\n"
+        family("tern_wal_unflushed_bytes", "gauge", "Bytes appended but not yet in an uploaded WAL object (produce waits above wal.buffer.max.bytes).")
+        out += "tern_wal_unflushed_bytes \(log.unflushedBytes)\n"
+        family("tern_produce_waiting_appends", "gauge", "Appends waiting for WAL buffer space (backpressure).")
+        out += "tern_produce_waiting_appends \(log.waitingAppends)\n"
+        if let limiter = broker.engine.throughputLimiter {
+            let bytes = limiter.bytesByClass
+            family("tern_object_store_class_bytes_total", "counter", "Object-store bytes let through by the throughput limiter, by class.")
+            for c in IOClass.allCases { out += "tern_object_store_class_bytes_total{class=\"\(c.label)\"} \(bytes[c] ?? 0)\n" }
+        }
         return out
     }
 }

@@ -524,6 +524,9 @@ public final class StreamEngine: Sendable {
         public var waitingAppends: Int
     }
 
+    /// The throughput-class limiter in front of the object store, when one is set.
+    public var throughputLimiter: ThroughputLimiter? { (objectStore as? ThrottledObjectStore)?.limiter }
+
     public var logCacheStats: LogCacheStats {
         state.withLockedValue { s in
             LogCacheStats(bytes: s.cacheBytes, batches: s.streams.values.reduce(0) { $0 + $1.cache.count },

@@ -12,6 +12,15 @@ public enum IOClass: Int, Sendable, CaseIterable {
     /// Compaction's reads and writes.
     case compaction
 
+    /// Its label on `/metrics`.
+    public var label: String {
+        switch self {
+        case .produce: "produce"
+        case .catchUpRead: "catchup_read"
+        case .compaction: "compaction"
+        }
+    }
+
     /// The class of the object-store requests the current task makes.
     @TaskLocal public static var current: IOClass = .produce
 }

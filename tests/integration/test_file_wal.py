@@ -106,3 +106,17 @@ def test_a_bad_wal_setting_is_refused_at_startup(tmp_path):
                            capture_output=True, text=True, timeout=30)
         assert r.returncode != 0
         assert expected in r.stderr, r.stderr
+
+
+def test_throughput_classes_count_each_class_on_metrics(make_broker):
+    """With a limit set, the limiter sits in front of the object store: WAL uploads count as
+    produce, fetches that miss the log cache as catch-up reads."""
+    broker = make_broker(settings={"object.store.max.bytes.per.sec": str(1 << 30),
+                                   "catchup.read.max.bytes.per.sec": str(1 << 30), "log.cache.bytes": "0"})
+    topic, values = produced(broker, "classes", 300)
+    assert broker.metric('tern_object_store_class_bytes_total{class="produce"}') > 0
+    assert broker.metric('tern_object_store_class_bytes_total{class="catchup_read"}') == 0
+    assert [v for _, v in consume_all(broker, topic)] == values  # nothing cached: read from objects
+    assert broker.metric('tern_object_store_class_bytes_total{class="catchup_read"}') > 0
+    assert broker.metric("tern_wal_unflushed_bytes") == 0
+    assert broker.metric("tern_produce_waiting_appends") == 0
