@@ -205,6 +205,15 @@ public final class StreamEngine: Sendable {
         var isDrained: Bool {
             uploads.isEmpty && buffer.batches.isEmpty && buffer.waiters.isEmpty && syncing == nil && synced.batches.isEmpty
         }
+
+        /// After bytes left the WAL buffer: the appends held back that may go on now, and the
+        /// shutdown waiting for everything to be written, once it is.
+        mutating func takeWaitersFreed(maxUnflushedBytes: Int) -> ([CheckedContinuation<Void, Never>], [OneShot<Bool>]) {
+            var freed: ([CheckedContinuation<Void, Never>], [OneShot<Bool>]) = ([], [])
+            if unflushedBytes < maxUnflushedBytes { swap(&freed.0, &backpressure) }
+            if isDrained { swap(&freed.1, &drained) }
+            return freed
+        }
     }
 
     public let config: StorageConfig
@@ -886,14 +895,7 @@ public final class StreamEngine: Sendable {
             for w in group.waiters {
                 toResume.append((w.waiter, answer.map { w.result }))
             }
-            if s.unflushedBytes < config.maxUnflushedBytes {
-                backpressure = s.backpressure
-                s.backpressure.removeAll()
-            }
-            if s.isDrained {
-                drained = s.drained
-                s.drained.removeAll()
-            }
+            (backpressure, drained) = s.takeWaitersFreed(maxUnflushedBytes: config.maxUnflushedBytes)
             let cut = !s.synced.batches.isEmpty && (s.cutWanted || s.closing || s.synced.bytes >= config.uploadBytes)
             if !cut && !s.synced.batches.isEmpty && !s.timerArmed {
                 s.timerArmed = true
@@ -1028,14 +1030,7 @@ public final class StreamEngine: Sendable {
                                       segment: fileWAL == nil ? nil : u.seq))
             }
             evictCache(&s)
-            if s.unflushedBytes < config.maxUnflushedBytes {
-                backpressure = s.backpressure
-                s.backpressure.removeAll()
-            }
-            if s.isDrained {
-                drained = s.drained
-                s.drained.removeAll()
-            }
+            (backpressure, drained) = s.takeWaitersFreed(maxUnflushedBytes: config.maxUnflushedBytes)
             return s.flushWanted || (s.closing && (!s.buffer.batches.isEmpty || !s.buffer.waiters.isEmpty || !s.synced.batches.isEmpty))
         }
         for (w, r) in toResume { w.resume(r) }
