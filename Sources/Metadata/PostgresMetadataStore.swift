@@ -238,13 +238,15 @@ final class PostgresSession: SQLSession {
         }
         let query = PostgresQuery(unsafeSQL: SQLDialect.postgres.parameters(sql), binds: binds)
         try Task.checkCancellation()
+        // A query written to a channel already closed (the server went away between the
+        // lease and now) is dropped by PostgresNIO with its answer never completed: fail it
+        // here, and let the deadline below catch the same race when it is narrower.
+        if connection.isClosed { throw MetadataError(.database, "the connection to PostgreSQL is closed") }
         let future: EventLoopFuture<PostgresQueryResult> = connection.query(query, logger: logger)
-        // Cancelled (the call's deadline passed): close the connection, which fails the query
-        // now instead of when the server answers, if ever.
+        // Cancelled (the call's deadline passed): stop waiting, and close the connection so
+        // that the server's backend is freed rather than left answering no one.
         let connection = self.connection
-        let result = try await withTaskCancellationHandler {
-            try await future.get()
-        } onCancel: {
+        let result = try await future.valueUnlessCancelled {
             let closing: EventLoopFuture<Void> = connection.close()
             _ = closing
         }

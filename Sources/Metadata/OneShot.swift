@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// A value set once, by whichever of several events comes first (an upload's completion or a
 /// timeout, say), and awaited by one task; the value may arrive before the task waits.
@@ -44,6 +45,23 @@ public final class OneShot<Value: Sendable>: Sendable {
                 }
             }
             if let ready { c.resume(returning: ready) }
+        }
+    }
+}
+
+extension EventLoopFuture where Value: Sendable {
+    /// The future's value, or `CancellationError` as soon as the waiting task is cancelled,
+    /// whether or not the future ever completes. (`get()` waits for the future however long:
+    /// a future its producer forgot, such as a query written to a channel already closed,
+    /// would hold the task for ever.) `onCancel` runs once, on cancellation.
+    public func valueUnlessCancelled(onCancel: @Sendable () -> Void = {}) async throws -> Value {
+        let answer = OneShot<Result<Value, any Error>>()
+        whenComplete { answer.resume($0) }
+        return try await withTaskCancellationHandler {
+            try await answer.wait().get()
+        } onCancel: {
+            answer.resume(.failure(CancellationError()))
+            onCancel()
         }
     }
 }
