@@ -97,7 +97,7 @@ public final class Broker: Sendable {
     /// Creates a topic and opens its streams.
     func createTopic(name: String, partitions: Int, configs: [String: String]) async throws(CreateError) -> TopicState {
         do {
-            return try await topicLock.withLock {
+            let created = try await topicLock.withLock {
                 if self.topic(name) != nil { throw CreateError.exists }
                 let record = try await metadata.createTopic(name: name, topicId: KafkaUUID.random().hex, partitions: partitions, configs: configs)
                 let t = TopicState(record)
@@ -106,6 +106,10 @@ public final class Broker: Sendable {
                 logger.info("created topic", metadata: ["topic": "\(name)", "partitions": "\(partitions)"])
                 return t
             }
+            // A snapshot at once, not at the next interval: a rebuild from the bucket can
+            // place a topic's records only if some snapshot names the topic.
+            await snapshotMetadata(evenIfNotController: true)
+            return created
         } catch let e as CreateError {
             throw e
         } catch let e as MetadataError where e.code == .topicExists {

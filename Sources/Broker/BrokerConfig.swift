@@ -91,6 +91,8 @@ public struct BrokerConfig: Sendable {
         .init(name: "transaction.abort.timed.out.transaction.cleanup.interval.ms", flag: nil, defaultValue: "10000", help: "how often transactions past their timeout are aborted"),
         .init(name: "log.retention.check.interval.ms", flag: nil, defaultValue: "300000", help: "how often topics' retention.ms and retention.bytes are applied"),
         .init(name: "log.retention.bytes", flag: nil, defaultValue: "-1", help: "default retention.bytes of topics that set none (-1: no size limit)"),
+        .init(name: "metadata.snapshot.interval.ms", flag: nil, defaultValue: "60000", help: "how often the metadata store is snapshotted to <cluster>/meta/snapshots/ in the bucket, for tern admin rebuild-metadata (0: never); by the controller only"),
+        .init(name: "metadata.snapshot.retain", flag: nil, defaultValue: "3", help: "how many metadata snapshots to keep in the bucket"),
         .init(name: "object.gc.grace.ms", flag: nil, defaultValue: "60000", help: "how long an unreferenced object stays in the bucket before it is deleted (readers may hold it)"),
         .init(name: "object.gc.interval.ms", flag: nil, defaultValue: "10000", help: "how often unreferenced objects are marked and deleted"),
         .init(name: "object.store.max.bytes.per.sec", flag: nil, defaultValue: "0", help: "object-store bandwidth of all traffic together, 0 for no limit: WAL uploads never wait but count; catch-up reads, then compaction, wait for what is left"),
@@ -148,6 +150,9 @@ public struct BrokerConfig: Sendable {
     public var offsetsRetentionCheckIntervalMs = 600_000
     /// `log.retention.bytes`: the default of topic `retention.bytes`.
     public var retentionBytes: Int64 = -1
+    /// `metadata.snapshot.interval.ms` (0: off) and `metadata.snapshot.retain`.
+    public var metadataSnapshotIntervalMs = 60_000
+    public var metadataSnapshotRetain = 3
     /// `object.gc.*`: garbage collection of unreferenced objects.
     public var garbageCollection = GarbageCollectionConfig()
     /// `compaction.*`, `stream.object.split.bytes`.
@@ -221,6 +226,8 @@ public struct BrokerConfig: Sendable {
         if let n = try int("transactional.id.expiration.ms", 1...Int(Int32.max)) { c.transactionCoordinator.idExpirationMs = Int64(n) }
         if let n = try int("transaction.abort.timed.out.transaction.cleanup.interval.ms", 1...Int(Int32.max)) { c.transactionCoordinator.abortCheckIntervalMs = n }
         if let n = try int("log.retention.bytes", -1...Int(Int64.max)) { c.retentionBytes = Int64(n) }
+        if let n = try int("metadata.snapshot.interval.ms", 0...Int(Int32.max)) { c.metadataSnapshotIntervalMs = n }
+        if let n = try int("metadata.snapshot.retain", 1...1000) { c.metadataSnapshotRetain = n }
         if let n = try int("object.gc.grace.ms", 0...Int(Int64(Int32.max) * 1000)) { c.garbageCollection.graceMs = Int64(n) }
         if let n = try int("object.gc.interval.ms", 1...Int(Int32.max)) { c.garbageCollection.intervalMs = n }
         if let n = try int("object.store.max.bytes.per.sec", 0...(1 << 40)) { c.storage.throughput.totalBytesPerSec = n }

@@ -346,6 +346,24 @@ extension Broker {
         }
     }
 
+    /// Whether this broker held the controller lease at its last cluster round: it alone
+    /// does the cluster's chores (metadata snapshots).
+    public var isController: Bool { cluster.withLockedValue { $0.isController && !$0.superseded } }
+
+    /// Writes a snapshot of the metadata store to the bucket when this broker is the
+    /// controller (`metadata.snapshot.interval.ms`) or is told to; a failure is logged and
+    /// retried at the next interval. Nothing when snapshots are off (interval 0).
+    public func snapshotMetadata(evenIfNotController: Bool = false) async {
+        guard config.metadataSnapshotIntervalMs > 0, evenIfNotController || isController else { return }
+        do {
+            let key = try await MetadataSnapshots.write(metadata: metadata, store: engine.objectStore, cluster: clusterId,
+                                                        keep: config.metadataSnapshotRetain)
+            logger.debug("metadata snapshot written", metadata: ["key": "\(key)"])
+        } catch {
+            logger.warning("metadata snapshot failed; retrying next interval", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// After a graceful shutdown (every acked batch uploaded and committed): gives up this
     /// broker's streams and ends its lease, so the controller moves its partitions at once
     /// instead of after `broker.session.timeout.ms`.

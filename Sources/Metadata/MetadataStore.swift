@@ -239,6 +239,10 @@ public protocol MetadataStore: ClusterStore {
     /// Commits an object: its ranges extend their streams (epoch-fenced); producer state
     /// and aborted transactions are written in the same transaction. Ranges of deleted streams are dropped.
     func commit(_ commit: ObjectCommit) async throws
+    /// Every durable table as rows, read in one transaction (`MetadataSnapshot`).
+    func snapshot() async throws -> MetadataSnapshot
+    /// Loads a snapshot into a new store (`tern admin rebuild-metadata`).
+    func restore(_ snapshot: MetadataSnapshot) async throws
     /// Keys of committed objects under a prefix.
     func committedObjectKeys(prefix: String) async throws -> Set<String>
     func allocateProducerId() async throws -> Int64

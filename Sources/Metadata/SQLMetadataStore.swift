@@ -62,7 +62,7 @@ public class SQLMetadataStore: MetadataStore, @unchecked Sendable {
     }
 
     /// Applies the shared migrations (`MetadataSchema`) not yet recorded in the database.
-    private func migrate() async throws {
+    func migrate() async throws {
         let dialect = engine.dialect
         try await engine.migrate { db in
             try await db.query(dialect.render(MetadataSchema.versionTable))

@@ -1,6 +1,7 @@
 import KafkaProtocol
 import Metadata
 import NIOCore
+import ObjectStore
 
 /// The self-describing object layout shared by WAL objects (stream set objects) and,
 /// later, stream objects:
@@ -28,11 +29,29 @@ public enum ObjectFormat {
         public var maxTimestamp: Int64
         public var position: Int
         public var size: Int
+
+        public init(streamId: Int64, epoch: Int64, startOffset: Int64, endOffset: Int64, recordCount: Int32,
+                    minTimestamp: Int64, maxTimestamp: Int64, position: Int, size: Int) {
+            self.streamId = streamId
+            self.epoch = epoch
+            self.startOffset = startOffset
+            self.endOffset = endOffset
+            self.recordCount = recordCount
+            self.minTimestamp = minTimestamp
+            self.maxTimestamp = maxTimestamp
+            self.position = position
+            self.size = size
+        }
     }
 
     public struct Parsed: Sendable, Equatable {
         public var entries: [Entry]
         public var superseded: [String]
+
+        public init(entries: [Entry], superseded: [String]) {
+            self.entries = entries
+            self.superseded = superseded
+        }
     }
 
     /// A batch to place in an object, with the stream it belongs to.
@@ -120,19 +139,40 @@ public enum ObjectFormat {
 
     /// Parses a whole object's index and footer.
     public static func parse(_ object: ByteBuffer) throws -> Parsed {
+        try parse(tail: object, objectSize: object.readableBytes)
+    }
+
+    /// Reads an object's index and footer from the store: its last 64 KiB, and the rest of a
+    /// larger index in a second ranged GET.
+    public static func readIndex(_ store: any ObjectStore, key: String, size: Int) async throws -> Parsed {
+        guard size >= footerSize else { throw FormatError(description: "not a Tern object (\(size) bytes)") }
+        let tailStart = max(0, size - 65536)
+        let tail = try await store.get(key, range: tailStart..<size)
+        guard tail.readableBytes == size - tailStart,
+              let indexPosition = tail.getInteger(at: tail.readerIndex + tail.readableBytes - 22, as: Int64.self) else {
+            throw FormatError(description: "short read of the object's tail")
+        }
+        if indexPosition >= tailStart || indexPosition < 0 || indexPosition >= size { return try parse(tail: tail, objectSize: size) }
+        return try parse(tail: try await store.get(key, range: Int(indexPosition)..<size), objectSize: size)
+    }
+
+    /// Parses the index and footer from the object's last bytes (`tail`, which must hold the
+    /// index onwards) of an object of `objectSize` bytes.
+    static func parse(tail object: ByteBuffer, objectSize: Int) throws -> Parsed {
         let n = object.readableBytes
-        let base = object.readerIndex
+        let base = object.readerIndex - (objectSize - n)  // where byte 0 of the object would sit
         guard n >= footerSize,
-              let indexPosition = object.getInteger(at: base + n - 22, as: Int64.self),
-              let count = object.getInteger(at: base + n - 14, as: Int32.self),
-              let supersededSize = object.getInteger(at: base + n - 10, as: Int32.self),
-              let v = object.getInteger(at: base + n - 6, as: Int16.self),
-              let m = object.getInteger(at: base + n - 4, as: UInt32.self),
+              let indexPosition = object.getInteger(at: base + objectSize - 22, as: Int64.self),
+              let count = object.getInteger(at: base + objectSize - 14, as: Int32.self),
+              let supersededSize = object.getInteger(at: base + objectSize - 10, as: Int32.self),
+              let v = object.getInteger(at: base + objectSize - 6, as: Int16.self),
+              let m = object.getInteger(at: base + objectSize - 4, as: UInt32.self),
               m == magic, v == version else {
             throw FormatError(description: "not a Tern object (bad footer)")
         }
         let indexEnd = Int(indexPosition) + Int(count) * indexEntrySize
-        guard indexPosition >= 0, count >= 0, supersededSize >= 0, indexEnd + Int(supersededSize) + footerSize == n else {
+        guard indexPosition >= 0, count >= 0, supersededSize >= 0, indexEnd + Int(supersededSize) + footerSize == objectSize,
+              Int(indexPosition) >= objectSize - n else {
             throw FormatError(description: "object index does not fit the object")
         }
         var index = object.getSlice(at: base + Int(indexPosition), length: indexEnd - Int(indexPosition))!

@@ -220,7 +220,7 @@ public final class StreamEngine: Sendable {
     public let nodeId: Int32
     public let clusterId: String
     public let brokerEpoch: Int64
-    let objectStore: any ObjectStore
+    public let objectStore: any ObjectStore
     let metadata: any MetadataStore
     let logger: Logger
     let loop: any EventLoop

@@ -8,8 +8,8 @@ import NIOPosix
 struct Admin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "admin",
-        abstract: "Storage report (admin listener); partition moves (Kafka protocol).",
-        subcommands: [Storage.self, Reassign.self, Drain.self])
+        abstract: "Storage report (admin listener); partition moves (Kafka protocol); metadata rebuild from the bucket.",
+        subcommands: [Storage.self, Reassign.self, Drain.self, RebuildMetadata.self])
 
     struct Storage: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -38,8 +38,7 @@ struct Serve: AsyncParsableCommand {
         \(BrokerConfig.settings.map { "  \($0.name) (\($0.flag ?? "--set"); \($0.defaultValue)): \($0.help)" }.joined(separator: "\n"))
         """)
 
-    @Option(name: .customLong("data-dir"), help: "Data directory (data.dir).")
-    var dataDir: String?
+    @OptionGroup var store: StoreOptions
     @Option(name: .customLong("listen"), help: "Kafka listener HOST:PORT (listeners).")
     var listen: String?
     @Option(name: .customLong("advertise"), help: "Address given to clients HOST:PORT (advertised.listeners).")
@@ -48,24 +47,10 @@ struct Serve: AsyncParsableCommand {
     var internalListen: String?
     @Option(name: .customLong("node-id"), help: "Broker id (node.id).")
     var nodeId: String?
-    @Option(name: .customLong("object-store"), help: "Bucket URL (object.store).")
-    var objectStore: String?
-    @Option(name: .customLong("s3-endpoint"), help: "S3 endpoint URL for s3:// object stores (s3.endpoint).")
-    var s3Endpoint: String?
-    @Option(name: .customLong("s3-region"), help: "S3 region (s3.region).")
-    var s3Region: String?
-    @Flag(name: .customLong("s3-path-style"), help: "Path-style S3 URLs: endpoint/bucket/key (s3.path.style).")
-    var s3PathStyle = false
-    @Option(name: .customLong("metadata"), help: "Metadata store URL: sqlite://PATH or postgres://USER:PASS@HOST:PORT/DB (metadata).")
-    var metadata: String?
     @Option(name: .customLong("wal"), help: "WAL mode (wal): object, or file://DIR to ack produce on fdatasync to DIR.")
     var wal: String?
     @Option(name: .customLong("metrics-listen"), help: "HTTP listener for /metrics, /healthz, /readyz (metrics.listen).")
     var metricsListen: String?
-    @Option(name: .customLong("config"), help: "A server.properties-style file of settings.")
-    var configFile: String?
-    @Option(name: .customLong("set"), help: "A setting as NAME=VALUE (repeatable).")
-    var settings: [String] = []
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -87,8 +72,35 @@ struct Serve: AsyncParsableCommand {
         try await serve(config, logger: logger)
     }
 
-    /// File, then environment, then flags: later layers win.
     func layeredSettings() throws -> [String: String] {
+        try store.layeredSettings(flags: [("listeners", listen), ("advertised.listeners", advertise),
+                                          ("internal.listeners", internalListen), ("node.id", nodeId),
+                                          ("wal", wal), ("metrics.listen", metricsListen)])
+    }
+}
+
+/// Where the broker's data lives (data directory, bucket, metadata store) and the layered
+/// settings: what `tern serve` and `tern admin rebuild-metadata` share.
+struct StoreOptions: ParsableArguments {
+    @Option(name: .customLong("data-dir"), help: "Data directory (data.dir).")
+    var dataDir: String?
+    @Option(name: .customLong("object-store"), help: "Bucket URL (object.store).")
+    var objectStore: String?
+    @Option(name: .customLong("s3-endpoint"), help: "S3 endpoint URL for s3:// object stores (s3.endpoint).")
+    var s3Endpoint: String?
+    @Option(name: .customLong("s3-region"), help: "S3 region (s3.region).")
+    var s3Region: String?
+    @Flag(name: .customLong("s3-path-style"), help: "Path-style S3 URLs: endpoint/bucket/key (s3.path.style).")
+    var s3PathStyle = false
+    @Option(name: .customLong("metadata"), help: "Metadata store URL: sqlite://PATH or postgres://USER:PASS@HOST:PORT/DB (metadata).")
+    var metadata: String?
+    @Option(name: .customLong("config"), help: "A server.properties-style file of settings.")
+    var configFile: String?
+    @Option(name: .customLong("set"), help: "A setting as NAME=VALUE (repeatable).")
+    var settings: [String] = []
+
+    /// File, then environment, then flags (these and `flags`): later layers win.
+    func layeredSettings(flags more: [(String, String?)] = []) throws -> [String: String] {
         var raw: [String: String] = [:]
         if let configFile {
             guard let text = try? String(contentsOfFile: configFile, encoding: .utf8) else {
@@ -112,11 +124,8 @@ struct Serve: AsyncParsableCommand {
             guard let eq = s.firstIndex(of: "="), eq != s.startIndex else { throw ValidationError("--set: expected NAME=VALUE, got '\(s)'") }
             raw[String(s[..<eq])] = String(s[s.index(after: eq)...])
         }
-        let flags: [(String, String?)] = [("data.dir", dataDir), ("listeners", listen), ("advertised.listeners", advertise),
-                                          ("internal.listeners", internalListen),
-                                          ("node.id", nodeId), ("object.store", objectStore), ("metadata", metadata),
-                                          ("wal", wal), ("metrics.listen", metricsListen),
-                                          ("s3.endpoint", s3Endpoint), ("s3.region", s3Region), ("s3.path.style", s3PathStyle ? "true" : nil)]
+        let flags: [(String, String?)] = [("data.dir", dataDir), ("object.store", objectStore), ("metadata", metadata),
+                                          ("s3.endpoint", s3Endpoint), ("s3.region", s3Region), ("s3.path.style", s3PathStyle ? "true" : nil)] + more
         for (k, v) in flags { if let v { raw[k] = v } }
         return raw
     }
@@ -225,6 +234,8 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
                    .init(service: PeriodicService(intervalMs: config.retentionCheckIntervalMs) { await broker.applyRetention() }),
                    .init(service: PeriodicService(intervalMs: config.offsetsRetentionCheckIntervalMs) { await broker.expireOffsets() }),
                    .init(service: PeriodicService(intervalMs: config.transactionAbortCheckIntervalMs) { await broker.abortTimedOutTransactions() }),
+                   .init(service: config.metadataSnapshotIntervalMs == 0 ? NoService() as any Service
+                         : PeriodicService(intervalMs: config.metadataSnapshotIntervalMs) { await broker.snapshotMetadata() }),
                    .init(service: PeriodicService(intervalMs: config.garbageCollection.intervalMs) {
                        await engine.runGarbageCollection(config: config.garbageCollection, now: Broker.wallClockMs())
                    }),

@@ -12,7 +12,8 @@ struct Tern: AsyncParsableCommand {
         broker) over the Kafka protocol; they take --bootstrap-server HOST:PORT, else \
         $TERN_BOOTSTRAP, else localhost:9092. `tern admin storage` asks a running broker's \
         metrics endpoint what its bucket holds and costs; `tern admin reassign` and `tern admin \
-        drain` move partitions between brokers.
+        drain` move partitions between brokers; `tern admin rebuild-metadata` makes a lost \
+        metadata store again from the bucket.
         """,
         version: ternVersion,
         subcommands: [Serve.self, ClusterCommand.self, Topics.self, ProduceCommand.self, ConsumeCommand.self, Groups.self, TransactionsCommand.self, Perf.self, Admin.self])

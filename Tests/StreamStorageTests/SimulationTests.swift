@@ -209,6 +209,8 @@ struct CrashingMetadataStore: MetadataStore {
     func ranges(streamId: Int64) async throws -> [StreamRange] { try await r("ranges") { try await base.ranges(streamId: streamId) } }
     func producerStates(streamId: Int64) async throws -> [ProducerStateRecord] { try await r("producerStates") { try await base.producerStates(streamId: streamId) } }
     func commit(_ commit: ObjectCommit) async throws { try await r("commit") { try await base.commit(commit) } }
+    func snapshot() async throws -> MetadataSnapshot { try await r("snapshot") { try await base.snapshot() } }
+    func restore(_ snapshot: MetadataSnapshot) async throws { try await r("restore") { try await base.restore(snapshot) } }
     func committedObjectKeys(prefix: String) async throws -> Set<String> { try await r("committedObjectKeys") { try await base.committedObjectKeys(prefix: prefix) } }
     func allocateProducerId() async throws -> Int64 { try await r("allocateProducerId") { try await base.allocateProducerId() } }
     func abortedTxns(streamId: Int64) async throws -> [AbortedTxnRecord] { try await r("abortedTxns") { try await base.abortedTxns(streamId: streamId) } }
