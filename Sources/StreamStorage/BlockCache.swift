@@ -1,3 +1,4 @@
+import Metadata
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -25,6 +26,9 @@ public final class BlockCache: Sendable {
         var tick: UInt64
         /// The reader that read this block ahead, until somebody reads it.
         var unreadBy: Int64?
+        /// The object ends in this block (a GET asked for more and got less): nothing past
+        /// it is GET.
+        var last = false
     }
 
     private struct Reader {
@@ -43,6 +47,15 @@ public final class BlockCache: Sendable {
         var gets = 0
         /// Bytes of GETs under way: their buffers are memory outside the cache's budget.
         var fetching = 0
+        /// Blocks a GET under way will bring, with the reads waiting for them: a read never
+        /// GETs a block that is already on its way (sixteen partitions catching up through
+        /// the same stream set objects share one GET of each).
+        var pending: [Key: [OneShot<Void>]] = [:]
+        var prefetches = 0
+
+        func cachedOrPending(_ k: Key) -> Bool { blocks[k] != nil || pending[k] != nil }
+        /// Whether the object is known to end before block `k`.
+        func pastEnd(_ k: Key) -> Bool { k.index > 0 && blocks[Key(object: k.object, index: k.index - 1)]?.last == true }
     }
 
     /// One read: bytes `range` of `object`, which hold a reader's stream offsets `offsets`;
@@ -54,13 +67,18 @@ public final class BlockCache: Sendable {
         public var reader: Int64?
         public var offsets: Range<Int64>
         public var readaheadEnd: Int
+        /// On a miss, GET at least the object's bytes up to here, from its start (a stream set
+        /// object whose other streams' readers will want the rest): 0 for none.
+        public var wholeUpTo: Int
 
-        public init(object: String, range: Range<Int>, reader: Int64? = nil, offsets: Range<Int64> = 0..<0, readaheadEnd: Int = 0) {
+        public init(object: String, range: Range<Int>, reader: Int64? = nil, offsets: Range<Int64> = 0..<0, readaheadEnd: Int = 0,
+                    wholeUpTo: Int = 0) {
             self.object = object
             self.range = range
             self.reader = reader
             self.offsets = offsets
             self.readaheadEnd = readaheadEnd
+            self.wholeUpTo = wholeUpTo
         }
     }
 
@@ -71,6 +89,8 @@ public final class BlockCache: Sendable {
         public var misses: Int
         /// Ranged GETs made.
         public var gets: Int
+        /// Prefetches started (`prefetch`).
+        public var prefetches: Int = 0
     }
 
     private let state = NIOLockedValueBox(State())
@@ -90,88 +110,97 @@ public final class BlockCache: Sendable {
         self.partBytes = max(1, partBytes / self.blockSize) * self.blockSize
     }
 
-    /// The bytes of `request.range`, from cached blocks and at most one miss, fetched with
-    /// ranged GETs (`fetch`, called with block-aligned ranges of at most `partBytes`, in
-    /// parallel, that may run past the object's end).
+    /// The bytes of `request.range`, from cached blocks, blocks other GETs under way bring,
+    /// and at most one miss, fetched with ranged GETs (`fetch`, called with block-aligned
+    /// ranges of about `partBytes`, in parallel, that may run past the object's end).
     public func read(_ request: Request, fetch: @escaping @Sendable (Range<Int>) async throws -> ByteBuffer) async throws -> ByteBuffer {
         let range = request.range
         guard !range.isEmpty else { return ByteBuffer() }
         let first = range.lowerBound / blockSize
         let last = (range.upperBound - 1) / blockSize
-        // Under the lock: take what is cached, decide what to GET.
-        let (have, get): ([Int: ByteBuffer], Range<Int>?) = state.withLockedValue { s in
-            var window = blockSize
-            if let id = request.reader {
-                var r = s.readers[id] ?? Reader(window: blockSize, last: -1..<(-1))
-                // Sequential: it starts where the last read ended, or within it (a fetch that
-                // took only part of a range reads that range again).
-                let o = request.offsets.lowerBound
-                if o < r.last.lowerBound || o > r.last.upperBound { r.window = blockSize }
-                r.last = request.offsets
-                window = r.window
-                s.readers[id] = r
-            }
-            var have: [Int: ByteBuffer] = [:]
-            var firstMissing: Int?
-            for i in first...last {
-                let k = Key(object: request.object, index: i)
-                if var e = s.blocks[k] {
-                    s.tick += 1
-                    e.tick = s.tick
-                    e.unreadBy = nil
-                    s.blocks[k] = e
-                    have[i] = e.buffer
-                } else if firstMissing == nil {
-                    firstMissing = i
-                }
-            }
-            guard let firstMissing else {
-                s.hits += 1
-                return (have, nil)
-            }
-            s.misses += 1
-            // Whole blocks from the first missing one through the readahead window (within
-            // the reader's data), stopping early at a block already cached past the request.
-            // Readahead only as far as the GETs under way stay within half the cache's
-            // budget: sixteen readers each reading 32 MiB ahead held 214 MB outside it.
-            let ahead = min(window, max(0, capacity / 2 - s.fetching))
-            let want = max(range.upperBound, min(range.lowerBound + ahead, max(request.readaheadEnd, range.upperBound)))
-            var end = (want + blockSize - 1) / blockSize
-            var i = last + 1
-            while i < end {
-                if s.blocks[Key(object: request.object, index: i)] != nil {
-                    end = i
-                    break
-                }
-                i += 1
-            }
-            if let id = request.reader {
-                // This read needed a GET: a sequential reader's window grows for the next one.
-                s.readers[id]!.window = min(window * 2, maxReadahead)
-            }
-            s.fetching += (end - firstMissing) * blockSize
-            let get = firstMissing * blockSize..<end * blockSize
-            s.gets += (get.count + partBytes - 1) / partBytes
-            return (have, get)
+        enum Step {
+            case wait(OneShot<Void>)
+            case ready([Int: ByteBuffer], get: Range<Int>?)
         }
-        var blocks = have
-        if let get {
-            defer { state.withLockedValue { $0.fetching -= get.count } }
-            let parts = stride(from: get.lowerBound, to: get.upperBound, by: partBytes).map { $0..<min($0 + partBytes, get.upperBound) }
-            let fresh = try await withThrowingTaskGroup(of: [(Int, ByteBuffer)].self) { group in
-                for part in parts {
-                    // A part read ahead may start past the object's end (S3 answers 416): only
-                    // the parts holding requested bytes must arrive.
-                    let needed = part.lowerBound / blockSize <= last
-                    group.addTask {
-                        guard needed else { return (try? await fetch(part)).map { self.blocks(of: $0, at: part.lowerBound) } ?? [] }
-                        return self.blocks(of: try await fetch(part), at: part.lowerBound)
+        var window = blockSize
+        var sawReader = false
+        var blocks: [Int: ByteBuffer] = [:]
+        while true {
+            // Under the lock: take what is cached, wait for what is on its way, decide what to GET.
+            let step: Step = state.withLockedValue { s in
+                if let id = request.reader, !sawReader {
+                    sawReader = true
+                    var r = s.readers[id] ?? Reader(window: blockSize, last: -1..<(-1))
+                    // Sequential: it starts where the last read ended, or within it (a fetch that
+                    // took only part of a range reads that range again).
+                    let o = request.offsets.lowerBound
+                    if o < r.last.lowerBound || o > r.last.upperBound { r.window = blockSize }
+                    r.last = request.offsets
+                    window = r.window
+                    s.readers[id] = r
+                }
+                var have: [Int: ByteBuffer] = [:]
+                var firstMissing: Int?
+                for i in first...last {
+                    let k = Key(object: request.object, index: i)
+                    if var e = s.blocks[k] {
+                        s.tick += 1
+                        e.tick = s.tick
+                        e.unreadBy = nil
+                        s.blocks[k] = e
+                        have[i] = e.buffer
+                    } else if s.pending[k] != nil {
+                        let w = OneShot<Void>()
+                        s.pending[k]!.append(w)
+                        return .wait(w)
+                    } else if firstMissing == nil {
+                        firstMissing = i
                     }
                 }
-                return try await group.reduce(into: []) { $0 += $1 }
+                guard let firstMissing else {
+                    s.hits += 1
+                    return .ready(have, get: nil)
+                }
+                s.misses += 1
+                // Whole blocks from the first missing one through the readahead window (within
+                // the reader's data), stopping early at a block already cached or on its way.
+                // Readahead only as far as the GETs under way stay within half the cache's
+                // budget: sixteen readers each reading 32 MiB ahead held 214 MB outside it.
+                let ahead = min(window, max(0, capacity / 2 - s.fetching))
+                var want = max(range.upperBound, min(range.lowerBound + ahead, max(request.readaheadEnd, range.upperBound)))
+                var start = firstMissing
+                if request.wholeUpTo > 0 && s.fetching < capacity / 2 {
+                    want = max(want, request.wholeUpTo)
+                    while start > 0 && !s.cachedOrPending(Key(object: request.object, index: start - 1)) { start -= 1 }
+                }
+                var end = (want + blockSize - 1) / blockSize
+                var i = last + 1
+                while i < end {
+                    let k = Key(object: request.object, index: i)
+                    if s.cachedOrPending(k) || s.pastEnd(k) {
+                        end = i
+                        break
+                    }
+                    i += 1
+                }
+                if let id = request.reader {
+                    // This read needed a GET: a sequential reader's window grows for the next one.
+                    s.readers[id]!.window = min(window * 2, maxReadahead)
+                }
+                return .ready(have, get: take(&s, object: request.object, blocks: start..<end))
             }
-            for (i, b) in fresh where i <= last { blocks[i] = b }
-            insert(fresh, object: request.object, requested: first...last, reader: request.reader)
+            switch step {
+            case .wait(let w):
+                await w.wait()
+                continue
+            case .ready(let have, let get):
+                blocks = have
+                if let get {
+                    let fresh = try await fetchRun(object: request.object, get, needed: first...last, reader: request.reader, fetch: fetch)
+                    for (i, b, _) in fresh where first <= i && i <= last { blocks[i] = b }
+                }
+            }
+            break
         }
         // Assemble the requested bytes.
         var out = ByteBufferAllocator().buffer(capacity: range.count)
@@ -188,27 +217,97 @@ public final class BlockCache: Sendable {
         return out
     }
 
-    /// A GET's bytes, from object position `at` (block-aligned), as blocks of their own.
-    private func blocks(of fetched: ByteBuffer, at: Int) -> [(Int, ByteBuffer)] {
-        var fresh: [(Int, ByteBuffer)] = []
+    /// Starts a GET, in the background, of the blocks of `range` of `object` that are neither
+    /// cached nor on their way, from the first such block on: the engine asks for the objects
+    /// a catch-up reader will read next, so that their GETs overlap its reads of this one.
+    /// Nothing when GETs under way already hold half the budget.
+    public func prefetch(object: String, range: Range<Int>, fetch: @escaping @Sendable (Range<Int>) async throws -> ByteBuffer) {
+        guard !range.isEmpty else { return }
+        let get: Range<Int>? = state.withLockedValue { s in
+            var start = range.lowerBound / blockSize
+            let end = (range.upperBound + blockSize - 1) / blockSize
+            while start < end && s.cachedOrPending(Key(object: object, index: start)) { start += 1 }
+            var stop = start
+            while stop < end && !s.cachedOrPending(Key(object: object, index: stop)) && !s.pastEnd(Key(object: object, index: stop)) { stop += 1 }
+            guard start < stop, s.fetching + (stop - start) * blockSize <= capacity / 2 else { return nil }
+            s.prefetches += 1
+            return take(&s, object: object, blocks: start..<stop)
+        }
+        guard let get else { return }
+        Task {
+            _ = try? await fetchRun(object: object, get, needed: nil, reader: nil, fetch: fetch)
+        }
+    }
+
+    /// Marks `blocks` as on their way and counts the GET; returns its byte range.
+    private func take(_ s: inout State, object: String, blocks: Range<Int>) -> Range<Int> {
+        for i in blocks { s.pending[Key(object: object, index: i)] = [] }
+        s.fetching += blocks.count * blockSize
+        let get = blocks.lowerBound * blockSize..<blocks.upperBound * blockSize
+        s.gets += partsOf(get).count
+        return get
+    }
+
+    /// A GET's byte range as parts of `partBytes`, a short last one joined to the one before.
+    private func partsOf(_ get: Range<Int>) -> [Range<Int>] {
+        var parts = stride(from: get.lowerBound, to: get.upperBound, by: partBytes).map { $0..<min($0 + partBytes, get.upperBound) }
+        if parts.count > 1, parts.last!.count < partBytes / 4 {
+            let tail = parts.removeLast()
+            parts[parts.count - 1] = parts[parts.count - 1].lowerBound..<tail.upperBound
+        }
+        return parts
+    }
+
+    /// GETs `get` (taken with `take`) in parallel parts, caches the blocks, and wakes the
+    /// reads waiting for them, whatever happens. Parts holding a `needed` block must arrive;
+    /// the others (read ahead, maybe past the object's end) may fail.
+    private func fetchRun(object: String, _ get: Range<Int>, needed: ClosedRange<Int>?, reader: Int64?,
+                          fetch: @escaping @Sendable (Range<Int>) async throws -> ByteBuffer) async throws -> [(Int, ByteBuffer, last: Bool)] {
+        var fresh: [(Int, ByteBuffer, last: Bool)] = []
+        defer { finish(object: object, get, fresh: fresh, requested: needed, reader: reader) }
+        fresh = try await withThrowingTaskGroup(of: [(Int, ByteBuffer, last: Bool)].self) { group in
+            for part in partsOf(get) {
+                let partBlocks = part.lowerBound / blockSize...(part.upperBound - 1) / blockSize
+                let must = needed.map { partBlocks.overlaps($0) } ?? false
+                group.addTask {
+                    guard must else { return (try? await fetch(part)).map { self.blocks(of: $0, at: part.lowerBound, asked: part.count) } ?? [] }
+                    return self.blocks(of: try await fetch(part), at: part.lowerBound, asked: part.count)
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        return fresh
+    }
+
+    /// A GET's bytes, from object position `at` (block-aligned), as blocks of their own;
+    /// fewer bytes than `asked` (the store clipped the range) make the last one the object's.
+    private func blocks(of fetched: ByteBuffer, at: Int, asked: Int) -> [(Int, ByteBuffer, last: Bool)] {
+        var fresh: [(Int, ByteBuffer, last: Bool)] = []
         var done = 0
         while done < fetched.readableBytes {
             let n = min(blockSize, fetched.readableBytes - done)
             var own = ByteBufferAllocator().buffer(capacity: n)
             own.writeImmutableBuffer(fetched.getSlice(at: fetched.readerIndex + done, length: n)!)
-            fresh.append(((at + done) / blockSize, own))
             done += n
+            fresh.append(((at + done - n) / blockSize, own, last: done == fetched.readableBytes && fetched.readableBytes < asked))
         }
         return fresh
     }
 
-    private func insert(_ fresh: [(Int, ByteBuffer)], object: String, requested: ClosedRange<Int>, reader: Int64?) {
-        state.withLockedValue { s in
-            for (i, b) in fresh where b.readableBytes <= capacity {
+    /// Caches a GET's blocks (`fresh`, maybe fewer than it asked for), ends its pending
+    /// marks and wakes their waiters: they look again, and GET what did not come.
+    private func finish(object: String, _ get: Range<Int>, fresh: [(Int, ByteBuffer, last: Bool)], requested: ClosedRange<Int>?, reader: Int64?) {
+        let waiters: [OneShot<Void>] = state.withLockedValue { s in
+            s.fetching -= get.count
+            var waiters: [OneShot<Void>] = []
+            for i in (get.lowerBound / blockSize)..<(get.upperBound / blockSize) {
+                waiters += s.pending.removeValue(forKey: Key(object: object, index: i)) ?? []
+            }
+            for (i, b, isLast) in fresh where b.readableBytes <= capacity {
                 s.tick += 1
                 let k = Key(object: object, index: i)
                 if let old = s.blocks[k] { s.bytes -= old.buffer.readableBytes }
-                s.blocks[k] = Entry(buffer: b, tick: s.tick, unreadBy: requested.contains(i) ? nil : reader)
+                s.blocks[k] = Entry(buffer: b, tick: s.tick, unreadBy: requested?.contains(i) ?? true ? nil : reader, last: isLast)
                 s.bytes += b.readableBytes
             }
             while s.bytes > capacity, let victim = s.blocks.min(by: { $0.value.tick < $1.value.tick }) {
@@ -220,7 +319,9 @@ public final class BlockCache: Sendable {
                     s.readers[id] = r
                 }
             }
+            return waiters
         }
+        for w in waiters { w.resume(()) }
     }
 
     /// The readahead window of a reader (what its next sequential miss GETs at most).
@@ -234,7 +335,7 @@ public final class BlockCache: Sendable {
     }
 
     public var stats: Stats {
-        state.withLockedValue { Stats(bytes: $0.bytes, blocks: $0.blocks.count, hits: $0.hits, misses: $0.misses, gets: $0.gets) }
+        state.withLockedValue { Stats(bytes: $0.bytes, blocks: $0.blocks.count, hits: $0.hits, misses: $0.misses, gets: $0.gets, prefetches: $0.prefetches) }
     }
 }
 

@@ -25,6 +25,8 @@ public struct StorageConfig: Sendable {
     public var blockCacheBlockBytes = 512 << 10
     /// `block.cache.readahead.max.bytes`: the largest readahead of a sequential reader.
     public var readaheadMaxBytes = 32 << 20
+    /// `block.cache.prefetch.objects`: objects a catch-up reader's GETs run ahead by.
+    public var prefetchObjects = 4
     /// `object.store.max.bytes.per.sec`, `catchup.read.max.bytes.per.sec`,
     /// `compaction.min.bytes.per.sec`: the throughput classes' limits.
     public var throughput = ThroughputLimits()
@@ -1147,7 +1149,7 @@ public final class StreamEngine: Sendable {
 
     private func readBatches(streamId: Int64, offset: Int64, maxBytes: Int, currentLeaderEpoch: Int32,
                              readCommitted: Bool) async throws(ReadError) -> ReadResult {
-        enum Plan { case done(ReadResult), object(StreamRange, Int64, Int64, Int64, readaheadEnd: Int) }
+        enum Plan { case done(ReadResult), object(StreamRange, Int64, Int64, Int64, readaheadEnd: Int, prefetch: [Prefetch]) }
         let planned = state.withLockedValue { s in Result { () throws(ReadError) -> Plan in
             guard let st = s.streams[streamId] else { throw .unknownStream }
             if currentLeaderEpoch >= 0 {
@@ -1181,13 +1183,21 @@ public final class StreamEngine: Sendable {
                 return .done(ReadResult(batches: out, highWatermark: st.highWatermark, logStartOffset: st.logStartOffset, lastStableOffset: lso))
             }
             guard let r = Self.range(containing: offset, in: st.ranges) else { throw .offsetOutOfRange }
-            return .object(r, st.highWatermark, st.logStartOffset, lso, readaheadEnd: Self.readaheadEnd(from: r, in: st.ranges))
+            return .object(r, st.highWatermark, st.logStartOffset, lso, readaheadEnd: Self.readaheadEnd(from: r, in: st.ranges),
+                           prefetch: Self.prefetchTargets(after: r, in: st.ranges, before: st.cache.first?.baseOffset ?? st.highWatermark,
+                                                          objects: config.prefetchObjects, wholeBytes: wholeObjectBytes,
+                                                          maxBytes: config.readaheadMaxBytes))
         } }
         let plan = try planned.get()
         switch plan {
         case .done(let r): return r
-        case .object(let range, let hw, let start, let lso, let readaheadEnd):
+        case .object(let range, let hw, let start, let lso, let readaheadEnd, let prefetch):
             let limit = readCommitted ? lso : hw
+            IOClass.$current.withValue(.catchUpRead) {
+                for p in prefetch {
+                    blockCache.prefetch(object: p.object, range: p.range) { [objectStore] in try await objectStore.get(p.object, range: $0) }
+                }
+            }
             let block: ByteBuffer
             do {
                 block = try await readBlockOrReload(range, streamId: streamId, offset: offset, readaheadEnd: readaheadEnd)
@@ -1231,11 +1241,59 @@ public final class StreamEngine: Sendable {
         return end
     }
 
+    /// An object to GET ahead of a catch-up reader: its bytes `range`.
+    struct Prefetch: Sendable {
+        var object: String
+        var range: Range<Int>
+    }
+
+    /// How much of a stream set object is fetched whole: a WAL object of `wal.upload.bytes`
+    /// (8 MiB) and its index, in one GET of the block cache's part size and an eighth.
+    var wholeObjectBytes: Int { blockCache.partBytes + blockCache.partBytes / 8 }
+
+    /// Whether an object may hold many streams (a WAL object or a compaction SSO), rather
+    /// than one (a stream object).
+    static func isStreamSetObject(_ key: String) -> Bool { key.contains("/wal/") || key.contains("/data/sso/") }
+
+    /// The next `objects` objects a reader of `r` will read after the one holding `r`, up to
+    /// offset `before` (where the LogCache serves it), and what of each to GET ahead: a
+    /// stream set object whole when the stream's data in it ends within `wholeBytes` (its
+    /// other partitions' readers want the rest), else the stream's contiguous data there, at
+    /// most `maxBytes`.
+    static func prefetchTargets(after r: StreamRange, in ranges: [StreamRange], before: Int64, objects: Int, wholeBytes: Int,
+                                maxBytes: Int) -> [Prefetch] {
+        guard objects > 0 else { return [] }
+        var lo = 0, hi = ranges.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if ranges[mid].startOffset <= r.startOffset { lo = mid + 1 } else { hi = mid }
+        }
+        var out: [Prefetch] = []
+        var i = lo
+        while i < ranges.count && out.count < objects && ranges[i].startOffset < before {
+            let first = ranges[i]
+            if first.objectKey == r.objectKey || out.contains(where: { $0.object == first.objectKey }) {
+                i += 1
+                continue
+            }
+            let end = readaheadEnd(from: first, in: ranges)
+            if isStreamSetObject(first.objectKey) && end <= wholeBytes {
+                out.append(Prefetch(object: first.objectKey, range: 0..<wholeBytes))
+            } else {
+                out.append(Prefetch(object: first.objectKey, range: first.position..<min(end, first.position + maxBytes)))
+            }
+            i += 1
+        }
+        return out
+    }
+
     /// A range's bytes through the BlockCache; `reader` (the stream, for fetches) drives
-    /// readahead up to `readaheadEnd`.
+    /// readahead up to `readaheadEnd`, and a miss in a small stream set object GETs it whole.
     func readBlock(_ r: StreamRange, reader: Int64? = nil, readaheadEnd: Int = 0) async throws -> ByteBuffer {
+        let whole = reader != nil && Self.isStreamSetObject(r.objectKey) && max(readaheadEnd, r.position + r.size) <= wholeObjectBytes
         let request = BlockCache.Request(object: r.objectKey, range: r.position..<(r.position + r.size), reader: reader,
-                                         offsets: r.startOffset..<r.endOffset, readaheadEnd: readaheadEnd)
+                                         offsets: r.startOffset..<r.endOffset, readaheadEnd: readaheadEnd,
+                                         wholeUpTo: whole ? wholeObjectBytes : 0)
         return try await IOClass.$current.withValue(.catchUpRead) {
             try await blockCache.read(request) { [objectStore] in try await objectStore.get(r.objectKey, range: $0) }
         }

@@ -187,6 +187,90 @@ final class CountingStore: ObjectStore {
         #expect(c.stats.gets == 4)
     }
 
+    /// Sixteen readers of one stream set object, each wanting its own kilobyte: one GET of
+    /// the whole object, the others wait for it rather than GET their blocks themselves.
+    @Test func readersOfOneObjectShareItsGet() async throws {
+        let kib = Self.kib
+        let store = CountingStore()
+        try await Self.object(store, "sso", kib: 16)
+        let c = BlockCache(capacity: 1 << 20, blockSize: kib, maxReadahead: kib, partBytes: 64 * kib)
+        let (gate, open) = AsyncStream.makeStream(of: Void.self)
+        let reads = (0..<16).map { i in
+            Task {
+                try await c.read(.init(object: "sso", range: (i * kib + 10)..<(i * kib + 20), reader: Int64(i), offsets: 0..<1,
+                                       readaheadEnd: (i + 1) * kib, wholeUpTo: 16 * kib)) { range in
+                    for await _ in gate { break }  // held until every reader has asked
+                    return try await store.get("sso", range: range)
+                }
+            }
+        }
+        while c.stats.misses < 1 { await Task.yield() }
+        try await Task.sleep(for: .milliseconds(50))  // the other fifteen reach the cache meanwhile
+        open.yield(())
+        open.finish()
+        for (i, r) in reads.enumerated() {
+            let out = try await r.value
+            #expect(out.readableBytesView.enumerated().allSatisfy { Int($0.element) == (i * kib + 10 + $0.offset) % 251 })
+        }
+        #expect(store.gets.map(\.range) == [0..<(16 * kib)], "one GET for all sixteen")
+        #expect(c.stats.misses == 1)
+    }
+
+    /// A prefetch GETs in the background what is neither cached nor on its way; a read of
+    /// its blocks waits for it instead of GETting them; past half the budget it does nothing.
+    @Test func aPrefetchIsSharedWithTheReadsThatFollowIt() async throws {
+        let kib = Self.kib
+        let store = CountingStore()
+        try await Self.object(store, "next", kib: 8)
+        try await Self.object(store, "big", kib: 64)
+        let c = BlockCache(capacity: 32 * kib, blockSize: kib, maxReadahead: kib, partBytes: 8 * kib)
+        let (gate, open) = AsyncStream.makeStream(of: Void.self)
+        c.prefetch(object: "next", range: 0..<(9 * kib)) { range in
+            for await _ in gate { break }
+            return try await store.get("next", range: range)
+        }
+        #expect(c.stats.prefetches == 1)
+        c.prefetch(object: "next", range: 0..<(9 * kib)) { try await store.get("next", range: $0) }
+        #expect(c.stats.prefetches == 1, "already on its way")
+        c.prefetch(object: "big", range: 0..<(64 * kib)) { try await store.get("big", range: $0) }
+        #expect(c.stats.prefetches == 1, "more than half the budget")
+        let read = Task { try await Self.read(c, store, "next", (3 * kib)..<(3 * kib + 100)) }
+        try await Task.sleep(for: .milliseconds(20))
+        #expect(store.gets.isEmpty, "the read waits for the prefetch")
+        open.yield(())
+        open.finish()
+        _ = try await read.value
+        while c.stats.blocks < 8 { await Task.yield() }
+        #expect(store.gets.map(\.range) == [0..<(9 * kib)], "one GET, clipped at the object's end by the store")
+        _ = try await Self.read(c, store, "next", (7 * kib)..<(8 * kib))
+        #expect(store.gets.count == 1)
+    }
+
+    /// Catching up two partitions through the same WAL objects: each object is fetched once,
+    /// whole, and the second partition's reads are all hits. (Each partition GETting its own
+    /// part made twice the GETs, each a fraction of an object.)
+    @Test func catchUpReadersOfAStreamSetObjectGetItOnce() async throws {
+        let store = CountingStore()
+        let f = try await EngineTests.fixture(store: store)
+        let second = try await f.metadata.createTopic(name: "u", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0]
+        let e = try await EngineTests.engine(f, config: CompactionTests.noCache)
+        let committer = Task { await e.runCommitter() }
+        try await e.open(streamId: f.streamId)
+        try await e.open(streamId: second)
+        try await CompactionTests.fill(e, [f.streamId, second], rounds: 6) { s, i in "s\(s)-\(i)" }
+        let objects = try await store.base.list(prefix: "").count
+        #expect(objects == 6)
+        store.resetGets()
+        #expect(try await CompactionTests.readAll(e, f.streamId).map(\.1) == (0..<6).map { "s\(f.streamId)-\($0)" })
+        while e.blockCache.stats.blocks < objects { await Task.yield() }  // the last prefetches land
+        #expect(Set(store.gets.map(\.key)).count == objects && store.gets.count == objects, "\(store.gets.map { "\($0.key.suffix(3)) \($0.range!)" })")
+        #expect(store.gets.allSatisfy { $0.range?.lowerBound == 0 }, "whole objects")
+        #expect(try await CompactionTests.readAll(e, second).map(\.1) == (0..<6).map { "s\(second)-\($0)" })
+        #expect(store.gets.count == objects, "the second partition reads from the cache")
+        await e.shutdown()
+        await committer.value
+    }
+
     @Test func getsAreBlockAlignedAndTheBudgetHolds() async throws {
         let store = CountingStore()
         try await Self.object(store, "o", kib: 64)
