@@ -54,8 +54,18 @@ public final class FileWAL: Sendable {
     }
     private let writer = NIOLockedValueBox(Writer())
 
+    /// TEST-ONLY (the crash simulation): called on the WAL thread before each file operation,
+    /// with its name, the segment's path and a length: "walWrite" (the bytes about to be
+    /// appended), "walSync" (the segment's length once synced), "walDelete". Throwing fails
+    /// the operation as a disk error would.
+    public typealias Hook = @Sendable (_ operation: String, _ path: String, _ length: Int) throws -> Void
+    let hook: Hook?
+    let mutations: TestMutations
+
     /// Opens `root/<node>/` for broker epoch `epoch` of `node`.
-    public init(root: String, node: Int32, epoch: Int64) throws {
+    public init(root: String, node: Int32, epoch: Int64, hook: Hook? = nil, testMutations: TestMutations = []) throws {
+        self.hook = hook
+        self.mutations = testMutations
         self.root = root.hasSuffix("/") ? String(root.dropLast()) : root
         directory = Self.directory(root: self.root, node: node)
         fencePath = Self.fencePath(directory, epoch: epoch)
@@ -120,9 +130,19 @@ public final class FileWAL: Sendable {
 
     // MARK: writing
 
-    /// Runs `work` on the WAL thread, after the work submitted before it.
+    /// Runs `work` on the WAL thread, after the work submitted before it; never once the WAL
+    /// is closed.
     public func submit(_ work: @escaping @Sendable () -> Void) {
-        thread.submit { _ in work() }
+        thread.submit { state in
+            guard case .active = state else { return }
+            work()
+        }
+    }
+
+    /// Stops the WAL thread: work submitted after this is dropped. (A process that ends does
+    /// not need it; the crash simulation ends many brokers in one process.)
+    public func stop() {
+        thread.shutdownGracefully { _ in }
     }
 
     /// On the WAL thread: appends one group of batches to segment `seq` and makes it durable.
@@ -137,9 +157,12 @@ public final class FileWAL: Sendable {
             }
             let memory = w.memory!
             Self.encodeFrame(batches, into: UnsafeMutableRawBufferPointer(start: memory.pointer, count: size))
+            try hook?("walWrite", segmentPath(seq), size)
             try LocalDirectoryObjectStore.writeAll(w.fd, UnsafeRawBufferPointer(start: memory.pointer, count: size), path: segmentPath(seq))
             // Keep the memory for the next frame unless one burst made it far bigger than usual.
             if memory.capacity > 64 << 20 { w.memory = nil }
+            if mutations.contains(.skipWALSync) { return }
+            if let hook { try hook("walSync", segmentPath(seq), Int(lseek(w.fd, 0, SEEK_END))) }
             guard fdatasync(w.fd) == 0 else { throw LocalDirectoryObjectStore.posixError("fdatasync \(segmentPath(seq))") }
         }
         return access(fencePath, F_OK) != 0
@@ -173,7 +196,11 @@ public final class FileWAL: Sendable {
     /// Deletes the segment of WAL object `seq` (its object is committed).
     public func remove(segment seq: UInt64) {
         let path = segmentPath(seq)
-        thread.submit { _ in
+        thread.submit { state in
+            guard case .active = state else { return }
+            if let hook = self.hook {
+                do { try hook("walDelete", path, 0) } catch { return }
+            }
             self.writer.withLockedValue { w in
                 if w.fd >= 0 && w.seq == seq {
                     close(w.fd)

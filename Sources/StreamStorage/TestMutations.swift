@@ -12,4 +12,6 @@ public struct TestMutations: OptionSet, Sendable {
     public static let deleteBeforeSupersedingCommit = TestMutations(rawValue: 1 << 1)
     /// Skips the fence-key read after the WAL PUT (ARCHITECTURE.md "Fencing before ack").
     public static let skipFenceCheck = TestMutations(rawValue: 1 << 2)
+    /// The file WAL acks a group once it is written, without fdatasync.
+    public static let skipWALSync = TestMutations(rawValue: 1 << 3)
 }

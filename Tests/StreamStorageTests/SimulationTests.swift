@@ -10,7 +10,8 @@ import StreamStorage
 import Testing
 
 /// A seeded random workload over the storage engine (appends to several streams, reads,
-/// DeleteRecords trims) on an in-memory bucket and a real SQLite file, with the broker
+/// DeleteRecords trims) on an in-memory bucket and a real SQLite file (a third of the seeds
+/// with the file WAL, whose segments lose what was not fdatasync'd), with the broker
 /// process killed at a random request to either store (the request landing or not), then
 /// restarted and recovered, several times per seed. After each recovery every acked record
 /// must be readable exactly once at its acked offset, offsets must be contiguous, and no
@@ -32,7 +33,7 @@ import Testing
         }
         let hits = NIOLockedValueBox<[String: Int]>([:])
         for seed in seeds {
-            let sim = Simulation(seed: seed)
+            let sim = Simulation(seed: seed, fileWAL: seed % 3 == 0)
             let failures = await sim.run()
             hits.withLockedValue { h in for (k, v) in sim.crashHits() { h[k, default: 0] += v } }
             #expect(failures.isEmpty, "seed \(seed) (replay: TERN_SIM_SEED=\(seed)): \(failures.prefix(5).joined(separator: "; "))")
@@ -43,7 +44,7 @@ import Testing
         // Every kind of crash point must be reached, or the simulation is not testing it.
         for point in ["put", "put+landed", "head", "commit", "commit+landed", "openStream", "list",
                       "commitCompaction", "commitCompaction+landed", "delete", "delete+landed", "markGarbage",
-                      "takeover"] {
+                      "takeover"] + (seeds.contains { $0 % 3 == 0 } ? ["walWrite", "walSync", "walSync+landed", "walTorn"] : []) {
             #expect(hits.withLockedValue { $0[point, default: 0] } > 0, "crash point \(point) never hit")
         }
     }
@@ -56,9 +57,9 @@ import Testing
     static let maxSeeds: UInt64 = 200
 
     /// The first seed whose run reports a violation with `mutation` planted; nil if none did.
-    static func firstCatchingSeed(_ mutation: TestMutations, _ name: String) async -> UInt64? {
+    static func firstCatchingSeed(_ mutation: TestMutations, _ name: String, fileWAL: Bool = false) async -> UInt64? {
         for seed in 1...maxSeeds {
-            let failures = await Simulation(seed: seed, mutations: mutation).run()
+            let failures = await Simulation(seed: seed, mutations: mutation, fileWAL: fileWAL).run()
             if !failures.isEmpty {
                 print("mutant \(name) caught at seed \(seed) (after \(seed) seeds): \(failures[0])")
                 return seed
@@ -78,6 +79,10 @@ import Testing
 
     @Test func skipFenceCheckIsCaught() async {
         #expect(await Self.firstCatchingSeed(.skipFenceCheck, "skipFenceCheck") != nil)
+    }
+
+    @Test func fileWALAckWithoutSyncIsCaught() async {
+        #expect(await Self.firstCatchingSeed(.skipWALSync, "skipWALSync", fileWAL: true) != nil)
     }
 }
 
@@ -134,7 +139,24 @@ final class Power: Sendable {
     /// Runs one request, or fails it: before the crash it runs; at the crash point it runs
     /// (or not) and then fails as if the process died waiting for the answer; after, it fails.
     func request<T>(_ name: String, _ body: () async throws -> T) async throws -> T {
-        let step: Step = state.withLockedValue { s in
+        switch step(name) {
+        case .run: return try await body()
+        case .crashAfter:
+            _ = try? await body()
+            throw Power.died
+        case .fail: throw Power.died
+        }
+    }
+
+    /// A file operation of the file WAL, about to run: it throws when the process is dead or
+    /// dies here without it; at a crash that lands the operation runs and the process is dead
+    /// after it (the file WAL's next operation fails).
+    func check(_ name: String) throws {
+        if case .fail = step(name) { throw Power.died }
+    }
+
+    private func step(_ name: String) -> Step {
+        state.withLockedValue { s in
             if s.dead { return .fail }
             guard s.counting else { return .run }
             s.requests += 1
@@ -148,13 +170,6 @@ final class Power: Sendable {
             s.dead = true
             s.hit = s.landed ? "\(name)+landed" : name
             return s.landed ? .crashAfter : .fail
-        }
-        switch step {
-        case .run: return try await body()
-        case .crashAfter:
-            _ = try? await body()
-            throw Power.died
-        case .fail: throw Power.died
         }
     }
 
@@ -265,6 +280,13 @@ final class Simulation: @unchecked Sendable {
     let seed: UInt64
     /// Planted bugs every engine of this run is built with (empty: the real engine).
     let mutations: TestMutations
+    /// The file WAL (`wal = file://DIR`) in `walRoot`, rather than the S3 WAL. A crash loses
+    /// what a segment held past its last fdatasync: all of it, none, or part (a torn frame).
+    let walRoot: String?
+    /// Each segment's length at its last fdatasync.
+    let durable = NIOLockedValueBox<[String: Int]>([:])
+    /// The file WALs of the brokers of this life, closed when they die.
+    var wals: [FileWAL] = []
     var rng: SeededRandom
     let bucket = InMemoryObjectStore()
     let metadata: SQLiteMetadataStore
@@ -301,18 +323,42 @@ final class Simulation: @unchecked Sendable {
         return l
     }()
 
-    init(seed: UInt64, mutations: TestMutations = []) {
+    init(seed: UInt64, mutations: TestMutations = [], fileWAL: Bool = false) {
         self.seed = seed
         self.mutations = mutations
         rng = SeededRandom(seed: seed)
         path = NSTemporaryDirectory() + "tern-sim-\(seed)-\(UUID().uuidString).sqlite"
         metadata = try! SQLiteMetadataStore(path: path)
+        walRoot = fileWAL ? NSTemporaryDirectory() + "tern-sim-wal-\(seed)-\(UUID().uuidString)" : nil
+    }
+
+    /// What the crash leaves of each segment: its length at the last fdatasync, and of what
+    /// was written after it all, nothing, or a part.
+    func loseUnsyncedWrites() {
+        guard let walRoot, let names = try? FileManager.default.contentsOfDirectory(atPath: walRoot + "/1") else { return }
+        for name in names where name.hasSuffix(".wal") {
+            let file = walRoot + "/1/" + name
+            guard let size = (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int else { continue }
+            let synced = durable.withLockedValue { $0[file] } ?? 0
+            guard size > synced else { continue }
+            let keep: Int
+            switch Int.random(in: 0..<3, using: &rng) {
+            case 0: keep = synced
+            case 1: keep = size
+            default: keep = Int.random(in: synced...size, using: &rng)
+            }
+            hits["walTorn", default: 0] += keep < size ? 1 : 0
+            truncate(file, off_t(keep))
+        }
     }
 
     func crashHits() -> [String: Int] { hits }
 
     func run() async -> [String] {
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        defer {
+            try? FileManager.default.removeItem(atPath: path)
+            if let walRoot { try? FileManager.default.removeItem(atPath: walRoot) }
+        }
         do {
             _ = try await metadata.bootstrap(nodeId: 1)
             let topic = try await metadata.createTopic(name: "t", topicId: KafkaUUID.random().hex, partitions: 3, configs: [:])
@@ -327,6 +373,10 @@ final class Simulation: @unchecked Sendable {
                 if let hit = power.hit { hits[hit, default: 0] += 1 }
                 power.kill()
             }
+            for w in wals { w.stop() }
+            wals.removeAll()
+            try? await Task.sleep(for: .milliseconds(5))  // a WAL thread's write under way ends
+            loseUnsyncedWrites()
             if !failures.isEmpty { return failures }
         }
         // A last life without a crash: recovery must bring back everything acked.
@@ -338,6 +388,7 @@ final class Simulation: @unchecked Sendable {
         await verify(engine)
         await noGarbageKept(engine)
         power.kill()
+        for w in wals { w.stop() }
         return failures
     }
 
@@ -350,7 +401,7 @@ final class Simulation: @unchecked Sendable {
             _ = try await engine.collectGarbage(now: clock(), config: collectNow)
             var referenced = Set<String>()
             for s in streams { for r in try await metadata.ranges(streamId: s) { referenced.insert(r.objectKey) } }
-            for o in try await bucket.list(prefix: "") where !o.key.contains("/meta/") && !referenced.contains(o.key) {
+            for o in try await bucket.list(prefix: "") where !o.key.contains("/meta/") && !o.key.hasSuffix("/file-wal") && !referenced.contains(o.key) {
                 failures.append("garbage kept: \(o.key) is in the bucket but nothing references it")
             }
         } catch {
@@ -367,9 +418,17 @@ final class Simulation: @unchecked Sendable {
         config.logCacheBytes = Int.random(in: 0...1, using: &rng) == 0 ? 0 : 1 << 20
         do {
             let (cluster, epoch) = try await meta.bootstrap(nodeId: 1)
+            let durable = self.durable
+            let wal = try walRoot.map { root in
+                try FileWAL(root: root, node: 1, epoch: epoch, hook: { operation, path, length in
+                    try power.check(operation)
+                    if operation == "walSync" { durable.withLockedValue { $0[path] = length } }
+                }, testMutations: mutations)
+            }
+            if let wal { wals.append(wal) }
             let engine = StreamEngine(config: config, objectStore: store, metadata: meta, nodeId: 1, clusterId: cluster,
                                       brokerEpoch: epoch, loop: MultiThreadedEventLoopGroup.singleton.next(), logger: Self.logger,
-                                      testMutations: mutations)
+                                      fileWAL: wal, testMutations: mutations)
             _ = try await engine.recover()
             Task { await engine.runCommitter() }
             _ = try await engine.sweepOrphans()
@@ -385,7 +444,7 @@ final class Simulation: @unchecked Sendable {
     /// request of a kind that a random pick rarely reaches.
     func newPower() -> Power {
         if Int.random(in: 0..<3, using: &rng) == 0 {
-            let kinds = ["put", "commit", "delete", "commitCompaction", "markGarbage", "dropGarbage"]
+            let kinds = ["put", "commit", "delete", "commitCompaction", "markGarbage", "dropGarbage"] + (walRoot == nil ? [] : ["walWrite", "walSync", "walDelete"])
             return Power(crashAt: Int.random(in: 1...2, using: &rng), landed: Bool.random(using: &rng),
                          target: kinds[Int.random(in: 0..<kinds.count, using: &rng)])
         }
