@@ -83,7 +83,7 @@ enum MetadataSQL {
     static let streamState = "SELECT epoch, start_offset, end_offset FROM streams WHERE stream_id = ?"
     static let streamEpochHistory = "SELECT epoch, start_offset FROM stream_epochs WHERE stream_id = ? ORDER BY epoch"
     static let streamRanges = """
-        SELECT r.epoch, r.start_offset, r.end_offset, o.key, r.position, r.size, r.min_timestamp, r.max_timestamp
+        SELECT r.epoch, r.start_offset, r.end_offset, o.key, r.position, r.size, r.min_timestamp, r.max_timestamp, o.size
             FROM stream_ranges r JOIN objects o ON o.object_id = r.object_id
             WHERE r.stream_id = ? ORDER BY r.start_offset
         """

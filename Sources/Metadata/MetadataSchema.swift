@@ -286,7 +286,7 @@ enum MetadataSchema {
     static func streamRange(_ streamId: Int64, _ row: [SQLValue]) -> StreamRange {
         StreamRange(streamId: streamId, epoch: row[0].int!, startOffset: row[1].int!, endOffset: row[2].int!,
                     objectKey: row[3].text!, position: Int(row[4].int!), size: Int(row[5].int!),
-                    minTimestamp: row[6].int!, maxTimestamp: row[7].int!)
+                    minTimestamp: row[6].int!, maxTimestamp: row[7].int!, objectSize: Int(row[8].int ?? 0))
     }
 
     /// A row of `MetadataSQL.producerStates`.

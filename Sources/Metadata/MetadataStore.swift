@@ -56,9 +56,12 @@ public struct StreamRange: Sendable, Equatable {
     public var size: Int
     public var minTimestamp: Int64
     public var maxTimestamp: Int64
+    /// The whole object's size, where known (0: not known); not part of the range's
+    /// identity: readers use it to GET a stream set object whole.
+    public var objectSize: Int
 
     public init(streamId: Int64, epoch: Int64, startOffset: Int64, endOffset: Int64, objectKey: String,
-                position: Int, size: Int, minTimestamp: Int64, maxTimestamp: Int64) {
+                position: Int, size: Int, minTimestamp: Int64, maxTimestamp: Int64, objectSize: Int = 0) {
         self.streamId = streamId
         self.epoch = epoch
         self.startOffset = startOffset
@@ -68,6 +71,13 @@ public struct StreamRange: Sendable, Equatable {
         self.size = size
         self.minTimestamp = minTimestamp
         self.maxTimestamp = maxTimestamp
+        self.objectSize = objectSize
+    }
+
+    public static func == (a: StreamRange, b: StreamRange) -> Bool {
+        a.streamId == b.streamId && a.epoch == b.epoch && a.startOffset == b.startOffset && a.endOffset == b.endOffset
+            && a.objectKey == b.objectKey && a.position == b.position && a.size == b.size
+            && a.minTimestamp == b.minTimestamp && a.maxTimestamp == b.maxTimestamp
     }
 }
 

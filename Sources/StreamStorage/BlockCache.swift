@@ -29,6 +29,8 @@ public final class BlockCache: Sendable {
         /// The object ends in this block (a GET asked for more and got less): nothing past
         /// it is GET.
         var last = false
+        /// Read ahead (by a prefetch, or past what its read asked for) and not read yet.
+        var prefetched = false
     }
 
     private struct Reader {
@@ -52,6 +54,10 @@ public final class BlockCache: Sendable {
         /// the same stream set objects share one GET of each).
         var pending: [Key: [OneShot<Void>]] = [:]
         var prefetches = 0
+        /// Bytes of cached blocks read ahead that nobody read yet: prefetches stop while these
+        /// and the GETs under way hold half the budget, or they would evict each other's
+        /// blocks before their readers come (objects fetched twice, in pieces).
+        var unreadPrefetched = 0
 
         func cachedOrPending(_ k: Key) -> Bool { blocks[k] != nil || pending[k] != nil }
         /// Whether the object is known to end before block `k`.
@@ -147,6 +153,10 @@ public final class BlockCache: Sendable {
                         s.tick += 1
                         e.tick = s.tick
                         e.unreadBy = nil
+                        if e.prefetched {
+                            e.prefetched = false
+                            s.unreadPrefetched -= e.buffer.readableBytes
+                        }
                         s.blocks[k] = e
                         have[i] = e.buffer
                     } else if s.pending[k] != nil {
@@ -220,7 +230,7 @@ public final class BlockCache: Sendable {
     /// Starts a GET, in the background, of the blocks of `range` of `object` that are neither
     /// cached nor on their way, from the first such block on: the engine asks for the objects
     /// a catch-up reader will read next, so that their GETs overlap its reads of this one.
-    /// Nothing when GETs under way already hold half the budget.
+    /// Nothing when GETs under way and prefetched blocks not read yet hold half the budget.
     public func prefetch(object: String, range: Range<Int>, fetch: @escaping @Sendable (Range<Int>) async throws -> ByteBuffer) {
         guard !range.isEmpty else { return }
         let get: Range<Int>? = state.withLockedValue { s in
@@ -229,7 +239,7 @@ public final class BlockCache: Sendable {
             while start < end && s.cachedOrPending(Key(object: object, index: start)) { start += 1 }
             var stop = start
             while stop < end && !s.cachedOrPending(Key(object: object, index: stop)) && !s.pastEnd(Key(object: object, index: stop)) { stop += 1 }
-            guard start < stop, s.fetching + (stop - start) * blockSize <= capacity / 2 else { return nil }
+            guard start < stop, s.fetching + s.unreadPrefetched + (stop - start) * blockSize <= capacity / 2 else { return nil }
             s.prefetches += 1
             return take(&s, object: object, blocks: start..<stop)
         }
@@ -306,12 +316,19 @@ public final class BlockCache: Sendable {
             for (i, b, isLast) in fresh where b.readableBytes <= capacity {
                 s.tick += 1
                 let k = Key(object: object, index: i)
-                if let old = s.blocks[k] { s.bytes -= old.buffer.readableBytes }
-                s.blocks[k] = Entry(buffer: b, tick: s.tick, unreadBy: requested?.contains(i) ?? true ? nil : reader, last: isLast)
+                if let old = s.blocks[k] {
+                    s.bytes -= old.buffer.readableBytes
+                    if old.prefetched { s.unreadPrefetched -= old.buffer.readableBytes }
+                }
+                // Read ahead (by a prefetch, or past what a read asked for): unread until a read comes.
+                let ahead = !(requested?.contains(i) ?? false)
+                s.blocks[k] = Entry(buffer: b, tick: s.tick, unreadBy: ahead ? reader : nil, last: isLast, prefetched: ahead)
                 s.bytes += b.readableBytes
+                if ahead { s.unreadPrefetched += b.readableBytes }
             }
             while s.bytes > capacity, let victim = s.blocks.min(by: { $0.value.tick < $1.value.tick }) {
                 s.bytes -= victim.value.buffer.readableBytes
+                if victim.value.prefetched { s.unreadPrefetched -= victim.value.buffer.readableBytes }
                 s.blocks[victim.key] = nil
                 // Read ahead for nothing: that reader's window was too large for the cache.
                 if let id = victim.value.unreadBy, var r = s.readers[id] {

@@ -224,7 +224,7 @@ extension StreamEngine {
             try await write(CompactionKeys.sso(cluster: clusterId, node: nodeId, brokerEpoch: brokerEpoch, seq: nextCompactionSeq()), rest)
         }
         report.bytesWritten = outputs.reduce(0) { $0 + $1.size }
-        let objects = outputs.map { StoredObject(key: $0.key, size: $0.size, ranges: ObjectFormat.ranges(of: $0.entries, key: $0.key)) }
+        let objects = outputs.map { StoredObject(key: $0.key, size: $0.size, ranges: ObjectFormat.ranges(of: $0.entries, key: $0.key, objectSize: $0.size)) }
         if mutations.contains(.deleteBeforeSupersedingCommit) { try await objectStore.delete(superseded) }
         do {
             try await metadata.commitCompaction(CompactionCommit(superseded: superseded, objects: objects), now: now)

@@ -199,11 +199,11 @@ public enum ObjectFormat {
     }
 
     /// The ranges an object's entries make durable, for the metadata store.
-    public static func ranges(of entries: [Entry], key: String) -> [StreamRange] {
+    public static func ranges(of entries: [Entry], key: String, objectSize: Int = 0) -> [StreamRange] {
         entries.map {
             StreamRange(streamId: $0.streamId, epoch: $0.epoch, startOffset: $0.startOffset, endOffset: $0.endOffset,
                         objectKey: key, position: $0.position, size: $0.size,
-                        minTimestamp: $0.minTimestamp, maxTimestamp: $0.maxTimestamp)
+                        minTimestamp: $0.minTimestamp, maxTimestamp: $0.maxTimestamp, objectSize: objectSize)
         }
     }
 }

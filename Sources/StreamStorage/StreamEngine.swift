@@ -26,7 +26,7 @@ public struct StorageConfig: Sendable {
     /// `block.cache.readahead.max.bytes`: the largest readahead of a sequential reader.
     public var readaheadMaxBytes = 32 << 20
     /// `block.cache.prefetch.objects`: objects a catch-up reader's GETs run ahead by.
-    public var prefetchObjects = 4
+    public var prefetchObjects = 0
     /// `object.store.max.bytes.per.sec`, `catchup.read.max.bytes.per.sec`,
     /// `compaction.min.bytes.per.sec`: the throughput classes' limits.
     public var throughput = ThroughputLimits()
@@ -423,7 +423,7 @@ public final class StreamEngine: Sendable {
         let states = Self.touchedStates(headers.map { ($0.0, $0.1) }, tables)
         do {
             try await metadata.commit(ObjectCommit(key: key, size: object.readableBytes,
-                                                   ranges: ObjectFormat.ranges(of: parsed.entries, key: key),
+                                                   ranges: ObjectFormat.ranges(of: parsed.entries, key: key, objectSize: object.readableBytes),
                                                    producerStates: states, abortedTxns: aborted))
         } catch let e as MetadataError where e.code == .fenced {
             // Written after its broker was fenced (its streams opened elsewhere only once
@@ -1022,7 +1022,7 @@ public final class StreamEngine: Sendable {
                 guard ok, !u.buffer.batches.isEmpty else { continue }
                 var tables: [Int64: ProducerStateTable] = [:]
                 for (sid, _) in headers where tables[sid] == nil { tables[sid] = s.streams[sid]?.durableProducers }
-                let ranges = ObjectFormat.ranges(of: u.entries, key: u.key)
+                let ranges = ObjectFormat.ranges(of: u.entries, key: u.key, objectSize: u.size)
                 for r in ranges { s.streams[r.streamId]?.ranges.append(r) }
                 // Queued under the lock: two uploads finishing at once on two threads would
                 // otherwise queue their commits in either order, and the metadata store refuses
@@ -1277,8 +1277,8 @@ public final class StreamEngine: Sendable {
                 continue
             }
             let end = readaheadEnd(from: first, in: ranges)
-            if isStreamSetObject(first.objectKey) && end <= wholeBytes {
-                out.append(Prefetch(object: first.objectKey, range: 0..<wholeBytes))
+            if let whole = wholeRange(of: first, dataEnd: end, wholeBytes: wholeBytes, maxBytes: maxBytes) {
+                out.append(Prefetch(object: first.objectKey, range: whole))
             } else {
                 out.append(Prefetch(object: first.objectKey, range: first.position..<min(end, first.position + maxBytes)))
             }
@@ -1287,13 +1287,25 @@ public final class StreamEngine: Sendable {
         return out
     }
 
+    /// What of a stream set object holding `r` to GET whole, for all its streams' readers:
+    /// all of it when its size is known and at most `maxBytes`; when not known, its first
+    /// `wholeBytes` if the stream's data there (up to `dataEnd`) lies within them. Nil for a
+    /// stream object, or a stream set object too large: then only the stream's own data.
+    static func wholeRange(of r: StreamRange, dataEnd: Int, wholeBytes: Int, maxBytes: Int) -> Range<Int>? {
+        guard isStreamSetObject(r.objectKey) else { return nil }
+        if r.objectSize > 0 { return r.objectSize <= maxBytes ? 0..<r.objectSize : nil }
+        return dataEnd <= wholeBytes ? 0..<wholeBytes : nil
+    }
+
     /// A range's bytes through the BlockCache; `reader` (the stream, for fetches) drives
-    /// readahead up to `readaheadEnd`, and a miss in a small stream set object GETs it whole.
+    /// readahead up to `readaheadEnd`, and a miss in a stream set object GETs it whole
+    /// (`wholeRange`).
     func readBlock(_ r: StreamRange, reader: Int64? = nil, readaheadEnd: Int = 0) async throws -> ByteBuffer {
-        let whole = reader != nil && Self.isStreamSetObject(r.objectKey) && max(readaheadEnd, r.position + r.size) <= wholeObjectBytes
+        let whole = reader == nil ? nil
+            : Self.wholeRange(of: r, dataEnd: max(readaheadEnd, r.position + r.size), wholeBytes: wholeObjectBytes, maxBytes: config.readaheadMaxBytes)
         let request = BlockCache.Request(object: r.objectKey, range: r.position..<(r.position + r.size), reader: reader,
                                          offsets: r.startOffset..<r.endOffset, readaheadEnd: readaheadEnd,
-                                         wholeUpTo: whole ? wholeObjectBytes : 0)
+                                         wholeUpTo: whole?.upperBound ?? 0)
         return try await IOClass.$current.withValue(.catchUpRead) {
             try await blockCache.read(request) { [objectStore] in try await objectStore.get(r.objectKey, range: $0) }
         }
