@@ -326,7 +326,10 @@ public final class BlockCache: Sendable {
                 s.bytes += b.readableBytes
                 if ahead { s.unreadPrefetched += b.readableBytes }
             }
-            while s.bytes > capacity, let victim = s.blocks.min(by: { $0.value.tick < $1.value.tick }) {
+            // Blocks already read go first, least recently used first: a catch-up reader seldom
+            // comes back, while a block read ahead is evicted only when nothing read is left
+            // (read-ahead is held to half the budget, so that is rare).
+            while s.bytes > capacity, let victim = s.blocks.min(by: { ($0.value.prefetched ? 1 : 0, $0.value.tick) < ($1.value.prefetched ? 1 : 0, $1.value.tick) }) {
                 s.bytes -= victim.value.buffer.readableBytes
                 if victim.value.prefetched { s.unreadPrefetched -= victim.value.buffer.readableBytes }
                 s.blocks[victim.key] = nil

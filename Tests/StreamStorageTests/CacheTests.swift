@@ -374,10 +374,12 @@ final class CountingStore: ObjectStore {
     }
 
     /// Blocks read ahead and evicted before anybody read them halve that reader's window.
+    /// Blocks already read go first, so it takes other readers' read-ahead to push them out.
     @Test func readaheadShrinksWhenItsBlocksAreEvictedUnread() async throws {
         let store = CountingStore()
         try await Self.object(store, "so", kib: 64)
         try await Self.object(store, "other", kib: 64)
+        try await Self.object(store, "third", kib: 64)
         let c = BlockCache(capacity: 12 * Self.kib, blockSize: Self.kib, maxReadahead: 8 * Self.kib)
         var offset: Int64 = 0
         func next(_ i: Int) async throws {
@@ -389,13 +391,22 @@ final class CountingStore: ObjectStore {
         for i in 0..<4 { try await next(i) }
         #expect(c.readahead(reader: 1) == 8 * Self.kib)
         #expect(store.gets.map { $0.range!.count / Self.kib } == [1, 2, 4])
-        // Another reader fills the cache: the read-ahead, never read blocks 4-6 are evicted.
+        // A reader without readahead fills the cache: blocks read go first, 4-6 stay.
         for i in 0..<12 { _ = try await Self.read(c, store, "other", (i * Self.kib)..<(i * Self.kib + 1)) }
-        #expect(c.readahead(reader: 1) == Self.kib, "8 KiB halved once per block evicted unread (3 blocks)")
-        // Blocks that were read before eviction do not shrink it.
+        #expect(c.readahead(reader: 1) == 8 * Self.kib, "nothing read ahead was evicted")
+        // Two sequential readers read ahead of their own: now the oldest read-ahead, the never
+        // read block 4, is evicted.
+        for i in 0..<16 {
+            for (reader, key) in [(Int64(2), "other"), (Int64(3), "third")] {
+                _ = try await Self.read(c, store, key, ((20 + i) * Self.kib)..<((20 + i) * Self.kib + 1), reader: reader,
+                                        offsets: Int64(i)..<Int64(i + 1), readaheadEnd: 64 * Self.kib)
+            }
+        }
+        #expect(c.readahead(reader: 1) == 4 * Self.kib, "8 KiB halved for block 4, evicted unread (5 and 6 stay)")
+        // Its next read GETs block 4 alone (5 and 6 are still cached), and the window grows again.
         store.resetGets()
         try await next(4)
         #expect(store.gets.map { $0.range!.count / Self.kib } == [1])
-        #expect(c.readahead(reader: 1) == 2 * Self.kib)
+        #expect(c.readahead(reader: 1) == 8 * Self.kib)
     }
 }
