@@ -89,7 +89,10 @@ def main():
             proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        if not os.environ.get("KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print("kept", work)
 
 
 if __name__ == "__main__":

@@ -70,7 +70,10 @@ struct CompactionPlan: Equatable {
         var inputs: [StoredObject] = []
         var bytes = 0
         for c in candidates where !c.ranges.isEmpty {
-            let splittable = c.liveBytes >= config.splitBytes
+            // A full SSO is worth reading again only for a stream it can split out. (Its total
+            // size says nothing: taken for that, the oldest full SSO was picked alone, planned
+            // to nothing, and stopped every later run.)
+            let splittable = streamRuns([c]).contains { $0.bytes >= config.splitBytes }
             guard c.liveBytes < config.ssoMaxBytes / 2 || splittable else { continue }
             if !inputs.isEmpty && bytes + c.liveBytes > config.ssoMaxBytes { break }
             inputs.append(c)

@@ -114,6 +114,40 @@ import Testing
         }
     }
 
+    /// A full SSO (half of `ssoMaxBytes` or more) with no stream big enough to split out is
+    /// left alone, and runs go on with the small objects after it. (Its total passing
+    /// `splitBytes` made it an input again: rewritten for nothing, and when nothing fitted
+    /// beside it, a run of it alone planned to nothing and compaction stopped for good.)
+    @Test func aFullSSOFirstInLineDoesNotStopCompaction() async throws {
+        let f = try await E.fixture()
+        var streams = [f.streamId]
+        for name in ["u", "v", "w"] {
+            streams.append(try await f.metadata.createTopic(name: name, topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0])
+        }
+        let e = try await E.engine(f, config: Self.noCache)
+        let committer = Task { await e.runCommitter() }
+        for s in streams { try await e.open(streamId: s) }
+        let value = String(repeating: "x", count: 100)
+        var config = CompactionConfig()
+        config.ssoMaxBytes = 4096
+        config.splitBytes = 1024  // no stream reaches it in one run: ~150 bytes per batch
+        try await Self.fill(e, streams, rounds: 4) { s, i in "\(value)\(s)-\(i)" }
+        try await Self.waitForCommits(f.metadata, 4)
+        let first = try #require(try await e.compactOnce(config: config, now: 1_000))
+        #expect(first.inputs == 4 && first.outputs == 1)
+        let full = try await f.metadata.liveObjects(prefix: "", limit: 100)
+        #expect(full.count == 1 && full[0].liveBytes >= config.ssoMaxBytes / 2, "one full SSO: \(full.map(\.liveBytes))")
+        try await Self.fill(e, streams, rounds: 3) { s, i in "\(value)\(s)-\(i + 4)" }
+        try await Self.waitForCommits(f.metadata, 4)
+        let second = try #require(try await e.compactOnce(config: config, now: 2_000), "the small objects after the full SSO are compacted")
+        #expect(second.inputs == 3)
+        for s in streams {
+            #expect(try await Self.readAll(e, s).map(\.1) == (0..<7).map { "\(value)\(s)-\($0)" })
+        }
+        await e.shutdown()
+        await committer.value
+    }
+
     @Test(arguments: StoreKind.testable) func largeStreamsAreSplitIntoStreamObjects(kind: StoreKind) async throws {
         let f = try await E.fixture(kind)
         let small = try await f.metadata.createTopic(name: "u", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0]
