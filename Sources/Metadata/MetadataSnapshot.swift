@@ -67,12 +67,39 @@ public struct MetadataSnapshot: Codable, Sendable, Equatable {
             throw MetadataError(.database, "not a metadata snapshot: \(error)")
         }
         guard s.format == currentFormat else { throw MetadataError(.database, "metadata snapshot format \(s.format); this tern reads \(currentFormat)") }
-        let names = Set(s.tables.map(\.name))
-        for t in snapshotTables where !names.contains(t.name) {
-            throw MetadataError(.database, "metadata snapshot lacks table \(t.name)")
+        // Checked here, so that what reads the rows (the rebuild) can rely on them.
+        for t in snapshotTables {
+            guard let table = s.tables.first(where: { $0.name == t.name }) else {
+                throw MetadataError(.database, "metadata snapshot lacks table \(t.name)")
+            }
+            for c in t.columns where !table.columns.contains(c) {
+                throw MetadataError(.database, "metadata snapshot: table \(t.name) lacks column \(c)")
+            }
+            let ints = (integerColumns[t.name] ?? []).map { table.columns.firstIndex(of: $0)! }
+            let texts = (textColumns[t.name] ?? []).map { table.columns.firstIndex(of: $0)! }
+            for (n, row) in table.rows.enumerated() {
+                guard row.count == table.columns.count, ints.allSatisfy({ row[$0].int != nil }),
+                      texts.allSatisfy({ row[$0].text != nil }) else {
+                    throw MetadataError(.database, "metadata snapshot: row \(n + 1) of table \(t.name) does not fit its columns")
+                }
+            }
         }
         return s
     }
+
+    /// Columns that must hold an integer in every row.
+    static let integerColumns: [String: [String]] = [
+        "cluster": ["next_producer_id", "version"],
+        "brokers": ["node_id", "broker_epoch"],
+        "streams": ["stream_id", "epoch", "start_offset", "end_offset"],
+        "stream_epochs": ["stream_id", "epoch", "start_offset"],
+        "objects": ["object_id", "size"],
+        "stream_ranges": ["stream_id", "start_offset", "end_offset", "epoch", "object_id", "position", "size",
+                          "min_timestamp", "max_timestamp"],
+    ]
+
+    /// Columns that must hold text in every row.
+    static let textColumns: [String: [String]] = ["cluster": ["cluster_id"], "objects": ["key"]]
 
     /// The tables in a snapshot, parents before children (the order rows are inserted in),
     /// with their columns as of the current schema.

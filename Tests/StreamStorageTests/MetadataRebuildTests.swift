@@ -101,6 +101,30 @@ import Testing
         }
     }
 
+    /// A snapshot that does not fit the schema (damaged, hand-edited, another format) is
+    /// refused with a reason, never read into a crash.
+    @Test func aMalformedSnapshotIsRefusedByName() async throws {
+        let f = try await E.fixture(.sqlite)
+        var good = try await f.metadata.snapshot()
+        #expect(try MetadataSnapshot.decode(try good.encoded()) == good)
+        func refused(_ s: MetadataSnapshot, _ reason: String) {
+            #expect { _ = try MetadataSnapshot.decode(try s.encoded()) } throws: { ($0 as? MetadataError)?.message.contains(reason) == true }
+        }
+        var noColumn = good
+        noColumn["objects"].columns.removeLast()
+        noColumn["objects"].rows = noColumn["objects"].rows.map { Array($0.dropLast()) }
+        refused(noColumn, "lacks column garbage_since")
+        var shortRow = good
+        shortRow["streams"].rows[0].removeLast()
+        refused(shortRow, "row 1 of table streams")
+        var textForInt = good
+        textForInt["streams"].rows[0][textForInt["streams"].column("end_offset")] = .text("ten")
+        refused(textForInt, "row 1 of table streams")
+        good.tables.removeAll { $0.name == "stream_ranges" }
+        refused(good, "lacks table stream_ranges")
+        #expect(throws: MetadataError.self) { _ = try MetadataSnapshot.decode(Data("{\"format\": 1}".utf8)) }
+    }
+
     @Test func snapshotsBeyondTheRetainedCountAreDeleted() async throws {
         let f = try await E.fixture(.sqlite)
         var keys: [String] = []
