@@ -5,10 +5,11 @@ metadata rows at most 3 x objects + partitions).
 
 Runs `tern serve` on the embedded default (local directory bucket, SQLite), produces with
 `tern perf produce` (1 KiB records, keyed at random so that every partition gets data),
-then lets compaction and collection run until the object count stops falling for
-`--quiet` seconds, and counts the bucket's objects and the metadata store's rows
-(`stream_ranges`, `objects`, `streams`). Compaction is given a generous bandwidth so that
-it settles within the run; the object and row counts do not depend on it.
+then lets compaction and collection run until neither the object count nor the metadata
+rows change for `--quiet` seconds, and counts the bucket's objects and the metadata store's
+rows (`stream_ranges`, `objects`, `streams`). Compaction is given a generous bandwidth, and
+its final gather (`compaction.gather.quiet.ms`) 10 s instead of 5 min of quiet, so that it
+settles within the run; the object and row counts do not depend on either.
 
     python3 bench/compaction_settle.py [--gb 5] [--partitions 1000] [--quiet 30]
 """
@@ -47,12 +48,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--gb", type=float, default=5)
     ap.add_argument("--partitions", type=int, default=1000)
-    ap.add_argument("--quiet", type=float, default=30, help="seconds without fewer objects that count as settled")
+    ap.add_argument("--quiet", type=float, default=30, help="seconds without a change in objects or rows that count as settled")
     ap.add_argument("--timeout", type=float, default=1800)
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="tern-settle-")
     settings = ["compaction.interval.ms=1000", "compaction.max.bytes.per.sec=1073741824",
-                "object.gc.grace.ms=0", "object.gc.interval.ms=1000"]
+                "compaction.gather.quiet.ms=10000", "object.gc.grace.ms=0", "object.gc.interval.ms=1000"]
     extra = [a for s in settings for a in ("--set", s)]
     proc, bootstrap, _ = start_tern(work, extra)
     try:
@@ -67,12 +68,15 @@ def main():
             raise SystemExit(f"tern perf produce failed: {r.stderr[-2000:]}")
         print(f"produced {records} records ({args.gb} GB) to {args.partitions} partitions in {time.monotonic() - start:.0f}s;"
               f" {bucket_objects(work)} objects right after")
-        best, since, deadline = bucket_objects(work), time.monotonic(), time.monotonic() + args.timeout
+        def state():
+            c = rows(work)
+            return bucket_objects(work), c["stream_ranges"] + c["objects"]
+        last, since, deadline = state(), time.monotonic(), time.monotonic() + args.timeout
         while time.monotonic() - since < args.quiet and time.monotonic() < deadline:
             time.sleep(2)
-            n = bucket_objects(work)
-            if n < best:
-                best, since = n, time.monotonic()
+            now = state()
+            if now != last:
+                last, since = now, time.monotonic()
         objects = bucket_objects(work)
         counts = rows(work)
         metadata_rows = counts["stream_ranges"] + counts["objects"]

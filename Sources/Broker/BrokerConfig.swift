@@ -101,7 +101,8 @@ public struct BrokerConfig: Sendable {
         .init(name: "compaction.min.bytes.per.sec", flag: nil, defaultValue: "4194304", help: "what compaction may use even when object.store.max.bytes.per.sec is used up"),
         .init(name: "compaction.interval.ms", flag: nil, defaultValue: "30000", help: "how often to look for small objects to compact"),
         .init(name: "compaction.max.bytes.per.sec", flag: nil, defaultValue: "33554432", help: "compaction's share of object-store bandwidth (read + written)"),
-        .init(name: "compaction.sso.max.bytes", flag: nil, defaultValue: "67108864", help: "most live bytes one compaction run reads; it holds about twice this in memory (inputs and one output); objects half this full are left alone"),
+        .init(name: "compaction.sso.max.bytes", flag: nil, defaultValue: "67108864", help: "the largest object compaction writes; it holds about twice this in memory (what one output reads, and the output); objects half this full are not merged again"),
+        .init(name: "compaction.gather.quiet.ms", flag: nil, defaultValue: "300000", help: "how long this broker's merged SSOs must stay unchanged before a gather rewrites them all so that each partition's data sits in one object (before that, a gather waits until the SSOs not yet gathered hold as many bytes as the gathered ones)"),
         .init(name: "stream.object.split.bytes", flag: nil, defaultValue: "8388608", help: "a partition with this much contiguous data in a compaction run gets its own stream object"),
         .init(name: "broker.rack", flag: nil, defaultValue: "", help: "this broker's rack (zone), reported in metadata"),
         .init(name: "broker.session.timeout.ms", flag: nil, defaultValue: "9000", help: "a broker whose lease is not renewed for this long is failed over"),
@@ -239,6 +240,7 @@ public struct BrokerConfig: Sendable {
         if let n = try int("compaction.max.bytes.per.sec", 1...(1 << 40)) { c.compaction.maxBytesPerSec = n }
         if let n = try int("compaction.sso.max.bytes", 1 << 20...(16 << 30)) { c.compaction.ssoMaxBytes = n }
         if let n = try int("stream.object.split.bytes", 1024...(1 << 40)) { c.compaction.splitBytes = n }
+        if let n = try int("compaction.gather.quiet.ms", 0...Int(Int64(Int32.max) * 1000)) { c.compaction.gatherQuietMs = Int64(n) }
         if let n = try int("group.initial.rebalance.delay.ms", 0...Int(Int32.max)) { c.groupCoordinator.initialRebalanceDelayMs = Int64(n) }
         if let n = try int("group.min.session.timeout.ms", 0...Int(Int32.max)) { c.groupCoordinator.minSessionTimeoutMs = Int32(n) }
         if let n = try int("group.max.session.timeout.ms", 0...Int(Int32.max)) { c.groupCoordinator.maxSessionTimeoutMs = Int32(n) }

@@ -19,6 +19,10 @@ public struct CompactionConfig: Sendable {
     /// `stream.object.split.bytes`: a stream with at least this much contiguous data among
     /// a run's inputs is written to its own stream object.
     public var splitBytes = 8 << 20
+    /// `compaction.gather.quiet.ms`: how long this node's SSOs that are not gathered must
+    /// stay unchanged (it has stopped writing) before a gather takes them however few they
+    /// are; see `CompactionPlan.gather`.
+    public var gatherQuietMs: Int64 = 300_000
 
     public init() {}
 }
@@ -29,6 +33,11 @@ enum CompactionKeys {
     /// `<cluster>/data/sso/<node>_<brokerEpoch>_<seq>`
     static func sso(cluster: String, node: Int32, brokerEpoch: Int64, seq: UInt64) -> String {
         "\(cluster)/data/sso/\(node)_\(brokerEpoch)_\(seq)"
+    }
+
+    /// `<cluster>/data/sso/gathered/<node>_<brokerEpoch>_<seq>`
+    static func gathered(cluster: String, node: Int32, brokerEpoch: Int64, seq: UInt64) -> String {
+        "\(cluster)/data/sso/gathered/\(node)_\(brokerEpoch)_\(seq)"
     }
 
     /// `<cluster>/data/<hash>/<streamId>/<start>-<end>-<node>_<brokerEpoch>_<seq>`; the hash
@@ -49,24 +58,48 @@ enum CompactionKeys {
     }
 }
 
-/// What one compaction run will do: which objects it reads and which stream runs go to
-/// stream objects. Pure: planned from the metadata store's view, tested without I/O.
-struct CompactionPlan: Equatable {
-    var inputs: [StoredObject]
-    /// Contiguous runs of one stream (offset ranges) that become stream objects.
-    var streamObjects: [StreamRun]
+/// What one compaction run will do: which objects it reads and the objects it writes, each
+/// named by the input ranges it holds. Pure: planned from the metadata store's view, tested
+/// without I/O.
+public struct CompactionPlan: Equatable, Sendable {
+    public var inputs: [StoredObject]
+    public var outputs: [Output]
 
-    struct StreamRun: Equatable {
-        var streamId: Int64
-        var start: Int64
-        var end: Int64
+    public enum Kind: Equatable, Sendable {
+        /// A stream set object merged from small ones, in stream order.
+        case streamSet
+        /// One of a gather's stream set objects: each holds a band of streams (by id), and
+        /// every stream's data among the gather's inputs sits in one of them.
+        case gathered
+        /// One contiguous run of one stream.
+        case streamObject
     }
 
-    /// Picks the inputs of a run from live SSOs (oldest first): SSOs with less than half of
-    /// `ssoMaxBytes` live, as many as fit in `ssoMaxBytes` of live data (at least one). A run
-    /// happens when it merges two or more objects, splits out a stream, or rewrites a lone
-    /// object with much dead data (see `StoredObject.mostlyWaste`).
-    static func make(candidates: [StoredObject], config: CompactionConfig) -> CompactionPlan? {
+    public struct Output: Equatable, Sendable {
+        public var kind: Kind
+        /// The input ranges it holds, by stream id, then offset.
+        public var ranges: [StreamRange]
+    }
+
+    public struct StreamRun: Equatable, Sendable {
+        public var streamId: Int64
+        public var start: Int64
+        public var end: Int64
+    }
+
+    /// The stream objects it writes, as runs.
+    public var streamObjects: [StreamRun] {
+        outputs.filter { $0.kind == .streamObject }.map {
+            StreamRun(streamId: $0.ranges[0].streamId, start: $0.ranges[0].startOffset, end: $0.ranges.last!.endOffset)
+        }
+    }
+
+    /// SSO compaction: picks the inputs of a run from this node's live SSOs that are not a
+    /// gather's outputs (oldest first): SSOs with less than half of `ssoMaxBytes` live, as
+    /// many as fit in `ssoMaxBytes` of live data (at least one). A run happens when it merges
+    /// two or more objects, splits out a stream, or rewrites a lone object with much dead
+    /// data (see `StoredObject.mostlyWaste`).
+    public static func make(candidates: [StoredObject], config: CompactionConfig) -> CompactionPlan? {
         var inputs: [StoredObject] = []
         var bytes = 0
         for c in candidates where !c.ranges.isEmpty {
@@ -80,27 +113,94 @@ struct CompactionPlan: Equatable {
             bytes += c.liveBytes
         }
         guard !inputs.isEmpty else { return nil }
-        let runs = streamRuns(inputs).filter { $0.bytes >= config.splitBytes }.map { $0.run }
-        if inputs.count == 1 && runs.isEmpty && !inputs[0].mostlyWaste { return nil }
-        return CompactionPlan(inputs: inputs, streamObjects: runs)
+        var outputs: [Output] = []
+        var rest: [StreamRange] = []
+        for run in streamRuns(inputs) {
+            if run.bytes >= config.splitBytes { outputs.append(Output(kind: .streamObject, ranges: run.ranges)) } else { rest += run.ranges }
+        }
+        if inputs.count == 1 && outputs.isEmpty && !inputs[0].mostlyWaste { return nil }
+        if !rest.isEmpty { outputs.append(Output(kind: .streamSet, ranges: rest)) }
+        return CompactionPlan(inputs: inputs, outputs: outputs)
     }
 
-    /// Every stream's ranges among the inputs, cut into contiguous runs.
-    static func streamRuns(_ inputs: [StoredObject]) -> [(run: StreamRun, bytes: Int)] {
+    /// Gather: rewrites all of this node's SSOs so that each stream's data among them sits in
+    /// one object. Merged SSOs hold a slice of every partition each, so with many partitions
+    /// their metadata rows grow as objects times partitions; gathered, a stream has one row
+    /// per run. Streams with a run of at least `splitBytes` go to stream objects (cut at
+    /// `ssoMaxBytes`); the rest fill stream set objects of up to `ssoMaxBytes` in stream
+    /// order. A gather happens only when it would remove more (object, stream) pieces than
+    /// there are objects, and then only when the SSOs not yet gathered hold at least as many
+    /// bytes as the gathered ones (so each byte is rewritten a logarithmic number of times)
+    /// or have not changed for `gatherQuietMs` (`quiet`: the node has stopped writing).
+    public static func gather(ungathered: [StoredObject], gathered: [StoredObject], quiet: Bool, config: CompactionConfig) -> CompactionPlan? {
+        let inputs = (ungathered + gathered).filter { !$0.ranges.isEmpty }
+        // A stream's ranges in one object are one row once merged into runs; blocks do not count.
+        let pieces = inputs.reduce(0) { $0 + Set($1.ranges.map(\.streamId)).count }
+        let streams = Set(inputs.flatMap { $0.ranges.map(\.streamId) }).count
+        guard inputs.count >= 2, pieces - streams > inputs.count else { return nil }
+        let fresh = ungathered.reduce(0) { $0 + $1.liveBytes }
+        let settled = gathered.reduce(0) { $0 + $1.liveBytes }
+        guard quiet || fresh >= settled else { return nil }
+
+        var outputs: [Output] = []
+        var band = Output(kind: .gathered, ranges: [])
+        var bandBytes = 0
+        func cut() {
+            if !band.ranges.isEmpty { outputs.append(band) }
+            band = Output(kind: .gathered, ranges: [])
+            bandBytes = 0
+        }
+        var stream: Int64?
+        for run in streamRuns(inputs) {
+            if run.bytes >= config.splitBytes {
+                var piece = Output(kind: .streamObject, ranges: [])
+                var pieceBytes = 0
+                for r in run.ranges {
+                    if pieceBytes > 0 && pieceBytes + r.size > config.ssoMaxBytes {
+                        outputs.append(piece)
+                        piece.ranges = []
+                        pieceBytes = 0
+                    }
+                    piece.ranges.append(r)
+                    pieceBytes += r.size
+                }
+                outputs.append(piece)
+                continue
+            }
+            // Start a stream's first run in a new band when the band cannot take all of it.
+            if run.run.streamId != stream {
+                stream = run.run.streamId
+                if bandBytes > 0 && bandBytes + run.bytes > config.ssoMaxBytes { cut() }
+            }
+            for r in run.ranges {
+                if bandBytes > 0 && bandBytes + r.size > config.ssoMaxBytes { cut() }
+                band.ranges.append(r)
+                bandBytes += r.size
+            }
+        }
+        cut()
+        return CompactionPlan(inputs: inputs, outputs: outputs)
+    }
+
+    /// Every stream's ranges among the inputs, cut into contiguous runs, by stream id, then offset.
+    static func streamRuns(_ inputs: [StoredObject]) -> [(run: StreamRun, ranges: [StreamRange], bytes: Int)] {
         var byStream: [Int64: [StreamRange]] = [:]
         for o in inputs { for r in o.ranges { byStream[r.streamId, default: []].append(r) } }
-        var out: [(run: StreamRun, bytes: Int)] = []
+        var out: [(run: StreamRun, ranges: [StreamRange], bytes: Int)] = []
         for id in byStream.keys.sorted() {
-            var current: (StreamRun, Int)?
+            var current: (run: StreamRun, ranges: [StreamRange], bytes: Int)?
             for r in byStream[id]!.sorted(by: { $0.startOffset < $1.startOffset }) {
-                if let c = current, c.0.end == r.startOffset {
-                    current = (StreamRun(streamId: id, start: c.0.start, end: r.endOffset), c.1 + r.size)
+                if var c = current, c.run.end == r.startOffset {
+                    c.run.end = r.endOffset
+                    c.ranges.append(r)
+                    c.bytes += r.size
+                    current = c
                 } else {
-                    if let c = current { out.append((run: c.0, bytes: c.1)) }
-                    current = (StreamRun(streamId: id, start: r.startOffset, end: r.endOffset), r.size)
+                    if let c = current { out.append(c) }
+                    current = (StreamRun(streamId: id, start: r.startOffset, end: r.endOffset), [r], r.size)
                 }
             }
-            if let c = current { out.append((run: c.0, bytes: c.1)) }
+            if let c = current { out.append(c) }
         }
         return out
     }
@@ -110,7 +210,7 @@ extension CompactionPlan {
     /// SO compaction: the first stream (by id) with two or more adjacent stream objects that
     /// each hold less than half of `ssoMaxBytes` live, merged oldest first into one stream
     /// object of at most `ssoMaxBytes` live bytes.
-    static func mergeStreamObjects(candidates: [StoredObject], config: CompactionConfig) -> CompactionPlan? {
+    public static func mergeStreamObjects(candidates: [StoredObject], config: CompactionConfig) -> CompactionPlan? {
         var byStream: [Int64: [StoredObject]] = [:]
         for c in candidates where !c.ranges.isEmpty {
             let id = c.ranges[0].streamId
@@ -134,7 +234,8 @@ extension CompactionPlan {
                 bytes = small ? o.liveBytes : 0
             }
             if run.count >= 2 {
-                return CompactionPlan(inputs: run, streamObjects: [StreamRun(streamId: id, start: start(run[0]), end: end(run.last!))])
+                let ranges = run.flatMap(\.ranges).sorted { $0.startOffset < $1.startOffset }
+                return CompactionPlan(inputs: run, outputs: [Output(kind: .streamObject, ranges: ranges)])
             }
         }
         return nil
@@ -161,88 +262,144 @@ public struct CompactionReport: Sendable, Equatable {
 }
 
 extension StreamEngine {
-    /// Key prefixes of the SSOs this node compacts: its WAL objects and its earlier outputs.
+    /// Key prefixes of the SSOs this node merges: its WAL objects and its merged SSOs.
     var compactionPrefixes: [String] { ["\(clusterId)/data/sso/\(nodeId)_", walPrefix] }
+    /// Key prefix of this node's gathered SSOs.
+    var gatheredPrefix: String { "\(clusterId)/data/sso/gathered/\(nodeId)_" }
 
-    /// One compaction run (ARCHITECTURE.md "Compaction and retention"). SSO compaction
-    /// merges small SSOs of this node into one SSO and splits streams with at least
-    /// `splitBytes` of contiguous data into stream objects; when there is no SSO work, SO
-    /// compaction merges adjacent small stream objects of one stream. Every output's footer names the inputs it
-    /// supersedes. The swap is one metadata transaction that compare-and-sets the inputs'
-    /// state, so it cannot race another compaction or garbage collection; appends and
-    /// retention only touch other ranges (appends add ranges past the stream's end; trimmed
-    /// ranges copied here are dropped again by the next garbage pass). The inputs become
-    /// garbage and are deleted only after the grace period. Returns nil when there was
-    /// nothing to compact.
+    /// One compaction run (ARCHITECTURE.md "Compaction and retention"), the first of these
+    /// with work to do:
+    /// 1. SSO compaction merges small SSOs of this node into one SSO and splits streams with
+    ///    at least `splitBytes` of contiguous data into stream objects;
+    /// 2. a gather rewrites all of this node's SSOs so that each stream's data sits in one of
+    ///    them (`CompactionPlan.gather`);
+    /// 3. SO compaction merges adjacent small stream objects of one stream.
+    /// Every output's footer names the inputs it supersedes. The swap is one metadata
+    /// transaction that compare-and-sets the inputs' state, so it cannot race another
+    /// compaction or garbage collection; appends and retention only touch other ranges
+    /// (appends add ranges past the stream's end; trimmed ranges copied here are dropped again
+    /// by the next garbage pass). The inputs become garbage and are deleted only after the
+    /// grace period. Returns nil when there was nothing to compact.
     public func compactOnce(config: CompactionConfig, now: Int64) async throws -> CompactionReport? {
-        var candidates: [StoredObject] = []
-        for p in compactionPrefixes { candidates += try await metadata.liveObjects(prefix: p, limit: 10_000) }
-        var planned = CompactionPlan.make(candidates: candidates, config: config)
+        var ungathered: [StoredObject] = []
+        for p in compactionPrefixes { ungathered += try await metadata.liveObjects(prefix: p, limit: 10_000) }
+        var planned = CompactionPlan.make(candidates: ungathered, config: config)
         if planned == nil {
-            // No SSO work: merge adjacent small stream objects of one stream.
+            let gathered = try await metadata.liveObjects(prefix: gatheredPrefix, limit: 10_000)
+            let keys = Set(ungathered.map(\.key))
+            let quiet = gatherWatch.withLockedValue { w in
+                if w.keys != keys { w = (keys, now) }
+                return now - w.since >= config.gatherQuietMs
+            }
+            planned = CompactionPlan.gather(ungathered: ungathered, gathered: gathered, quiet: quiet, config: config)
+        }
+        if planned == nil {
             let ssoPrefix = "\(clusterId)/data/sso/"
             let streamObjects = try await metadata.liveObjects(prefix: "\(clusterId)/data/", limit: 10_000).filter { !$0.key.hasPrefix(ssoPrefix) }
             planned = CompactionPlan.mergeStreamObjects(candidates: streamObjects, config: config)
         }
         guard let plan = planned else { return nil }
 
-        // Read every live range of the inputs, by stream.
+        // Each output is read (ranged GETs of the inputs that hold its ranges), built and
+        // written before the next, so one output is in memory at a time.
         var report = CompactionReport(inputs: plan.inputs.count)
-        var batches: [Int64: [ObjectFormat.Batch]] = [:]
-        for input in plan.inputs {
-            let object = try await objectStore.get(input.key, range: nil)
-            report.bytesRead += object.readableBytes
-            for r in input.ranges {
-                guard r.position >= 0, r.position + r.size <= object.readableBytes else {
-                    throw ObjectFormat.FormatError(description: "range \(r.startOffset)-\(r.endOffset) of stream \(r.streamId) lies outside \(input.key)")
-                }
-                let block = object.getSlice(at: object.readerIndex + r.position, length: r.size)!
-                for (h, b) in RecordBatch.split(block) {
-                    batches[r.streamId, default: []].append(ObjectFormat.Batch(streamId: r.streamId, epoch: r.epoch, header: h, bytes: b))
-                }
-            }
-        }
-        for id in batches.keys { batches[id]!.sort { $0.header.baseOffset < $1.header.baseOffset } }
-
-        // Cut out the stream objects' batches; the rest is the merged SSO. Each output is
-        // written as soon as it is built, so one output at a time is in memory next to the inputs.
         let superseded = plan.inputs.map(\.key)
-        var outputs: [(key: String, size: Int, entries: [ObjectFormat.Entry])] = []
-        func write(_ key: String, _ batches: [ObjectFormat.Batch]) async throws {
-            let (bytes, entries) = ObjectFormat.build(batches, superseded: superseded)
-            try await objectStore.put(key, bytes, ifNoneMatch: true)
-            outputs.append((key, bytes.readableBytes, entries))
+        let sizes = Dictionary(plan.inputs.map { ($0.key, $0.size) }, uniquingKeysWith: { a, _ in a })
+        var written: [StoredObject] = []
+        do {
+            for output in plan.outputs {
+                let (batches, read) = try await readRanges(output.ranges, objectSizes: sizes)
+                report.bytesRead += read
+                let first = output.ranges[0]
+                let seq = nextCompactionSeq()
+                let key = switch output.kind {
+                case .streamSet: CompactionKeys.sso(cluster: clusterId, node: nodeId, brokerEpoch: brokerEpoch, seq: seq)
+                case .gathered: CompactionKeys.gathered(cluster: clusterId, node: nodeId, brokerEpoch: brokerEpoch, seq: seq)
+                case .streamObject: CompactionKeys.streamObject(cluster: clusterId, streamId: first.streamId, start: first.startOffset,
+                                                                end: output.ranges.last!.endOffset, node: nodeId, brokerEpoch: brokerEpoch, seq: seq)
+                }
+                let (bytes, entries) = ObjectFormat.build(batches, superseded: superseded)
+                try await objectStore.put(key, bytes, ifNoneMatch: true)
+                report.bytesWritten += bytes.readableBytes
+                written.append(StoredObject(key: key, size: bytes.readableBytes,
+                                            ranges: ObjectFormat.ranges(of: entries, key: key, objectSize: bytes.readableBytes)))
+            }
+        } catch {
+            // Never referenced: what can be deleted now need not wait for the orphan sweep.
+            try? await objectStore.delete(written.map(\.key))
+            throw error
         }
-        for run in plan.streamObjects {
-            let inRun = { (b: ObjectFormat.Batch) in b.header.baseOffset >= run.start && b.header.baseOffset < run.end }
-            let mine = batches[run.streamId, default: []].filter(inRun)
-            batches[run.streamId]?.removeAll(where: inRun)
-            guard !mine.isEmpty else { continue }
-            try await write(CompactionKeys.streamObject(cluster: clusterId, streamId: run.streamId, start: run.start, end: run.end,
-                                                        node: nodeId, brokerEpoch: brokerEpoch, seq: nextCompactionSeq()), mine)
-        }
-        let rest = batches.keys.sorted().flatMap { batches[$0]! }
-        batches = [:]
-        if !rest.isEmpty {
-            try await write(CompactionKeys.sso(cluster: clusterId, node: nodeId, brokerEpoch: brokerEpoch, seq: nextCompactionSeq()), rest)
-        }
-        report.bytesWritten = outputs.reduce(0) { $0 + $1.size }
-        let objects = outputs.map { StoredObject(key: $0.key, size: $0.size, ranges: ObjectFormat.ranges(of: $0.entries, key: $0.key, objectSize: $0.size)) }
         if mutations.contains(.deleteBeforeSupersedingCommit) { try await objectStore.delete(superseded) }
         do {
-            try await metadata.commitCompaction(CompactionCommit(superseded: superseded, objects: objects), now: now)
+            try await metadata.commitCompaction(CompactionCommit(superseded: superseded, objects: written), now: now)
         } catch let e as MetadataError where e.code == .conflict {
             // Never referenced: delete them now rather than leave them for the orphan sweep.
-            try? await objectStore.delete(outputs.map { $0.key })
+            try? await objectStore.delete(written.map(\.key))
             logger.info("compaction lost a race; inputs changed", metadata: ["error": "\(e)"])
             return nil
         }
-        replaceRanges(superseded: Set(superseded), with: objects.flatMap(\.ranges))
-        report.outputs = outputs.count
+        replaceRanges(superseded: Set(superseded), with: written.flatMap(\.ranges))
+        report.outputs = written.count
         logger.info("compacted objects", metadata: ["inputs": "\(report.inputs)", "outputs": "\(report.outputs)",
                                                     "streamObjects": "\(plan.streamObjects.count)",
+                                                    "gathered": "\(plan.outputs.filter { $0.kind == .gathered }.count)",
                                                     "read": "\(report.bytesRead)", "written": "\(report.bytesWritten)"])
         return report
+    }
+
+    /// The batches of `ranges` (in their order), read with one ranged GET per stretch of an
+    /// input whose ranges lie at most `gap` apart, up to 8 GETs at a time. Returns the
+    /// batches and the bytes read.
+    func readRanges(_ ranges: [StreamRange], objectSizes: [String: Int], gap: Int = 1 << 20) async throws -> ([ObjectFormat.Batch], Int) {
+        for r in ranges {
+            guard r.position >= 0, r.size > 0, r.position + r.size <= objectSizes[r.objectKey] ?? .max else {
+                throw ObjectFormat.FormatError(description: "range \(r.startOffset)-\(r.endOffset) of stream \(r.streamId) lies outside \(r.objectKey)")
+            }
+        }
+        // Stretches: per object, ranges by position, joined across gaps of at most `gap`.
+        var stretches: [(key: String, span: Range<Int>)] = []
+        for (key, rs) in Dictionary(grouping: ranges, by: \.objectKey) {
+            var current: Range<Int>?
+            for r in rs.sorted(by: { $0.position < $1.position }) {
+                let span = r.position..<(r.position + r.size)
+                if let c = current, span.lowerBound <= c.upperBound + gap {
+                    current = c.lowerBound..<max(c.upperBound, span.upperBound)
+                } else {
+                    if let c = current { stretches.append((key, c)) }
+                    current = span
+                }
+            }
+            if let c = current { stretches.append((key, c)) }
+        }
+        var fetched: [Int: ByteBuffer] = [:]
+        try await withThrowingTaskGroup(of: (Int, ByteBuffer).self) { group in
+            var next = 0
+            func launch() {
+                let i = next
+                let s = stretches[i]
+                next += 1
+                group.addTask { (i, try await self.objectStore.get(s.key, range: s.span)) }
+            }
+            while next < min(8, stretches.count) { launch() }
+            while let (i, body) = try await group.next() {
+                guard body.readableBytes == stretches[i].span.count else {
+                    throw ObjectFormat.FormatError(description: "\(stretches[i].key) is shorter than its ranges (\(body.readableBytes) of \(stretches[i].span.count) bytes)")
+                }
+                fetched[i] = body
+                if next < stretches.count { launch() }
+            }
+        }
+        var byObject: [String: [(span: Range<Int>, body: ByteBuffer)]] = [:]
+        for (i, s) in stretches.enumerated() { byObject[s.key, default: []].append((s.span, fetched[i]!)) }
+        var batches: [ObjectFormat.Batch] = []
+        for r in ranges {
+            let (span, body) = byObject[r.objectKey]!.first { $0.span.contains(r.position) }!
+            let block = body.getSlice(at: body.readerIndex + r.position - span.lowerBound, length: r.size)!
+            for (h, b) in RecordBatch.split(block) {
+                batches.append(ObjectFormat.Batch(streamId: r.streamId, epoch: r.epoch, header: h, bytes: b))
+            }
+        }
+        return (batches, stretches.reduce(0) { $0 + $1.span.count })
     }
 
     /// Points open streams at compaction's outputs instead of its inputs. Ranges of other
@@ -266,8 +423,9 @@ extension StreamEngine {
     /// the block that holds `offset` now.
     func readBlockOrReload(_ r: StreamRange, streamId: Int64, offset: Int64, readaheadEnd: Int = 0) async throws -> ByteBuffer {
         do {
-            return try await readBlock(r, reader: streamId, readaheadEnd: readaheadEnd)
+            return try await readBlock(try await block(of: r, holding: offset), reader: streamId, readaheadEnd: readaheadEnd)
         } catch let e as ObjectStoreError where e.code == .notFound {
+            indexCache.forget(r.objectKey)
             let stored = try await metadata.ranges(streamId: streamId)
             let committedEnd = stored.last?.endOffset ?? .min
             let fresh: StreamRange? = state.withLockedValue { s in
@@ -279,8 +437,29 @@ extension StreamEngine {
             }
             guard let fresh, fresh.objectKey != r.objectKey else { throw e }
             logger.info("reloaded a stream's ranges: an object it held was compacted away", metadata: ["stream": "\(streamId)", "key": "\(r.objectKey)"])
-            return try await readBlock(fresh)
+            return try await readBlock(try await block(of: fresh, holding: offset))
         }
+    }
+
+    /// The block of run `r` that holds `offset`: a run of more than one block is narrowed to
+    /// one by its object's index (`indexCache`), so a read does not take the whole run.
+    func block(of r: StreamRange, holding offset: Int64) async throws -> StreamRange {
+        guard r.size > ObjectFormat.blockSize, r.objectSize > 0 else { return r }
+        let entries = try await indexCache.entries(of: r.objectKey) { [objectStore] in
+            try await IOClass.$current.withValue(.catchUpRead) {
+                try await ObjectFormat.readIndex(objectStore, key: r.objectKey, size: r.objectSize).entries
+            }
+        }
+        guard let e = ObjectFormat.entry(holding: offset, of: r.streamId, in: entries),
+              e.position >= r.position, e.position + e.size <= r.position + r.size else { return r }
+        var b = r
+        b.startOffset = e.startOffset
+        b.endOffset = e.endOffset
+        b.position = e.position
+        b.size = e.size
+        b.minTimestamp = e.minTimestamp
+        b.maxTimestamp = e.maxTimestamp
+        return b
     }
 
     func nextCompactionSeq() -> UInt64 {

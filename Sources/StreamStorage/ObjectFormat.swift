@@ -198,13 +198,26 @@ public enum ObjectFormat {
         return Parsed(entries: entries, superseded: superseded)
     }
 
-    /// The ranges an object's entries make durable, for the metadata store.
+    /// The ranges an object's entries make durable, for the metadata store: one per run of
+    /// a stream's entries that follow each other in offsets and in the object, with one
+    /// epoch (a run spans many blocks; readers find a block in the object's index).
     public static func ranges(of entries: [Entry], key: String, objectSize: Int = 0) -> [StreamRange] {
-        entries.map {
-            StreamRange(streamId: $0.streamId, epoch: $0.epoch, startOffset: $0.startOffset, endOffset: $0.endOffset,
-                        objectKey: key, position: $0.position, size: $0.size,
-                        minTimestamp: $0.minTimestamp, maxTimestamp: $0.maxTimestamp, objectSize: objectSize)
+        var out: [StreamRange] = []
+        for e in entries {
+            if var last = out.last, last.streamId == e.streamId, last.epoch == e.epoch, last.endOffset == e.startOffset,
+               last.position + last.size == e.position {
+                last.endOffset = e.endOffset
+                last.size += e.size
+                last.minTimestamp = min(last.minTimestamp, e.minTimestamp)
+                last.maxTimestamp = max(last.maxTimestamp, e.maxTimestamp)
+                out[out.count - 1] = last
+                continue
+            }
+            out.append(StreamRange(streamId: e.streamId, epoch: e.epoch, startOffset: e.startOffset, endOffset: e.endOffset,
+                                   objectKey: key, position: e.position, size: e.size,
+                                   minTimestamp: e.minTimestamp, maxTimestamp: e.maxTimestamp, objectSize: objectSize))
         }
+        return out
     }
 }
 

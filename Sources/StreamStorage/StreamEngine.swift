@@ -235,6 +235,11 @@ public final class StreamEngine: Sendable {
     let bytesRead = NIOLockedValueBox<[Int64: Int64]>([:])
     /// Sequence numbers of compaction outputs within this broker epoch (Compaction.swift).
     let compactionSeq = NIOLockedValueBox<UInt64>(0)
+    /// Block indexes of objects whose runs span several blocks (about 64 bytes an entry).
+    let indexCache = ObjectIndexCache(maxEntries: 1 << 18)
+    /// The keys of this node's SSOs not yet gathered, and since when they have not changed
+    /// (compaction's gather waits for them to stay put; see `CompactionPlan.gather`).
+    let gatherWatch = NIOLockedValueBox<(keys: Set<String>, since: Int64)>(([], 0))
     /// The commit queue: objects to commit in WAL order, and barriers that resume once every
     /// commit queued before them is done.
     enum CommitItem: Sendable {

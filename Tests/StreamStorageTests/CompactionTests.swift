@@ -308,4 +308,154 @@ import Testing
         await e.shutdown()
         await committer.value
     }
+
+    /// Runs compaction until it has nothing to do; returns the runs' reports.
+    static func compactAll(_ e: StreamEngine, _ config: CompactionConfig, now: Int64) async throws -> [CompactionReport] {
+        var reports: [CompactionReport] = []
+        while let r = try await e.compactOnce(config: config, now: now) {
+            reports.append(r)
+            if reports.count > 100 { Issue.record("compaction never settles"); break }
+        }
+        return reports
+    }
+
+    /// How many objects hold each stream's ranges.
+    static func objectsPerStream(_ m: any MetadataStore) async throws -> [Int64: Int] {
+        var out: [Int64: Int] = [:]
+        for o in try await m.liveObjects(prefix: "", limit: 10_000) {
+            for id in Set(o.ranges.map(\.streamId)) { out[id, default: 0] += 1 }
+        }
+        return out
+    }
+
+    /// Merged SSOs each hold a slice of every stream, so rows grow as objects x streams; a
+    /// gather rewrites them so that each stream sits in one object. It waits while the SSOs
+    /// not yet gathered hold fewer bytes than the gathered ones, until they stay unchanged for
+    /// `gatherQuietMs`; once everything is gathered, compaction has nothing left to do.
+    @Test(arguments: StoreKind.testable) func aGatherLeavesEachStreamInOneObject(kind: StoreKind) async throws {
+        let f = try await E.fixture(kind)
+        var streams = [f.streamId]
+        for i in 0..<7 {
+            streams.append(try await f.metadata.createTopic(name: "g\(i)", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0])
+        }
+        let e = try await E.engine(f, config: Self.noCache)
+        let committer = Task { await e.runCommitter() }
+        for s in streams { try await e.open(streamId: s) }
+        let value = String(repeating: "x", count: 100)
+        var config = CompactionConfig()
+        config.ssoMaxBytes = 4096  // a merged SSO holds ~3 rounds of all 8 streams
+        config.splitBytes = 1 << 30
+        config.gatherQuietMs = 60_000
+        try await Self.fill(e, streams, rounds: 12) { s, i in "\(value)\(s)-\(i)" }
+        try await Self.waitForCommits(f.metadata, 12)
+
+        // Merges, then one gather (nothing was gathered yet, so the merged SSOs outweigh it).
+        let first = try await Self.compactAll(e, config, now: 1_000)
+        #expect(first.count >= 5, "\(first)")
+        var perStream = try await Self.objectsPerStream(f.metadata)
+        #expect(perStream.count == 8 && perStream.values.allSatisfy { $0 == 1 }, "\(perStream)")
+        let gathered = try await f.metadata.liveObjects(prefix: "", limit: 100)
+        #expect(gathered.count >= 2 && gathered.allSatisfy { $0.key.contains("/data/sso/gathered/") }, "\(gathered.map(\.key))")
+        #expect(gathered.reduce(0) { $0 + $1.ranges.count } <= streams.count + gathered.count)
+
+        // A few more rounds: merged into one SSO, fewer bytes than the gathered ones, so no
+        // gather until the quiet time has passed.
+        try await Self.fill(e, streams, rounds: 3) { s, i in "\(value)\(s)-\(i + 12)" }
+        try await Self.waitForCommits(f.metadata, gathered.count + 3)
+        #expect(try await Self.compactAll(e, config, now: 2_000).count == 1, "two of the three new objects are merged")
+        #expect(try await e.compactOnce(config: config, now: 2_000 + 59_999) == nil, "not quiet long enough")
+        let fresh = try await f.metadata.liveObjects(prefix: "", limit: 100).filter { !$0.key.contains("/gathered/") }
+        #expect(fresh.count == 2 && fresh.allSatisfy { Set($0.ranges.map(\.streamId)).count == 8 }, "\(fresh.map(\.key))")
+        let last = try await Self.compactAll(e, config, now: 2_000 + 60_000)
+        #expect(last.count == 1 && last[0].inputs == gathered.count + 2, "\(last)")
+        perStream = try await Self.objectsPerStream(f.metadata)
+        #expect(perStream.values.allSatisfy { $0 == 1 }, "\(perStream)")
+        #expect(try await e.compactOnce(config: config, now: 1_000_000) == nil, "nothing left to do")
+
+        for s in streams {
+            #expect(try await Self.readAll(e, s).map(\.1) == (0..<15).map { "\(value)\(s)-\($0)" })
+        }
+        var gc = GarbageCollectionConfig()
+        gc.graceMs = 0
+        try await e.collectGarbage(now: 2_000_000, config: gc)
+        #expect(try await f.store.list(prefix: "").count == (try await f.metadata.liveObjects(prefix: "", limit: 100).count))
+        await e.shutdown()
+        await committer.value
+        let e2 = try await E.engine(f, config: Self.noCache)
+        for s in streams {
+            try await e2.open(streamId: s)
+            #expect(try await Self.readAll(e2, s).map(\.1) == (0..<15).map { "\(value)\(s)-\($0)" })
+        }
+    }
+
+    /// A gather's plan: stream runs of `splitBytes` go to stream objects cut at
+    /// `ssoMaxBytes`, the rest fill bands in stream order, and a stream starts a new band
+    /// rather than straddle two when it fits in one.
+    @Test func aGatherPlanBandsStreamsInOrder() throws {
+        func range(_ s: Int64, _ start: Int64, _ size: Int, _ key: String, _ position: Int) -> StreamRange {
+            StreamRange(streamId: s, epoch: 1, startOffset: start, endOffset: start + 1, objectKey: key, position: position, size: size, minTimestamp: 0, maxTimestamp: 0)
+        }
+        var a = StoredObject(key: "a", size: 10_000, ranges: [])
+        var b = StoredObject(key: "b", size: 10_000, ranges: [])
+        var position = 0
+        for s in Int64(1)...4 {  // streams 1-4: 300 bytes in a, 300 in b (offsets 0 and 1)
+            a.ranges.append(range(s, 0, 300, "a", position))
+            b.ranges.append(range(s, 1, 300, "b", position))
+            position += 300
+        }
+        a.ranges.append(range(9, 0, 800, "a", position))  // stream 9: 1600 bytes: split out
+        b.ranges.append(range(9, 1, 800, "b", position))
+        var config = CompactionConfig()
+        config.ssoMaxBytes = 1500
+        config.splitBytes = 1200
+        let c = StoredObject(key: "c", size: 10_000, ranges: [range(10, 0, 500, "c", 0)])
+        #expect(CompactionPlan.gather(ungathered: [a], gathered: [b, c], quiet: false, config: config) == nil, "2000 fresh bytes < 2500 gathered")
+        let plan = try #require(CompactionPlan.gather(ungathered: [a, b], gathered: [], quiet: false, config: config))
+        #expect(plan.outputs.map(\.kind) == [.gathered, .streamObject, .streamObject, .gathered])
+        #expect(plan.outputs[0].ranges.map(\.streamId) == [1, 1, 2, 2], "stream 3 starts the next band: 1800 > 1500")
+        #expect(plan.outputs[1].ranges.map(\.objectKey) == ["a"] && plan.outputs[2].ranges.map(\.objectKey) == ["b"], "cut at ssoMaxBytes")
+        #expect(plan.outputs[3].ranges.map(\.streamId) == [3, 3, 4, 4])
+        #expect(CompactionPlan.gather(ungathered: [a, b], gathered: [], quiet: true, config: config) != nil)
+    }
+
+    /// A stream's run in an object is one metadata row however many blocks it spans, and a
+    /// read that starts inside the run fetches the block that holds its offset (found in the
+    /// object's index, read once), not the run from its start.
+    @Test func aRunOfManyBlocksIsOneRowAndAReadInsideItFetchesOneBlock() async throws {
+        let store = CountingStore()
+        let f = try await E.fixture(.sqlite, store: store)
+        var c = Self.noCache
+        c.readaheadMaxBytes = 512 << 10
+        let e = try await E.engine(f, config: c)
+        let committer = Task { await e.runCommitter() }
+        try await e.open(streamId: f.streamId)
+        let value = String(repeating: "r", count: 4000)
+        for i in 0..<6 {  // 100 records of 4 KB per batch: ~400 KB, each acked alone
+            _ = await E.append(e, f.streamId, (0..<100).map { "\(i)-\($0)-\(value)" })
+        }
+        try await Self.waitForCommits(f.metadata, 6)
+        var config = CompactionConfig()
+        config.splitBytes = 1 << 20
+        #expect(try await e.compactOnce(config: config, now: 0)?.outputs == 1)
+        let rows = try await f.metadata.ranges(streamId: f.streamId)
+        #expect(rows.count == 1 && rows[0].size > 2 * ObjectFormat.blockSize, "one row for the stream object's run: \(rows.map(\.size))")
+        let key = try #require(rows.first?.objectKey)
+        let parsed = try ObjectFormat.parse(try await store.get(key, range: nil))
+        #expect(parsed.entries.count >= 3, "the run spans blocks")
+
+        store.resetGets()
+        let r = try await e.read(streamId: f.streamId, offset: 450, maxBytes: 1)
+        let first = try #require(r.batches.first.flatMap { RecordBatchHeader(peeking: $0) })
+        #expect(first.baseOffset <= 450 && first.lastOffset >= 450)
+        let gets = store.gets.filter { $0.key == key }
+        #expect(gets.count >= 2 && gets.allSatisfy { ($0.range?.lowerBound ?? 0) >= ObjectFormat.blockSize },
+                "the index and the block holding offset 450, not the first block: \(gets.map(\.range))")
+        // Another read inside the run: the index is not read again.
+        let size = try #require(try await store.base.head(key)).size
+        _ = try await e.read(streamId: f.streamId, offset: 120, maxBytes: 1)
+        let tails = store.gets.filter { $0.key == key && $0.range?.upperBound == size }
+        #expect(tails.count == 1, "\(store.gets.map(\.range))")
+        await e.shutdown()
+        await committer.value
+    }
 }

@@ -42,6 +42,7 @@ import Testing
         let table = hits.withLockedValue { $0 }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         print("simulation: \(seeds.count) seeds; crash points hit (and take-overs): \(table)")
         // Every kind of crash point must be reached, or the simulation is not testing it.
+        #expect(hits.withLockedValue { $0["putGathered", default: 0] + $0["putGathered+landed", default: 0] } > 0, "no crash at a gather's output")
         for point in ["put", "put+landed", "head", "commit", "commit+landed", "openStream", "list",
                       "commitCompaction", "commitCompaction+landed", "delete", "delete+landed", "markGarbage",
                       "takeover"] + (seeds.contains { $0 % 3 == 0 } ? ["walWrite", "walSync", "walSync+landed", "walTorn"] : []) {
@@ -183,7 +184,8 @@ struct CrashingObjectStore: ObjectStore {
     let power: Power
 
     func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
-        try await power.request("put") { try await base.put(key, body, ifNoneMatch: ifNoneMatch) }
+        // A gather's outputs count apart, so the run shows that gathers happened and crashed.
+        try await power.request(key.contains("/gathered/") ? "putGathered" : "put") { try await base.put(key, body, ifNoneMatch: ifNoneMatch) }
     }
     func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer {
         try await power.request("get") { try await base.get(key, range: range) }
@@ -302,8 +304,9 @@ final class Simulation: @unchecked Sendable {
     /// Small thresholds, so a few KiB of records make compaction merge and split.
     let compaction: CompactionConfig = {
         var c = CompactionConfig()
-        c.ssoMaxBytes = 64 << 10
+        c.ssoMaxBytes = 4 << 10  // merged SSOs fill up, so gathers happen
         c.splitBytes = 2 << 10
+        c.gatherQuietMs = 5_000  // five ticks of `clock()`
         return c
     }()
     let collectNow: GarbageCollectionConfig = {
@@ -444,7 +447,7 @@ final class Simulation: @unchecked Sendable {
     /// request of a kind that a random pick rarely reaches.
     func newPower() -> Power {
         if Int.random(in: 0..<3, using: &rng) == 0 {
-            let kinds = ["put", "commit", "delete", "commitCompaction", "markGarbage", "dropGarbage"] + (walRoot == nil ? [] : ["walWrite", "walSync", "walDelete"])
+            let kinds = ["put", "putGathered", "commit", "delete", "commitCompaction", "markGarbage", "dropGarbage"] + (walRoot == nil ? [] : ["walWrite", "walSync", "walDelete"])
             return Power(crashAt: Int.random(in: 1...2, using: &rng), landed: Bool.random(using: &rng),
                          target: kinds[Int.random(in: 0..<kinds.count, using: &rng)])
         }
