@@ -7,9 +7,10 @@ Runs `tern serve` on the embedded default (local directory bucket, SQLite), prod
 `tern perf produce` (1 KiB records, keyed at random so that every partition gets data),
 then lets compaction and collection run until neither the object count nor the metadata
 rows change for `--quiet` seconds, and counts the bucket's objects and the metadata store's
-rows (`stream_ranges`, `objects`, `streams`). Compaction is given a generous bandwidth, and
-its final gather (`compaction.gather.quiet.ms`) 10 s instead of 5 min of quiet, so that it
-settles within the run; the object and row counts do not depend on either.
+rows (`stream_ranges`, `objects`, `streams`), and the broker's peak RSS against its memory
+bound (log.cache.bytes + block.cache.bytes + 256 MiB). Compaction is given a generous
+bandwidth, and its final gather (`compaction.gather.quiet.ms`) 10 s instead of 5 min of
+quiet, so that it settles within the run; the object and row counts do not depend on either.
 
     python3 bench/compaction_settle.py [--gb 5] [--partitions 1000] [--quiet 30]
 """
@@ -23,6 +24,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from memory import DEFAULTS, rss_kib  # noqa: E402
 from throughput import BINARY, start_tern  # noqa: E402
 
 
@@ -87,6 +89,10 @@ def main():
               f" (target <= 3 x objects + partitions = {3 * objects + args.partitions}):"
               f" {'PASS' if metadata_rows <= 3 * objects + args.partitions else 'FAIL'}")
         print(f"other rows: {counts}")
+        bound = (DEFAULTS["log.cache.bytes"] + DEFAULTS["block.cache.bytes"]) / 2**20 + 256
+        hwm = rss_kib(proc.pid, "VmHWM") / 1024
+        print(f"peak RSS (VmHWM) of the broker: {hwm:.0f} MiB (target <= log.cache.bytes + block.cache.bytes + 256 MiB"
+              f" = {bound:.0f} MiB): {'PASS' if hwm <= bound else 'FAIL'}")
     finally:
         proc.terminate()
         try:

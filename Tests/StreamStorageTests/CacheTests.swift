@@ -169,6 +169,45 @@ final class CountingStore: ObjectStore {
         return out
     }
 
+    /// Many readers of a few objects at once, with readahead, whole-object misses, evictions
+    /// and GETs that finish in any order: every read gets exactly its own bytes.
+    @Test func concurrentReadersAlwaysGetTheirOwnBytes() async throws {
+        let kib = Self.kib
+        let store = CountingStore()
+        func byte(_ object: Int, _ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: (i &* 2_654_435_761 &+ object &* 97) >> 7) }
+        let sizes = [37, 64, 101, 16]
+        for (o, n) in sizes.enumerated() {
+            var b = ByteBufferAllocator().buffer(capacity: n * kib)
+            for i in 0..<(n * kib) { b.writeInteger(byte(o, i)) }
+            try await store.base.put("o\(o)", b, ifNoneMatch: false)
+        }
+        let c = BlockCache(capacity: 48 * kib, blockSize: kib, maxReadahead: 16 * kib, partBytes: 4 * kib)
+        try await withThrowingTaskGroup(of: Void.self) { g in
+            for reader in 0..<24 {
+                g.addTask {
+                    var rng = SystemRandomNumberGenerator()
+                    for _ in 0..<200 {
+                        let o = Int.random(in: 0..<sizes.count, using: &rng)
+                        let size = sizes[o] * kib
+                        let lo = Int.random(in: 0..<(size - 1), using: &rng)
+                        let hi = min(size, lo + Int.random(in: 1...(3 * kib), using: &rng))
+                        let whole = Bool.random(using: &rng) ? size : 0
+                        let out = try await c.read(.init(object: "o\(o)", range: lo..<hi, reader: Int64(reader), offsets: Int64(lo)..<Int64(hi),
+                                                         readaheadEnd: min(size, hi + Int.random(in: 0...(8 * kib), using: &rng)), wholeUpTo: whole)) { r in
+                            try await Task.sleep(for: .microseconds(Int.random(in: 0...300)))
+                            return try await store.get("o\(o)", range: r)
+                        }
+                        #expect(out.readableBytes == hi - lo)
+                        let ok = out.readableBytesView.enumerated().allSatisfy { $0.element == byte(o, lo + $0.offset) }
+                        #expect(ok, "wrong bytes for o\(o) \(lo)..<\(hi)")
+                        if !ok { return }
+                    }
+                }
+            }
+            try await g.waitForAll()
+        }
+    }
+
     @Test func aLargeMissIsFetchedInPartsAllAtOnce() async throws {
         let store = CountingStore()
         try await Self.object(store, "o", kib: 64)

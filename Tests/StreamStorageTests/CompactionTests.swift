@@ -458,4 +458,56 @@ import Testing
         await e.shutdown()
         await committer.value
     }
+
+    /// Partitions whose runs share one merged SSO, read at once from a cold cache (as one
+    /// fetch of many partitions does), each get their own records, in order.
+    @Test func concurrentReadsOfRunsInOneObjectGetTheirOwnRecords() async throws {
+        let f = try await E.fixture()
+        var streams = [f.streamId]
+        for i in 0..<7 {
+            streams.append(try await f.metadata.createTopic(name: "c\(i)", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0])
+        }
+        let e = try await E.engine(f, config: Self.noCache)
+        let committer = Task { await e.runCommitter() }
+        for s in streams { try await e.open(streamId: s) }
+        let value = String(repeating: "q", count: 4000)
+        for round in 0..<4 {
+            await withTaskGroup(of: Void.self) { g in
+                for s in streams {
+                    g.addTask { _ = await E.append(e, s, (0..<100).map { "\(s)/\(round)/\($0)/\(value)" }) }
+                }
+            }
+        }
+        try await Self.waitForCommits(f.metadata, 4)
+        var config = CompactionConfig()
+        config.splitBytes = 1 << 30
+        #expect(try await e.compactOnce(config: config, now: 0)?.outputs == 1)
+        let rows = try await f.metadata.liveObjects(prefix: "", limit: 10)
+        #expect(rows.count == 1 && rows[0].ranges.allSatisfy { $0.size > ObjectFormat.blockSize }, "\(rows.map { $0.ranges.map(\.size) })")
+
+        let e2 = try await E.engine(f, config: Self.noCache)  // a cold cache
+        for s in streams { try await e2.open(streamId: s) }
+        try await withThrowingTaskGroup(of: Void.self) { g in
+            for s in streams {
+                g.addTask {
+                    var offset: Int64 = 0
+                    var seen: [String] = []
+                    while offset < 400 {
+                        let r = try await e2.read(streamId: s, offset: offset, maxBytes: 1 << 20)
+                        for b in r.batches {
+                            let h = RecordBatchHeader(peeking: b)!
+                            for rec in try Record.decodeAll(batch: b) where h.baseOffset + Int64(rec.offsetDelta) >= offset {
+                                seen.append(String(String(buffer: rec.value!).prefix(while: { $0 != "/" })))
+                            }
+                            offset = h.lastOffset + 1
+                        }
+                    }
+                    #expect(seen.count == 400 && seen.allSatisfy { $0 == "\(s)" }, "stream \(s) read \(Set(seen))")
+                }
+            }
+            try await g.waitForAll()
+        }
+        await e.shutdown()
+        await committer.value
+    }
 }
