@@ -24,7 +24,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from memory import DEFAULTS, rss_kib  # noqa: E402
+from memory import DEFAULTS, Sampler, rss_kib  # noqa: E402
 from throughput import BINARY, start_tern  # noqa: E402
 
 
@@ -58,7 +58,10 @@ def main():
                 "compaction.gather.quiet.ms=10000", "object.gc.grace.ms=0", "object.gc.interval.ms=1000"]
     extra = [a for s in settings for a in ("--set", s)]
     proc, bootstrap, _ = start_tern(work, extra)
+    sampler = Sampler(proc.pid)
+    sampler.start()
     try:
+        sampler.phase = "produce"
         records = int(args.gb * 1e9 / 1024)
         start = time.monotonic()
         r = subprocess.run([BINARY, "perf", "produce", "--bootstrap-server", bootstrap, "--topic", "settle",
@@ -70,6 +73,8 @@ def main():
             raise SystemExit(f"tern perf produce failed: {r.stderr[-2000:]}")
         print(f"produced {records} records ({args.gb} GB) to {args.partitions} partitions in {time.monotonic() - start:.0f}s;"
               f" {bucket_objects(work)} objects right after")
+        sampler.phase = "compaction"
+
         def state():
             c = rows(work)
             return bucket_objects(work), c["stream_ranges"] + c["objects"]
@@ -91,9 +96,11 @@ def main():
         print(f"other rows: {counts}")
         bound = (DEFAULTS["log.cache.bytes"] + DEFAULTS["block.cache.bytes"]) / 2**20 + 256
         hwm = rss_kib(proc.pid, "VmHWM") / 1024
-        print(f"peak RSS (VmHWM) of the broker: {hwm:.0f} MiB (target <= log.cache.bytes + block.cache.bytes + 256 MiB"
-              f" = {bound:.0f} MiB): {'PASS' if hwm <= bound else 'FAIL'}")
+        peaks = ", ".join(f"{k} {v / 1024:.0f} MiB" for k, v in sampler.peaks.items())
+        print(f"peak RSS (VmHWM) of the broker: {hwm:.0f} MiB ({peaks}; target <= log.cache.bytes + block.cache.bytes"
+              f" + 256 MiB = {bound:.0f} MiB): {'PASS' if hwm <= bound else 'FAIL'}")
     finally:
+        sampler.stop.set()
         proc.terminate()
         try:
             proc.wait(60)
