@@ -452,14 +452,7 @@ extension StreamEngine {
         }
         guard let e = ObjectFormat.entry(holding: offset, of: r.streamId, in: entries),
               e.position >= r.position, e.position + e.size <= r.position + r.size else { return r }
-        var b = r
-        b.startOffset = e.startOffset
-        b.endOffset = e.endOffset
-        b.position = e.position
-        b.size = e.size
-        b.minTimestamp = e.minTimestamp
-        b.maxTimestamp = e.maxTimestamp
-        return b
+        return ObjectFormat.ranges(of: [e], key: r.objectKey, objectSize: r.objectSize)[0]
     }
 
     func nextCompactionSeq() -> UInt64 {
