@@ -213,7 +213,13 @@ public final class Broker: Sendable {
             return await produce(r, header: header)
         case .fetch:
             let r = try FetchRequest(from: &body, version: v)
-            return .respond(Task { self.encode(header, await self.fetch(r, version: v)) })
+            return .respond(Task {
+                let response = await self.fetch(r, version: v)
+                // Room for all the records up front: growing by doubling copied a 16 MB answer
+                // five times over, into freshly faulted pages each time.
+                let records = response.responses.reduce(0) { $0 + $1.partitions.reduce(0) { $0 + ($1.records?.readableBytes ?? 0) + 64 } }
+                return self.encode(header, response, capacity: 256 + records)
+            })
         case .listOffsets:
             let r = try ListOffsetsRequest(from: &body, version: v)
             return .respond(Task { self.encode(header, await self.listOffsets(r)) })
@@ -340,8 +346,8 @@ public final class Broker: Sendable {
     }
 
     /// Frames a response: length, response header, body.
-    func encode<M: KafkaMessage>(_ header: RequestHeader, _ message: M) -> ByteBuffer {
-        var b = ByteBufferAllocator().buffer(capacity: 256)
+    func encode<M: KafkaMessage>(_ header: RequestHeader, _ message: M, capacity: Int = 256) -> ByteBuffer {
+        var b = ByteBufferAllocator().buffer(capacity: capacity)
         b.writeInteger(Int32(0))
         ResponseHeader.encode(correlationId: header.correlationId,
                               flexible: ResponseHeader.isFlexible(apiKey: header.apiKey, version: header.apiVersion), into: &b)

@@ -58,7 +58,9 @@ public struct AppendResult: Sendable, Equatable {
 
 /// A fetch's view of a stream.
 public struct ReadResult: Sendable {
-    public var batches: [ByteBuffer]
+    public private(set) var batches: [ByteBuffer]
+    /// The batches as one slice of the block they were read from, when they came from one.
+    private var span: ByteBuffer?
     public var highWatermark: Int64
     public var logStartOffset: Int64
     /// The last stable offset: below it no transaction is open.
@@ -66,6 +68,24 @@ public struct ReadResult: Sendable {
     /// For read_committed reads: the aborted transactions overlapping the batches returned.
     public var abortedTxns: [AbortedTxnRecord] = []
     public var bytes: Int { batches.reduce(0) { $0 + $1.readableBytes } }
+
+    public init(batches: [ByteBuffer], span: ByteBuffer? = nil, highWatermark: Int64, logStartOffset: Int64, lastStableOffset: Int64 = -1) {
+        self.batches = batches
+        self.span = span
+        self.highWatermark = highWatermark
+        self.logStartOffset = logStartOffset
+        self.lastStableOffset = lastStableOffset
+    }
+
+    /// The batches end to end in one buffer, as a fetch answers with them: the slice of the
+    /// object block they lie in (no copy) when they were read from one, else a copy.
+    public var records: ByteBuffer {
+        if let span { return span }
+        if batches.count == 1 { return batches[0] }
+        var b = ByteBufferAllocator().buffer(capacity: bytes)
+        for x in batches { b.writeImmutableBuffer(x) }
+        return b
+    }
 }
 
 /// Why a DeleteRecords trim was refused.
@@ -1211,12 +1231,18 @@ public final class StreamEngine: Sendable {
             }
             var out: [ByteBuffer] = []
             var bytes = 0
-            for (h, b) in RecordBatch.split(block) where h.lastOffset >= offset && h.baseOffset < limit {
-                if !out.isEmpty && bytes + b.readableBytes > maxBytes { break }
+            var skipped = 0  // the block's bytes before the first batch taken
+            for (h, b) in RecordBatch.split(block) {
+                guard h.lastOffset >= offset else {
+                    skipped += b.readableBytes
+                    continue
+                }
+                if h.baseOffset >= limit || (!out.isEmpty && bytes + b.readableBytes > maxBytes) { break }
                 out.append(b)
                 bytes += b.readableBytes
             }
-            return ReadResult(batches: out, highWatermark: hw, logStartOffset: start, lastStableOffset: lso)
+            return ReadResult(batches: out, span: block.getSlice(at: block.readerIndex + skipped, length: bytes),
+                              highWatermark: hw, logStartOffset: start, lastStableOffset: lso)
         }
     }
 

@@ -50,6 +50,31 @@ import Testing
         try r.batches.flatMap { try Record.decodeAll(batch: $0).map { String(buffer: $0.value!) } }
     }
 
+    /// Batches read from an object come with one slice of the block they lie in, which a
+    /// fetch answers with instead of copying the batches together.
+    @Test func batchesReadFromAnObjectAreOneSliceOfIt() async throws {
+        let f = try await Self.fixture()
+        let e = try await Self.engine(f, config: CompactionTests.noCache)
+        let committer = Task { await e.runCommitter() }
+        try await e.open(streamId: f.streamId)
+        var tickets: [StreamEngine.AppendTicket] = []
+        for values in [["a", "b"], ["c"], ["d", "e", "f"]] {
+            let (b, h) = Self.batch(values)
+            tickets.append(await e.append(streamId: f.streamId, batch: b, header: h, timeout: .seconds(10)))
+        }
+        for t in tickets { _ = await t.result() }
+        try await CompactionTests.waitForCommits(f.metadata, try await CompactionTests.committedWALObjects(f))
+        func base(_ b: ByteBuffer) -> UnsafeRawPointer? { b.withUnsafeReadableBytes { $0.baseAddress } }
+        for (offset, batches) in [(Int64(0), 3), (2, 2), (3, 1)] {
+            let r = try await e.read(streamId: f.streamId, offset: offset, maxBytes: 1 << 20)
+            #expect(r.batches.count == batches)
+            #expect(r.records == r.batches.reduce(into: ByteBuffer()) { $0.writeImmutableBuffer($1) })
+            #expect(base(r.records) == base(r.batches[0]), "a slice of the block, not a copy")
+        }
+        await e.shutdown()
+        await committer.value
+    }
+
     @Test(arguments: StoreKind.testable) func appendIsAckedAfterOneObjectForAllStreams(kind: StoreKind) async throws {
         let f = try await Self.fixture(kind)
         let second = try await f.metadata.createTopic(name: "u", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0]

@@ -82,8 +82,7 @@ extension Broker {
                     } else if total > 0 && budget == 0 {
                         pr.records = ByteBuffer()
                     } else {
-                        var records = ByteBufferAllocator().buffer(capacity: read.bytes)
-                        for b in read.batches { records.writeImmutableBuffer(b) }
+                        let records = read.records
                         total += records.readableBytes
                         pr.records = records
                     }
