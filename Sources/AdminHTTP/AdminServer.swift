@@ -140,6 +140,13 @@ public enum PrometheusText {
         let cache = broker.engine.blockCache.stats
         family("tern_block_cache_bytes", "gauge", "Bytes held by the block cache.")
         out += "tern_block_cache_bytes \(cache.bytes)\n"
+        family("tern_block_cache_reads_total", "counter", "Block cache reads, by whether every block they needed was cached.")
+        out += "tern_block_cache_reads_total{result=\"hit\"} \(cache.hits)\n"
+        out += "tern_block_cache_reads_total{result=\"miss\"} \(cache.misses)\n"
+        family("tern_block_cache_gets_total", "counter", "Ranged GETs the block cache made (for reads and prefetches).")
+        out += "tern_block_cache_gets_total \(cache.gets)\n"
+        family("tern_block_cache_prefetches_total", "counter", "Prefetches the block cache started (objects a catch-up reader reads next).")
+        out += "tern_block_cache_prefetches_total \(cache.prefetches)\n"
         let log = broker.engine.logCacheStats
         family("tern_log_cache_bytes", "gauge", "Bytes of recent batches held by the log cache.")
         out += "tern_log_cache_bytes \(log.bytes)\n"

@@ -255,6 +255,30 @@ final class CountingStore: ObjectStore {
         #expect(c.stats.misses == 1)
     }
 
+    /// A miss GETs a stream set object whole only while the GETs under way and the blocks read
+    /// ahead that nobody read yet leave room for it within half the budget. Readers spread
+    /// over more objects than the cache holds otherwise GET each whole object again and again,
+    /// evicting each other's unread blocks (7.6 GB of GETs for a 2 GB catch-up).
+    @Test func aWholeObjectGetNeedsRoomBesideTheBlocksNotReadYet() async throws {
+        let kib = Self.kib
+        let store = CountingStore()
+        for name in ["a", "b"] { try await Self.object(store, name, kib: 6) }
+        let c = BlockCache(capacity: 16 * kib, blockSize: kib, maxReadahead: kib, partBytes: 64 * kib)
+        func read(_ object: String, _ reader: Int) async throws {
+            let out = try await c.read(.init(object: object, range: (reader * kib)..<(reader * kib + 10), reader: Int64(reader), offsets: 0..<1,
+                                             readaheadEnd: (reader + 1) * kib, wholeUpTo: 6 * kib)) { try await store.get(object, range: $0) }
+            #expect(out.readableBytesView.enumerated().allSatisfy { Int($0.element) == (reader * kib + $0.offset) % 251 })
+        }
+        try await read("a", 0)
+        #expect(store.gets.map(\.range) == [0..<(6 * kib)], "the first object whole")
+        try await read("b", 0)
+        #expect(store.gets.map(\.range).last == 0..<kib, "five blocks of a not read yet: only the reader's own block of b")
+        for r in 1..<6 { try await read("a", r) }
+        #expect(store.gets.count == 2, "a's other readers find their blocks cached")
+        try await read("b", 1)
+        #expect(store.gets.map(\.range).last == kib..<(6 * kib), "a read through: the rest of b whole")
+    }
+
     /// A prefetch GETs in the background what is neither cached nor on its way; a read of
     /// its blocks waits for it instead of GETting them; past half the budget it does nothing.
     @Test func aPrefetchIsSharedWithTheReadsThatFollowIt() async throws {
