@@ -73,18 +73,18 @@ public final class BlockCache: Sendable {
         public var reader: Int64?
         public var offsets: Range<Int64>
         public var readaheadEnd: Int
-        /// On a miss, GET at least the object's bytes up to here, from its start (a stream set
-        /// object whose other streams' readers will want the rest): 0 for none.
-        public var wholeUpTo: Int
+        /// On a miss, GET at least these bytes of the object (of a stream set object, whose other
+        /// streams' readers want them too): empty for none.
+        public var shared: Range<Int>
 
         public init(object: String, range: Range<Int>, reader: Int64? = nil, offsets: Range<Int64> = 0..<0, readaheadEnd: Int = 0,
-                    wholeUpTo: Int = 0) {
+                    shared: Range<Int> = 0..<0) {
             self.object = object
             self.range = range
             self.reader = reader
             self.offsets = offsets
             self.readaheadEnd = readaheadEnd
-            self.wholeUpTo = wholeUpTo
+            self.shared = shared
         }
     }
 
@@ -179,13 +179,14 @@ public final class BlockCache: Sendable {
                 let ahead = min(window, max(0, capacity / 2 - s.fetching))
                 var want = max(range.upperBound, min(range.lowerBound + ahead, max(request.readaheadEnd, range.upperBound)))
                 var start = firstMissing
-                // The whole object only while the GETs under way and the blocks read ahead that
-                // nobody read yet leave room for it within half the budget: readers spread over
+                // The shared bytes only while the GETs under way and the blocks read ahead that
+                // nobody read yet leave room for them within half the budget: readers spread over
                 // more objects than the cache holds GET each object again and again (7.6 GB of
                 // GETs for a 2 GB catch-up through a 128 MiB cache).
-                if request.wholeUpTo > 0 && s.fetching + s.unreadPrefetched + request.wholeUpTo <= capacity / 2 {
-                    want = max(want, request.wholeUpTo)
-                    while start > 0 && !s.cachedOrPending(Key(object: request.object, index: start - 1)) { start -= 1 }
+                if !request.shared.isEmpty && s.fetching + s.unreadPrefetched + request.shared.count <= capacity / 2 {
+                    want = max(want, request.shared.upperBound)
+                    let floor = request.shared.lowerBound / blockSize
+                    while start > floor && !s.cachedOrPending(Key(object: request.object, index: start - 1)) { start -= 1 }
                 }
                 var end = (want + blockSize - 1) / blockSize
                 var i = last + 1

@@ -193,7 +193,7 @@ final class CountingStore: ObjectStore {
                         let hi = min(size, lo + Int.random(in: 1...(3 * kib), using: &rng))
                         let whole = Bool.random(using: &rng) ? size : 0
                         let out = try await c.read(.init(object: "o\(o)", range: lo..<hi, reader: Int64(reader), offsets: Int64(lo)..<Int64(hi),
-                                                         readaheadEnd: min(size, hi + Int.random(in: 0...(8 * kib), using: &rng)), wholeUpTo: whole)) { r in
+                                                         readaheadEnd: min(size, hi + Int.random(in: 0...(8 * kib), using: &rng)), shared: 0..<whole)) { r in
                             try await Task.sleep(for: .microseconds(Int.random(in: 0...300)))
                             return try await store.get("o\(o)", range: r)
                         }
@@ -237,7 +237,7 @@ final class CountingStore: ObjectStore {
         let reads = (0..<16).map { i in
             Task {
                 try await c.read(.init(object: "sso", range: (i * kib + 10)..<(i * kib + 20), reader: Int64(i), offsets: 0..<1,
-                                       readaheadEnd: (i + 1) * kib, wholeUpTo: 16 * kib)) { range in
+                                       readaheadEnd: (i + 1) * kib, shared: 0..<(16 * kib))) { range in
                     for await _ in gate { break }  // held until every reader has asked
                     return try await store.get("sso", range: range)
                 }
@@ -266,7 +266,7 @@ final class CountingStore: ObjectStore {
         let c = BlockCache(capacity: 16 * kib, blockSize: kib, maxReadahead: kib, partBytes: 64 * kib)
         func read(_ object: String, _ reader: Int) async throws {
             let out = try await c.read(.init(object: object, range: (reader * kib)..<(reader * kib + 10), reader: Int64(reader), offsets: 0..<1,
-                                             readaheadEnd: (reader + 1) * kib, wholeUpTo: 6 * kib)) { try await store.get(object, range: $0) }
+                                             readaheadEnd: (reader + 1) * kib, shared: 0..<(6 * kib))) { try await store.get(object, range: $0) }
             #expect(out.readableBytesView.enumerated().allSatisfy { Int($0.element) == (reader * kib + $0.offset) % 251 })
         }
         try await read("a", 0)
@@ -277,6 +277,37 @@ final class CountingStore: ObjectStore {
         #expect(store.gets.count == 2, "a's other readers find their blocks cached")
         try await read("b", 1)
         #expect(store.gets.map(\.range).last == kib..<(6 * kib), "a read through: the rest of b whole")
+    }
+
+    /// What a miss in a stream set object GETs for its other streams' readers: all of an
+    /// object of at most `maxBytes`; of a larger one, the aligned windows around the stream's
+    /// data; nothing extra for a stream object.
+    @Test func aLargeStreamSetObjectIsSharedByAlignedWindows() {
+        let mib = 1 << 20
+        func range(_ key: String, at position: Int, size: Int, objectSize: Int, dataEnd: Int) -> Range<Int>? {
+            StreamEngine.sharedRange(of: StreamRange(streamId: 1, epoch: 0, startOffset: 0, endOffset: 1, objectKey: key, position: position, size: size,
+                                                     minTimestamp: 0, maxTimestamp: 0, objectSize: objectSize),
+                                     dataEnd: dataEnd, wholeBytes: 9 * mib, window: 8 * mib, maxBytes: 32 * mib)
+        }
+        #expect(range("c/wal/1/1/1", at: 3 * mib, size: mib, objectSize: 20 * mib, dataEnd: 4 * mib) == 0..<(20 * mib))
+        #expect(range("c/wal/1/1/1", at: 19 * mib, size: mib, objectSize: 52 * mib, dataEnd: 20 * mib) == (16 * mib)..<(24 * mib))
+        #expect(range("c/wal/1/1/1", at: 23 * mib, size: 2 * mib, objectSize: 52 * mib, dataEnd: 25 * mib) == (16 * mib)..<(32 * mib))
+        #expect(range("c/wal/1/1/1", at: 50 * mib, size: mib, objectSize: 52 * mib, dataEnd: 51 * mib) == (48 * mib)..<(52 * mib))
+        #expect(range("c/data/sso/1_1", at: mib, size: 60 * mib, objectSize: 64 * mib, dataEnd: 61 * mib) == 0..<(32 * mib))
+        #expect(range("c/data/sso/1_1", at: mib, size: mib, objectSize: 0, dataEnd: 2 * mib) == 0..<(9 * mib), "size not known")
+        #expect(range("c/data/so/1/0-9-1", at: 0, size: mib, objectSize: 40 * mib, dataEnd: 2 * mib) == nil)
+    }
+
+    /// A shared range that starts inside the object is GET from its start, not the object's.
+    @Test func aSharedWindowIsGetFromItsStart() async throws {
+        let kib = Self.kib
+        let store = CountingStore()
+        try await Self.object(store, "big", kib: 32)
+        let c = BlockCache(capacity: 64 * kib, blockSize: kib, maxReadahead: kib, partBytes: 64 * kib)
+        let out = try await c.read(.init(object: "big", range: (10 * kib + 5)..<(10 * kib + 50), reader: 1, offsets: 0..<1,
+                                         readaheadEnd: 11 * kib, shared: (8 * kib)..<(16 * kib))) { try await store.get("big", range: $0) }
+        #expect(out.readableBytesView.enumerated().allSatisfy { Int($0.element) == (10 * kib + 5 + $0.offset) % 251 })
+        #expect(store.gets.map(\.range) == [(8 * kib)..<(16 * kib)])
     }
 
     /// A prefetch GETs in the background what is neither cached nor on its way; a read of
