@@ -49,6 +49,20 @@ import Testing
         return n
     }
 
+    /// A fixture with `count` one-partition streams (its own and `count - 1` more), an engine
+    /// without a LogCache that has them open, and its committer running.
+    static func openStreams(_ count: Int, _ kind: StoreKind = .sqlite) async throws -> (E.Fixture, StreamEngine, [Int64], Task<Void, Never>) {
+        let f = try await E.fixture(kind)
+        var streams = [f.streamId]
+        for i in 1..<count {
+            streams.append(try await f.metadata.createTopic(name: "s\(i)", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0])
+        }
+        let e = try await E.engine(f, config: noCache)
+        let committer = Task { await e.runCommitter() }
+        for s in streams { try await e.open(streamId: s) }
+        return (f, e, streams, committer)
+    }
+
     static var noCache: StorageConfig {
         var c = StorageConfig()
         c.logCacheBytes = 0  // reads go to the objects, not the LogCache
@@ -134,14 +148,7 @@ import Testing
     /// `splitBytes` made it an input again: rewritten for nothing, and when nothing fitted
     /// beside it, a run of it alone planned to nothing and compaction stopped for good.)
     @Test func aFullSSOFirstInLineDoesNotStopCompaction() async throws {
-        let f = try await E.fixture()
-        var streams = [f.streamId]
-        for name in ["u", "v", "w"] {
-            streams.append(try await f.metadata.createTopic(name: name, topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0])
-        }
-        let e = try await E.engine(f, config: Self.noCache)
-        let committer = Task { await e.runCommitter() }
-        for s in streams { try await e.open(streamId: s) }
+        let (f, e, streams, committer) = try await Self.openStreams(4)
         let value = String(repeating: "x", count: 100)
         var config = CompactionConfig()
         config.ssoMaxBytes = 4096
@@ -349,14 +356,7 @@ import Testing
     /// not yet gathered hold fewer bytes than the gathered ones, until they stay unchanged for
     /// `gatherQuietMs`; once everything is gathered, compaction has nothing left to do.
     @Test(arguments: StoreKind.testable) func aGatherLeavesEachStreamInOneObject(kind: StoreKind) async throws {
-        let f = try await E.fixture(kind)
-        var streams = [f.streamId]
-        for i in 0..<7 {
-            streams.append(try await f.metadata.createTopic(name: "g\(i)", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0])
-        }
-        let e = try await E.engine(f, config: Self.noCache)
-        let committer = Task { await e.runCommitter() }
-        for s in streams { try await e.open(streamId: s) }
+        let (f, e, streams, committer) = try await Self.openStreams(8, kind)
         let value = String(repeating: "x", count: 100)
         var config = CompactionConfig()
         config.ssoMaxBytes = 4096  // a merged SSO holds ~3 rounds of all 8 streams
@@ -478,14 +478,7 @@ import Testing
     /// Partitions whose runs share one merged SSO, read at once from a cold cache (as one
     /// fetch of many partitions does), each get their own records, in order.
     @Test func concurrentReadsOfRunsInOneObjectGetTheirOwnRecords() async throws {
-        let f = try await E.fixture()
-        var streams = [f.streamId]
-        for i in 0..<7 {
-            streams.append(try await f.metadata.createTopic(name: "c\(i)", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0])
-        }
-        let e = try await E.engine(f, config: Self.noCache)
-        let committer = Task { await e.runCommitter() }
-        for s in streams { try await e.open(streamId: s) }
+        let (f, e, streams, committer) = try await Self.openStreams(8)
         let value = String(repeating: "q", count: 4000)
         try await Self.fill(e, streams, rounds: 4) { s, round in (0..<100).map { "\(s)/\(round)/\($0)/\(value)" } }
         _ = try await Self.committedWALObjects(f)
