@@ -1234,6 +1234,7 @@ public final class StreamEngine: Sendable {
             var skipped = 0  // the block's bytes before the first batch taken
             for (h, b) in RecordBatch.split(block) {
                 guard h.lastOffset >= offset else {
+                    if !out.isEmpty { break }  // out of order: what was taken stays one span
                     skipped += b.readableBytes
                     continue
                 }
@@ -1287,10 +1288,9 @@ public final class StreamEngine: Sendable {
     static func isStreamSetObject(_ key: String) -> Bool { key.contains("/wal/") || key.contains("/data/sso/") }
 
     /// The next `objects` objects a reader of `r` will read after the one holding `r`, up to
-    /// offset `before` (where the LogCache serves it), and what of each to GET ahead: a
-    /// stream set object whole when the stream's data in it ends within `wholeBytes` (its
-    /// other partitions' readers want the rest), else the stream's contiguous data there, at
-    /// most `maxBytes`.
+    /// offset `before` (where the LogCache serves it), and what of each to GET ahead: of a
+    /// stream set object, what `sharedRange` says its other partitions' readers want too;
+    /// else the stream's contiguous data there, at most `maxBytes`.
     static func prefetchTargets(after r: StreamRange, in ranges: [StreamRange], before: Int64, objects: Int, wholeBytes: Int,
                                 window: Int, maxBytes: Int) -> [Prefetch] {
         guard objects > 0 else { return [] }
