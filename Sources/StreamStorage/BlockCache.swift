@@ -11,7 +11,12 @@ import NIOCore
 /// `blockSize` (512 KiB), doubles with every GET of a read that continues where the reader's
 /// previous read ended (or re-reads within it), up to `maxReadahead` (32 MiB), falls back to
 /// `blockSize` when the reader jumps, and halves when a block it read ahead is evicted before
-/// anyone read it. GETs under way read ahead no further than half of `capacity` in all.
+/// anyone read it. GETs under way read ahead no further than half of `capacity` in all, and
+/// each reader's readahead is at most its share of that half: half of `capacity` over the
+/// readers that read in the last `activeNanos`. A readahead GET ends on a multiple of a power
+/// of two blocks near its size (at most `partBytes`), so a sequential reader's GETs are
+/// aligned: object stores keep objects in chunks (SeaweedFS 4 MiB, multipart parts), and a
+/// range across two of them reads both.
 ///
 /// Every block is copied into its own right-sized buffer, so a cached block never pins a
 /// larger GET buffer.
@@ -37,6 +42,8 @@ public final class BlockCache: Sendable {
         var window: Int
         /// The offsets of the reader's last read.
         var last: Range<Int64>
+        /// When it last read (`clock`).
+        var seen: UInt64 = 0
     }
 
     private struct State {
@@ -108,12 +115,19 @@ public final class BlockCache: Sendable {
     /// parallel ranged GETs of 8 to 16 MB), and a 32 MiB readahead in one GET made the
     /// reader wait for all of it at one connection's speed.
     public let partBytes: Int
+    /// A reader that read within this long counts as active: it gets a share of the readahead.
+    public let activeNanos: UInt64
+    /// Monotonic nanoseconds; tests pass their own.
+    let clock: @Sendable () -> UInt64
 
-    public init(capacity: Int, blockSize: Int = 512 << 10, maxReadahead: Int = 32 << 20, partBytes: Int = 8 << 20) {
+    public init(capacity: Int, blockSize: Int = 512 << 10, maxReadahead: Int = 32 << 20, partBytes: Int = 8 << 20,
+                activeNanos: UInt64 = 2_000_000_000, clock: @escaping @Sendable () -> UInt64 = { NIODeadline.now().uptimeNanoseconds }) {
         self.capacity = capacity
         self.blockSize = max(1, blockSize)
         self.maxReadahead = max(self.blockSize, maxReadahead)
         self.partBytes = max(1, partBytes / self.blockSize) * self.blockSize
+        self.activeNanos = activeNanos
+        self.clock = clock
     }
 
     /// The bytes of `request.range`, from cached blocks, blocks other GETs under way bring,
@@ -130,6 +144,7 @@ public final class BlockCache: Sendable {
         }
         var window = blockSize
         var sawReader = false
+        let now = request.reader == nil ? 0 : clock()
         var blocks: [Int: ByteBuffer] = [:]
         while true {
             // Under the lock: take what is cached, wait for what is on its way, decide what to GET.
@@ -142,6 +157,7 @@ public final class BlockCache: Sendable {
                     let o = request.offsets.lowerBound
                     if o < r.last.lowerBound || o > r.last.upperBound { r.window = blockSize }
                     r.last = request.offsets
+                    r.seen = now
                     window = r.window
                     s.readers[id] = r
                 }
@@ -175,9 +191,23 @@ public final class BlockCache: Sendable {
                 // Whole blocks from the first missing one through the readahead window (within
                 // the reader's data), stopping early at a block already cached or on its way.
                 // Readahead only as far as the GETs under way stay within half the cache's
-                // budget: sixteen readers each reading 32 MiB ahead held 214 MB outside it.
-                let ahead = min(window, max(0, capacity / 2 - s.fetching))
+                // budget: sixteen readers each reading 32 MiB ahead held 214 MB outside it. And
+                // each reader only its share of that half: the first few readers of stream
+                // objects took all of it, and the other twelve GET 1 MB at a time (56 MB/s
+                // from SeaweedFS, which reads a whole 4 MiB chunk for each).
+                var ahead = min(window, max(0, capacity / 2 - s.fetching))
+                if request.reader != nil {
+                    let active = max(1, s.readers.values.reduce(0) { $0 + (now &- $1.seen < activeNanos ? 1 : 0) })
+                    ahead = min(ahead, max(blockSize, capacity / 2 / active / blockSize * blockSize))
+                }
                 var want = max(range.upperBound, min(range.lowerBound + ahead, max(request.readaheadEnd, range.upperBound)))
+                // Aligned: the GET ends on a multiple of the largest power of two blocks within
+                // it (at most `partBytes`), so the next one starts there, unless that would
+                // not reach the bytes asked for.
+                let align = min(partBytes, blockSize << (Int.bitWidth - 1 - max(1, ahead / blockSize).leadingZeroBitCount))
+                if align > blockSize, want < request.readaheadEnd, want / align * align >= range.upperBound {
+                    want = want / align * align
+                }
                 var start = firstMissing
                 // The shared bytes only while the GETs under way and the blocks read ahead that
                 // nobody read yet leave room for them within half the budget: readers spread over
@@ -263,12 +293,23 @@ public final class BlockCache: Sendable {
         return get
     }
 
-    /// A GET's byte range as parts of `partBytes`, a short last one joined to the one before.
+    /// A GET's byte range as parts that end on multiples of `partBytes`, a short first or last
+    /// one joined to its neighbour.
     private func partsOf(_ get: Range<Int>) -> [Range<Int>] {
-        var parts = stride(from: get.lowerBound, to: get.upperBound, by: partBytes).map { $0..<min($0 + partBytes, get.upperBound) }
+        var cuts = [get.lowerBound]
+        var next = (get.lowerBound / partBytes + 1) * partBytes
+        while next < get.upperBound {
+            cuts.append(next)
+            next += partBytes
+        }
+        var parts = cuts.indices.map { i in cuts[i]..<(i + 1 < cuts.count ? cuts[i + 1] : get.upperBound) }
         if parts.count > 1, parts.last!.count < partBytes / 4 {
             let tail = parts.removeLast()
             parts[parts.count - 1] = parts[parts.count - 1].lowerBound..<tail.upperBound
+        }
+        if parts.count > 1, parts[0].count < partBytes / 4 {
+            let head = parts.removeFirst()
+            parts[0] = head.lowerBound..<parts[0].upperBound
         }
         return parts
     }

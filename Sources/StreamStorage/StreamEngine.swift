@@ -623,6 +623,15 @@ public final class StreamEngine: Sendable {
         }
     }
 
+    /// Whether a read from `offset` GETs from the object store: the stream is open here and
+    /// the offset lies below what the LogCache holds (a catch-up read, not a tail read).
+    public func readsFromObjects(streamId: Int64, offset: Int64) -> Bool {
+        state.withLockedValue { s in
+            guard let st = s.streams[streamId], offset >= st.logStartOffset, offset < st.highWatermark else { return false }
+            return offset < (st.cache.first?.baseOffset ?? st.highWatermark)
+        }
+    }
+
     /// Where retention would move a stream's log start, as Kafka's log retention deletes
     /// whole segments from the start: each object range whose newest record is older than
     /// `retentionMs` (-1: keep forever), then the oldest ranges for as long as what stays is

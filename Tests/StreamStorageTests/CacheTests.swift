@@ -409,7 +409,8 @@ final class CountingStore: ObjectStore {
     }
 
     /// A sequential reader of 1 KiB ranges: its GETs double from one block to the maximum,
-    /// and the reads in between are served from what was read ahead.
+    /// and the reads in between are served from what was read ahead. Each GET ends on a
+    /// multiple of its window (2, 4, 8, 16 KiB), so the first ones are cut short to get there.
     @Test func readaheadGrowsWhileSequentialAndResetsOnAJump() async throws {
         let store = CountingStore()
         try await Self.object(store, "so", kib: 200)
@@ -418,7 +419,8 @@ final class CountingStore: ObjectStore {
             _ = try await Self.read(c, store, "so", (i * Self.kib)..<((i + 1) * Self.kib), reader: 7,
                                     offsets: Int64(i * 10)..<Int64(i * 10 + 10), readaheadEnd: 200 * Self.kib)
         }
-        #expect(store.gets.map { $0.range!.count / Self.kib } == [2, 4, 8, 16, 16, 16, 16], "\(store.gets.map(\.range))")
+        #expect(store.gets.map { $0.range!.count / Self.kib } == [2, 2, 4, 8, 16, 16, 16], "\(store.gets.map(\.range))")
+        #expect(store.gets.allSatisfy { $0.range!.upperBound % $0.range!.count == 0 }, "aligned: \(store.gets.map(\.range))")
         #expect(c.readahead(reader: 7) == 16 * Self.kib)
         // Readahead never passes the reader's data in the object.
         store.resetGets()
@@ -452,7 +454,7 @@ final class CountingStore: ObjectStore {
         }
         try await next(0)
         try await next(1)
-        #expect(store.gets.map(\.range) == [0..<kib, kib..<(3 * kib)])
+        #expect(store.gets.map(\.range) == [0..<kib, kib..<(2 * kib)], "the second GET ends on a multiple of its window")
         // A GET of 5 KiB, held under way.
         let (gate, open) = AsyncStream.makeStream(of: Void.self)
         let held = Task {
@@ -471,6 +473,41 @@ final class CountingStore: ObjectStore {
         #expect(store.gets.last!.range == (4 * kib)..<(8 * kib), "readahead is back once the GET is done, up to half the budget")
     }
 
+    /// Readahead is shared among the readers active in the last `activeNanos`: the first
+    /// readers do not take all of it and leave the others one block per GET.
+    @Test func readersActiveAtOnceShareTheReadahead() async throws {
+        let kib = Self.kib
+        let store = CountingStore()
+        for k in ["a", "b", "c", "d"] { try await Self.object(store, k, kib: 256) }
+        let now = NIOLockedValueBox<UInt64>(0)
+        let c = BlockCache(capacity: 64 * kib, blockSize: kib, maxReadahead: 32 * kib, activeNanos: 1000, clock: { now.withLockedValue { $0 } })
+        var offsets: [String: Int64] = [:]
+        func next(_ key: String, at block: Int) async throws {
+            let o = offsets[key, default: 0]
+            _ = try await Self.read(c, store, key, (block * kib)..<(block * kib + 100), reader: Int64(key.unicodeScalars.first!.value),
+                                    offsets: o..<(o + 1), readaheadEnd: 256 * kib)
+            offsets[key] = o + 1
+        }
+        // Alone, "a" reads ahead up to its maximum (half the budget is 32 KiB).
+        for i in 0..<64 { try await next("a", at: i) }
+        #expect(store.gets.last!.range!.count == 32 * kib)
+        // Four readers at once: 8 KiB each, aligned.
+        store.resetGets()
+        for i in 0..<40 {
+            for k in ["b", "c", "d"] { try await next(k, at: 100 + i) }
+            try await next("a", at: 64 + i)
+        }
+        let sizes = Dictionary(grouping: store.gets, by: \.key).mapValues { $0.map { $0.range!.count / kib } }
+        for k in ["a", "b", "c", "d"] { #expect(sizes[k]!.max()! <= 8, "\(k): \(sizes[k]!)") }
+        #expect(sizes["b"]!.filter { $0 == 8 }.count >= 3, "\(sizes["b"]!)")
+        #expect(store.gets.allSatisfy { $0.range!.count < 8 * kib || $0.range!.lowerBound % (8 * kib) == 0 }, "\(store.gets.map(\.range))")
+        // The others stop reading: once they are no longer active, "a" has it all again.
+        now.withLockedValue { $0 += 2000 }
+        store.resetGets()
+        for i in 0..<100 { try await next("a", at: 104 + i) }
+        #expect(store.gets.map { $0.range!.count }.max()! == 32 * kib, "\(store.gets.map(\.range))")
+    }
+
     /// Blocks read ahead and evicted before anybody read them halve that reader's window.
     /// Blocks already read go first, so it takes other readers' read-ahead to push them out.
     @Test func readaheadShrinksWhenItsBlocksAreEvictedUnread() async throws {
@@ -478,32 +515,35 @@ final class CountingStore: ObjectStore {
         try await Self.object(store, "so", kib: 64)
         try await Self.object(store, "other", kib: 64)
         try await Self.object(store, "third", kib: 64)
-        let c = BlockCache(capacity: 12 * Self.kib, blockSize: Self.kib, maxReadahead: 8 * Self.kib)
+        try await Self.object(store, "fourth", kib: 64)
+        // No sharing among readers (none counts as active): each may read ahead half the budget.
+        let c = BlockCache(capacity: 11 * Self.kib, blockSize: Self.kib, maxReadahead: 8 * Self.kib, activeNanos: 0)
         var offset: Int64 = 0
         func next(_ i: Int) async throws {
             _ = try await Self.read(c, store, "so", (i * Self.kib)..<((i + 1) * Self.kib), reader: 1,
                                     offsets: offset..<(offset + 1), readaheadEnd: 64 * Self.kib)
             offset += 1
         }
-        // GETs of 1, 2, 4 blocks: the window is now 8 blocks, and blocks 4-6 are read ahead.
-        for i in 0..<4 { try await next(i) }
+        // GETs of 1, 1, 2, 4 blocks (each ending on a multiple of its window): the window is
+        // now 8 blocks, and blocks 5-7 are read ahead.
+        for i in 0..<5 { try await next(i) }
         #expect(c.readahead(reader: 1) == 8 * Self.kib)
-        #expect(store.gets.map { $0.range!.count / Self.kib } == [1, 2, 4])
-        // A reader without readahead fills the cache: blocks read go first, 4-6 stay.
+        #expect(store.gets.map { $0.range!.count / Self.kib } == [1, 1, 2, 4])
+        // A reader without readahead fills the cache: blocks read go first, 5-7 stay.
         for i in 0..<12 { _ = try await Self.read(c, store, "other", (i * Self.kib)..<(i * Self.kib + 1)) }
         #expect(c.readahead(reader: 1) == 8 * Self.kib, "nothing read ahead was evicted")
-        // Two sequential readers read ahead of their own: now the oldest read-ahead, the never
-        // read block 4, is evicted.
+        // Three sequential readers read ahead of their own: now the oldest read-ahead, the never
+        // read block 5, is evicted.
         for i in 0..<16 {
-            for (reader, key) in [(Int64(2), "other"), (Int64(3), "third")] {
+            for (reader, key) in [(Int64(2), "other"), (Int64(3), "third"), (Int64(4), "fourth")] {
                 _ = try await Self.read(c, store, key, ((20 + i) * Self.kib)..<((20 + i) * Self.kib + 1), reader: reader,
                                         offsets: Int64(i)..<Int64(i + 1), readaheadEnd: 64 * Self.kib)
             }
         }
-        #expect(c.readahead(reader: 1) == 4 * Self.kib, "8 KiB halved for block 4, evicted unread (5 and 6 stay)")
-        // Its next read GETs block 4 alone (5 and 6 are still cached), and the window grows again.
+        #expect(c.readahead(reader: 1) == 4 * Self.kib, "8 KiB halved for block 5, evicted unread (6 and 7 stay)")
+        // Its next read GETs block 5 alone (6 and 7 are still cached), and the window grows again.
         store.resetGets()
-        try await next(4)
+        try await next(5)
         #expect(store.gets.map { $0.range!.count / Self.kib } == [1])
         #expect(c.readahead(reader: 1) == 8 * Self.kib)
     }

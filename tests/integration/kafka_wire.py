@@ -620,10 +620,11 @@ def parse_produce_response(body, version):
     return out
 
 
-def fetch_request(version, topics, max_wait_ms=100, min_bytes=1, max_bytes=1 << 20):
-    """topics: [(name, [(partition, fetch_offset)])] -> Fetch v4..v11 body. `max_bytes` is both
-    the response's and each partition's limit."""
+def fetch_request(version, topics, max_wait_ms=100, min_bytes=1, max_bytes=1 << 20, partition_max_bytes=None):
+    """topics: [(name, [(partition, fetch_offset)])] -> Fetch v4..v11 body. `max_bytes` is the
+    response's limit, and each partition's unless `partition_max_bytes` is given."""
     assert 4 <= version <= 11
+    per_partition = max_bytes if partition_max_bytes is None else partition_max_bytes
 
     def part(p):
         b = i32(p[0])
@@ -632,7 +633,7 @@ def fetch_request(version, topics, max_wait_ms=100, min_bytes=1, max_bytes=1 << 
         b += i64(p[1])
         if version >= 5:
             b += i64(-1)  # log_start_offset (followers only)
-        return b + i32(max_bytes)
+        return b + i32(per_partition)
 
     b = i32(-1) + i32(max_wait_ms) + i32(min_bytes) + i32(max_bytes) + i8(0)
     if version >= 7:

@@ -28,11 +28,54 @@ extension Broker {
         }
     }
 
+    private struct PartitionKey: Hashable {
+        var topic: String
+        var partition: Int32
+    }
+
+    private typealias EarlyRead = Task<Result<ReadResult, ReadError>, Never>
+
+    /// Catch-up reads (their GETs) started all at once, before the response is put together
+    /// in order: read one after another, each partition's GET waited for the one before, and
+    /// sixteen partitions of stream objects read at a fraction of the object store's speed.
+    /// Each read's budget assumes the partitions before it take all of theirs; only
+    /// partitions with some budget left that way, and when at least two read from objects.
+    private func startCatchUpReads(_ r: FetchRequest, version: Int16, maxBytes: Int) -> [PartitionKey: EarlyRead] {
+        var planned = 0
+        var reads: [(PartitionKey, Int64, Int64, Int, Int32)] = []
+        for t in r.topics {
+            let zstdRefused = version < 10 && topic(t.topic)?.configs["compression.type"] == "zstd"
+            for p in t.partitions {
+                let budget = max(0, min(Int(p.partitionMaxBytes), maxBytes - planned))
+                planned += budget
+                guard budget > 0, !zstdRefused, let sid = streamId(t.topic, p.partition),
+                      engine.readsFromObjects(streamId: sid, offset: p.fetchOffset) else { continue }
+                reads.append((PartitionKey(topic: t.topic, partition: p.partition), sid, p.fetchOffset, budget,
+                              version >= 9 ? p.currentLeaderEpoch : -1))
+            }
+        }
+        guard reads.count > 1 else { return [:] }
+        let readCommitted = version >= 4 && r.isolationLevel == 1
+        var started: [PartitionKey: EarlyRead] = [:]
+        for (key, sid, offset, budget, epoch) in reads {
+            started[key] = Task { [engine] () -> Result<ReadResult, ReadError> in
+                do throws(ReadError) {
+                    return .success(try await engine.read(streamId: sid, offset: offset, maxBytes: budget, currentLeaderEpoch: epoch,
+                                                          readCommitted: readCommitted))
+                } catch {
+                    return .failure(error)
+                }
+            }
+        }
+        return started
+    }
+
     private func fetchOnce(_ r: FetchRequest, version: Int16) async -> (FetchResponse, Int, Bool) {
         var resp = FetchResponse()
         var total = 0
         var hasError = false
         let maxBytes = version >= 3 ? Int(r.maxBytes) : Int.max
+        let early = startCatchUpReads(r, version: version, maxBytes: maxBytes)
         for t in r.topics {
             var tr = FetchResponse.FetchableTopicResponse()
             tr.topic = t.topic
@@ -63,9 +106,17 @@ extension Broker {
                 do {
                     // Past the response budget only offsets are reported (KIP-74: the first
                     // partition with data always gets at least one batch).
-                    let read = try await engine.read(streamId: sid, offset: p.fetchOffset, maxBytes: total > 0 && budget == 0 ? 0 : max(budget, 1),
+                    // Read early unless that took more than is left (a first batch larger than
+                    // its budget leaves the partitions after it less than assumed).
+                    let read: ReadResult
+                    if let e = early[PartitionKey(topic: t.topic, partition: p.partition)], case let got = try await e.value.get(),
+                       total == 0 || got.bytes <= budget {
+                        read = got
+                    } else {
+                        read = try await engine.read(streamId: sid, offset: p.fetchOffset, maxBytes: total > 0 && budget == 0 ? 0 : max(budget, 1),
                                                      currentLeaderEpoch: version >= 9 ? p.currentLeaderEpoch : -1,
                                                      readCommitted: version >= 4 && r.isolationLevel == 1)
+                    }
                     pr.highWatermark = read.highWatermark
                     pr.lastStableOffset = read.lastStableOffset
                     pr.logStartOffset = read.logStartOffset
