@@ -220,6 +220,8 @@ public final class StreamEngine: Sendable {
         var synced = Buffer()
         /// File WAL: cut `synced` into an upload once the group being synced is done.
         var cutWanted = false
+        /// Where appended batches are copied to.
+        var slabs = BatchSlabs()
         /// File WAL: a write or fdatasync failed. What the page cache holds is then unknown,
         /// so nothing more is acked (KAFKA_STORAGE_ERROR) until the broker restarts.
         var walFailed = false
@@ -787,13 +789,11 @@ public final class StreamEngine: Sendable {
             case .accept:
                 break
             }
-            // Copy into right-sized storage: a slice would pin the whole request buffer.
-            var own = ByteBufferAllocator().buffer(capacity: batch.readableBytes)
-            own.writeImmutableBuffer(batch)
+            // Copied (a slice would pin the whole request buffer), packed into a slab.
             var h = header
             h.baseOffset = st.nextOffset
             h.partitionLeaderEpoch = Int32(truncatingIfNeeded: st.epoch)
-            RecordBatch.stamp(&own, baseOffset: h.baseOffset, leaderEpoch: h.partitionLeaderEpoch)
+            let own = s.slabs.copy(batch, baseOffset: h.baseOffset, leaderEpoch: h.partitionLeaderEpoch)
             st.nextOffset += Int64(h.recordCount)
             st.bytesIn += Int64(own.readableBytes)
             st.producers.record(h, marker: h.isControl ? ControlMarker(controlBatch: own) : nil)

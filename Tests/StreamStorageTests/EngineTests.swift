@@ -75,6 +75,34 @@ import Testing
         await committer.value
     }
 
+    /// Appended batches are copied one after another into shared slabs, not each into storage
+    /// of its own rounded up to a power of two (a 64 KiB batch took 128 KiB); each copy is
+    /// stamped with its offset, and a batch over 1 MiB gets storage of its own.
+    @Test func appendedBatchesArePackedIntoSlabs() async throws {
+        let f = try await Self.fixture()
+        let e = try await Self.engine(f)
+        let committer = Task { await e.runCommitter() }
+        try await e.open(streamId: f.streamId)
+        let big = String(repeating: "x", count: 65_536)
+        let huge = String(repeating: "y", count: 1_100_000)
+        var sizes: [Int] = []
+        for values in [[big], [big], ["a", "b"], [huge], [big]] {
+            let (b, h) = Self.batch(values)
+            sizes.append(b.readableBytes)
+            _ = await e.append(streamId: f.streamId, batch: b, header: h, timeout: .seconds(10)).result()
+        }
+        let r = try await e.read(streamId: f.streamId, offset: 0, maxBytes: 8 << 20)
+        #expect(r.batches.map(\.readableBytes) == sizes)
+        #expect(r.batches.compactMap { RecordBatchHeader(peeking: $0)?.baseOffset } == [0, 1, 2, 4, 5])
+        func base(_ b: ByteBuffer) -> UnsafeRawPointer { b.withUnsafeReadableBytes { $0.baseAddress! } }
+        #expect(base(r.batches[1]) == base(r.batches[0]) + sizes[0], "one after another in one slab")
+        #expect(base(r.batches[2]) == base(r.batches[1]) + sizes[1])
+        #expect(base(r.batches[4]) == base(r.batches[2]) + sizes[2], "the batch over 1 MiB is elsewhere")
+        #expect(base(r.batches[3]) != base(r.batches[2]) + sizes[2])
+        await e.shutdown()
+        await committer.value
+    }
+
     @Test(arguments: StoreKind.testable) func appendIsAckedAfterOneObjectForAllStreams(kind: StoreKind) async throws {
         let f = try await Self.fixture(kind)
         let second = try await f.metadata.createTopic(name: "u", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0]
