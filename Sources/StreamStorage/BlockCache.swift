@@ -19,7 +19,8 @@ import NIOCore
 /// range across two of them reads both.
 ///
 /// Every block is copied into its own right-sized buffer, so a cached block never pins a
-/// larger GET buffer.
+/// larger GET buffer. The GETs under way count against `capacity` too: a GET evicts blocks
+/// to make room for what it brings.
 public final class BlockCache: Sendable {
     private struct Key: Hashable {
         var object: String
@@ -54,7 +55,7 @@ public final class BlockCache: Sendable {
         var hits = 0
         var misses = 0
         var gets = 0
-        /// Bytes of GETs under way: their buffers are memory outside the cache's budget.
+        /// Bytes of GETs under way: their buffers count against the cache's budget.
         var fetching = 0
         /// Blocks a GET under way will bring, with the reads waiting for them: a read never
         /// GETs a block that is already on its way (sixteen partitions catching up through
@@ -288,6 +289,7 @@ public final class BlockCache: Sendable {
     private func take(_ s: inout State, object: String, blocks: Range<Int>) -> Range<Int> {
         for i in blocks { s.pending[Key(object: object, index: i)] = [] }
         s.fetching += blocks.count * blockSize
+        evictToBudget(&s)
         let get = blocks.lowerBound * blockSize..<blocks.upperBound * blockSize
         s.gets += partsOf(get).count
         return get
@@ -372,22 +374,28 @@ public final class BlockCache: Sendable {
                 s.bytes += b.readableBytes
                 if ahead { s.unreadPrefetched += b.readableBytes }
             }
-            // Blocks already read go first, least recently used first: a catch-up reader seldom
-            // comes back, while a block read ahead is evicted only when nothing read is left
-            // (read-ahead is held to half the budget, so that is rare).
-            while s.bytes > capacity, let victim = s.blocks.min(by: { ($0.value.prefetched ? 1 : 0, $0.value.tick) < ($1.value.prefetched ? 1 : 0, $1.value.tick) }) {
-                s.bytes -= victim.value.buffer.readableBytes
-                if victim.value.prefetched { s.unreadPrefetched -= victim.value.buffer.readableBytes }
-                s.blocks[victim.key] = nil
-                // Read ahead for nothing: that reader's window was too large for the cache.
-                if let id = victim.value.unreadBy, var r = s.readers[id] {
-                    r.window = max(blockSize, r.window / 2)
-                    s.readers[id] = r
-                }
-            }
+            evictToBudget(&s)
             return waiters
         }
         for w in waiters { w.resume(()) }
+    }
+
+    /// Evicts blocks until they and the GETs under way fit in `capacity`: both are memory.
+    /// Blocks already read go first, least recently used first: a catch-up reader seldom comes
+    /// back, while a block read ahead is evicted only when nothing read is left (read-ahead is
+    /// held to half the budget, so that is rare).
+    private func evictToBudget(_ s: inout State) {
+        while s.bytes + s.fetching > capacity,
+              let victim = s.blocks.min(by: { ($0.value.prefetched ? 1 : 0, $0.value.tick) < ($1.value.prefetched ? 1 : 0, $1.value.tick) }) {
+            s.bytes -= victim.value.buffer.readableBytes
+            if victim.value.prefetched { s.unreadPrefetched -= victim.value.buffer.readableBytes }
+            s.blocks[victim.key] = nil
+            // Read ahead for nothing: that reader's window was too large for the cache.
+            if let id = victim.value.unreadBy, var r = s.readers[id] {
+                r.window = max(blockSize, r.window / 2)
+                s.readers[id] = r
+            }
+        }
     }
 
     /// The readahead window of a reader (what its next sequential miss GETs at most).
