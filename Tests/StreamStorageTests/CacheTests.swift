@@ -226,6 +226,18 @@ final class CountingStore: ObjectStore {
         #expect(c.stats.gets == 4)
     }
 
+    /// A GET that starts between part boundaries is cut at multiples of `partBytes`, so its
+    /// parts line up with the ones other GETs of the object make.
+    @Test func aGetsPartsEndOnMultiplesOfThePartSize() async throws {
+        let kib = Self.kib
+        let store = CountingStore()
+        try await Self.object(store, "o", kib: 64)
+        let c = BlockCache(capacity: 64 * kib, blockSize: kib, maxReadahead: 16 * kib, partBytes: 4 * kib)
+        _ = try await Self.read(c, store, "o", (2 * kib)..<(14 * kib))
+        #expect(store.gets.map(\.range!).sorted { $0.lowerBound < $1.lowerBound }
+                == [(2 * kib)..<(4 * kib), (4 * kib)..<(8 * kib), (8 * kib)..<(12 * kib), (12 * kib)..<(14 * kib)])
+    }
+
     /// Sixteen readers of one stream set object, each wanting its own kilobyte: one GET of
     /// the whole object, the others wait for it rather than GET their blocks themselves.
     @Test func readersOfOneObjectShareItsGet() async throws {
