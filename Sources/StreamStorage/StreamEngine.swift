@@ -625,12 +625,14 @@ public final class StreamEngine: Sendable {
         }
     }
 
-    /// Whether a read from `offset` GETs from the object store: the stream is open here and
-    /// the offset lies below what the LogCache holds (a catch-up read, not a tail read).
-    public func readsFromObjects(streamId: Int64, offset: Int64) -> Bool {
+    /// Which of these reads GET from the object store: the stream is open here and the offset
+    /// lies below what the LogCache holds (a catch-up read, not a tail read).
+    public func readsFromObjects(_ reads: [(streamId: Int64, offset: Int64)]) -> [Bool] {
         state.withLockedValue { s in
-            guard let st = s.streams[streamId], offset >= st.logStartOffset, offset < st.highWatermark else { return false }
-            return offset < (st.cache.first?.baseOffset ?? st.highWatermark)
+            reads.map { r in
+                guard let st = s.streams[r.streamId], r.offset >= st.logStartOffset, r.offset < st.highWatermark else { return false }
+                return r.offset < (st.cache.first?.baseOffset ?? st.highWatermark)
+            }
         }
     }
 

@@ -40,28 +40,29 @@ extension Broker {
     /// sixteen partitions of stream objects read at a fraction of the object store's speed.
     /// Each read's budget assumes the partitions before it take all of theirs; only
     /// partitions with some budget left that way, and when at least two read from objects.
-    private func startCatchUpReads(_ r: FetchRequest, version: Int16, maxBytes: Int) -> [PartitionKey: EarlyRead] {
+    private func startCatchUpReads(_ r: FetchRequest, version: Int16, maxBytes: Int, readCommitted: Bool) -> [PartitionKey: EarlyRead] {
+        guard r.topics.reduce(0, { $0 + $1.partitions.count }) > 1 else { return [:] }
         var planned = 0
-        var reads: [(PartitionKey, Int64, Int64, Int, Int32)] = []
+        var candidates: [(key: PartitionKey, streamId: Int64, offset: Int64, budget: Int, epoch: Int32)] = []
         for t in r.topics {
             let zstdRefused = version < 10 && topic(t.topic)?.configs["compression.type"] == "zstd"
             for p in t.partitions {
                 let budget = max(0, min(Int(p.partitionMaxBytes), maxBytes - planned))
                 planned += budget
-                guard budget > 0, !zstdRefused, let sid = streamId(t.topic, p.partition),
-                      engine.readsFromObjects(streamId: sid, offset: p.fetchOffset) else { continue }
-                reads.append((PartitionKey(topic: t.topic, partition: p.partition), sid, p.fetchOffset, budget,
-                              version >= 9 ? p.currentLeaderEpoch : -1))
+                guard budget > 0, !zstdRefused, let sid = streamId(t.topic, p.partition) else { continue }
+                candidates.append((PartitionKey(topic: t.topic, partition: p.partition), sid, p.fetchOffset, budget,
+                                   version >= 9 ? p.currentLeaderEpoch : -1))
             }
         }
-        guard reads.count > 1 else { return [:] }
-        let readCommitted = version >= 4 && r.isolationLevel == 1
+        guard candidates.count > 1 else { return [:] }
+        let fromObjects = engine.readsFromObjects(candidates.map { ($0.streamId, $0.offset) })
+        guard fromObjects.filter({ $0 }).count > 1 else { return [:] }
         var started: [PartitionKey: EarlyRead] = [:]
-        for (key, sid, offset, budget, epoch) in reads {
-            started[key] = Task { [engine] () -> Result<ReadResult, ReadError> in
+        for (c, yes) in zip(candidates, fromObjects) where yes {
+            started[c.key] = Task { [engine] () -> Result<ReadResult, ReadError> in
                 do throws(ReadError) {
-                    return .success(try await engine.read(streamId: sid, offset: offset, maxBytes: budget, currentLeaderEpoch: epoch,
-                                                          readCommitted: readCommitted))
+                    return .success(try await engine.read(streamId: c.streamId, offset: c.offset, maxBytes: c.budget,
+                                                          currentLeaderEpoch: c.epoch, readCommitted: readCommitted))
                 } catch {
                     return .failure(error)
                 }
@@ -75,7 +76,8 @@ extension Broker {
         var total = 0
         var hasError = false
         let maxBytes = version >= 3 ? Int(r.maxBytes) : Int.max
-        let early = startCatchUpReads(r, version: version, maxBytes: maxBytes)
+        let readCommitted = version >= 4 && r.isolationLevel == 1
+        let early = startCatchUpReads(r, version: version, maxBytes: maxBytes, readCommitted: readCommitted)
         for t in r.topics {
             var tr = FetchResponse.FetchableTopicResponse()
             tr.topic = t.topic
@@ -115,7 +117,7 @@ extension Broker {
                     } else {
                         read = try await engine.read(streamId: sid, offset: p.fetchOffset, maxBytes: total > 0 && budget == 0 ? 0 : max(budget, 1),
                                                      currentLeaderEpoch: version >= 9 ? p.currentLeaderEpoch : -1,
-                                                     readCommitted: version >= 4 && r.isolationLevel == 1)
+                                                     readCommitted: readCommitted)
                     }
                     pr.highWatermark = read.highWatermark
                     pr.lastStableOffset = read.lastStableOffset
