@@ -101,7 +101,7 @@ public struct BrokerConfig: Sendable {
         .init(name: "compaction.min.bytes.per.sec", flag: nil, defaultValue: "4194304", help: "what compaction may use even when object.store.max.bytes.per.sec is used up"),
         .init(name: "compaction.interval.ms", flag: nil, defaultValue: "30000", help: "how often to look for small objects to compact"),
         .init(name: "compaction.max.bytes.per.sec", flag: nil, defaultValue: "33554432", help: "compaction's share of object-store bandwidth (read + written)"),
-        .init(name: "compaction.sso.max.bytes", flag: nil, defaultValue: "67108864", help: "the largest object compaction writes; it holds about twice this in memory (what one output reads, and the output); objects half this full are not merged again"),
+        .init(name: "compaction.sso.max.bytes", flag: nil, defaultValue: "67108864", help: "the largest object compaction writes; it holds about this much in memory (what one output reads; the output is written from it); objects half this full are not merged again"),
         .init(name: "compaction.gather.quiet.ms", flag: nil, defaultValue: "300000", help: "how long this broker's merged SSOs must stay unchanged before a gather rewrites them all so that each partition's data sits in one object (before that, a gather waits until the SSOs not yet gathered hold as many bytes as the gathered ones)"),
         .init(name: "stream.object.split.bytes", flag: nil, defaultValue: "8388608", help: "a partition with this much contiguous data in a compaction run gets its own stream object"),
         .init(name: "broker.rack", flag: nil, defaultValue: "", help: "this broker's rack (zone), reported in metadata"),

@@ -107,7 +107,7 @@ public struct FaultInjectingObjectStore<Base: ObjectStore>: ObjectStore {
         return result
     }
 
-    public func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+    public func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
         try await inject(.put, key) { try await base.put(key, body, ifNoneMatch: ifNoneMatch) }
     }
 

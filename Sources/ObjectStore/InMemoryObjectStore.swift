@@ -7,10 +7,11 @@ public final class InMemoryObjectStore: ObjectStore {
 
     public init() {}
 
-    public func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+    public func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
+        let bytes = body.joined()
         try objects.withLockedValue {
             if ifNoneMatch, $0[key] != nil { throw ObjectStoreError(.alreadyExists, key) }
-            $0[key] = body
+            $0[key] = bytes
         }
     }
 

@@ -40,7 +40,7 @@ public final class LocalDirectoryObjectStore: ObjectStore {
         return root + "/" + key
     }
 
-    public func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+    public func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
         let target = try path(key)
         let direct = self.direct
         try await pool.runIfActive {
@@ -64,7 +64,7 @@ public final class LocalDirectoryObjectStore: ObjectStore {
             if isDirect {
                 try direct.write(body, to: fd, path: tmp)
             } else {
-                try body.withUnsafeReadableBytes { raw in try Self.writeAll(fd, raw, path: tmp) }
+                try body.withEachPart { raw in try Self.writeAll(fd, raw, path: tmp) }
             }
             guard fdatasync(fd) == 0 else { throw Self.posixError("fdatasync \(tmp)") }
             if ifNoneMatch {
@@ -227,23 +227,29 @@ public final class DirectWrites: Sendable {
 
     func refused() { supported.withLockedValue { $0 = false } }
 
-    func write(_ body: ByteBuffer, to fd: Int32, path: String) throws {
+    func write(_ body: ObjectBody, to fd: Int32, path: String) throws {
         let memory = chunks.take() ?? AlignedMemory(capacity: Self.chunkBytes)
         defer { chunks.give(memory) }
-        let length = body.readableBytes
-        var written = 0
-        try body.withUnsafeReadableBytes { raw in
-            while written < length {
-                let n = min(Self.chunkBytes, length - written)
-                let padded = (n + Self.alignment - 1) / Self.alignment * Self.alignment
-                memory.pointer.copyMemory(from: raw.baseAddress! + written, byteCount: n)
-                (memory.pointer + n).initializeMemory(as: UInt8.self, repeating: 0, count: padded - n)
-                try LocalDirectoryObjectStore.writeAll(fd, UnsafeRawBufferPointer(start: memory.pointer, count: padded), path: path)
-                written += n
+        var filled = 0
+        func writeChunk() throws {
+            let padded = (filled + Self.alignment - 1) / Self.alignment * Self.alignment
+            (memory.pointer + filled).initializeMemory(as: UInt8.self, repeating: 0, count: padded - filled)
+            try LocalDirectoryObjectStore.writeAll(fd, UnsafeRawBufferPointer(start: memory.pointer, count: padded), path: path)
+            filled = 0
+        }
+        try body.withEachPart { raw in
+            var taken = 0
+            while taken < raw.count {
+                let n = min(Self.chunkBytes - filled, raw.count - taken)
+                (memory.pointer + filled).copyMemory(from: raw.baseAddress! + taken, byteCount: n)
+                filled += n
+                taken += n
+                if filled == Self.chunkBytes { try writeChunk() }
             }
         }
-        if length % Self.alignment != 0 {
-            guard ftruncate(fd, off_t(length)) == 0 else { throw LocalDirectoryObjectStore.posixError("ftruncate \(path)") }
+        if filled > 0 { try writeChunk() }
+        if body.readableBytes % Self.alignment != 0 {
+            guard ftruncate(fd, off_t(body.readableBytes)) == 0 else { throw LocalDirectoryObjectStore.posixError("ftruncate \(path)") }
         }
     }
 }

@@ -52,7 +52,7 @@ public struct MeteredObjectStore<Base: ObjectStore>: ObjectStore {
         }
     }
 
-    public func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+    public func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
         try await timed(.put, bytesOut: body.readableBytes) { try await base.put(key, body, ifNoneMatch: ifNoneMatch) }
     }
 

@@ -43,7 +43,7 @@ public struct ObjectStoreError: Error, CustomStringConvertible, Sendable {
 public protocol ObjectStore: Sendable {
     /// Writes an object. With `ifNoneMatch` the write fails with `.alreadyExists` when the
     /// key exists (S3 `If-None-Match: *`), which fences WAL writes.
-    func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws
+    func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws
     /// Reads an object or a byte range of it.
     func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer
     /// The object's size, or nil when it does not exist.
@@ -52,6 +52,13 @@ public protocol ObjectStore: Sendable {
     func list(prefix: String) async throws -> [ObjectInfo]
     /// Deletes objects; missing keys are not an error.
     func delete(_ keys: [String]) async throws
+}
+
+extension ObjectStore {
+    /// Writes an object held in one buffer.
+    public func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+        try await put(key, ObjectBody(body), ifNoneMatch: ifNoneMatch)
+    }
 }
 
 /// Request kinds, for metering and fault injection.

@@ -58,7 +58,7 @@ func sign(_ obj: [String: Any]) throws -> [String: Any] {
     let builder = try S3RequestBuilder(config)
     let body = bytes(hex: obj["body_hex"] as? String ?? "")
     let (url, headers) = builder.build(method: obj["method"] as! String, key: obj["key"] as? String, query: pairs(obj["query"]),
-                                       headers: pairs(obj["headers"]), body: body.isEmpty ? nil : ByteBuffer(bytes: body),
+                                       headers: pairs(obj["headers"]), body: body.isEmpty ? nil : ObjectBody(ByteBuffer(bytes: body)),
                                        date: obj["date"] as! Int)
     return ["url": url, "headers": headers.map { [$0.0, $0.1] }]
 }

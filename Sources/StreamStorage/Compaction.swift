@@ -12,8 +12,8 @@ public struct CompactionConfig: Sendable {
     /// `compaction.max.bytes.per.sec`: compaction's share of object-store bandwidth (bytes
     /// read plus written); after each run it waits long enough to stay under it.
     public var maxBytesPerSec = 32 << 20
-    /// `compaction.sso.max.bytes`: most live bytes one run reads (it holds the inputs and one
-    /// output in memory);
+    /// `compaction.sso.max.bytes`: most live bytes one output reads (it holds them in memory
+    /// and writes the output from them);
     /// SSOs and stream objects with at least half of this live are left as they are.
     public var ssoMaxBytes = 64 << 20
     /// `stream.object.split.bytes`: a stream with at least this much contiguous data among
@@ -318,7 +318,8 @@ extension StreamEngine {
                 case .streamObject: CompactionKeys.streamObject(cluster: clusterId, streamId: first.streamId, start: first.startOffset,
                                                                 end: output.ranges.last!.endOffset, node: nodeId, brokerEpoch: brokerEpoch, seq: seq)
                 }
-                let (bytes, entries) = ObjectFormat.build(batches, superseded: superseded)
+                // Written from the inputs' memory: no copy of the output beside them.
+                let (bytes, entries) = ObjectFormat.body(batches, superseded: superseded)
                 try await objectStore.put(key, bytes, ifNoneMatch: true)
                 report.bytesWritten += bytes.readableBytes
                 written.append(StoredObject(key: key, size: bytes.readableBytes,

@@ -72,19 +72,16 @@ public enum ObjectFormat {
     /// Builds an object from batches in append order. Batches are grouped by stream (sorted
     /// by stream id), each stream's batches kept in order and cut into blocks.
     public static func build(_ batches: [Batch], superseded: [String] = []) -> (bytes: ByteBuffer, entries: [Entry]) {
-        var out = ByteBufferAllocator().buffer(capacity: 0)
-        let entries = build(batches, superseded: superseded, into: &out)
-        return (out, entries)
+        let (body, entries) = body(batches, superseded: superseded)
+        return (body.joined(), entries)
     }
 
-    /// `build` into `out`, which is cleared first: a buffer given back after an earlier
-    /// upload is written again without fresh memory (and its page faults).
-    public static func build(_ batches: [Batch], superseded: [String] = [], into out: inout ByteBuffer) -> [Entry] {
+    /// `build` as the batches themselves followed by the index and footer: the object is
+    /// written from the memory that holds the batches, with no copy of it.
+    public static func body(_ batches: [Batch], superseded: [String] = []) -> (body: ObjectBody, entries: [Entry]) {
         var byStream: [Int64: [Batch]] = [:]
         for b in batches { byStream[b.streamId, default: []].append(b) }
-        let total = batches.reduce(0) { $0 + $1.bytes.readableBytes }
-        out.clear()
-        out.reserveCapacity(total + byStream.count * (indexEntrySize + 8) + footerSize + 64 + superseded.reduce(0) { $0 + 2 + $1.utf8.count })
+        var body = ObjectBody()
         var entries: [Entry] = []
         for id in byStream.keys.sorted() {
             var current: Entry?
@@ -97,9 +94,9 @@ public enum ObjectFormat {
                 }
                 if current == nil {
                     current = Entry(streamId: id, epoch: b.epoch, startOffset: b.header.baseOffset, endOffset: b.header.baseOffset,
-                                    recordCount: 0, minTimestamp: .max, maxTimestamp: .min, position: out.writerIndex, size: 0)
+                                    recordCount: 0, minTimestamp: .max, maxTimestamp: .min, position: body.readableBytes, size: 0)
                 }
-                out.writeImmutableBuffer(b.bytes)
+                body.append(b.bytes)
                 current!.size += b.bytes.readableBytes
                 current!.endOffset = b.header.lastOffset + 1
                 current!.recordCount += b.header.recordCount
@@ -108,7 +105,8 @@ public enum ObjectFormat {
             }
             if let c = current { entries.append(c) }
         }
-        let indexPosition = out.writerIndex
+        let indexPosition = body.readableBytes
+        var out = ByteBufferAllocator().buffer(capacity: entries.count * indexEntrySize + footerSize + superseded.reduce(0) { $0 + 2 + $1.utf8.count })
         for e in entries {
             out.writeInteger(e.streamId)
             out.writeInteger(e.epoch)
@@ -120,17 +118,18 @@ public enum ObjectFormat {
             out.writeInteger(Int64(e.position))
             out.writeInteger(Int32(e.size))
         }
-        let supersededPosition = out.writerIndex
+        let supersededStart = out.writerIndex
         for key in superseded {
             out.writeInteger(UInt16(key.utf8.count))
             out.writeString(key)
         }
         out.writeInteger(Int64(indexPosition))
         out.writeInteger(Int32(entries.count))
-        out.writeInteger(Int32(out.writerIndex - 12 - supersededPosition))
+        out.writeInteger(Int32(out.writerIndex - 12 - supersededStart))
         out.writeInteger(version)
         out.writeInteger(magic)
-        return entries
+        body.append(out)
+        return (body, entries)
     }
 
     public struct FormatError: Error, CustomStringConvertible {

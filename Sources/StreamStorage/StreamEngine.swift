@@ -271,8 +271,6 @@ public final class StreamEngine: Sendable {
     }
     private let commits: AsyncStream<CommitItem>.Continuation
     private let commitStream: AsyncStream<CommitItem>
-    /// WAL object buffers given back after their upload, one per upload that may be in flight.
-    private let objectBuffers: ReusePool<ByteBuffer>
     /// The file WAL, when produce is acked on fdatasync rather than on an object PUT.
     let fileWAL: FileWAL?
 
@@ -292,7 +290,6 @@ public final class StreamEngine: Sendable {
         self.blockCache = BlockCache(capacity: config.blockCacheBytes, blockSize: config.blockCacheBlockBytes,
                                      maxReadahead: config.readaheadMaxBytes)
         (commitStream, commits) = AsyncStream.makeStream(of: CommitItem.self)
-        objectBuffers = ReusePool(keep: config.maxConcurrentUploads)
     }
 
     // MARK: keys
@@ -970,10 +967,8 @@ public final class StreamEngine: Sendable {
 
     private func runUpload(_ upload: Upload) async {
         let key = walKey(seq: upload.seq)
-        var object = objectBuffers.take() ?? ByteBuffer()
-        let entries = ObjectFormat.build(upload.buffer.batches, into: &object)
-        // Kept unless far larger than a flush (a buffer that grew while uploads were capped).
-        defer { if object.capacity <= 4 * config.uploadBytes { objectBuffers.give(object) } }
+        // Written from the appended batches' own memory (the LogCache holds them until uploaded).
+        let (object, entries) = ObjectFormat.body(upload.buffer.batches)
         var fenced = false
         if mutations.contains(.ackBeforeWrite) {
             for w in upload.buffer.waiters { w.waiter.resume(.success(w.result)) }
@@ -987,7 +982,7 @@ public final class StreamEngine: Sendable {
         finishUpload(seq: upload.seq, key: key, entries: entries, size: object.readableBytes, fenced: fenced)
     }
 
-    private func putWithRetry(key: String, object: ByteBuffer) async {
+    private func putWithRetry(key: String, object: ObjectBody) async {
         var delay = 50
         var attempt = 0
         while true {

@@ -179,7 +179,7 @@ public struct ThrottledObjectStore: ObjectStore {
         self.limiter = limiter
     }
 
-    public func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+    public func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
         await limiter.acquire(body.readableBytes, as: IOClass.current)
         try await base.put(key, body, ifNoneMatch: ifNoneMatch)
     }

@@ -23,6 +23,15 @@ import Testing
                 #expect(try await store.get("o/\(size)", range: (size - 10)..<size) == body.getSlice(at: size - 10, length: 10)!)
             }
             await #expect(throws: ObjectStoreError.self) { try await store.put("o/\(size)", body, ifNoneMatch: true) }
+            // The same bytes in buffers cut where neither the alignment nor a chunk ends.
+            var pieces = ObjectBody()
+            var from = 0
+            for cut in [1, size / 3, size / 3 + 4097, size - 5, size] where cut > from && cut <= size {
+                pieces.append(body.getSlice(at: from, length: cut - from)!)
+                from = cut
+            }
+            try await store.put("p/\(size)", pieces, ifNoneMatch: true)
+            #expect(try await store.get("p/\(size)", range: nil) == body, "size \(size) in \(pieces.parts.count) buffers")
         }
         // The same memory serves the next write: nothing of an earlier, larger body leaks in.
         var small = ByteBuffer()

@@ -13,10 +13,16 @@ import Testing
     static let may24 = 1_369_353_600  // 2013-05-24T00:00:00Z
 
     func authorization(_ method: String, key: String?, query: [(String, String)] = [], headers: [(String, String)] = [],
-                       body: String? = nil) throws -> (String, [(String, String)]) {
+                       body: String? = nil, cutAt cuts: [Int] = []) throws -> (String, [(String, String)]) {
         let b = try S3RequestBuilder(Self.example)
-        let (url, signed) = b.build(method: method, key: key, query: query, headers: headers,
-                                    body: body.map { ByteBuffer(string: $0) }, date: Self.may24)
+        // The body in buffers cut at `cuts`: signed as the bytes they hold together.
+        var parts: ObjectBody?
+        if let body {
+            let whole = ByteBuffer(string: body)
+            parts = ObjectBody()
+            for (from, to) in zip([0] + cuts, cuts + [whole.readableBytes]) { parts!.append(whole.getSlice(at: from, length: to - from)!) }
+        }
+        let (url, signed) = b.build(method: method, key: key, query: query, headers: headers, body: parts, date: Self.may24)
         return (url, signed)
     }
 
@@ -30,10 +36,11 @@ import Testing
         #expect(value(h, "x-amz-content-sha256") == SigV4Signer.emptyPayloadHash)
     }
 
-    @Test func putObjectWithEncodedKeyAndBody() throws {
+    @Test(arguments: [[], [1], [7, 8, 20]])
+    func putObjectWithEncodedKeyAndBody(cuts: [Int]) throws {
         let (url, h) = try authorization("PUT", key: "test$file.text",
                                          headers: [("Date", "Fri, 24 May 2013 00:00:00 GMT"), ("x-amz-storage-class", "REDUCED_REDUNDANCY")],
-                                         body: "Welcome to Amazon S3.")
+                                         body: "Welcome to Amazon S3.", cutAt: cuts)
         #expect(url == "https://examplebucket.s3.amazonaws.com/test%24file.text")
         #expect(value(h, "x-amz-content-sha256") == "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072")
         #expect(value(h, "authorization")?.hasSuffix("SignedHeaders=date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class, Signature=98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd") == true)
@@ -51,11 +58,11 @@ import Testing
     @Test func unsignedPayloadOnlyOverTLS() throws {
         var c = Self.example
         c.unsignedPayload = true
-        let tls = try S3RequestBuilder(c).build(method: "PUT", key: "k", query: [], headers: [], body: ByteBuffer(string: "x"), date: Self.may24)
+        let tls = try S3RequestBuilder(c).build(method: "PUT", key: "k", query: [], headers: [], body: ObjectBody(ByteBuffer(string: "x")), date: Self.may24)
         #expect(value(tls.headers, "x-amz-content-sha256") == "UNSIGNED-PAYLOAD")
         c.endpoint = "http://127.0.0.1:8333"
         c.pathStyle = true
-        let plain = try S3RequestBuilder(c).build(method: "PUT", key: "k", query: [], headers: [], body: ByteBuffer(string: "x"), date: Self.may24)
+        let plain = try S3RequestBuilder(c).build(method: "PUT", key: "k", query: [], headers: [], body: ObjectBody(ByteBuffer(string: "x")), date: Self.may24)
         #expect(value(plain.headers, "x-amz-content-sha256") != "UNSIGNED-PAYLOAD", "an http body is always signed")
         #expect(plain.url == "http://127.0.0.1:8333/examplebucket/k")
         #expect(value(plain.headers, "host") == "127.0.0.1:8333")

@@ -24,7 +24,7 @@ final class CountingStore: ObjectStore {
     var gets: [(key: String, range: Range<Int>?)] { log.withLockedValue { $0 } }
     func resetGets() { log.withLockedValue { $0.removeAll() } }
 
-    func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+    func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
         if let gate = gates[String(key.split(separator: "/").last!)] { await gate.wait() }
         try await base.put(key, body, ifNoneMatch: ifNoneMatch)
     }

@@ -171,6 +171,31 @@ import Testing
         await committer.value
     }
 
+    /// Compaction writes each output from the bytes its GETs brought, not from a copy of them:
+    /// it holds one output's inputs in memory, not those and the output as well.
+    @Test func compactionOutputsAreWrittenFromTheirInputs() async throws {
+        let store = E.AddressRecordingStore()
+        let f = try await E.fixture(store: store)
+        let second = try await f.metadata.createTopic(name: "u", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0]
+        let e = try await E.engine(f, config: Self.noCache)
+        let committer = Task { await e.runCommitter() }
+        let streams = [f.streamId, second]
+        for s in streams { try await e.open(streamId: s) }
+        try await Self.fill(e, streams, rounds: 4) { s, i in "\(s)-\(i)" }
+        try await Self.waitForCommits(f.metadata, try await Self.committedWALObjects(f))
+        let report = try #require(try await e.compactOnce(config: CompactionConfig(), now: 1_000))
+        #expect(report.outputs == 1)
+        let output = try #require(store.puts.withLockedValue { $0.last { !$0.key.contains("/wal/") } })
+        let gets = store.gets.withLockedValue { $0 }
+        #expect(output.parts.count == 9, "8 batches, then the index and footer")
+        for part in output.parts.dropLast() {
+            #expect(gets.contains { $0.contains(part.lowerBound) && $0.contains(part.upperBound - 1) }, "\(part) lies in a GET's answer")
+        }
+        for s in streams { #expect(try await Self.readAll(e, s).map(\.1) == (0..<4).map { "\(s)-\($0)" }) }
+        await e.shutdown()
+        await committer.value
+    }
+
     @Test(arguments: StoreKind.testable) func largeStreamsAreSplitIntoStreamObjects(kind: StoreKind) async throws {
         let f = try await E.fixture(kind)
         let small = try await f.metadata.createTopic(name: "u", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0]

@@ -2,6 +2,7 @@ import Foundation
 import KafkaProtocol
 import Logging
 import Metadata
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ObjectStore
@@ -222,6 +223,52 @@ import Testing
     }
 
     /// Holds back the PUT of WAL object `seq` until `release(seq)`.
+    /// Records where the bytes of each PUT body and GET answer lie in memory.
+    final class AddressRecordingStore: ObjectStore {
+        let base = InMemoryObjectStore()
+        let puts = NIOLockedValueBox<[(key: String, parts: [Range<UInt>])]>([])
+        let gets = NIOLockedValueBox<[Range<UInt>]>([])
+        static func span(_ b: ByteBuffer) -> Range<UInt> {
+            b.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) ..< UInt(bitPattern: $0.baseAddress) + UInt($0.count) }
+        }
+        func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
+            puts.withLockedValue { $0.append((key, body.parts.map(Self.span))) }
+            try await base.put(key, body, ifNoneMatch: ifNoneMatch)
+        }
+        func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer {
+            // A copy, as a real store's answer is: the stored object's memory is not the GET's.
+            let body = ByteBuffer(bytes: try await base.get(key, range: range).readableBytesView)
+            gets.withLockedValue { $0.append(Self.span(body)) }
+            return body
+        }
+        func head(_ key: String) async throws -> ObjectInfo? { try await base.head(key) }
+        func list(prefix: String) async throws -> [ObjectInfo] { try await base.list(prefix: prefix) }
+        func delete(_ keys: [String]) async throws { try await base.delete(keys) }
+    }
+
+    /// A WAL object is written from the appended batches where the LogCache holds them, not
+    /// from a copy of them all (which took one more buffer of up to a flush per upload).
+    @Test func walObjectsAreWrittenFromTheAppendedBatches() async throws {
+        let store = AddressRecordingStore()
+        let f = try await Self.fixture(store: store)
+        let e = try await Self.engine(f)
+        let committer = Task { await e.runCommitter() }
+        try await e.open(streamId: f.streamId)
+        var tickets: [StreamEngine.AppendTicket] = []
+        for values in [["a", "b"], ["c"], ["d", "e", "f"]] {
+            let (b, h) = Self.batch(values)
+            tickets.append(await e.append(streamId: f.streamId, batch: b, header: h, timeout: .seconds(10)))
+        }
+        for t in tickets { _ = await t.result() }
+        let cached = try await e.read(streamId: f.streamId, offset: 0, maxBytes: 1 << 20).batches.map(AddressRecordingStore.span)
+        let walPuts = store.puts.withLockedValue { $0.filter { $0.key.contains("/wal/") } }
+        let dataParts = walPuts.flatMap { $0.parts.dropLast() }  // the last part is the index and footer
+        #expect(cached.count == 3)
+        #expect(dataParts == cached, "the cached batches themselves")
+        await e.shutdown()
+        await committer.value
+    }
+
     final class GatedStore: ObjectStore {
         let base = InMemoryObjectStore()
         let gates: [String: OneShot<Void>]
@@ -229,7 +276,7 @@ import Testing
             gates = Dictionary(uniqueKeysWithValues: held.map { (String(format: "%020d", $0), OneShot<Void>()) })
         }
         func release(_ seq: Int) { gates[String(format: "%020d", seq)]!.resume(()) }
-        func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+        func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
             if let gate = gates[String(key.split(separator: "/").last!)] { await gate.wait() }
             try await base.put(key, body, ifNoneMatch: ifNoneMatch)
         }
@@ -353,7 +400,7 @@ import Testing
     /// PUTs that take a random 0-2 ms, so that uploads in flight together finish in any order.
     struct Jittery: ObjectStore {
         let base = InMemoryObjectStore()
-        func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+        func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
             try await Task.sleep(for: .microseconds(Int.random(in: 0...2000)))
             try await base.put(key, body, ifNoneMatch: ifNoneMatch)
         }

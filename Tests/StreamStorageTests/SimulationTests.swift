@@ -183,7 +183,7 @@ struct CrashingObjectStore: ObjectStore {
     let base: any ObjectStore
     let power: Power
 
-    func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+    func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
         // A gather's outputs count apart, so the run shows that gathers happened and crashed.
         try await power.request(key.contains("/gathered/") ? "putGathered" : "put") { try await base.put(key, body, ifNoneMatch: ifNoneMatch) }
     }

@@ -22,7 +22,7 @@ extension S3ObjectStore {
         }
         let probe = config.prefix + "meta/startup-check/" + probeName
         do {
-            try await putSingle(probe, ByteBuffer(string: "tern startup check\n"), ifNoneMatch: true)
+            try await putSingle(probe, ObjectBody(ByteBuffer(string: "tern startup check\n")), ifNoneMatch: true)
             try await retrying("startup DELETE") { _ = try await self.send(.DELETE, key: probe, accept: [404]) }
         } catch let e as S3Error {
             throw S3AccessError(description: explain(e, where_: where_, doing: "write to"), underlying: e)

@@ -54,7 +54,7 @@ public final class S3ObjectStore: ObjectStore {
 
     // MARK: ObjectStore
 
-    public func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+    public func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
         do {
             if body.readableBytes > config.partSize {
                 try await putMultipart(config.prefix + key, body, ifNoneMatch: ifNoneMatch)
@@ -147,7 +147,7 @@ public final class S3ObjectStore: ObjectStore {
     /// `expectedBytes` expected back; a stalled transfer also fails after `requestTimeoutMs`
     /// without a byte read.
     func send(_ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [(String, String)] = [],
-              body: ByteBuffer? = nil, accept: Set<Int> = [], maxResponseBytes: Int = 16 << 20,
+              body: ObjectBody? = nil, accept: Set<Int> = [], maxResponseBytes: Int = 16 << 20,
               expectedBytes: Int = 0) async throws -> Response {
         let (url, signed) = builder.build(method: method.rawValue, key: key, query: query, headers: headers, body: body,
                                           date: Int(Date().timeIntervalSince1970))
@@ -158,7 +158,7 @@ public final class S3ObjectStore: ObjectStore {
         let answer: BodyCollector.Answer
         do {
             // A known length: Content-Length, never chunked.
-            let request = try HTTPClient.Request(url: url, method: method, headers: requestHeaders, body: body.map { .byteBuffer($0) })
+            let request = try HTTPClient.Request(url: url, method: method, headers: requestHeaders, body: body.map(Self.requestBody))
             let collector = BodyCollector(limit: maxResponseBytes, accept: accept)
             // Spread requests over the event loops: with `.indifferent` the pool may put every
             // connection on one loop, and one thread then copies every body.
@@ -185,6 +185,19 @@ public final class S3ObjectStore: ObjectStore {
         }
         throw S3Error.from(status: status, body: Array(answer.body.readableBytesView), requestId: answer.head.headers.first(name: "x-amz-request-id"),
                            bucketRegion: answer.head.headers.first(name: "x-amz-bucket-region"))
+    }
+
+    /// A body of one buffer goes as it is; one of several is written part by part, with its
+    /// length known (S3 refuses chunked uploads without a signed-chunk scheme).
+    static func requestBody(_ body: ObjectBody) -> HTTPClient.Body {
+        if body.parts.count <= 1 { return .byteBuffer(body.parts.first ?? ByteBuffer()) }
+        let parts = body.parts
+        return .stream(contentLength: Int64(body.readableBytes)) { writer in
+            // Queued together: NIO gathers what the socket cannot take yet into one writev.
+            var last: EventLoopFuture<Void>?
+            for p in parts { last = writer.write(.byteBuffer(p)) }
+            return last!
+        }
     }
 
     static func operation(_ method: HTTPMethod, key: String?, query: [(String, String)]) -> S3Operation {
@@ -286,8 +299,10 @@ public final class S3ObjectStore: ObjectStore {
     }
 
     /// Hex MD5 of the body: S3's ETag of a single-part object.
-    static func md5Hex(_ body: ByteBuffer) -> String {
-        body.withUnsafeReadableBytes { SigV4Signer.hex(Array(Insecure.MD5.hash(data: $0))) }
+    public static func md5Hex(_ body: ObjectBody) -> String {
+        var md5 = Insecure.MD5()
+        body.withEachPart { md5.update(bufferPointer: $0) }
+        return SigV4Signer.hex(Array(md5.finalize()))
     }
 
     /// Whether the object at `fullKey` is the one we meant to write: same size and ETag.
@@ -296,7 +311,7 @@ public final class S3ObjectStore: ObjectStore {
         return info.size == size && info.etag == etag()
     }
 
-    func putSingle(_ fullKey: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+    func putSingle(_ fullKey: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
         var unknown = false  // an earlier attempt may have written the object
         var attempt = 0
         var cachedETag: String?
@@ -333,7 +348,7 @@ public final class S3ObjectStore: ObjectStore {
 
     // MARK: Multipart
 
-    private func putMultipart(_ fullKey: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
+    private func putMultipart(_ fullKey: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
         if ifNoneMatch, try await headObject(fullKey) != nil {
             // Not every S3 server honours If-None-Match on CompleteMultipartUpload: refuse early.
             throw S3Error(kind: .response, status: 412, code: "PreconditionFailed", message: "\(fullKey) exists")
@@ -353,7 +368,7 @@ public final class S3ObjectStore: ObjectStore {
                 func start() {
                     let n = next
                     next += 1
-                    let part = body.getSlice(at: body.readerIndex + n * partSize, length: min(partSize, body.readableBytes - n * partSize))!
+                    let part = body.slice(n * partSize..<min((n + 1) * partSize, body.readableBytes))
                     group.addTask {
                         let r = try await self.retrying("UploadPart \(n + 1) \(fullKey)") {
                             try await self.send(.PUT, key: fullKey, query: [("partNumber", "\(n + 1)"), ("uploadId", uploadId)], body: part, maxResponseBytes: 64 << 10)
@@ -387,14 +402,15 @@ public final class S3ObjectStore: ObjectStore {
     }
 
     /// S3's ETag of a multipart object: hex MD5 of the parts' binary MD5s, `-`, the part count.
-    public static func multipartETag(_ body: ByteBuffer, partSize: Int) -> String {
+    public static func multipartETag(_ body: ObjectBody, partSize: Int) -> String {
         precondition(partSize > 0, "part size \(partSize)")
         var md5s: [UInt8] = []
         var offset = 0
         repeat {
             let length = min(partSize, body.readableBytes - offset)
-            let part = body.getSlice(at: body.readerIndex + offset, length: length)!
-            md5s += part.withUnsafeReadableBytes { Array(Insecure.MD5.hash(data: $0)) }
+            var md5 = Insecure.MD5()
+            body.slice(offset..<offset + length).withEachPart { md5.update(bufferPointer: $0) }
+            md5s += Array(md5.finalize())
             offset += length
         } while offset < body.readableBytes
         return SigV4Signer.hex(Array(Insecure.MD5.hash(data: md5s))) + "-\(md5s.count / 16)"
@@ -409,7 +425,7 @@ public final class S3ObjectStore: ObjectStore {
             do {
                 let r = try await send(.POST, key: fullKey, query: [("uploadId", uploadId)],
                                        headers: ifNoneMatch ? [("if-none-match", "*")] : [],
-                                       body: ByteBuffer(string: xml), maxResponseBytes: 1 << 20)
+                                       body: ObjectBody(ByteBuffer(string: xml)), maxResponseBytes: 1 << 20)
                 // S3 may answer 200 and put the error in the body.
                 if let root = XMLElementNode.parse(Array(r.body.readableBytesView)), root.name == "Error" {
                     throw S3Error(kind: .response, status: 500, code: root["Code"] ?? "InternalError", message: root["Message"] ?? "", requestId: root["RequestId"])
@@ -465,7 +481,7 @@ public final class S3ObjectStore: ObjectStore {
         var xml = "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>"
         for k in fullKeys { xml += "<Object><Key>\(XMLElementNode.escape(k))</Key></Object>" }
         xml += "</Delete>"
-        let body = ByteBuffer(string: xml)
+        let body = ObjectBody(ByteBuffer(string: xml))
         // DeleteObjects requires an integrity header: Content-MD5 is understood everywhere.
         let md5 = Data(Insecure.MD5.hash(data: Array(xml.utf8))).base64EncodedString()
         let r = try await send(.POST, key: nil, query: [("delete", "")], headers: [("content-md5", md5), ("content-type", "application/xml")],

@@ -55,7 +55,7 @@ public struct S3RequestBuilder: Sendable {
     /// URL and headers (host and the SigV4 ones added) of one request. `date` is seconds since
     /// the epoch.
     public func build(method: String, key: String?, query: [(String, String)], headers: [(String, String)],
-                      body: ByteBuffer?, date: Int) -> (url: String, headers: [(String, String)]) {
+                      body: ObjectBody?, date: Int) -> (url: String, headers: [(String, String)]) {
         let path = self.path(key: key)
         let queryString = SigV4Signer.canonicalQuery(query)
         var all = headers.filter { $0.0.lowercased() != "host" }
@@ -64,7 +64,9 @@ public struct S3RequestBuilder: Sendable {
         if unsignedPayload {
             payloadHash = SigV4Signer.unsignedPayload
         } else if let body, body.readableBytes > 0 {
-            payloadHash = body.withUnsafeReadableBytes { SigV4Signer.hex(SHA256.hash(data: $0)) }
+            var sha = SHA256()
+            body.withEachPart { sha.update(bufferPointer: $0) }
+            payloadHash = SigV4Signer.hex(sha.finalize())
         } else {
             payloadHash = SigV4Signer.emptyPayloadHash
         }
