@@ -542,7 +542,7 @@ private final class BodyCollector: HTTPClientResponseDelegate, @unchecked Sendab
                 body = part  // all of it in one piece: no copy
                 return task.eventLoop.makeSucceededVoidFuture()
             }
-            var b = ResponseBodyMemory.allocator.buffer(capacity: max(declared ?? 0, part.readableBytes))
+            var b = ReusedMemory.responseBodies.allocator.buffer(capacity: max(declared ?? 0, part.readableBytes))
             b.writeImmutableBuffer(part)
             body = b
         } else {
