@@ -21,10 +21,17 @@ import Musl
 /// A segment is a run of frames, one per group commit, each zero-padded to 4 KiB so that it
 /// is written with O_DIRECT (the page cache copy cost more CPU than the rest of the write):
 ///
-///     magic u32 | payload length u32 | crc32c(payload) u32 | payload | zeros
+///     magic u32 | payload length u32 | crc u32 | payload | zeros
 ///     payload: (streamId i64 | stream epoch i64 | batch length u32 | batch)*
 ///
-/// A torn frame at the end of a segment (a crash mid-write) fails its CRC and ends the
+/// The frame's CRC-32C covers each entry's 20 header bytes and the first 21 bytes of its
+/// batch (base offset, length, leader epoch, magic, CRC), in order; the rest of each batch is
+/// covered by the batch's own CRC, checked when the segment is read. So every byte is checked
+/// without a second CRC pass over the records on the produce path (about 4% of the broker's
+/// CPU). Segments written before this format (magic "TWAL") have one CRC over the payload
+/// and are still read.
+///
+/// A torn frame at the end of a segment (a crash mid-write) fails a CRC and ends the
 /// segment; it was never acked. A segment is deleted once its object is committed.
 ///
 /// Fencing mirrors the S3 WAL's: whoever takes over a broker's WAL (its next run, or the
@@ -34,7 +41,11 @@ import Musl
 /// brokers on several machines DIR must be shared storage whose metadata is not cached
 /// (NFS: `lookupcache=none,actimeo=0`).
 public final class FileWAL: Sendable {
-    public static let frameMagic: UInt32 = 0x5457_414C  // "TWAL"
+    public static let frameMagic: UInt32 = 0x5457_4C32  // "TWL2"
+    /// Frames whose CRC covers the whole payload.
+    static let wholePayloadFrameMagic: UInt32 = 0x5457_414C  // "TWAL"
+    /// Bytes of a batch before the part its own CRC covers.
+    static let batchUncovered = RecordBatchHeader.attributesOffset
     static let frameHeaderSize = 12
     static let entryHeaderSize = 20
 
@@ -104,15 +115,17 @@ public final class FileWAL: Sendable {
             withUnsafeBytes(of: v.bigEndian) { out.baseAddress!.advanced(by: at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             at += MemoryLayout<T>.size
         }
+        var crc: UInt32 = 0
         for b in batches {
+            let entry = at
             put(b.streamId)
             put(b.epoch)
             put(UInt32(b.bytes.readableBytes))
             b.bytes.withUnsafeReadableBytes { out.baseAddress!.advanced(by: at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             at += b.bytes.readableBytes
+            crc = CRC32C.extend(crc, UnsafeRawBufferPointer(rebasing: out[entry..<entry + entryHeaderSize + min(batchUncovered, b.bytes.readableBytes)]))
         }
         let payload = at - frameHeaderSize
-        let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: out[frameHeaderSize..<at]))
         out.baseAddress!.advanced(by: at).initializeMemory(as: UInt8.self, repeating: 0, count: frameSize(batches) - at)
         at = 0
         put(frameMagic)
@@ -288,21 +301,28 @@ public final class FileWAL: Sendable {
         var b = bytes
         var out: [ObjectFormat.Batch] = []
         while b.readableBytes >= frameHeaderSize {
-            guard let magic = b.getInteger(at: b.readerIndex, as: UInt32.self), magic == frameMagic,
+            guard let magic = b.getInteger(at: b.readerIndex, as: UInt32.self), magic == frameMagic || magic == wholePayloadFrameMagic,
                   let length = b.getInteger(at: b.readerIndex + 4, as: UInt32.self).map(Int.init),
                   let crc = b.getInteger(at: b.readerIndex + 8, as: UInt32.self),
                   b.readableBytes >= frameHeaderSize + length else { break }
-            guard var payload = b.getSlice(at: b.readerIndex + frameHeaderSize, length: length),
-                  CRC32C.checksum(payload) == crc else { break }
+            guard var payload = b.getSlice(at: b.readerIndex + frameHeaderSize, length: length) else { break }
+            if magic == wholePayloadFrameMagic { guard CRC32C.checksum(payload) == crc else { break } }
             var batches: [ObjectFormat.Batch] = []
+            var entriesCRC: UInt32 = 0
             while payload.readableBytes > 0 {
+                let entry = payload  // the entry's bytes still readable, for the frame's CRC
                 guard let streamId = payload.readInteger(as: Int64.self), let epoch = payload.readInteger(as: Int64.self),
                       let size = payload.readInteger(as: UInt32.self), let batch = payload.readSlice(length: Int(size)),
                       let header = RecordBatchHeader(peeking: batch), header.totalSize == batch.readableBytes else {
-                    return out  // a frame whose CRC matched but whose content does not parse: stop
+                    return out  // a frame that does not parse (torn, or its CRC matched by chance): stop
+                }
+                if magic == frameMagic {
+                    guard RecordBatch.checksum(batch, header: header) == header.crc else { return out }
+                    entriesCRC = entry.withUnsafeReadableBytes { CRC32C.extend(entriesCRC, UnsafeRawBufferPointer(rebasing: $0[0..<entryHeaderSize + batchUncovered])) }
                 }
                 batches.append(ObjectFormat.Batch(streamId: streamId, epoch: epoch, header: header, bytes: batch))
             }
+            if magic == frameMagic { guard entriesCRC == crc else { break } }
             out += batches
             let padded = (frameHeaderSize + length + DirectWrites.alignment - 1) / DirectWrites.alignment * DirectWrites.alignment
             b.moveReaderIndex(forwardBy: min(padded, b.readableBytes))

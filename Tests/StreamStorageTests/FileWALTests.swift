@@ -188,5 +188,40 @@ import Testing
         var torn = good
         torn.writeImmutableBuffer(frame(["d"]).getSlice(at: 0, length: 20)!)
         #expect(FileWAL.parse(torn).count == 2)
+        // Every byte is under a CRC: the entry header and a batch's first 21 bytes under the
+        // frame's, the rest under the batch's own.
+        let (one, _) = EngineTests.batch(["value"])
+        for at in [12, 12 + 19, 12 + 20, 12 + 20 + 12, 12 + 20 + 20, 12 + 20 + 21, 12 + 20 + one.readableBytes - 1] {
+            var flipped = frame(["value"])
+            flipped.setInteger(flipped.getInteger(at: at, as: UInt8.self)! ^ 0x10, at: at)
+            var segment = good
+            segment.writeImmutableBuffer(flipped)
+            segment.writeImmutableBuffer(frame(["e"]))
+            #expect(FileWAL.parse(segment).count == 2, "byte \(at) of the frame flipped")
+        }
+    }
+
+    /// Segments written before the frame CRC left the records to the batches' own CRCs: one
+    /// CRC over the whole payload, magic "TWAL". A broker restarted on a newer build still
+    /// replays them.
+    @Test func framesOfTheEarlierFormatAreStillRead() throws {
+        let (b, h) = EngineTests.batch(["old", "frame"])
+        var payload = ByteBuffer()
+        payload.writeInteger(Int64(7))
+        payload.writeInteger(Int64(3))
+        payload.writeInteger(UInt32(b.readableBytes))
+        payload.writeImmutableBuffer(b)
+        var old = ByteBuffer()
+        old.writeInteger(UInt32(0x5457_414C))
+        old.writeInteger(UInt32(payload.readableBytes))
+        old.writeInteger(CRC32C.checksum(payload))
+        old.writeImmutableBuffer(payload)
+        old.writeRepeatingByte(0, count: 4096 - old.readableBytes)
+        old.writeImmutableBuffer(FileWAL.frame([ObjectFormat.Batch(streamId: 7, epoch: 3, header: h, bytes: b)]))
+        let parsed = FileWAL.parse(old)
+        #expect(parsed.count == 2 && parsed.allSatisfy { $0.streamId == 7 && $0.epoch == 3 && $0.bytes == b })
+        var corrupt = old
+        corrupt.setInteger(UInt8(0xFF), at: 12 + 20 + 70)
+        #expect(FileWAL.parse(corrupt).isEmpty, "its CRC still checked")
     }
 }

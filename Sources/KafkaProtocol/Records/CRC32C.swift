@@ -13,5 +13,10 @@ public enum CRC32C {
         return Array(bytes).withUnsafeBytes { tern_crc32c(0, $0.baseAddress, $0.count) }
     }
 
+    /// `crc` extended over `bytes`: checksum(a + b) == extend(checksum(a), b).
+    public static func extend(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        tern_crc32c(crc, bytes.baseAddress, bytes.count)
+    }
+
     public static var isHardwareAccelerated: Bool { tern_crc32c_hardware() != 0 }
 }

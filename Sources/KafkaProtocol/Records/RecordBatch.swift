@@ -244,8 +244,8 @@ public enum RecordBatch {
         return ValidatedBatch(bytes: out, header: header, logAppendTime: logAppendTime)
     }
 
-    /// CRC-32C over attributes … end of batch.
-    static func checksum(_ batch: ByteBuffer, header: RecordBatchHeader) -> UInt32 {
+    /// CRC-32C over attributes … end of batch: what `header.crc` must be.
+    public static func checksum(_ batch: ByteBuffer, header: RecordBatchHeader) -> UInt32 {
         CRC32C.checksum(batch.getSlice(at: batch.readerIndex + RecordBatchHeader.attributesOffset,
                                        length: header.totalSize - RecordBatchHeader.attributesOffset)!)
     }
