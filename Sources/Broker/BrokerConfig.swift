@@ -103,6 +103,8 @@ public struct BrokerConfig: Sendable {
         .init(name: "compaction.max.bytes.per.sec", flag: nil, defaultValue: "33554432", help: "compaction's share of object-store bandwidth (read + written)"),
         .init(name: "compaction.sso.max.bytes", flag: nil, defaultValue: "67108864", help: "the largest object compaction writes; it holds about this much in memory (what one output reads; the output is written from it); objects half this full are not merged again"),
         .init(name: "compaction.gather.quiet.ms", flag: nil, defaultValue: "300000", help: "how long this broker's merged SSOs must stay unchanged before a gather rewrites them all so that each partition's data sits in one object (before that, a gather waits until the SSOs not yet gathered hold as many bytes as the gathered ones)"),
+        .init(name: "compaction.sso.min.objects", flag: nil, defaultValue: "16", help: "small SSOs are merged once there are this many, or once the oldest has waited compaction.sso.max.delay.ms (or there is half of compaction.sso.max.bytes of them, or a partition to split out)"),
+        .init(name: "compaction.sso.max.delay.ms", flag: nil, defaultValue: "10000", help: "how long a small SSO waits for others to be merged with; bounds how long a deleted topic's data stays in shared WAL objects"),
         .init(name: "stream.object.split.bytes", flag: nil, defaultValue: "8388608", help: "a partition with this much contiguous data in a compaction run gets its own stream object"),
         .init(name: "broker.rack", flag: nil, defaultValue: "", help: "this broker's rack (zone), reported in metadata"),
         .init(name: "broker.session.timeout.ms", flag: nil, defaultValue: "9000", help: "a broker whose lease is not renewed for this long is failed over"),
@@ -240,6 +242,8 @@ public struct BrokerConfig: Sendable {
         if let n = try int("compaction.max.bytes.per.sec", 1...(1 << 40)) { c.compaction.maxBytesPerSec = n }
         if let n = try int("compaction.sso.max.bytes", 1 << 20...(16 << 30)) { c.compaction.ssoMaxBytes = n }
         if let n = try int("stream.object.split.bytes", 1024...(1 << 40)) { c.compaction.splitBytes = n }
+        if let n = try int("compaction.sso.min.objects", 2...10_000) { c.compaction.minMergeObjects = n }
+        if let n = try int("compaction.sso.max.delay.ms", 0...Int(Int32.max)) { c.compaction.maxMergeDelayMs = Int64(n) }
         if let n = try int("compaction.gather.quiet.ms", 0...Int(Int64(Int32.max) * 1000)) { c.compaction.gatherQuietMs = Int64(n) }
         if let n = try int("group.initial.rebalance.delay.ms", 0...Int(Int32.max)) { c.groupCoordinator.initialRebalanceDelayMs = Int64(n) }
         if let n = try int("group.min.session.timeout.ms", 0...Int(Int32.max)) { c.groupCoordinator.minSessionTimeoutMs = Int32(n) }

@@ -23,6 +23,15 @@ public struct CompactionConfig: Sendable {
     /// stay unchanged (it has stopped writing) before a gather takes them however few they
     /// are; see `CompactionPlan.gather`.
     public var gatherQuietMs: Int64 = 300_000
+    /// `compaction.sso.min.objects`: small SSOs are merged once there are this many, or once
+    /// the oldest has waited `maxMergeDelayMs` (or there is a full output's worth of them, or
+    /// a stream to split out). Merging whenever two were there rewrote the growing merged SSO
+    /// with every new WAL object: one more PUT per flush at low rates, and each byte written
+    /// again and again.
+    public var minMergeObjects = 16
+    /// `compaction.sso.max.delay.ms`: how long a small SSO waits for others to be merged with;
+    /// it bounds how long a deleted topic's data stays in shared WAL objects.
+    public var maxMergeDelayMs: Int64 = 10_000
 
     public init() {}
 }
@@ -96,10 +105,13 @@ public struct CompactionPlan: Equatable, Sendable {
 
     /// SSO compaction: picks the inputs of a run from this node's live SSOs that are not a
     /// gather's outputs (oldest first): SSOs with less than half of `ssoMaxBytes` live, as
-    /// many as fit in `ssoMaxBytes` of live data (at least one). A run happens when it merges
-    /// two or more objects, splits out a stream, or rewrites a lone object with much dead
-    /// data (see `StoredObject.mostlyWaste`).
-    public static func make(candidates: [StoredObject], config: CompactionConfig) -> CompactionPlan? {
+    /// many as fit in `ssoMaxBytes` of live data (at least one). A run happens when it splits
+    /// out a stream, rewrites a lone object with much dead data (see
+    /// `StoredObject.mostlyWaste`), or merges objects: at least `minMergeObjects` of them, or
+    /// half of `ssoMaxBytes` live, or any two once one of them has `waited` (since this node
+    /// first saw it) `maxMergeDelayMs`.
+    public static func make(candidates: [StoredObject], waited: (StoredObject) -> Int64 = { _ in .max },
+                            config: CompactionConfig) -> CompactionPlan? {
         var inputs: [StoredObject] = []
         var bytes = 0
         for c in candidates where !c.ranges.isEmpty {
@@ -118,7 +130,12 @@ public struct CompactionPlan: Equatable, Sendable {
         for run in streamRuns(inputs) {
             if run.bytes >= config.splitBytes { outputs.append(Output(kind: .streamObject, ranges: run.ranges)) } else { rest += run.ranges }
         }
-        if inputs.count == 1 && outputs.isEmpty && !inputs[0].mostlyWaste { return nil }
+        if outputs.isEmpty {
+            if inputs.count == 1 && !inputs[0].mostlyWaste { return nil }
+            let enough = inputs.count >= config.minMergeObjects || bytes >= config.ssoMaxBytes / 2
+                || inputs.contains { waited($0) >= config.maxMergeDelayMs }
+            if inputs.count > 1 && !enough { return nil }
+        }
         if !rest.isEmpty { outputs.append(Output(kind: .streamSet, ranges: rest)) }
         return CompactionPlan(inputs: inputs, outputs: outputs)
     }
@@ -283,8 +300,15 @@ extension StreamEngine {
     public func compactOnce(config: CompactionConfig, now: Int64) async throws -> CompactionReport? {
         var ungathered: [StoredObject] = []
         for p in compactionPrefixes { ungathered += try await metadata.liveObjects(prefix: p, limit: 10_000) }
-        var planned = CompactionPlan.make(candidates: ungathered, config: config)
-        if planned == nil {
+        let firstSeen = ssoFirstSeen.withLockedValue { seen in
+            seen = Dictionary(uniqueKeysWithValues: ungathered.map { ($0.key, seen[$0.key] ?? now) })
+            return seen
+        }
+        var planned = CompactionPlan.make(candidates: ungathered, waited: { now - firstSeen[$0.key]! }, config: config)
+        // A gather runs once no small SSO is left to merge, not while some wait for more: it
+        // would gather what the next merge rewrites anyway.
+        let waiting = planned == nil && CompactionPlan.make(candidates: ungathered, config: config) != nil
+        if planned == nil && !waiting {
             let gathered = try await metadata.liveObjects(prefix: gatheredPrefix, limit: 10_000)
             let keys = Set(ungathered.map(\.key))
             let quiet = gatherWatch.withLockedValue { w in

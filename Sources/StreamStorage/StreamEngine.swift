@@ -262,6 +262,9 @@ public final class StreamEngine: Sendable {
     /// The keys of this node's SSOs not yet gathered, and since when they have not changed
     /// (compaction's gather waits for them to stay put; see `CompactionPlan.gather`).
     let gatherWatch = NIOLockedValueBox<(keys: Set<String>, since: Int64)>(([], 0))
+    /// When compaction first saw each of this node's small SSOs (they wait for others to be
+    /// merged with, up to `CompactionConfig.maxMergeDelayMs`).
+    let ssoFirstSeen = NIOLockedValueBox<[String: Int64]>([:])
     /// The commit queue: objects to commit in WAL order, and barriers that resume once every
     /// commit queued before them is done.
     enum CommitItem: Sendable {

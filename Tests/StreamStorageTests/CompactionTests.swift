@@ -63,6 +63,13 @@ import Testing
         return (f, e, streams, committer)
     }
 
+    /// Merges any two small SSOs (the default waits for `minMergeObjects` of them).
+    static var mergeAny: CompactionConfig {
+        var c = CompactionConfig()
+        c.minMergeObjects = 2
+        return c
+    }
+
     static var noCache: StorageConfig {
         var c = StorageConfig()
         c.logCacheBytes = 0  // reads go to the objects, not the LogCache
@@ -102,7 +109,7 @@ import Testing
         #expect(walObjects >= 12)
         try await Self.waitForCommits(f.metadata, walObjects)
 
-        var config = CompactionConfig()
+        var config = Self.mergeAny
         config.splitBytes = 1 << 30  // nothing is split out: one merged SSO
         let report = try #require(try await e.compactOnce(config: config, now: 1_000))
         #expect(report.inputs == walObjects)
@@ -183,7 +190,7 @@ import Testing
         for s in streams { try await e.open(streamId: s) }
         try await Self.fill(e, streams, rounds: 4) { s, i in "\(s)-\(i)" }
         try await Self.waitForCommits(f.metadata, try await Self.committedWALObjects(f))
-        let report = try #require(try await e.compactOnce(config: CompactionConfig(), now: 1_000))
+        let report = try #require(try await e.compactOnce(config: Self.mergeAny, now: 1_000))
         #expect(report.outputs == 1)
         let output = try #require(store.puts.withLockedValue { $0.last { !$0.key.contains("/wal/") } })
         let gets = store.gets.withLockedValue { $0 }
@@ -192,6 +199,32 @@ import Testing
             #expect(gets.contains { $0.contains(part.lowerBound) && $0.contains(part.upperBound - 1) }, "\(part) lies in a GET's answer")
         }
         for s in streams { #expect(try await Self.readAll(e, s).map(\.1) == (0..<4).map { "\(s)-\($0)" }) }
+        await e.shutdown()
+        await committer.value
+    }
+
+    /// A few small SSOs wait for more (merging whenever two were there rewrote the merged SSO
+    /// with every new WAL object: one more PUT per flush), until there are `minMergeObjects`
+    /// of them or the oldest has waited `maxMergeDelayMs`; meanwhile no gather takes them.
+    @Test func smallSSOsWaitForEnoughOfThemOrForTheirDelay() async throws {
+        let (f, e, streams, committer) = try await Self.openStreams(2)
+        try await Self.fill(e, streams, rounds: 3) { s, i in "\(s)-\(i)" }
+        try await Self.waitForCommits(f.metadata, try await Self.committedWALObjects(f))
+        var config = CompactionConfig()
+        config.minMergeObjects = 5
+        config.maxMergeDelayMs = 60_000
+        #expect(try await e.compactOnce(config: config, now: 1_000) == nil, "three of five, and no gather")
+        #expect(try await e.compactOnce(config: config, now: 30_000) == nil, "waited 29 s")
+        try await Self.fill(e, streams, rounds: 3) { s, i in "\(s)-\(i + 3)" }
+        let written = try await Self.committedWALObjects(f)
+        try await Self.waitForCommits(f.metadata, written)
+        #expect(try #require(try await e.compactOnce(config: config, now: 40_000)).inputs == written, "six of five")
+        try await Self.fill(e, streams, rounds: 2) { s, i in "\(s)-\(i + 6)" }
+        try await Self.waitForCommits(f.metadata, 1 + (try await f.store.list(prefix: "\(f.clusterId)/wal/").count) - written)
+        #expect(try await e.compactOnce(config: config, now: 50_000) == nil, "three again: the merged SSO and two")
+        #expect(try await e.compactOnce(config: config, now: 109_999) == nil)
+        #expect(try #require(try await e.compactOnce(config: config, now: 110_000)).outputs == 1, "the oldest waited 60 s")
+        for s in streams { #expect(try await Self.readAll(e, s).map(\.1) == (0..<8).map { "\(s)-\($0)" }) }
         await e.shutdown()
         await committer.value
     }
@@ -235,7 +268,7 @@ import Testing
         try await Self.fill(e, [f.streamId], rounds: 5) { _, i in "a\(i)" }
         try await Self.waitForCommits(f.metadata, 5)
         // Compaction and appends race; every record must come back once, in order.
-        async let compacted = e.compactOnce(config: CompactionConfig(), now: 0)
+        async let compacted = e.compactOnce(config: Self.mergeAny, now: 0)
         try await Self.fill(e, [f.streamId], rounds: 5) { _, i in "b\(i)" }
         #expect(try await compacted != nil)
         try await Self.fill(e, [f.streamId], rounds: 2) { _, i in "c\(i)" }
@@ -315,7 +348,7 @@ import Testing
         // Another engine (here: this node's next incarnation) compacts and collects the
         // objects `e` still points at.
         let other = try await E.engine(f, config: Self.noCache)
-        #expect(try await other.compactOnce(config: CompactionConfig(), now: 0) != nil)
+        #expect(try await other.compactOnce(config: Self.mergeAny, now: 0) != nil)
         var gc = GarbageCollectionConfig()
         gc.graceMs = 0
         #expect(try await other.collectGarbage(now: 1, config: gc).deleted == 4)
@@ -507,7 +540,7 @@ import Testing
         let value = String(repeating: "q", count: 4000)
         try await Self.fill(e, streams, rounds: 4) { s, round in (0..<100).map { "\(s)/\(round)/\($0)/\(value)" } }
         _ = try await Self.committedWALObjects(f)
-        var config = CompactionConfig()
+        var config = Self.mergeAny
         config.splitBytes = 1 << 30
         #expect(try await e.compactOnce(config: config, now: 0)?.outputs == 1)
         let rows = try await f.metadata.liveObjects(prefix: "", limit: 10)

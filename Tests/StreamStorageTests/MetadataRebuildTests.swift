@@ -40,6 +40,7 @@ import Testing
         #expect(beforeCompaction >= beforeSnapshot + 4)
         var compaction = CompactionConfig()
         compaction.splitBytes = 1 << 30
+        compaction.minMergeObjects = 2
         let compacted = try #require(try await e.compactOnce(config: compaction, now: 1_000))
         #expect(compacted.inputs == beforeCompaction && compacted.outputs == 1)
         if collect {
