@@ -47,6 +47,17 @@ import Testing
         return await e.append(streamId: s, batch: b, header: h, timeout: .seconds(10)).result()
     }
 
+    /// Appends one batch per element back to back (usually one WAL object), then waits for
+    /// every ack.
+    static func appendTogether(_ e: StreamEngine, _ s: Int64, _ batches: [[String]]) async {
+        var tickets: [StreamEngine.AppendTicket] = []
+        for values in batches {
+            let (b, h) = batch(values)
+            tickets.append(await e.append(streamId: s, batch: b, header: h, timeout: .seconds(10)))
+        }
+        for t in tickets { _ = await t.result() }
+    }
+
     static func values(_ r: ReadResult) throws -> [String] {
         try r.batches.flatMap { try Record.decodeAll(batch: $0).map { String(buffer: $0.value!) } }
     }
@@ -58,12 +69,7 @@ import Testing
         let e = try await Self.engine(f, config: CompactionTests.noCache)
         let committer = Task { await e.runCommitter() }
         try await e.open(streamId: f.streamId)
-        var tickets: [StreamEngine.AppendTicket] = []
-        for values in [["a", "b"], ["c"], ["d", "e", "f"]] {
-            let (b, h) = Self.batch(values)
-            tickets.append(await e.append(streamId: f.streamId, batch: b, header: h, timeout: .seconds(10)))
-        }
-        for t in tickets { _ = await t.result() }
+        await Self.appendTogether(e, f.streamId, [["a", "b"], ["c"], ["d", "e", "f"]])
         try await CompactionTests.waitForCommits(f.metadata, try await CompactionTests.committedWALObjects(f))
         func base(_ b: ByteBuffer) -> UnsafeRawPointer? { b.withUnsafeReadableBytes { $0.baseAddress } }
         for (offset, batches) in [(Int64(0), 3), (2, 2), (3, 1)] {
@@ -254,12 +260,7 @@ import Testing
         let e = try await Self.engine(f)
         let committer = Task { await e.runCommitter() }
         try await e.open(streamId: f.streamId)
-        var tickets: [StreamEngine.AppendTicket] = []
-        for values in [["a", "b"], ["c"], ["d", "e", "f"]] {
-            let (b, h) = Self.batch(values)
-            tickets.append(await e.append(streamId: f.streamId, batch: b, header: h, timeout: .seconds(10)))
-        }
-        for t in tickets { _ = await t.result() }
+        await Self.appendTogether(e, f.streamId, [["a", "b"], ["c"], ["d", "e", "f"]])
         let cached = try await e.read(streamId: f.streamId, offset: 0, maxBytes: 1 << 20).batches.map(AddressRecordingStore.span)
         let walPuts = store.puts.withLockedValue { $0.filter { $0.key.contains("/wal/") } }
         let dataParts = walPuts.flatMap { $0.parts.dropLast() }  // the last part is the index and footer
