@@ -44,7 +44,8 @@ public final class FileWAL: Sendable {
     public static let frameMagic: UInt32 = 0x5457_4C32  // "TWL2"
     /// Frames whose CRC covers the whole payload.
     static let wholePayloadFrameMagic: UInt32 = 0x5457_414C  // "TWAL"
-    /// Bytes of a batch before the part its own CRC covers.
+    /// Bytes of a batch before the part its own CRC covers (every batch is longer: its header
+    /// alone is 61 bytes).
     static let batchUncovered = RecordBatchHeader.attributesOffset
     static let frameHeaderSize = 12
     static let entryHeaderSize = 20
@@ -123,7 +124,7 @@ public final class FileWAL: Sendable {
             put(UInt32(b.bytes.readableBytes))
             b.bytes.withUnsafeReadableBytes { out.baseAddress!.advanced(by: at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             at += b.bytes.readableBytes
-            crc = CRC32C.extend(crc, UnsafeRawBufferPointer(rebasing: out[entry..<entry + entryHeaderSize + min(batchUncovered, b.bytes.readableBytes)]))
+            crc = CRC32C.extend(crc, UnsafeRawBufferPointer(rebasing: out[entry..<entry + entryHeaderSize + batchUncovered]))
         }
         let payload = at - frameHeaderSize
         out.baseAddress!.advanced(by: at).initializeMemory(as: UInt8.self, repeating: 0, count: frameSize(batches) - at)
