@@ -12,7 +12,9 @@ struct ProduceCommand: AsyncParsableCommand {
         abstract: "Send the lines of standard input to a topic, one record per line.",
         discussion: """
         Lines are sent as they are read: whatever is available is sent at once as one batch \
-        per partition, with up to 5 requests in flight. A record goes to --partition if given, \
+        per partition, with up to 5 requests in flight, written in input order (a batch retried \
+        after a leader change may land after later ones, as with a Kafka producer without \
+        idempotence). A record goes to --partition if given, \
         else keyed records to the partition of their key (Kafka's murmur2, as the Java client) \
         and unkeyed records round-robin. The topic is created if the broker auto-creates \
         topics. Exits 1 on the first failed batch, naming the partition and the Kafka error.
@@ -93,7 +95,10 @@ struct ProduceCommand: AsyncParsableCommand {
                     // A produce request carries at most one batch per partition.
                     for round in batches.rounds() {
                         if inFlight.count >= Self.maxInFlight { try await inFlight.removeFirst().value }
-                        inFlight.append(Task { try await sender.send(round) })
+                        // Written here, one round after another, so that they reach each
+                        // broker in input order; only the waits for answers run concurrently.
+                        let written = try await sender.write(round)
+                        inFlight.append(Task { try await sender.complete(written) })
                     }
                 }
                 for t in inFlight { try await t.value }
@@ -187,24 +192,55 @@ struct BatchSender: Sendable {
     let leaders: LeaderMap
     static let attempts = 5
 
-    func send(_ batches: [Int32: ByteBuffer]) async throws {
-        var todo = batches
-        var attempt = 0
-        while !todo.isEmpty {
-            attempt += 1
-            var byLeader: [Int32: [Int32: ByteBuffer]] = [:]
-            var retry: [Int32: ByteBuffer] = [:]
-            var lastError: KafkaClientError?
-            for (p, b) in todo {
-                if let l = await leaders.leader(p) {
-                    byLeader[l, default: [:]][p] = b
-                } else {
-                    retry[p] = b
-                    lastError = KafkaClientError(kafka: ErrorCode.leaderNotAvailable.rawValue, "cannot produce to \(topic)-\(p)")
-                }
+    /// A round's requests, written to their connections, and the partitions that had no leader.
+    struct Written: Sendable {
+        /// Each request's batches and its answer (nil with acks=0, once written).
+        var requests: [(parts: [Int32: ByteBuffer], answer: EventLoopFuture<ProduceResponse?>)] = []
+        var withoutLeader: [Int32: ByteBuffer] = [:]
+    }
+
+    /// Writes the round's requests before returning: rounds written one after another reach
+    /// a broker in that order, however their answers are awaited.
+    func write(_ batches: [Int32: ByteBuffer]) async throws -> Written {
+        var written = Written()
+        var byLeader: [Int32: [Int32: ByteBuffer]] = [:]
+        for (p, b) in batches {
+            if let l = await leaders.leader(p) { byLeader[l, default: [:]][p] = b } else { written.withoutLeader[p] = b }
+        }
+        for (leader, parts) in byLeader.sorted(by: { $0.key < $1.key }) {
+            let conn = try await leaders.client.connection(node: leader)
+            var topicData = ProduceRequest.TopicProduceData()
+            topicData.name = topic
+            topicData.partitionData = parts.keys.sorted().map { p in
+                var d = ProduceRequest.TopicProduceData.PartitionProduceData()
+                d.index = p
+                d.records = parts[p]
+                return d
             }
-            for (leader, parts) in byLeader {
-                for (p, error) in try await sendToLeader(leader, parts) {
+            var request = ProduceRequest()
+            request.acks = acks
+            request.timeoutMs = 30_000
+            request.topicData = [topicData]
+            let answer = acks == 0
+                ? conn.submitWithoutResponse(request).map { nil }
+                : conn.submit(request).map { Optional($0) }
+            written.requests.append((parts, answer))
+        }
+        return written
+    }
+
+    /// Waits for the answers of a written round, rewriting what failed retriably.
+    func complete(_ first: Written) async throws {
+        var written = first
+        var attempt = 1
+        while true {
+            var retry = written.withoutLeader
+            var lastError = retry.keys.first.map {
+                KafkaClientError(kafka: ErrorCode.leaderNotAvailable.rawValue, "cannot produce to \(topic)-\($0)")
+            }
+            for (parts, answer) in written.requests {
+                guard let response = try await answer.get() else { continue }
+                for (p, error) in try failures(response, parts) {
                     guard error.isRetriableWithoutDuplicates, attempt < Self.attempts else { throw error }
                     retry[p] = parts[p]
                     lastError = error
@@ -214,30 +250,13 @@ struct BatchSender: Sendable {
             guard attempt < Self.attempts else { throw lastError ?? CLIError("cannot produce to \(topic)") }
             try await Task.sleep(for: .milliseconds(100 * attempt))
             try await leaders.refresh()
-            todo = retry
+            attempt += 1
+            written = try await write(retry)
         }
     }
 
-    /// Returns the partitions that failed, with their errors.
-    private func sendToLeader(_ leader: Int32, _ parts: [Int32: ByteBuffer]) async throws -> [(Int32, KafkaClientError)] {
-        let conn = try await leaders.client.connection(node: leader)
-        var topicData = ProduceRequest.TopicProduceData()
-        topicData.name = topic
-        topicData.partitionData = parts.keys.sorted().map { p in
-            var d = ProduceRequest.TopicProduceData.PartitionProduceData()
-            d.index = p
-            d.records = parts[p]
-            return d
-        }
-        var request = ProduceRequest()
-        request.acks = acks
-        request.timeoutMs = 30_000
-        request.topicData = [topicData]
-        if acks == 0 {
-            try await conn.sendWithoutResponse(request)
-            return []
-        }
-        let response = try await conn.send(request)
+    /// The partitions of `parts` that the response says failed, with their errors.
+    private func failures(_ response: ProduceResponse, _ parts: [Int32: ByteBuffer]) throws -> [(Int32, KafkaClientError)] {
         var failed: [(Int32, KafkaClientError)] = []
         var answered = Set<Int32>()
         for t in response.responses where t.name == topic {

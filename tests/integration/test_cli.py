@@ -356,6 +356,21 @@ def test_produce_keys_values_partitions_read_back_with_confluent(broker):
     assert p1[-4:] == [(None, b"x"), (None, b""), (None, b"y"), (None, b"z")]
 
 
+def test_produce_keeps_input_order_with_rounds_in_flight(broker):
+    """Each read of standard input goes out as its own request, up to 5 in flight: they must
+    reach the broker in input order. Input without a final newline makes two rounds at once
+    (the complete lines, then the last line at end of input), both waiting for the new
+    connection to the partition's leader; CI once saw the second land first."""
+    topic = unique("cli-order")
+    ok(tern(broker, "topics", "create", topic, "--partitions", "2"))
+    runs = 25
+    for i in range(runs):
+        ok(tern(broker, "produce", topic, "--partition", "1", input=f"a{i}\nb{i}\nc{i}"))
+    got = [(o, val) for part, o, _, val in read_all(broker, topic, 2) if part == 1]
+    assert [o for o, _ in got] == list(range(3 * runs))
+    assert [val for _, val in got] == [f"{x}{i}".encode() for i in range(runs) for x in "abc"]
+
+
 @needs_kcat
 def test_produce_round_robin_read_with_kcat(broker):
     topic = unique("cli-rr")
