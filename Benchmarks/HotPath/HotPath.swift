@@ -73,8 +73,8 @@ struct HotPathFixture: Sendable {
 
     /// Sends one frame and waits for its answer.
     func answer(_ frame: ByteBuffer) async {
-        guard case .respond(let task) = await broker.handle(frame: frame) else { fatalError("no answer") }
-        blackHole(await task.value)
+        guard case .respond(let answer) = await broker.handle(frame: frame) else { fatalError("no answer") }
+        blackHole(await answer.value)
     }
 
     static func produce(acks: Int16) -> ByteBuffer {

@@ -136,14 +136,14 @@ public final class Broker: Sendable {
     /// What a connection does after a request: send a response, send nothing (acks=0), or
     /// close because the request could not be understood.
     public enum Outcome: Sendable {
-        case respond(Task<ByteBuffer, Never>)
+        case respond(Answer)
         case noResponse
         case close(String)
     }
 
     /// Handles one request frame (without its length prefix). Work that must happen in
     /// request order (offset assignment) is done before this returns; waiting for durability
-    /// or for data happens in the returned task. `clientHost` is the peer as Kafka prints it
+    /// or for data happens behind the returned answer. `clientHost` is the peer as Kafka prints it
     /// (`/127.0.0.1`), reported for group members.
     public func handle(frame: ByteBuffer, clientHost: String = "", listener: Listener = .client) async -> Outcome {
         guard let (key, version, correlationId) = RequestHeader.peek(frame) else {
@@ -157,7 +157,7 @@ public final class Broker: Sendable {
         }
         if api == .apiVersions && !api.versions.contains(version) {
             // Kafka answers a too-new ApiVersions with its own list at v0, so the client can retry.
-            return .respond(Task { self.unsupportedApiVersions(correlationId: correlationId) })
+            return .respond(.ready(unsupportedApiVersions(correlationId: correlationId)))
         }
         guard api.versions.contains(version), api != .produce || version >= 3 else {
             metrics.badInput()
@@ -174,16 +174,12 @@ public final class Broker: Sendable {
         let start = ContinuousClock.now
         do {
             let outcome = try await dispatch(api, header: header, body: &body, clientHost: clientHost, listener: listener)
-            if case .respond(let task) = outcome {
-                let name = "\(api)"
-                return .respond(Task {
-                    // Cancelling the answer (its connection closed) cancels the work behind it.
-                    let r = await withTaskCancellationHandler { await task.value } onCancel: { task.cancel() }
-                    self.metrics.request(name, seconds: (ContinuousClock.now - start).seconds, failed: false)
-                    return r
-                })
+            if case .respond(let answer) = outcome {
+                let metrics = self.metrics
+                answer.whenReady { _ in metrics.request("\(api)", seconds: (ContinuousClock.now - start).seconds, failed: false) }
+            } else {
+                metrics.request("\(api)", seconds: (ContinuousClock.now - start).seconds, failed: false)
             }
-            metrics.request("\(api)", seconds: (ContinuousClock.now - start).seconds, failed: false)
             return outcome
         } catch {
             metrics.badInput()
@@ -213,7 +209,7 @@ public final class Broker: Sendable {
             return await produce(r, header: header)
         case .fetch:
             let r = try FetchRequest(from: &body, version: v)
-            return .respond(Task {
+            return .respond(.task {
                 let response = await self.fetch(r, version: v)
                 // Room for all the records up front: growing by doubling copied a 16 MB answer
                 // five times over, into freshly faulted pages each time.
@@ -222,7 +218,7 @@ public final class Broker: Sendable {
             })
         case .listOffsets:
             let r = try ListOffsetsRequest(from: &body, version: v)
-            return .respond(Task { self.encode(header, await self.listOffsets(r)) })
+            return .respond(.task { self.encode(header, await self.listOffsets(r)) })
         case .offsetForLeaderEpoch:
             let r = try OffsetForLeaderEpochRequest(from: &body, version: v)
             return respond(header, offsetForLeaderEpoch(r))
@@ -336,13 +332,12 @@ public final class Broker: Sendable {
             return respond(header, await writeTxnMarkers(try WriteTxnMarkersRequest(from: &body, version: v)))
         case .releaseStreams:
             let r = try ReleaseStreamsRequest(from: &body, version: v)
-            return .respond(Task { self.encode(header, await self.releaseStreams(r)) })
+            return .respond(.task { self.encode(header, await self.releaseStreams(r)) })
         }
     }
 
     func respond<M: KafkaMessage>(_ header: RequestHeader, _ message: M) -> Outcome {
-        let b = encode(header, message)
-        return .respond(Task { b })
+        .respond(.ready(encode(header, message)))
     }
 
     /// Frames a response: length, response header, body.

@@ -39,12 +39,12 @@ final class FuzzBroker: Sendable {
         try? processor.process(buffer: input) { frames.append($0) }
         for frame in frames.prefix(4) {
             blocking {
-                guard case .respond(let task) = await self.broker.handle(frame: frame) else { return }
+                guard case .respond(let answer) = await self.broker.handle(frame: frame) else { return }
                 await withTaskGroup(of: Void.self) { group in
-                    group.addTask { _ = await task.value }
+                    group.addTask { _ = await answer.value }
                     group.addTask { try? await Task.sleep(for: .milliseconds(300)) }
                     await group.next()
-                    task.cancel()
+                    answer.cancel()
                     group.cancelAll()
                 }
             }

@@ -2,11 +2,13 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 /// A value set once, by whichever of several events comes first (an upload's completion or a
-/// timeout, say), and awaited by one task; the value may arrive before the task waits.
+/// timeout, say), and awaited by one task or handed to one callback; the value may arrive
+/// before either waits.
 public final class OneShot<Value: Sendable>: Sendable {
     private enum Phase {
         case idle
         case waiting(CheckedContinuation<Value, Never>)
+        case callback(@Sendable (Value) -> Void)
         case done(Value)
     }
 
@@ -16,19 +18,40 @@ public final class OneShot<Value: Sendable>: Sendable {
 
     /// Sets the value; later calls are ignored.
     public func resume(_ value: Value) {
-        let c: CheckedContinuation<Value, Never>? = phase.withLockedValue { p in
+        let waiter: Phase? = phase.withLockedValue { p in
             switch p {
             case .idle:
                 p = .done(value)
                 return nil
-            case .waiting(let c):
+            case .waiting, .callback:
+                let w = p
                 p = .done(value)
-                return c
+                return w
             case .done:
                 return nil
             }
         }
-        c?.resume(returning: value)
+        switch waiter {
+        case .waiting(let c): c.resume(returning: value)
+        case .callback(let f): f(value)
+        default: break
+        }
+    }
+
+    /// Calls `f` with the value, on the thread that sets it (at once if it is set already).
+    /// Instead of `wait()`: a second waiter of either kind is a programming error.
+    public func whenDone(_ f: @escaping @Sendable (Value) -> Void) {
+        let ready: Value? = phase.withLockedValue { p in
+            switch p {
+            case .done(let v): return v
+            case .idle:
+                p = .callback(f)
+                return nil
+            case .waiting, .callback:
+                preconditionFailure("OneShot awaited twice")
+            }
+        }
+        if let ready { f(ready) }
     }
 
     /// Waits for the value (once: a second waiter is a programming error).
@@ -40,7 +63,7 @@ public final class OneShot<Value: Sendable>: Sendable {
                 case .idle:
                     p = .waiting(c)
                     return nil
-                case .waiting:
+                case .waiting, .callback:
                     preconditionFailure("OneShot awaited twice")
                 }
             }

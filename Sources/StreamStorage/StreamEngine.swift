@@ -173,6 +173,16 @@ public final class StreamEngine: Sendable {
             timer?.cancel()
             return r
         }
+
+        /// Calls `f` with the answer (once per ticket, instead of `result()`), on the thread
+        /// that gives it: the WAL thread, an upload's completion, or the timeout's event loop.
+        public func onResult(_ f: @escaping @Sendable (Result<AppendResult, AppendError>) -> Void) {
+            let timer = self.timer
+            waiter.whenDone { r in
+                timer?.cancel()
+                f(r)
+            }
+        }
     }
 
     struct PendingAppend {

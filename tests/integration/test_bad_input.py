@@ -391,3 +391,33 @@ def test_a_closed_connection_does_not_keep_its_long_poll_fetch(make_broker):
     c.close()
     assert wait_for(lambda: broker.metric("tern_connections") == 0, timeout=5), \
         "the connection stayed open, waiting for its fetch"
+
+
+def test_answers_go_out_in_request_order_whatever_order_they_are_ready_in(broker):
+    """A long-polling fetch, then a produce and an ApiVersions on the same connection: the
+    later two are ready first, but Kafka answers a connection in request order. A request
+    that closes the connection (an unknown API key) still lets the answers before it out."""
+    waiting, written = f"order-w-{uuid.uuid4().hex[:8]}", f"order-p-{uuid.uuid4().hex[:8]}"
+    create_topic(broker, waiting)
+    create_topic(broker, written)
+    c = Conn(broker.port)
+    start = time.monotonic()
+    fetch_cid = c.send(API_FETCH, 11, fetch_request(11, [(waiting, [(0, 0)])], max_wait_ms=1500, min_bytes=1))
+    produce_cid = c.send(API_PRODUCE, 8, produce_request([(written, [(0, record_batch([b"a", b"b"]))])]))
+    versions_cid = c.send(API_VERSIONS, 0, b"")
+    cid, body = c.recv()
+    assert cid == fetch_cid and time.monotonic() - start >= 1.0, "an answer overtook the long-polling fetch"
+    assert parse_fetch_response(body, 11)[(waiting, 0)]["records"] in (None, b"")
+    cid, body = c.recv()
+    assert cid == produce_cid
+    assert parse_produce_response(body, 8)[(written, 0)]["error"] == NONE
+    cid, body = c.recv()
+    assert cid == versions_cid and parse_api_versions_v0(body)[0] == NONE
+
+    fetch_cid = c.send(API_FETCH, 11, fetch_request(11, [(waiting, [(0, 0)])], max_wait_ms=800, min_bytes=1))
+    c.send_raw(c.frame(9999, 0, b"")[1])
+    cid, body = c.recv()
+    assert cid == fetch_cid, "the answer before a closing request was lost"
+    assert c.closed_by_peer()
+    c.close()
+    assert [v for _, v, _ in fetch_all(Conn(broker.port), written, 0)] == [b"a", b"b"]

@@ -9,7 +9,7 @@ extension Broker {
     func joinGroup(_ r: JoinGroupRequest, header: RequestHeader, clientHost: String) -> Outcome {
         let v = header.apiVersion
         let answer = groups.join(r, version: v, clientId: header.clientId ?? "", clientHost: clientHost)
-        return .respond(Task {
+        return .respond(.task {
             var resp: JoinGroupResponse
             if case .join(let j)? = try? await answer.get() {
                 resp = j
@@ -30,7 +30,7 @@ extension Broker {
             return respond(header, ClassicGroup.syncError(.inconsistentGroupProtocol))
         }
         let answer = groups.sync(r)
-        return .respond(Task {
+        return .respond(.task {
             if case .sync(let s)? = try? await answer.get() { return self.encode(header, s) }
             return self.encode(header, ClassicGroup.syncError(.coordinatorNotAvailable))
         })

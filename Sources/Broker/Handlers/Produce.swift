@@ -4,11 +4,12 @@ import Glibc
 import Darwin
 #endif
 import KafkaProtocol
+import NIOConcurrencyHelpers
 import NIOCore
 import StreamStorage
 
 extension Broker {
-    private enum PartitionPlan {
+    private enum PartitionPlan: Sendable {
         case failed(ErrorCode, String?, [RecordError] = [])
         case pending(StreamEngine.AppendTicket, logAppendTime: Int64)
     }
@@ -76,44 +77,82 @@ extension Broker {
             }
             return .noResponse
         }
+        // Answered from the thread that makes the last batch durable (the WAL thread with the
+        // file WAL): the response goes from there to the connection's event loop, and a
+        // produce waits for no Swift concurrency thread after its append.
         let version = header.apiVersion
-        return .respond(Task {
-            var resp = ProduceResponse()
-            for (name, parts) in plans {
-                var tr = ProduceResponse.TopicProduceResponse()
-                tr.name = name
-                for (index, plan) in parts {
-                    var pr = ProduceResponse.TopicProduceResponse.PartitionProduceResponse()
-                    pr.index = index
-                    pr.baseOffset = -1
-                    switch plan {
-                    case .failed(let code, let message, let recordErrors):
-                        pr.errorCode = code.rawValue
-                        if version >= 8 {
-                            pr.errorMessage = message
-                            pr.recordErrors = recordErrors.map { e in
-                                var b = ProduceResponse.TopicProduceResponse.PartitionProduceResponse.BatchIndexAndErrorMessage()
-                                b.batchIndex = e.batchIndex
-                                b.batchIndexErrorMessage = e.message
-                                return b
-                            }
-                        }
-                    case .pending(let ticket, let logAppendTime):
-                        switch await ticket.result() {
-                        case .success(let a):
-                            pr.baseOffset = a.baseOffset
-                            pr.logAppendTimeMs = logAppendTime
-                            pr.logStartOffset = a.logStartOffset
-                        case .failure(let e):
-                            pr.errorCode = Self.errorCode(for: e).rawValue
+        let planned = plans
+        let tickets = plans.flatMap { $0.partitions.compactMap { p -> StreamEngine.AppendTicket? in
+            if case .pending(let t, _) = p.1 { t } else { nil }
+        } }
+        let answer = Answer()
+        let results = NIOLockedValueBox(AppendResults(left: tickets.count, got: Array(repeating: nil, count: tickets.count)))
+        let finish: @Sendable () -> Void = {
+            let got = results.withLockedValue { $0.got }
+            answer.succeed(self.encode(header, Self.produceResponse(planned, results: got, version: version)))
+        }
+        if tickets.isEmpty { finish() }
+        for (i, t) in tickets.enumerated() {
+            t.onResult { r in
+                let last = results.withLockedValue { s -> Bool in
+                    s.got[i] = r
+                    s.left -= 1
+                    return s.left == 0
+                }
+                if last { finish() }
+            }
+        }
+        return .respond(answer)
+    }
+
+    /// The response to a produce whose appends ended with `results`, in the order of the
+    /// plans' pending partitions.
+    private static func produceResponse(_ plans: [(topic: String, partitions: [(Int32, PartitionPlan)])],
+                                        results: [Result<AppendResult, AppendError>?], version: Int16) -> ProduceResponse {
+        var resp = ProduceResponse()
+        var next = 0
+        for (name, parts) in plans {
+            var tr = ProduceResponse.TopicProduceResponse()
+            tr.name = name
+            for (index, plan) in parts {
+                var pr = ProduceResponse.TopicProduceResponse.PartitionProduceResponse()
+                pr.index = index
+                pr.baseOffset = -1
+                switch plan {
+                case .failed(let code, let message, let recordErrors):
+                    pr.errorCode = code.rawValue
+                    if version >= 8 {
+                        pr.errorMessage = message
+                        pr.recordErrors = recordErrors.map { e in
+                            var b = ProduceResponse.TopicProduceResponse.PartitionProduceResponse.BatchIndexAndErrorMessage()
+                            b.batchIndex = e.batchIndex
+                            b.batchIndexErrorMessage = e.message
+                            return b
                         }
                     }
-                    tr.partitionResponses.append(pr)
+                case .pending(_, let logAppendTime):
+                    switch results[next] {
+                    case .success(let a)?:
+                        pr.baseOffset = a.baseOffset
+                        pr.logAppendTimeMs = logAppendTime
+                        pr.logStartOffset = a.logStartOffset
+                    case .failure(let e)?:
+                        pr.errorCode = errorCode(for: e).rawValue
+                    case nil:
+                        pr.errorCode = ErrorCode.unknownServerError.rawValue
+                    }
+                    next += 1
                 }
-                resp.responses.append(tr)
+                tr.partitionResponses.append(pr)
             }
-            return self.encode(header, resp)
-        })
+            resp.responses.append(tr)
+        }
+        return resp
+    }
+
+    private struct AppendResults {
+        var left: Int
+        var got: [Result<AppendResult, AppendError>?]
     }
 
     private static func plan(for e: RecordBatchError) -> PartitionPlan {

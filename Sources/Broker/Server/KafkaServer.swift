@@ -6,8 +6,9 @@ import ObjectStore
 import ServiceLifecycle
 
 /// The Kafka listener: one task per connection reads frames in order and hands each to the
-/// broker; a second task writes responses in request order, so handlers may finish out of
-/// order (a long-polling fetch does not hold up a produce behind it).
+/// broker; each answer, once ready, goes to the connection's `ResponseWriter`, which writes
+/// them in request order on the event loop, so handlers may finish out of order (a
+/// long-polling fetch does not hold up a produce behind it).
 public final class KafkaServer: Service, Sendable {
     let broker: Broker
     let listener: Broker.Listener
@@ -86,40 +87,32 @@ public final class KafkaServer: Service, Sendable {
             connections.withLockedValue { $0[id] = nil }
         }
         do {
-            try await connection.executeThenClose { inbound, outbound in
-                let (responses, queue) = AsyncStream.makeStream(of: (task: Task<ByteBuffer, Never>, frame: ByteBuffer).self)
-                let pending = PendingResponses()
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        for await response in responses {
-                            let bytes = await response.task.value
-                            pending.remove(response.task)
-                            self.giveBack(response.frame)
-                            try await outbound.write(bytes)
+            try await connection.executeThenClose { inbound, _ in
+                let writer = ResponseWriter(channel: connection.channel) { self.giveBack($0) }
+                let pending = PendingAnswers()
+                var issued = 0
+                for try await frame in inbound {
+                    switch await broker.handle(frame: frame, clientHost: clientHost, listener: listener) {
+                    case .respond(let answer):
+                        let seq = issued
+                        issued += 1
+                        let key = pending.add(answer)
+                        answer.whenReady { bytes in
+                            pending.remove(key)
+                            writer.write(bytes, at: seq, frame: frame)
                         }
+                    case .noResponse:
+                        giveBack(frame)
+                    case .close(let reason):
+                        logger.warning("closing connection: \(reason)", metadata: ["peer": "\(peer)"])
+                        // The answers before it still go out, as Kafka sends them.
+                        try await writer.written(count: issued).get()
+                        return
                     }
-                    defer { queue.finish() }
-                    for try await frame in inbound {
-                        switch await broker.handle(frame: frame, clientHost: clientHost, listener: listener) {
-                        case .respond(let task):
-                            pending.add(task)
-                            queue.yield((task, frame))
-                        case .noResponse:
-                            giveBack(frame)
-                            continue
-                        case .close(let reason):
-                            logger.warning("closing connection: \(reason)", metadata: ["peer": "\(peer)"])
-                            queue.finish()
-                            try await group.next()
-                            return
-                        }
-                    }
-                    // The peer closed: answers still pending (a long-polling fetch, say) have
-                    // nowhere to go, so stop waiting for them rather than hold the connection.
-                    pending.cancelAll()
-                    queue.finish()
-                    try await group.next()
                 }
+                // The peer closed: answers still pending (a long-polling fetch, say) have
+                // nowhere to go, so stop the work behind them rather than wait for it.
+                pending.cancelAll()
             }
         } catch {
             if error is KafkaFrameDecoder.FrameTooLarge || error is KafkaFrameDecoder.InvalidFrame {
@@ -132,11 +125,83 @@ public final class KafkaServer: Service, Sendable {
     }
 }
 
-/// The answers of one connection not yet written, so they can be cancelled when it closes.
-final class PendingResponses: Sendable {
-    private let tasks = NIOLockedValueBox(Set<Task<ByteBuffer, Never>>())
+/// The answers of one connection not yet ready, so they can be cancelled when it closes.
+final class PendingAnswers: Sendable {
+    private let answers = NIOLockedValueBox((next: 0, byKey: [Int: Answer]()))
 
-    func add(_ task: Task<ByteBuffer, Never>) { tasks.withLockedValue { _ = $0.insert(task) } }
-    func remove(_ task: Task<ByteBuffer, Never>) { tasks.withLockedValue { _ = $0.remove(task) } }
-    func cancelAll() { for t in tasks.withLockedValue({ $0 }) { t.cancel() } }
+    func add(_ answer: Answer) -> Int {
+        answers.withLockedValue { a in
+            defer { a.next += 1 }
+            a.byKey[a.next] = answer
+            return a.next
+        }
+    }
+
+    func remove(_ key: Int) { answers.withLockedValue { _ = $0.byKey.removeValue(forKey: key) } }
+
+    func cancelAll() { for a in answers.withLockedValue({ Array($0.byKey.values) }) { a.cancel() } }
+}
+
+/// Writes one connection's answers in request order as they become ready, on its event
+/// loop: an answer ready before those ahead of it waits for them.
+final class ResponseWriter: @unchecked Sendable {
+    private let channel: any Channel
+    private let release: @Sendable (ByteBuffer) -> Void
+    // On the event loop only (hence @unchecked):
+    private var next = 0
+    private var waiting: [Int: (bytes: ByteBuffer, frame: ByteBuffer)] = [:]
+    private var lastWrite: EventLoopFuture<Void>?
+    private var drains: [(count: Int, promise: EventLoopPromise<Void>)] = []
+
+    /// `release`: gets each answered request's frame back once its answer is written.
+    init(channel: any Channel, release: @escaping @Sendable (ByteBuffer) -> Void) {
+        self.channel = channel
+        self.release = release
+    }
+
+    /// The answer to the `seq`-th request (counting from 0) of the connection.
+    func write(_ bytes: ByteBuffer, at seq: Int, frame: ByteBuffer) {
+        if channel.eventLoop.inEventLoop {
+            ready(bytes, at: seq, frame: frame)
+        } else {
+            channel.eventLoop.execute { self.ready(bytes, at: seq, frame: frame) }
+        }
+    }
+
+    /// Completes once the first `count` answers are written to the socket (or failed to be).
+    func written(count: Int) -> EventLoopFuture<Void> {
+        channel.eventLoop.flatSubmit {
+            let p = self.channel.eventLoop.makePromise(of: Void.self)
+            if self.next >= count {
+                self.whenWritten(p)
+            } else {
+                self.drains.append((count, p))
+            }
+            return p.futureResult
+        }
+    }
+
+    private func ready(_ bytes: ByteBuffer, at seq: Int, frame: ByteBuffer) {
+        channel.eventLoop.assertInEventLoop()
+        waiting[seq] = (bytes, frame)
+        guard seq == next else { return }
+        while let (b, f) = waiting.removeValue(forKey: next) {
+            let p = channel.eventLoop.makePromise(of: Void.self)
+            channel.write(b, promise: p)
+            lastWrite = p.futureResult
+            release(f)
+            next += 1
+        }
+        channel.flush()
+        drains.removeAll { d in
+            guard next >= d.count else { return false }
+            whenWritten(d.promise)
+            return true
+        }
+    }
+
+    /// Succeeds `p` once the last write so far has ended, written or failed.
+    private func whenWritten(_ p: EventLoopPromise<Void>) {
+        if let lastWrite { lastWrite.whenComplete { _ in p.succeed(()) } } else { p.succeed(()) }
+    }
 }

@@ -1,0 +1,81 @@
+import NIOCore
+import Synchronization
+
+/// A response frame to come, handed to its callbacks on the thread that completes it: the
+/// WAL thread for a produce acked on fsync, the task of a request whose work is async. The
+/// connection's writer is the last callback and moves the frame to the event loop, so an
+/// answer needs no Swift concurrency thread to reach the socket.
+public final class Answer: Sendable {
+    private struct State {
+        var bytes: ByteBuffer?
+        // The first callback inline and the task by itself: an answer costs few allocations.
+        var first: (@Sendable (ByteBuffer) -> Void)?
+        var more: [@Sendable (ByteBuffer) -> Void] = []
+        var task: Task<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    /// An answer that `succeed` completes.
+    public init() {}
+
+    /// An answer complete already.
+    public static func ready(_ bytes: ByteBuffer) -> Answer {
+        let a = Answer()
+        a.succeed(bytes)
+        return a
+    }
+
+    /// An answer computed by `work` in a task of its own; cancelling the answer cancels the
+    /// task, whose work then ends early with an answer of its own.
+    public static func task(_ work: @escaping @Sendable () async -> ByteBuffer) -> Answer {
+        let a = Answer()
+        let t = Task { a.succeed(await work()) }
+        a.state.withLock { s in if s.bytes == nil { s.task = t } }
+        return a
+    }
+
+    /// Completes the answer and runs its callbacks in the order they were added; later calls
+    /// are ignored.
+    public func succeed(_ bytes: ByteBuffer) {
+        let callbacks: (first: (@Sendable (ByteBuffer) -> Void)?, more: [@Sendable (ByteBuffer) -> Void])? = state.withLock { s in
+            guard s.bytes == nil else { return nil }
+            s.bytes = bytes
+            s.task = nil
+            defer {
+                s.first = nil
+                s.more = []
+            }
+            return (s.first, s.more)
+        }
+        guard let callbacks else { return }
+        callbacks.first?(bytes)
+        for f in callbacks.more { f(bytes) }
+    }
+
+    /// Calls `f` with the frame once it is there (at once if it is).
+    public func whenReady(_ f: @escaping @Sendable (ByteBuffer) -> Void) {
+        let ready: ByteBuffer? = state.withLock { s in
+            if s.bytes == nil {
+                if s.first == nil { s.first = f } else { s.more.append(f) }
+            }
+            return s.bytes
+        }
+        if let ready { f(ready) }
+    }
+
+    /// Stops the work behind an answer nobody will read (its connection closed).
+    public func cancel() {
+        state.withLock { s in
+            defer { s.task = nil }
+            return s.task
+        }?.cancel()
+    }
+
+    /// Waits for the frame (tests, benchmarks and the fuzzer; the server uses `whenReady`).
+    public var value: ByteBuffer {
+        get async {
+            await withCheckedContinuation { c in whenReady { c.resume(returning: $0) } }
+        }
+    }
+}
