@@ -54,8 +54,14 @@ public final class FileWAL: Sendable {
     let directory: String
     let fencePath: String
     let epoch: Int64
-    /// The one WAL thread: appends, fdatasyncs and deletes run here, in order.
+    /// The one WAL thread: appends and fdatasyncs run here, in order.
     private let thread: NIOThreadPool
+    /// Segment creation ahead of need and segment deletion: each takes a journal commit of
+    /// the file system (0.2-12 ms measured beside 200 MB/s of produce), and on the WAL thread
+    /// every one held up a group commit, dozens of times a second.
+    private let housekeeping: NIOThreadPool
+    /// The next segment, created (and its name made durable) on the housekeeping thread.
+    private let prepared = NIOLockedValueBox<(seq: UInt64, fd: Int32)?>(nil)
     /// What only the WAL thread touches: the open segment, and the aligned memory frames
     /// are built in (kept for the next frame).
     private struct Writer {
@@ -85,12 +91,16 @@ public final class FileWAL: Sendable {
         try LocalDirectoryObjectStore.makeDirectories(directory)
         thread = NIOThreadPool(numberOfThreads: 1)
         thread.start()
+        housekeeping = NIOThreadPool(numberOfThreads: 1)
+        housekeeping.start()
     }
 
     deinit {
         let fd = writer.withLockedValue { $0.fd }
         if fd >= 0 { close(fd) }
+        if let p = prepared.withLockedValue({ $0 }) { close(p.fd) }
         thread.shutdownGracefully { _ in }
+        housekeeping.shutdownGracefully { _ in }
     }
 
     static func directory(root: String, node: Int32) -> String { "\(root)/\(node)" }
@@ -157,6 +167,7 @@ public final class FileWAL: Sendable {
     /// not need it; the crash simulation ends many brokers in one process.)
     public func stop() {
         thread.shutdownGracefully { _ in }
+        housekeeping.shutdownGracefully { _ in }
     }
 
     /// On the WAL thread: appends one group of batches to segment `seq` and makes it durable.
@@ -186,31 +197,71 @@ public final class FileWAL: Sendable {
 
     private func openSegment(_ seq: UInt64, _ w: inout Writer) throws {
         if w.fd >= 0 && w.seq == seq { return }
-        let path = segmentPath(seq)
+        var fd: Int32 = -1
+        if let p = prepared.withLockedValue({ p in defer { p = nil }; return p }) {
+            // One prepared for another seq is empty, or is a segment this thread opened
+            // itself while it was being prepared: close it, never delete it. (An empty one
+            // left behind is deleted at the next recovery.)
+            if p.seq == seq { fd = p.fd } else { close(p.fd) }
+        }
+        if fd < 0 { fd = try Self.createSegment(segmentPath(seq), in: directory, direct: &w.direct) }
+        if w.fd >= 0 { close(w.fd) }
+        w.fd = fd
+        w.seq = seq
+        // Segments follow WAL objects, which are numbered one after another.
+        let next = seq + 1
+        let path = segmentPath(next)
+        let direct = w.direct
+        housekeeping.submit { state in
+            var d = direct
+            guard case .active = state, let fd = try? Self.createSegment(path, in: self.directory, direct: &d) else { return }
+            let replaced = self.prepared.withLockedValue { p in defer { p = (next, fd) }; return p }
+            if let replaced { close(replaced.fd) }
+        }
+    }
+
+    /// Creates (or opens) a segment for appending, and makes its name durable: the name must
+    /// survive a crash before the first frame in it is acked. `direct` turns false where
+    /// O_DIRECT is refused (tmpfs).
+    private static func createSegment(_ path: String, in directory: String, direct: inout Bool) throws -> Int32 {
         let flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC
         var fd: Int32 = -1
-        if w.direct, let direct = DirectWrites.openFlag {
-            fd = Glibc.open(path, flags | direct, 0o644)
-            if fd < 0 && errno == EINVAL { w.direct = false }  // not on this file system (tmpfs)
+        if direct, let flag = DirectWrites.openFlag {
+            fd = Glibc.open(path, flags | flag, 0o644)
+            if fd < 0 && errno == EINVAL { direct = false }
         }
         if fd < 0 { fd = Glibc.open(path, flags, 0o644) }
         guard fd >= 0 else { throw LocalDirectoryObjectStore.posixError("create \(path)") }
-        // The new name must survive a crash before the first frame in it is acked.
         do {
             try LocalDirectoryObjectStore.syncDirectory(directory)
         } catch {
             close(fd)
             throw error
         }
-        if w.fd >= 0 { close(w.fd) }
-        w.fd = fd
-        w.seq = seq
+        return fd
     }
 
-    /// Deletes the segment of WAL object `seq` (its object is committed).
+    /// Once the deletions asked for so far are done, deletes the segment created ahead if no
+    /// frame went into it: a broker that shuts down cleanly leaves no segment behind.
+    public func settle() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            housekeeping.submit { _ in
+                self.writer.withLockedValue { w in
+                    if let p = self.prepared.withLockedValue({ p in defer { p = nil }; return p }) {
+                        close(p.fd)
+                        // Newer than the open segment: the WAL thread never opened it.
+                        if p.seq > w.seq { unlink(self.segmentPath(p.seq)) }
+                    }
+                }
+                c.resume()
+            }
+        }
+    }
+
+    /// Deletes the segment of WAL object `seq` (its object is committed), off the WAL thread.
     public func remove(segment seq: UInt64) {
         let path = segmentPath(seq)
-        thread.submit { state in
+        housekeeping.submit { state in
             guard case .active = state else { return }
             if let hook = self.hook {
                 do { try hook("walDelete", path, 0) } catch { return }

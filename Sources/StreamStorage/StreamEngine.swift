@@ -1162,6 +1162,7 @@ public final class StreamEngine: Sendable {
             }
             for w in stranded { w.resume(.failure(.shuttingDown)) }
         }
+        if flushed { await fileWAL?.settle() }
         state.withLockedValue { $0.shutdownOutcome = flushed }
         commits.finish()
         return flushed
