@@ -577,6 +577,15 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
+    # Tern on the embedded default keeps what it is sent (no retention): its three phases
+    # write ~40 GB at this machine's rates. Without the room, uploads fail with ENOSPC and
+    # retry, and the run measures stalls (2026-12-06: an e2e produce p99 of 27 s).
+    free_gb = shutil.disk_usage(args.workdir).free / 1e9
+    need_gb = 12 if args.quick else 48
+    if free_gb < need_gb:
+        log(f"warning: {free_gb:.0f} GB free under {args.workdir}; a full run writes up to {need_gb} GB "
+            f"(--workdir elsewhere, or free some space)")
+
     load_before = os.getloadavg()
     server = SeaweedFS(metrics=True).start()
     results = []
