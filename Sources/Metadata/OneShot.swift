@@ -7,8 +7,7 @@ import NIOCore
 public final class OneShot<Value: Sendable>: Sendable {
     private enum Phase {
         case idle
-        case waiting(CheckedContinuation<Value, Never>)
-        case callback(@Sendable (Value) -> Void)
+        case waiting(@Sendable (Value) -> Void)
         case done(Value)
     }
 
@@ -18,57 +17,40 @@ public final class OneShot<Value: Sendable>: Sendable {
 
     /// Sets the value; later calls are ignored.
     public func resume(_ value: Value) {
-        let waiter: Phase? = phase.withLockedValue { p in
+        let waiter: (@Sendable (Value) -> Void)? = phase.withLockedValue { p in
             switch p {
             case .idle:
                 p = .done(value)
                 return nil
-            case .waiting, .callback:
-                let w = p
+            case .waiting(let f):
                 p = .done(value)
-                return w
+                return f
             case .done:
                 return nil
             }
         }
-        switch waiter {
-        case .waiting(let c): c.resume(returning: value)
-        case .callback(let f): f(value)
-        default: break
-        }
+        waiter?(value)
     }
 
     /// Calls `f` with the value, on the thread that sets it (at once if it is set already).
-    /// Instead of `wait()`: a second waiter of either kind is a programming error.
+    /// Once: a second waiter, this way or through `wait()`, is a programming error.
     public func whenDone(_ f: @escaping @Sendable (Value) -> Void) {
         let ready: Value? = phase.withLockedValue { p in
             switch p {
             case .done(let v): return v
             case .idle:
-                p = .callback(f)
+                p = .waiting(f)
                 return nil
-            case .waiting, .callback:
+            case .waiting:
                 preconditionFailure("OneShot awaited twice")
             }
         }
         if let ready { f(ready) }
     }
 
-    /// Waits for the value (once: a second waiter is a programming error).
+    /// Waits for the value (once, as `whenDone`).
     public func wait() async -> Value {
-        await withCheckedContinuation { c in
-            let ready: Value? = phase.withLockedValue { p in
-                switch p {
-                case .done(let v): return v
-                case .idle:
-                    p = .waiting(c)
-                    return nil
-                case .waiting, .callback:
-                    preconditionFailure("OneShot awaited twice")
-                }
-            }
-            if let ready { c.resume(returning: ready) }
-        }
+        await withCheckedContinuation { c in whenDone { c.resume(returning: $0) } }
     }
 }
 
