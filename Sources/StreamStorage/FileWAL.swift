@@ -32,7 +32,8 @@ import Musl
 /// and are still read.
 ///
 /// A torn frame at the end of a segment (a crash mid-write) fails a CRC and ends the
-/// segment; it was never acked. A segment is deleted once its object is committed.
+/// segment; it was never acked. A segment is deleted once its object is committed. The next
+/// segment is created ahead, empty (recovery deletes an empty one like any other).
 ///
 /// Fencing mirrors the S3 WAL's: whoever takes over a broker's WAL (its next run, or the
 /// controller after its lease expired) first creates the fence file of each earlier epoch,
