@@ -4,6 +4,7 @@ The binary is TERN_BIN, or the release build in .build/release/tern. Each broker
 ports and its own data directory, and is stopped (SIGTERM, then SIGKILL) after the test.
 """
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -132,6 +133,11 @@ def make_broker():
     yield make
     for b in made:
         b.kill()
+    # Data directories go with the test (they held 40 GB after a few hundred runs); set
+    # TERN_KEEP_TEST_DIRS=1 to keep them for a look.
+    if not os.environ.get("TERN_KEEP_TEST_DIRS"):
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture
