@@ -96,9 +96,9 @@ public final class KafkaServer: Service, Sendable {
                     case .respond(let answer):
                         let seq = issued
                         issued += 1
-                        let key = pending.add(answer)
+                        pending.add(answer, at: seq)
                         answer.whenReady { bytes in
-                            pending.remove(key)
+                            pending.remove(seq)
                             writer.write(bytes, at: seq, frame: frame)
                         }
                     case .noResponse:
@@ -126,20 +126,15 @@ public final class KafkaServer: Service, Sendable {
 }
 
 /// The answers of one connection not yet ready, so they can be cancelled when it closes.
+/// Keyed by the request's place on the connection, as the writer counts them.
 final class PendingAnswers: Sendable {
-    private let answers = NIOLockedValueBox((next: 0, byKey: [Int: Answer]()))
+    private let answers = NIOLockedValueBox([Int: Answer]())
 
-    func add(_ answer: Answer) -> Int {
-        answers.withLockedValue { a in
-            defer { a.next += 1 }
-            a.byKey[a.next] = answer
-            return a.next
-        }
-    }
+    func add(_ answer: Answer, at seq: Int) { answers.withLockedValue { $0[seq] = answer } }
 
-    func remove(_ key: Int) { answers.withLockedValue { _ = $0.byKey.removeValue(forKey: key) } }
+    func remove(_ seq: Int) { answers.withLockedValue { _ = $0.removeValue(forKey: seq) } }
 
-    func cancelAll() { for a in answers.withLockedValue({ Array($0.byKey.values) }) { a.cancel() } }
+    func cancelAll() { for a in answers.withLockedValue({ Array($0.values) }) { a.cancel() } }
 }
 
 /// Writes one connection's answers in request order as they become ready, on its event
