@@ -47,15 +47,24 @@ import Testing
         return await e.append(streamId: s, batch: b, header: h, timeout: .seconds(10)).result()
     }
 
-    /// Appends one batch per element back to back (usually one WAL object), then waits for
-    /// every ack.
+    /// Appends one batch per element back to back, flushes, and waits for every ack: one WAL
+    /// object for them all when the engine's flush timer is long (`oneFlush`); a short timer
+    /// can fire between the appends on a busy machine (CI saw it).
     static func appendTogether(_ e: StreamEngine, _ s: Int64, _ batches: [[String]]) async {
         var tickets: [StreamEngine.AppendTicket] = []
         for values in batches {
             let (b, h) = batch(values)
             tickets.append(await e.append(streamId: s, batch: b, header: h, timeout: .seconds(10)))
         }
+        e.flush()
         for t in tickets { _ = await t.result() }
+    }
+
+    /// `config` with a flush timer that never fires within a test: flushes come from `flush()`.
+    static func oneFlush(_ config: StorageConfig = StorageConfig()) -> StorageConfig {
+        var c = config
+        c.uploadIntervalMs = 600_000
+        return c
     }
 
     static func values(_ r: ReadResult) throws -> [String] {
@@ -66,7 +75,7 @@ import Testing
     /// fetch answers with instead of copying the batches together.
     @Test func batchesReadFromAnObjectAreOneSliceOfIt() async throws {
         let f = try await Self.fixture()
-        let e = try await Self.engine(f, config: CompactionTests.noCache)
+        let e = try await Self.engine(f, config: Self.oneFlush(CompactionTests.noCache))
         let committer = Task { await e.runCommitter() }
         try await e.open(streamId: f.streamId)
         await Self.appendTogether(e, f.streamId, [["a", "b"], ["c"], ["d", "e", "f"]])
@@ -257,7 +266,7 @@ import Testing
     @Test func walObjectsAreWrittenFromTheAppendedBatches() async throws {
         let store = AddressRecordingStore()
         let f = try await Self.fixture(store: store)
-        let e = try await Self.engine(f)
+        let e = try await Self.engine(f, config: Self.oneFlush())
         let committer = Task { await e.runCommitter() }
         try await e.open(streamId: f.streamId)
         await Self.appendTogether(e, f.streamId, [["a", "b"], ["c"], ["d", "e", "f"]])
