@@ -109,14 +109,7 @@ public enum PrometheusText {
         for (api, a) in s.apis.sorted(by: { $0.key < $1.key }) { out += "tern_request_errors_total{api=\"\(api)\"} \(a.errors)\n" }
         family("tern_request_duration_seconds", "histogram", "Time from a request's arrival to its response, by API.")
         for (api, a) in s.apis.sorted(by: { $0.key < $1.key }) {
-            var cumulative = 0
-            for (i, le) in BrokerMetrics.buckets.enumerated() {
-                cumulative += a.bucketCounts[i]
-                out += "tern_request_duration_seconds_bucket{api=\"\(api)\",le=\"\(le)\"} \(cumulative)\n"
-            }
-            out += "tern_request_duration_seconds_bucket{api=\"\(api)\",le=\"+Inf\"} \(a.requests)\n"
-            out += "tern_request_duration_seconds_sum{api=\"\(api)\"} \(a.seconds)\n"
-            out += "tern_request_duration_seconds_count{api=\"\(api)\"} \(a.requests)\n"
+            out += a.duration.prometheusLines("tern_request_duration_seconds", labels: "api=\"\(api)\"")
         }
         family("tern_produced_bytes_total", "counter", "Record batch bytes accepted by produce.")
         out += "tern_produced_bytes_total \(s.producedBytes)\n"
@@ -133,6 +126,10 @@ public enum PrometheusText {
         for r in ObjectStoreRequest.allCases { out += "tern_object_store_requests_total{type=\"\(r.rawValue)\"} \(objects[r]?.requests ?? 0)\n" }
         family("tern_object_store_errors_total", "counter", "Failed object-store requests, by type.")
         for r in ObjectStoreRequest.allCases { out += "tern_object_store_errors_total{type=\"\(r.rawValue)\"} \(objects[r]?.errors ?? 0)\n" }
+        family("tern_object_store_request_duration_seconds", "histogram", "Object-store request time, by type, failed attempts included.")
+        for r in ObjectStoreRequest.allCases {
+            out += (objects[r]?.duration ?? DurationHistogram()).prometheusLines("tern_object_store_request_duration_seconds", labels: "type=\"\(r.rawValue)\"")
+        }
         family("tern_object_store_bytes_out_total", "counter", "Bytes written to the object store.")
         out += "tern_object_store_bytes_out_total \(objects.values.reduce(0) { $0 + $1.bytesOut })\n"
         family("tern_object_store_bytes_in_total", "counter", "Bytes read from the object store.")
@@ -152,6 +149,8 @@ public enum PrometheusText {
         out += "tern_log_cache_bytes \(log.bytes)\n"
         family("tern_wal_unflushed_bytes", "gauge", "Bytes appended but not yet in an uploaded WAL object (produce waits above wal.buffer.max.bytes).")
         out += "tern_wal_unflushed_bytes \(log.unflushedBytes)\n"
+        family("tern_wal_upload_duration_seconds", "histogram", "From a WAL object's flush until it is done in WAL order: its PUT, the fence check, earlier objects (S3 WAL: its produce requests are acked then).")
+        out += broker.engine.walUploadDurations.prometheusLines("tern_wal_upload_duration_seconds")
         family("tern_produce_waiting_appends", "gauge", "Appends waiting for WAL buffer space (backpressure).")
         out += "tern_produce_waiting_appends \(log.waitingAppends)\n"
         if let limiter = broker.engine.throughputLimiter {

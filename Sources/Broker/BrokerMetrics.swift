@@ -1,15 +1,13 @@
 import NIOConcurrencyHelpers
+import ObjectStore
 
 /// Counters behind `/metrics`: requests and latency by API, bytes produced and fetched.
 public final class BrokerMetrics: Sendable {
-    /// Upper bounds (seconds) of the latency histogram buckets.
-    public static let buckets: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
-
     public struct ApiStats: Sendable {
-        public var requests = 0
+        /// Requests handled: `duration.count`.
+        public var requests: Int { duration.count }
         public var errors = 0
-        public var seconds = 0.0
-        public var bucketCounts = [Int](repeating: 0, count: BrokerMetrics.buckets.count)
+        public var duration = DurationHistogram()
     }
 
     public struct Snapshot: Sendable {
@@ -30,10 +28,8 @@ public final class BrokerMetrics: Sendable {
     func request(_ api: String, seconds: Double, failed: Bool) {
         state.withLockedValue { s in
             var a = s.apis[api] ?? ApiStats()
-            a.requests += 1
             if failed { a.errors += 1 }
-            a.seconds += seconds
-            if let i = Self.buckets.firstIndex(where: { seconds <= $0 }) { a.bucketCounts[i] += 1 }
+            a.duration.record(seconds)
             s.apis[api] = a
         }
     }

@@ -8,7 +8,8 @@ public final class ObjectStoreMeter: Sendable {
         public var errors = 0
         public var bytesIn = 0
         public var bytesOut = 0
-        public var seconds = 0.0
+        public var duration = DurationHistogram()
+        public var seconds: Double { duration.sum }
     }
 
     private let counts = NIOLockedValueBox<[ObjectStoreRequest: Counts]>([:])
@@ -24,7 +25,7 @@ public final class ObjectStoreMeter: Sendable {
             if !ok { c.errors += 1 }
             c.bytesIn += bytesIn
             c.bytesOut += bytesOut
-            c.seconds += seconds
+            c.duration.record(seconds)
             $0[r] = c
         }
     }

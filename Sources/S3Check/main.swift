@@ -13,7 +13,7 @@
 //   Settings from the environment: S3_ENDPOINT, S3_BUCKET, S3_PREFIX, S3_REGION,
 //   S3_PATH_STYLE, S3_PART_SIZE, S3_MAX_ATTEMPTS, S3_TIMEOUT_MS, credentials as the broker.
 //   In:  {"op": "put"|"get"|"head"|"list"|"delete", "key", "body_hex" | "fill": [byte, count],
-//         "if_none_match", "range": [lo, hi], "prefix", "keys"}
+//         "if_none_match", "range": [lo, hi], "prefix", "keys", "class": "compaction"}
 //   Out: {"ok": true, ...result} or {"error": code, "message": ...}
 //
 // `s3-check bench put|get SIZE COUNT CONCURRENCY` PUTs or GETs COUNT objects `bench/SIZE/<i>`
@@ -73,7 +73,11 @@ func run(_ store: S3ObjectStore, _ obj: [String: Any]) async throws -> [String: 
         } else {
             body = ByteBuffer(bytes: bytes(hex: obj["body_hex"] as? String ?? ""))
         }
-        try await store.put(key, body, ifNoneMatch: obj["if_none_match"] as? Bool ?? false)
+        // "class": the traffic class the put runs under ("compaction" sends parts one at a time).
+        let ioClass = IOClass.allCases.first { $0.label == obj["class"] as? String } ?? .produce
+        try await IOClass.$current.withValue(ioClass) {
+            try await store.put(key, body, ifNoneMatch: obj["if_none_match"] as? Bool ?? false)
+        }
         return [:]
     case "get":
         let r = (obj["range"] as? [Int]).map { $0[0]..<$0[1] }

@@ -372,9 +372,12 @@ extension StreamEngine {
         return report
     }
 
+    /// Bytes of compaction GETs under way at once (one larger GET may still run alone).
+    static let maxReadBytesInFlight = 16 << 20
+
     /// The batches of `ranges` (in their order), read with one ranged GET per stretch of an
-    /// input whose ranges lie at most `gap` apart, up to 8 GETs at a time. Returns the
-    /// batches and the bytes read.
+    /// input whose ranges lie at most `gap` apart, up to 8 GETs and `maxReadBytesInFlight`
+    /// at a time. Returns the batches and the bytes read.
     func readRanges(_ ranges: [StreamRange], objectSizes: [String: Int], gap: Int = 1 << 20) async throws -> ([ObjectFormat.Batch], Int) {
         for r in ranges {
             guard r.position >= 0, r.size > 0, r.position + r.size <= objectSizes[r.objectKey] ?? .max else {
@@ -399,19 +402,31 @@ extension StreamEngine {
         var fetched: [Int: ByteBuffer] = [:]
         try await withThrowingTaskGroup(of: (Int, ByteBuffer).self) { group in
             var next = 0
-            func launch() {
-                let i = next
-                let s = stretches[i]
-                next += 1
-                group.addTask { (i, try await self.objectStore.get(s.key, range: s.span)) }
+            var running = 0
+            var runningBytes = 0
+            // Small GETs go 8 at a time (many partitions' short runs), large ones at most
+            // `maxReadBytesInFlight` together: eight 8 MiB GETs at once slowed the WAL uploads
+            // beside them several-fold on SeaweedFS.
+            func launchWhileRoom() {
+                while next < stretches.count, running < 8,
+                      running == 0 || runningBytes + stretches[next].span.count <= Self.maxReadBytesInFlight {
+                    let i = next
+                    let s = stretches[i]
+                    next += 1
+                    running += 1
+                    runningBytes += s.span.count
+                    group.addTask { (i, try await self.objectStore.get(s.key, range: s.span)) }
+                }
             }
-            while next < min(8, stretches.count) { launch() }
+            launchWhileRoom()
             while let (i, body) = try await group.next() {
                 guard body.readableBytes == stretches[i].span.count else {
                     throw ObjectFormat.FormatError(description: "\(stretches[i].key) is shorter than its ranges (\(body.readableBytes) of \(stretches[i].span.count) bytes)")
                 }
                 fetched[i] = body
-                if next < stretches.count { launch() }
+                running -= 1
+                runningBytes -= stretches[i].span.count
+                launchWhileRoom()
             }
         }
         var byObject: [String: [(span: Range<Int>, body: ByteBuffer)]] = [:]

@@ -199,6 +199,8 @@ public final class StreamEngine: Sendable {
     struct Upload {
         var seq: UInt64
         var buffer: Buffer
+        /// When it became a WAL object (the flush), for `walUploadDurations`.
+        var started = ContinuousClock.now
         var done = false
         var key = ""
         var entries: [ObjectFormat.Entry] = []
@@ -209,6 +211,8 @@ public final class StreamEngine: Sendable {
         var streams: [Int64: Stream] = [:]
         var buffer = Buffer()
         var uploads: Deque<Upload> = []
+        /// From each WAL object's flush to its acks (in WAL order).
+        var uploadDurations = DurationHistogram()
         var nextSeq: UInt64 = 0
         var unflushedBytes = 0
         var timerArmed = false
@@ -571,6 +575,11 @@ public final class StreamEngine: Sendable {
         /// Appends waiting for buffer space (backpressure).
         public var waitingAppends: Int
     }
+
+    /// Time from each WAL object's flush until it is done in WAL order: its PUT, the fence
+    /// check, and the wait for earlier objects. With the S3 WAL its produce requests are acked
+    /// then; with the file WAL they were acked at their fsync.
+    public var walUploadDurations: DurationHistogram { state.withLockedValue { $0.uploadDurations } }
 
     /// The throughput-class limiter in front of the object store, when one is set.
     public var throughputLimiter: ThroughputLimiter? { (objectStore as? ThrottledObjectStore)?.limiter }
@@ -1043,6 +1052,7 @@ public final class StreamEngine: Sendable {
             // Complete in WAL order: offsets become visible in the order they were assigned.
             while let u = s.uploads.first, u.done {
                 s.uploads.removeFirst()
+                s.uploadDurations.record((ContinuousClock.now - u.started).seconds)
                 let ok = !s.fenced
                 var headers: [(Int64, RecordBatchHeader)] = []
                 var aborted: [AbortedTxnRecord] = []

@@ -2,6 +2,7 @@ import Foundation
 import KafkaProtocol
 import Logging
 import Metadata
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ObjectStore
@@ -199,6 +200,58 @@ import Testing
             #expect(gets.contains { $0.contains(part.lowerBound) && $0.contains(part.upperBound - 1) }, "\(part) lies in a GET's answer")
         }
         for s in streams { #expect(try await Self.readAll(e, s).map(\.1) == (0..<4).map { "\(s)-\($0)" }) }
+        await e.shutdown()
+        await committer.value
+    }
+
+    /// Holds every GET until the test lets it go, and records which GETs were held together.
+    final class HeldGetsStore: ObjectStore {
+        let base = InMemoryObjectStore()
+        struct Held { var bytes: Int; var go: OneShot<Void> }
+        let held = NIOLockedValueBox<[Held]>([])
+        func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws { try await base.put(key, body, ifNoneMatch: ifNoneMatch) }
+        func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer {
+            let go = OneShot<Void>()
+            held.withLockedValue { $0.append(Held(bytes: range?.count ?? 0, go: go)) }
+            await go.wait()
+            return try await base.get(key, range: range)
+        }
+        func head(_ key: String) async throws -> ObjectInfo? { try await base.head(key) }
+        func list(prefix: String) async throws -> [ObjectInfo] { try await base.list(prefix: prefix) }
+        func delete(_ keys: [String]) async throws { try await base.delete(keys) }
+    }
+
+    /// Compaction reads at most 16 MiB at once: four 6 MiB inputs are read two at a time
+    /// (eight GETs at once, 24 MiB here, slowed the WAL uploads beside them on SeaweedFS).
+    @Test func compactionKeepsAtMost16MiBOfGetsUnderWay() async throws {
+        let store = HeldGetsStore()
+        let f = try await E.fixture(store: store)
+        let e = try await E.engine(f, config: E.oneFlush(Self.noCache))
+        let committer = Task { await e.runCommitter() }
+        try await e.open(streamId: f.streamId)
+        let mib = String(repeating: "x", count: 1 << 20)
+        for _ in 0..<4 { await E.appendTogether(e, f.streamId, Array(repeating: [mib], count: 6)) }
+        #expect(try await Self.committedWALObjects(f) == 4)
+        let done = NIOLockedValueBox(false)
+        let compaction = Task {
+            defer { done.withLockedValue { $0 = true } }
+            return try await e.compactOnce(config: Self.mergeAny, now: 1_000)
+        }
+        var mostHeld = 0
+        var released = 0
+        while !done.withLockedValue({ $0 }) {
+            // Lets the compaction start whatever GETs it will before counting them.
+            try await Task.sleep(for: .milliseconds(100))
+            let under = store.held.withLockedValue { Array($0[released...]) }
+            guard let first = under.first else { continue }
+            mostHeld = max(mostHeld, under.reduce(0) { $0 + $1.bytes })
+            first.go.resume(())
+            released += 1
+        }
+        let report = try #require(try await compaction.value)
+        #expect(report.inputs == 4)
+        #expect(mostHeld <= 16 << 20, "\(mostHeld) bytes of GETs under way at once")
+        #expect(mostHeld > 6 << 20, "two GETs still run together")
         await e.shutdown()
         await committer.value
     }

@@ -101,6 +101,15 @@ def test_ready_line_health_and_metrics(broker):
     assert broker.metric('tern_object_store_requests_total{type="PUT"}') >= 1
     assert broker.metric("tern_produced_bytes_total") >= 100
     assert 'tern_request_duration_seconds_bucket{api="produce",le="+Inf"}' in m
+    # every PUT is in the request-time histogram, every WAL upload in the upload-time one
+    m = broker.metrics()
+    sample = {k: float(v) for k, v in (line.rsplit(" ", 1) for line in m.splitlines() if not line.startswith("#"))}
+    puts = sample['tern_object_store_requests_total{type="PUT"}']
+    assert sample['tern_object_store_request_duration_seconds_bucket{type="PUT",le="+Inf"}'] == puts
+    assert sample['tern_object_store_request_duration_seconds_count{type="PUT"}'] == puts
+    assert sample['tern_object_store_request_duration_seconds_sum{type="PUT"}'] > 0
+    assert sample['tern_wal_upload_duration_seconds_count'] >= 1
+    assert sample['tern_wal_upload_duration_seconds_bucket{le="10.0"}'] == sample['tern_wal_upload_duration_seconds_count']
 
 
 def test_sigterm_exits_zero(broker):

@@ -303,6 +303,23 @@ def test_failed_multipart_upload_is_aborted(server, proxy, store_factory):
     assert "Contents" not in server.client().list_objects_v2(Bucket=bucket)
 
 
+def test_compaction_sends_its_parts_one_at_a_time(server, proxy, store_factory):
+    """A multipart upload of the compaction class sends one part after another; a WAL upload
+    (the default class) sends them in parallel. Each part is held 1 s by the proxy."""
+    bucket = new_bucket(server)
+    store = store_factory(proxy.endpoint, bucket, env={"S3_PART_SIZE": str(5 << 20)})
+    assert store("put", key="warm-up", fill=[0, 5 << 20]) == {"ok": True}  # SeaweedFS's first write grows volumes
+    proxy.plan(lambda m, p, q: m == "PUT" and "partNumber=" in q, "delay:1000", times=8)
+    timings = {}
+    for cls in ("produce", "compaction"):
+        started = time.monotonic()
+        assert store("put", key=f"four-parts-{cls}", fill=[1, 4 * (5 << 20)], **{"class": cls}) == {"ok": True}
+        timings[cls] = time.monotonic() - started
+    assert timings["compaction"] >= 4.0, timings  # four parts of 1 s each, in turn
+    assert timings["produce"] < 3.0, timings  # the four at once
+    assert server.client().head_object(Bucket=bucket, Key="four-parts-compaction")["ETag"].strip('"').endswith("-4")
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. The broker on S3
 # ---------------------------------------------------------------------------------------------

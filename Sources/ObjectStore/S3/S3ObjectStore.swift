@@ -379,7 +379,10 @@ public final class S3ObjectStore: ObjectStore {
                         return (n, etag)
                     }
                 }
-                while next < min(count, config.partConcurrency) { start() }
+                // Compaction's parts go one at a time: parallel parts of a 64 MiB output in a burst
+                // slowed concurrent WAL uploads on SeaweedFS several-fold (bench/peers' e2e phase).
+                let concurrency = IOClass.current == .compaction ? 1 : config.partConcurrency
+                while next < min(count, concurrency) { start() }
                 while let (n, etag) = try await group.next() {
                     etags[n] = etag
                     if next < count { start() }
