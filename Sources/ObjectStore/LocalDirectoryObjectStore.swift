@@ -209,7 +209,7 @@ public final class LocalDirectoryObjectStore: ObjectStore {
 /// padded to the alignment, and the file cut back to the body's length.
 public final class DirectWrites: Sendable {
     public static let alignment = 4096
-    static let chunkBytes = 8 << 20
+    static let chunkBytes = 2 << 20
     /// The open flag, per architecture (Glibc does not export O_DIRECT to Swift).
     #if os(Linux) && arch(x86_64)
     public static let openFlag: Int32? = 0o40000

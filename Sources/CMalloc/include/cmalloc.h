@@ -6,4 +6,8 @@
 /// Returns 1 when set, 0 when refused or not glibc.
 int tern_fix_mmap_threshold(int bytes);
 
+/// Caps the C library's malloc arenas at `count` (glibc's mallopt M_ARENA_MAX).
+/// Returns 1 when set, 0 when refused or not glibc.
+int tern_limit_malloc_arenas(int count);
+
 #endif
