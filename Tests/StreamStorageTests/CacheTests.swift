@@ -11,7 +11,7 @@ import Testing
 
 /// An in-memory bucket that records every GET (key and range) and can hold back the PUT of
 /// WAL object `seq` until `release(seq)`.
-final class CountingStore: ObjectStore {
+final class CountingStore: ForwardingStore {
     let base = InMemoryObjectStore()
     private let gates: [String: OneShot<Void>]
     private let log = NIOLockedValueBox<[(key: String, range: Range<Int>?)]>([])
@@ -32,9 +32,6 @@ final class CountingStore: ObjectStore {
         log.withLockedValue { $0.append((key, range)) }
         return try await base.get(key, range: range)
     }
-    func head(_ key: String) async throws -> ObjectInfo? { try await base.head(key) }
-    func list(prefix: String) async throws -> [ObjectInfo] { try await base.list(prefix: prefix) }
-    func delete(_ keys: [String]) async throws { try await base.delete(keys) }
 }
 
 /// The LogCache (FIFO of recent batches within `log.cache.bytes`, evicting only uploaded

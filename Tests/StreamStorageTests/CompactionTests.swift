@@ -205,20 +205,16 @@ import Testing
     }
 
     /// Holds every GET until the test lets it go, and records which GETs were held together.
-    final class HeldGetsStore: ObjectStore {
+    final class HeldGetsStore: ForwardingStore {
         let base = InMemoryObjectStore()
         struct Held { var bytes: Int; var go: OneShot<Void> }
         let held = NIOLockedValueBox<[Held]>([])
-        func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws { try await base.put(key, body, ifNoneMatch: ifNoneMatch) }
         func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer {
             let go = OneShot<Void>()
             held.withLockedValue { $0.append(Held(bytes: range?.count ?? 0, go: go)) }
             await go.wait()
             return try await base.get(key, range: range)
         }
-        func head(_ key: String) async throws -> ObjectInfo? { try await base.head(key) }
-        func list(prefix: String) async throws -> [ObjectInfo] { try await base.list(prefix: prefix) }
-        func delete(_ keys: [String]) async throws { try await base.delete(keys) }
     }
 
     /// Compaction reads at most 16 MiB at once: four 6 MiB inputs are read two at a time

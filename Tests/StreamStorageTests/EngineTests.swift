@@ -237,9 +237,8 @@ import Testing
         #expect(e.offsets(streamId: f.streamId)?.highWatermark == 3)
     }
 
-    /// Holds back the PUT of WAL object `seq` until `release(seq)`.
     /// Records where the bytes of each PUT body and GET answer lie in memory.
-    final class AddressRecordingStore: ObjectStore {
+    final class AddressRecordingStore: ForwardingStore {
         let base = InMemoryObjectStore()
         let puts = NIOLockedValueBox<[(key: String, parts: [Range<UInt>])]>([])
         let gets = NIOLockedValueBox<[Range<UInt>]>([])
@@ -256,9 +255,6 @@ import Testing
             gets.withLockedValue { $0.append(Self.span(body)) }
             return body
         }
-        func head(_ key: String) async throws -> ObjectInfo? { try await base.head(key) }
-        func list(prefix: String) async throws -> [ObjectInfo] { try await base.list(prefix: prefix) }
-        func delete(_ keys: [String]) async throws { try await base.delete(keys) }
     }
 
     /// A WAL object is written from the appended batches where the LogCache holds them, not
@@ -279,25 +275,8 @@ import Testing
         await committer.value
     }
 
-    final class GatedStore: ObjectStore {
-        let base = InMemoryObjectStore()
-        let gates: [String: OneShot<Void>]
-        init(held: [Int]) {
-            gates = Dictionary(uniqueKeysWithValues: held.map { (String(format: "%020d", $0), OneShot<Void>()) })
-        }
-        func release(_ seq: Int) { gates[String(format: "%020d", seq)]!.resume(()) }
-        func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
-            if let gate = gates[String(key.split(separator: "/").last!)] { await gate.wait() }
-            try await base.put(key, body, ifNoneMatch: ifNoneMatch)
-        }
-        func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer { try await base.get(key, range: range) }
-        func head(_ key: String) async throws -> ObjectInfo? { try await base.head(key) }
-        func list(prefix: String) async throws -> [ObjectInfo] { try await base.list(prefix: prefix) }
-        func delete(_ keys: [String]) async throws { try await base.delete(keys) }
-    }
-
     @Test(arguments: StoreKind.testable) func aRetriedBatchIsNotAckedBeforeItsOriginal(kind: StoreKind) async throws {
-        let gated = GatedStore(held: [0, 1])
+        let gated = CountingStore(held: [0, 1])
         let f = try await Self.fixture(kind, store: gated)
         let other = try await f.metadata.createTopic(name: "u", topicId: KafkaUUID.random().hex, partitions: 1, configs: [:]).streamIds[0]
         var c = StorageConfig()
@@ -408,16 +387,12 @@ import Testing
 /// end and the object is dropped from it.
 @Suite struct CommitOrderTests {
     /// PUTs that take a random 0-2 ms, so that uploads in flight together finish in any order.
-    struct Jittery: ObjectStore {
+    struct Jittery: ForwardingStore {
         let base = InMemoryObjectStore()
         func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
             try await Task.sleep(for: .microseconds(Int.random(in: 0...2000)))
             try await base.put(key, body, ifNoneMatch: ifNoneMatch)
         }
-        func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer { try await base.get(key, range: range) }
-        func head(_ key: String) async throws -> ObjectInfo? { try await base.head(key) }
-        func list(prefix: String) async throws -> [ObjectInfo] { try await base.list(prefix: prefix) }
-        func delete(_ keys: [String]) async throws { try await base.delete(keys) }
     }
 
     /// Five rounds: without the ordering, one round in two loses commits on a 2-core machine.
