@@ -4,12 +4,12 @@ import NIOCore
 /// Counts requests, failures and bytes by request type, for `/metrics`.
 public final class ObjectStoreMeter: Sendable {
     public struct Counts: Sendable, Equatable {
-        public var requests = 0
+        /// Requests made: `duration.count`.
+        public var requests: Int { duration.count }
         public var errors = 0
         public var bytesIn = 0
         public var bytesOut = 0
         public var duration = DurationHistogram()
-        public var seconds: Double { duration.sum }
     }
 
     private let counts = NIOLockedValueBox<[ObjectStoreRequest: Counts]>([:])
@@ -21,7 +21,6 @@ public final class ObjectStoreMeter: Sendable {
     func record(_ r: ObjectStoreRequest, ok: Bool, bytesIn: Int = 0, bytesOut: Int = 0, seconds: Double) {
         counts.withLockedValue {
             var c = $0[r] ?? Counts()
-            c.requests += 1
             if !ok { c.errors += 1 }
             c.bytesIn += bytesIn
             c.bytesOut += bytesOut
