@@ -780,7 +780,7 @@ public final class StreamEngine: Sendable {
     /// The synchronous part of an append: checks, offsets, buffer. Returns a result when the
     /// append is answered at once (error or duplicate); nil when it waits for a flush.
     private func enqueue(streamId: Int64, batch: ByteBuffer, header: RecordBatchHeader, waiter: OneShot<Result<AppendResult, AppendError>>) -> Result<AppendResult, AppendError>? {
-        enum Next { case answer(Result<AppendResult, AppendError>), flushNow, armTimer, syncNow, nothing }
+        enum Next { case answer(Result<AppendResult, AppendError>), flushNow, armTimer(UInt64), syncNow, nothing }
         let next: Next = state.withLockedValue { s in
             if s.fenced { return .answer(.failure(.fenced)) }
             if s.walFailed { return .answer(.failure(.rejected(.kafkaStorageError))) }
@@ -830,7 +830,7 @@ public final class StreamEngine: Sendable {
             if s.buffer.bytes >= config.uploadBytes { return .flushNow }
             if !s.timerArmed {
                 s.timerArmed = true
-                return .armTimer
+                return .armTimer(s.nextSeq)
             }
             return .nothing
         }
@@ -838,8 +838,8 @@ public final class StreamEngine: Sendable {
         case .answer(let r): return r
         case .flushNow: flush()
         case .syncNow: sync()
-        case .armTimer:
-            loop.scheduleTask(in: .milliseconds(Int64(config.uploadIntervalMs))) { self.flush() }
+        case .armTimer(let seq):
+            armFlushTimer(seq)
         case .nothing: break
         }
         return nil
@@ -864,6 +864,14 @@ public final class StreamEngine: Sendable {
         }
         guard let upload else { return }
         Task { await self.runUpload(upload) }
+    }
+
+    /// `wal.upload.interval.ms` from now, flushes WAL object `seq` unless it was flushed
+    /// already (by size): a timer armed for one object must not cut the next one short.
+    private func armFlushTimer(_ seq: UInt64) {
+        loop.scheduleTask(in: .milliseconds(Int64(config.uploadIntervalMs))) {
+            if self.state.withLockedValue({ $0.nextSeq == seq }) { self.flush() }
+        }
     }
 
     /// Makes the batches at `source` the next WAL object and queues its upload, unless too
@@ -956,7 +964,7 @@ public final class StreamEngine: Sendable {
             let cut = !s.synced.batches.isEmpty && (s.cutWanted || s.closing || s.synced.bytes >= config.uploadBytes)
             if !cut && !s.synced.batches.isEmpty && !s.timerArmed {
                 s.timerArmed = true
-                loop.scheduleTask(in: .milliseconds(Int64(config.uploadIntervalMs))) { self.flush() }
+                armFlushTimer(s.nextSeq)
             }
             return cut
         }

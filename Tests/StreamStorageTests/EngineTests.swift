@@ -275,6 +275,48 @@ import Testing
         await committer.value
     }
 
+    /// Records when each WAL object's PUT began.
+    final class PutTimesStore: ForwardingStore {
+        let base = InMemoryObjectStore()
+        let walPuts = NIOLockedValueBox<[ContinuousClock.Instant]>([])
+        func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
+            if key.contains("/wal/") { walPuts.withLockedValue { $0.append(.now) } }
+            try await base.put(key, body, ifNoneMatch: ifNoneMatch)
+        }
+    }
+
+    /// A WAL object is flushed `wal.upload.interval.ms` after its first append. The timer
+    /// armed for the object before, which was flushed by size, used to fire into the next
+    /// one and cut it short (objects at 60 MB/s averaged 6.4 MB, not 8 MiB).
+    @Test(arguments: [false, true]) func aSizeFlushedObjectsTimerDoesNotCutTheNextShort(fileWAL: Bool) async throws {
+        let store = PutTimesStore()
+        let f = try await Self.fixture(store: store)
+        var c = StorageConfig()
+        c.uploadIntervalMs = 1_000
+        c.uploadBytes = 64 << 10
+        let e = fileWAL ? try await FileWALTests.engine(f, dir: FileWALTests.directory(), config: c) : try await Self.engine(f, config: c)
+        let committer = Task { await e.runCommitter() }
+        try await e.open(streamId: f.streamId)
+        func putsAfter(_ n: Int) async throws -> [ContinuousClock.Instant] {
+            for _ in 0..<1_000 where store.walPuts.withLockedValue({ $0.count }) < n { try await Task.sleep(for: .milliseconds(10)) }
+            return store.walPuts.withLockedValue { $0 }
+        }
+        let (small, smallHeader) = Self.batch(["a"])
+        let first = await e.append(streamId: f.streamId, batch: small, header: smallHeader, timeout: .seconds(30))  // arms the timer
+        if fileWAL { _ = await first.result() }  // synced on its own: the file WAL arms the timer once synced
+        _ = await Self.append(e, f.streamId, [String(repeating: "x", count: 70_000)])  // flushed by size
+        _ = await first.result()
+        #expect(try await putsAfter(1).count == 1)
+        try await Task.sleep(for: .milliseconds(400))
+        let armed = ContinuousClock.now
+        _ = await Self.append(e, f.streamId, ["b"])  // arms the next object's timer
+        let puts = try await putsAfter(2)
+        try #require(puts.count == 2)
+        #expect(puts[1] - armed >= .milliseconds(950), "flushed \(puts[1] - armed) after its first append")
+        await e.shutdown()
+        await committer.value
+    }
+
     @Test(arguments: StoreKind.testable) func aRetriedBatchIsNotAckedBeforeItsOriginal(kind: StoreKind) async throws {
         let gated = CountingStore(held: [0, 1])
         let f = try await Self.fixture(kind, store: gated)
