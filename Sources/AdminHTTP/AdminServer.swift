@@ -151,6 +151,8 @@ public enum PrometheusText {
         out += "tern_wal_unflushed_bytes \(log.unflushedBytes)\n"
         family("tern_wal_upload_duration_seconds", "histogram", "From a WAL object's flush until it is done in WAL order: its PUT, the fence check, earlier objects (S3 WAL: its produce requests are acked then).")
         out += broker.engine.walUploadDurations.prometheusLines("tern_wal_upload_duration_seconds")
+        family("tern_wal_sync_duration_seconds", "histogram", "File WAL: each group commit's write and fdatasync (its produce requests are acked after it).")
+        out += broker.engine.walSyncDurations.prometheusLines("tern_wal_sync_duration_seconds")
         family("tern_produce_waiting_appends", "gauge", "Appends waiting for WAL buffer space (backpressure).")
         out += "tern_produce_waiting_appends \(log.waitingAppends)\n"
         if let limiter = broker.engine.throughputLimiter {

@@ -213,6 +213,8 @@ public final class StreamEngine: Sendable {
         var uploads: Deque<Upload> = []
         /// From each WAL object's flush to its acks (in WAL order).
         var uploadDurations = DurationHistogram()
+        /// File WAL: each group commit's write and fdatasync.
+        var syncDurations = DurationHistogram()
         var nextSeq: UInt64 = 0
         var unflushedBytes = 0
         var timerArmed = false
@@ -581,6 +583,10 @@ public final class StreamEngine: Sendable {
     /// then; with the file WAL they were acked at their fsync.
     public var walUploadDurations: DurationHistogram { state.withLockedValue { $0.uploadDurations } }
 
+    /// File WAL: the time of each group commit's write and fdatasync (its produce requests are
+    /// acked after it).
+    public var walSyncDurations: DurationHistogram { state.withLockedValue { $0.syncDurations } }
+
     /// The throughput-class limiter in front of the object store, when one is set.
     public var throughputLimiter: ThroughputLimiter? { (objectStore as? ThrottledObjectStore)?.limiter }
 
@@ -921,17 +927,20 @@ public final class StreamEngine: Sendable {
             if mutations.contains(.ackBeforeWrite) {
                 for w in group.waiters { w.waiter.resume(.success(w.result)) }
             }
-            synced(group, Result { group.batches.isEmpty ? true : try fileWAL.append(group.batches, segment: seq) })
+            let started = ContinuousClock.now
+            let outcome = Result { group.batches.isEmpty ? true : try fileWAL.append(group.batches, segment: seq) }
+            synced(group, outcome, seconds: (ContinuousClock.now - started).seconds)
         }
     }
 
     /// A group's sync ended: `true` durable, `false` durable but fenced.
-    private func synced(_ group: Buffer, _ outcome: Result<Bool, any Error>) {
+    private func synced(_ group: Buffer, _ outcome: Result<Bool, any Error>, seconds: Double) {
         var toResume: [(OneShot<Result<AppendResult, AppendError>>, Result<AppendResult, AppendError>)] = []
         var drained: [OneShot<Bool>] = []
         var backpressure: [CheckedContinuation<Void, Never>] = []
         let cutNow: Bool = state.withLockedValue { s in
             s.syncing = nil
+            if !group.batches.isEmpty { s.syncDurations.record(seconds) }
             let answer: Result<Void, AppendError>
             switch outcome {
             case .success(let notFenced):

@@ -110,6 +110,7 @@ def test_ready_line_health_and_metrics(broker):
     assert sample['tern_object_store_request_duration_seconds_sum{type="PUT"}'] > 0
     assert sample['tern_wal_upload_duration_seconds_count'] >= 1
     assert sample['tern_wal_upload_duration_seconds_bucket{le="10.0"}'] == sample['tern_wal_upload_duration_seconds_count']
+    assert sample['tern_wal_sync_duration_seconds_count'] == 0, "no file WAL, no group commits"
 
 
 def test_sigterm_exits_zero(broker):

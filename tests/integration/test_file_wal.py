@@ -62,6 +62,10 @@ def test_produce_is_acked_from_the_file_before_any_upload_and_survives_kill_9(ma
     assert not d.failed(), d.failed()[:3]
     assert len(d.acked()) == 3000
     assert broker.metric(PUTS) == puts_before, "records were acked through an object PUT, not the file WAL"
+    # Each group commit's write + fdatasync is timed on /metrics.
+    syncs = broker.metric("tern_wal_sync_duration_seconds_count")
+    assert 1 <= syncs <= 3000, syncs
+    assert broker.metric('tern_wal_sync_duration_seconds_bucket{le="+Inf"}') == syncs
     assert segments(broker.wal_dir), "no WAL segment holds the acked records"
     for q in range(3):  # served from memory before any upload
         assert [v for _, v in consume_all(broker, topic, partition=q)] == sent[q]
