@@ -245,9 +245,9 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
                    .init(service: PeriodicService(intervalMs: config.garbageCollection.intervalMs) {
                        await engine.runGarbageCollection(config: config.garbageCollection, now: Broker.wallClockMs())
                    }),
-                   .init(service: PeriodicService(intervalMs: config.compaction.intervalMs, paced: {
+                   .init(service: PeriodicService.paced(intervalMs: config.compaction.intervalMs) {
                        await engine.runCompaction(config: config.compaction, now: Broker.wallClockMs())
-                   }))],
+                   })],
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
     try await group.run()

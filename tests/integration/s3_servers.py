@@ -51,8 +51,9 @@ class S3Server:
     name = "?"
     checks_credentials = False
 
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix=f"tern-{self.name}-")
+    def __init__(self, parent=None):
+        """The server keeps its data in a new directory under `parent` (the temp dir by default)."""
+        self.dir = tempfile.mkdtemp(prefix=f"tern-{self.name}-", dir=parent)
         self.log_path = os.path.join(self.dir, "server.log")
         self.proc = None
         self.port = None
@@ -91,10 +92,10 @@ class SeaweedFS(S3Server):
     name = "seaweedfs"
     checks_credentials = True
 
-    def __init__(self, metrics=False):
+    def __init__(self, metrics=False, parent=None):
         """`metrics=True` serves SeaweedFS's own Prometheus metrics (`SeaweedFS_s3_request_total`
         and the rest) on `metrics_port` (bench/peers.py counts requests with them)."""
-        super().__init__()
+        super().__init__(parent)
         self.metrics = metrics
         self.metrics_port = None
 

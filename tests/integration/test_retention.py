@@ -1,5 +1,6 @@
 """retention.ms and retention.bytes take effect: the log start offset moves past expired
 data (durably), as Kafka's log retention deletes whole segments from the start."""
+import os
 import time
 import uuid
 
@@ -83,3 +84,22 @@ def test_altering_retention_takes_effect(make_broker):
         ConfigEntry("retention.ms", "86400000", incremental_operation=AlterConfigOpType.SET)])
     a.incremental_alter_configs([res])[res].result(20)
     assert wait_for(lambda: watermarks(broker, topic) == (2, 3), timeout=15), watermarks(broker, topic)
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_the_checks_pause_their_interval_between_passes(make_broker):
+    """Retention and offset expiry run a pass every interval, not back to back. Their passes
+    return a count, which was taken for the pause of a self-pacing pass: 0 ms, so once the
+    first pass had run (5 minutes after startup by default) an idle broker spun a core."""
+    broker = make_broker(settings={**FAST, "offsets.retention.check.interval.ms": "200"})
+    topic = make_topic(broker, {"retention.ms": "60000"})
+    produce(broker, topic, [b"x"])
+    time.sleep(1)  # past the first passes of both
+    before = cpu_seconds(broker.proc.pid)
+    time.sleep(3)
+    used = cpu_seconds(broker.proc.pid) - before
+    assert used < 1.0, f"the idle broker used {used:.2f} CPU seconds in 3 s"
