@@ -52,6 +52,14 @@ public final class S3ObjectStore: ObjectStore {
         try await client.shutdown()
     }
 
+    /// The Content-Type our objects are written with: S3's own default for objects sent without
+    /// one, so AWS stores nothing different. Named, not left out: SeaweedFS gzips every 4 MiB
+    /// chunk of an object without a type (or `application/octet-stream`) whose first 128 bytes
+    /// compress, which record batches of text do, and un-gzips it on every GET. That cost it 2-3
+    /// more CPU seconds per GB written, and halved what it served a catch-up read (4.2 against
+    /// 1.2 CPU s/GB for the same bytes stored with a type).
+    public static let contentType = ("content-type", "binary/octet-stream")
+
     // MARK: ObjectStore
 
     public func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
@@ -333,7 +341,8 @@ public final class S3ObjectStore: ObjectStore {
                 }
             }
             do {
-                _ = try await send(.PUT, key: fullKey, headers: ifNoneMatch ? [("if-none-match", "*")] : [], body: body, maxResponseBytes: 64 << 10)
+                _ = try await send(.PUT, key: fullKey, headers: [Self.contentType] + (ifNoneMatch ? [("if-none-match", "*")] : []), body: body,
+                                   maxResponseBytes: 64 << 10)
                 return
             } catch let e as S3Error where e.kind == .response && e.status == 412 && unknown {
                 if try await holdsOurObject(fullKey, size: body.readableBytes, etag: etag) == true { return }
@@ -354,7 +363,7 @@ public final class S3ObjectStore: ObjectStore {
             throw S3Error(kind: .response, status: 412, code: "PreconditionFailed", message: "\(fullKey) exists")
         }
         let created = try await retrying("CreateMultipartUpload \(fullKey)") {
-            try await self.send(.POST, key: fullKey, query: [("uploads", "")], maxResponseBytes: 64 << 10)
+            try await self.send(.POST, key: fullKey, query: [("uploads", "")], headers: [Self.contentType], maxResponseBytes: 64 << 10)
         }
         guard let root = XMLElementNode.parse(Array(created.body.readableBytesView)), let uploadId = root["UploadId"] else {
             throw S3Error(kind: .protocolViolation, status: created.status, code: "MalformedResponse", message: "CreateMultipartUpload \(fullKey): no UploadId")
@@ -371,7 +380,8 @@ public final class S3ObjectStore: ObjectStore {
                     let part = body.slice(n * partSize..<min((n + 1) * partSize, body.readableBytes))
                     group.addTask {
                         let r = try await self.retrying("UploadPart \(n + 1) \(fullKey)") {
-                            try await self.send(.PUT, key: fullKey, query: [("partNumber", "\(n + 1)"), ("uploadId", uploadId)], body: part, maxResponseBytes: 64 << 10)
+                            try await self.send(.PUT, key: fullKey, query: [("partNumber", "\(n + 1)"), ("uploadId", uploadId)], headers: [Self.contentType],
+                                               body: part, maxResponseBytes: 64 << 10)
                         }
                         guard let etag = r.headers.first(name: "etag") else {
                             throw S3Error(kind: .protocolViolation, status: r.status, code: "MissingETag", message: "UploadPart \(n + 1) \(fullKey) without ETag")
