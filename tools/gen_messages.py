@@ -295,8 +295,10 @@ class Emitter:
             return f"buffer.writeInteger({value})"
         if t == "string":
             return f"buffer.write{'KafkaNullableString' if nullable else 'KafkaString'}({value}, compact: flexible)"
-        if t in ("bytes", "records"):
+        if t == "bytes":
             return f"buffer.write{'KafkaNullableBytes' if nullable else 'KafkaBytes'}({value}, compact: flexible)"
+        if t == "records":
+            return f"buffer.write{'KafkaNullableRecords' if nullable else 'KafkaRecords'}({value}, compact: flexible)"
         raise SchemaError(t)
 
     def emit_write(self, ind, f, value):

@@ -209,12 +209,19 @@ public final class Broker: Sendable {
             return await produce(r, header: header)
         case .fetch:
             let r = try FetchRequest(from: &body, version: v)
-            return .respond(.task {
+            return .respond(.frameTask {
                 let response = await self.fetch(r, version: v)
-                // Room for all the records up front: growing by doubling copied a 16 MB answer
-                // five times over, into freshly faulted pages each time.
-                let records = response.responses.reduce(0) { $0 + $1.partitions.reduce(0) { $0 + ($1.records?.readableBytes ?? 0) + 64 } }
-                return self.encode(header, response, capacity: 256 + records)
+                // The record sets go out as they are (RecordsSplice); room up front for the
+                // rest, and for the small record sets, which are copied.
+                let copied = response.responses.reduce(0) {
+                    $0 + $1.partitions.reduce(0) { n, p in
+                        let size = p.records?.readableBytes ?? 0
+                        return n + 64 + (size < RecordsSplice.minimumBytes ? size : 0)
+                    }
+                }
+                let splice = RecordsSplice()
+                let b = RecordsSplice.$current.withValue(splice) { self.encode(header, response, capacity: 256 + copied, extra: splice) }
+                return .parts(splice.parts(of: b))
             })
         case .listOffsets:
             let r = try ListOffsetsRequest(from: &body, version: v)
@@ -340,14 +347,15 @@ public final class Broker: Sendable {
         .respond(.ready(encode(header, message)))
     }
 
-    /// Frames a response: length, response header, body.
-    func encode<M: KafkaMessage>(_ header: RequestHeader, _ message: M, capacity: Int = 256) -> ByteBuffer {
+    /// Frames a response: length, response header, body. With `extra`, the record sets it
+    /// kept out of the buffer count in the length.
+    func encode<M: KafkaMessage>(_ header: RequestHeader, _ message: M, capacity: Int = 256, extra: RecordsSplice? = nil) -> ByteBuffer {
         var b = ByteBufferAllocator().buffer(capacity: capacity)
         b.writeInteger(Int32(0))
         ResponseHeader.encode(correlationId: header.correlationId,
                               flexible: ResponseHeader.isFlexible(apiKey: header.apiKey, version: header.apiVersion), into: &b)
         message.encode(into: &b, version: header.apiVersion)
-        b.setInteger(Int32(b.readableBytes - 4), at: 0)
+        b.setInteger(Int32(b.readableBytes - 4 + (extra?.bytes ?? 0)), at: 0)
         return b
     }
 }

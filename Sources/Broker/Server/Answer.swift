@@ -7,10 +7,10 @@ import Synchronization
 /// answer needs no Swift concurrency thread to reach the socket.
 public final class Answer: Sendable {
     private struct State {
-        var bytes: ByteBuffer?
+        var bytes: ResponseFrame?
         // The first callback inline and the task by itself: an answer costs few allocations.
-        var first: (@Sendable (ByteBuffer) -> Void)?
-        var more: [@Sendable (ByteBuffer) -> Void] = []
+        var first: (@Sendable (ResponseFrame) -> Void)?
+        var more: [@Sendable (ResponseFrame) -> Void] = []
         var task: Task<Void, Never>?
     }
 
@@ -29,6 +29,11 @@ public final class Answer: Sendable {
     /// An answer computed by `work` in a task of its own; cancelling the answer cancels the
     /// task, whose work then ends early with an answer of its own.
     public static func task(_ work: @escaping @Sendable () async -> ByteBuffer) -> Answer {
+        frameTask { .whole(await work()) }
+    }
+
+    /// An answer computed by `work` in a task of its own, as a frame of parts maybe.
+    public static func frameTask(_ work: @escaping @Sendable () async -> ResponseFrame) -> Answer {
         let a = Answer()
         let t = Task { a.succeed(await work()) }
         a.state.withLock { s in if s.bytes == nil { s.task = t } }
@@ -38,7 +43,11 @@ public final class Answer: Sendable {
     /// Completes the answer and runs its callbacks in the order they were added; later calls
     /// are ignored.
     public func succeed(_ bytes: ByteBuffer) {
-        let callbacks: (first: (@Sendable (ByteBuffer) -> Void)?, more: [@Sendable (ByteBuffer) -> Void])? = state.withLock { s in
+        succeed(.whole(bytes))
+    }
+
+    public func succeed(_ bytes: ResponseFrame) {
+        let callbacks: (first: (@Sendable (ResponseFrame) -> Void)?, more: [@Sendable (ResponseFrame) -> Void])? = state.withLock { s in
             guard s.bytes == nil else { return nil }
             s.bytes = bytes
             s.task = nil
@@ -54,8 +63,8 @@ public final class Answer: Sendable {
     }
 
     /// Calls `f` with the frame once it is there (at once if it is).
-    public func whenReady(_ f: @escaping @Sendable (ByteBuffer) -> Void) {
-        let ready: ByteBuffer? = state.withLock { s in
+    public func whenReady(_ f: @escaping @Sendable (ResponseFrame) -> Void) {
+        let ready: ResponseFrame? = state.withLock { s in
             if s.bytes == nil {
                 if s.first == nil { s.first = f } else { s.more.append(f) }
             }
@@ -72,10 +81,37 @@ public final class Answer: Sendable {
         }?.cancel()
     }
 
-    /// Waits for the frame (tests, benchmarks and the fuzzer; the server uses `whenReady`).
+    /// Waits for the frame, in one buffer (tests, benchmarks and the fuzzer; the server uses
+    /// `whenReady`).
     public var value: ByteBuffer {
         get async {
-            await withCheckedContinuation { c in whenReady { c.resume(returning: $0) } }
+            await withCheckedContinuation { c in whenReady { c.resume(returning: $0.joined) } }
+        }
+    }
+}
+
+/// A response frame as it goes to the socket: one buffer, or parts written in order (a Fetch
+/// response's record sets as the slices the caches hold, between the bytes encoded around
+/// them: `RecordsSplice`).
+public enum ResponseFrame: Sendable {
+    case whole(ByteBuffer)
+    case parts([ByteBuffer])
+
+    public var readableBytes: Int {
+        switch self {
+        case .whole(let b): b.readableBytes
+        case .parts(let parts): parts.reduce(0) { $0 + $1.readableBytes }
+        }
+    }
+
+    /// The frame in one buffer (a copy, when in parts).
+    public var joined: ByteBuffer {
+        switch self {
+        case .whole(let b): return b
+        case .parts(let parts):
+            var out = ByteBufferAllocator().buffer(capacity: readableBytes)
+            for p in parts { out.writeImmutableBuffer(p) }
+            return out
         }
     }
 }

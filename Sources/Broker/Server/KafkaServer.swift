@@ -144,7 +144,7 @@ final class ResponseWriter: @unchecked Sendable {
     private let release: @Sendable (ByteBuffer) -> Void
     // On the event loop only (hence @unchecked):
     private var next = 0
-    private var waiting: [Int: (bytes: ByteBuffer, frame: ByteBuffer)] = [:]
+    private var waiting: [Int: (bytes: ResponseFrame, frame: ByteBuffer)] = [:]
     private var lastWrite: EventLoopFuture<Void>?
     private var drains: [(count: Int, promise: EventLoopPromise<Void>)] = []
 
@@ -155,7 +155,7 @@ final class ResponseWriter: @unchecked Sendable {
     }
 
     /// The answer to the `seq`-th request (counting from 0) of the connection.
-    func write(_ bytes: ByteBuffer, at seq: Int, frame: ByteBuffer) {
+    func write(_ bytes: ResponseFrame, at seq: Int, frame: ByteBuffer) {
         if channel.eventLoop.inEventLoop {
             ready(bytes, at: seq, frame: frame)
         } else {
@@ -176,13 +176,20 @@ final class ResponseWriter: @unchecked Sendable {
         }
     }
 
-    private func ready(_ bytes: ByteBuffer, at seq: Int, frame: ByteBuffer) {
+    private func ready(_ bytes: ResponseFrame, at seq: Int, frame: ByteBuffer) {
         channel.eventLoop.assertInEventLoop()
         waiting[seq] = (bytes, frame)
         guard seq == next else { return }
         while let (b, f) = waiting.removeValue(forKey: next) {
             let p = channel.eventLoop.makePromise(of: Void.self)
-            channel.write(b, promise: p)
+            switch b {
+            case .whole(let bytes):
+                channel.write(bytes, promise: p)
+            case .parts(let parts):
+                // One writev when flushed; the last part's promise completes after the others'.
+                for part in parts.dropLast() { channel.write(part, promise: nil) }
+                channel.write(parts.last ?? ByteBuffer(), promise: p)
+            }
             lastWrite = p.futureResult
             release(f)
             next += 1

@@ -478,7 +478,7 @@ public struct FetchResponse: KafkaMessage {
                 if version >= 11 {
                     buffer.writeInteger(self.preferredReadReplica)
                 }
-                buffer.writeKafkaNullableBytes(self.records, compact: flexible)
+                buffer.writeKafkaNullableRecords(self.records, compact: flexible)
                 if flexible {
                     var tagCount: UInt32 = 0
                     if version >= 12 && self.divergingEpoch != EpochEndOffset() { tagCount += 1 }

@@ -45,7 +45,7 @@ public struct ProduceRequest: KafkaMessage {
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
                 let flexible = version >= 9
                 buffer.writeInteger(self.index)
-                buffer.writeKafkaNullableBytes(self.records, compact: flexible)
+                buffer.writeKafkaNullableRecords(self.records, compact: flexible)
                 if flexible {
                     buffer.writeUnsignedVarint(0)
                 }

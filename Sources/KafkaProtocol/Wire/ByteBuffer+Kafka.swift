@@ -172,6 +172,25 @@ extension ByteBuffer {
         writeKafkaBytes(b, compact: compact)
     }
 
+    /// A record set: copied, or, while a `RecordsSplice` collects, only its length prefix,
+    /// the records to follow at this place in the frame.
+    public mutating func writeKafkaRecords(_ b: ByteBuffer, compact: Bool) {
+        guard let splice = RecordsSplice.current, b.readableBytes >= RecordsSplice.minimumBytes else {
+            writeKafkaBytes(b, compact: compact)
+            return
+        }
+        if compact { writeUnsignedVarint(UInt32(b.readableBytes + 1)) } else { writeInteger(Int32(b.readableBytes)) }
+        splice.add(b, at: writerIndex)
+    }
+
+    public mutating func writeKafkaNullableRecords(_ b: ByteBuffer?, compact: Bool) {
+        guard let b else {
+            if compact { writeUnsignedVarint(0) } else { writeInteger(Int32(-1)) }
+            return
+        }
+        writeKafkaRecords(b, compact: compact)
+    }
+
     public mutating func writeKafkaArrayCount(_ n: Int?, compact: Bool) {
         guard let n else {
             if compact { writeUnsignedVarint(0) } else { writeInteger(Int32(-1)) }
