@@ -74,7 +74,7 @@ struct HotPathFixture: Sendable {
     /// Sends one frame and waits for its answer.
     func answer(_ frame: ByteBuffer) async {
         guard case .respond(let answer) = await broker.handle(frame: frame) else { fatalError("no answer") }
-        blackHole(await answer.value)
+        blackHole(await answer.frame)
     }
 
     static func produce(acks: Int16) -> ByteBuffer {

@@ -81,11 +81,18 @@ public final class Answer: Sendable {
         }?.cancel()
     }
 
+    /// Waits for the frame, as it goes to the socket (benchmarks).
+    public var frame: ResponseFrame {
+        get async {
+            await withCheckedContinuation { c in whenReady { c.resume(returning: $0) } }
+        }
+    }
+
     /// Waits for the frame, in one buffer (tests, benchmarks and the fuzzer; the server uses
     /// `whenReady`).
     public var value: ByteBuffer {
         get async {
-            await withCheckedContinuation { c in whenReady { c.resume(returning: $0.joined) } }
+            await frame.joined
         }
     }
 }
