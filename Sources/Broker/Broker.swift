@@ -214,14 +214,12 @@ public final class Broker: Sendable {
                 // The record sets go out as they are (RecordsSplice); room up front for the
                 // rest, and for the small record sets, which are copied.
                 let copied = response.responses.reduce(0) {
-                    $0 + $1.partitions.reduce(0) { n, p in
-                        let size = p.records?.readableBytes ?? 0
-                        return n + 64 + (size < RecordsSplice.minimumBytes ? size : 0)
-                    }
+                    $0 + $1.partitions.reduce(0) { n, p in n + 64 + (p.records.map { RecordsSplice.isCopied($0) ? $0.readableBytes : 0 } ?? 0) }
                 }
                 let splice = RecordsSplice()
                 let b = RecordsSplice.$current.withValue(splice) { self.encode(header, response, capacity: 256 + copied, extra: splice) }
-                return .parts(splice.parts(of: b))
+                // Nothing left out (small or no records, as a tail read's often are): one buffer.
+                return splice.bytes == 0 ? .whole(b) : .parts(splice.parts(of: b))
             })
         case .listOffsets:
             let r = try ListOffsetsRequest(from: &body, version: v)

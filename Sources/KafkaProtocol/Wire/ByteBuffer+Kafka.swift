@@ -160,8 +160,12 @@ extension ByteBuffer {
     }
 
     public mutating func writeKafkaBytes(_ b: ByteBuffer, compact: Bool) {
-        if compact { writeUnsignedVarint(UInt32(b.readableBytes + 1)) } else { writeInteger(Int32(b.readableBytes)) }
+        writeKafkaBytesLength(b.readableBytes, compact: compact)
         writeImmutableBuffer(b)
+    }
+
+    private mutating func writeKafkaBytesLength(_ n: Int, compact: Bool) {
+        if compact { writeUnsignedVarint(UInt32(n + 1)) } else { writeInteger(Int32(n)) }
     }
 
     public mutating func writeKafkaNullableBytes(_ b: ByteBuffer?, compact: Bool) {
@@ -175,19 +179,16 @@ extension ByteBuffer {
     /// A record set: copied, or, while a `RecordsSplice` collects, only its length prefix,
     /// the records to follow at this place in the frame.
     public mutating func writeKafkaRecords(_ b: ByteBuffer, compact: Bool) {
-        guard let splice = RecordsSplice.current, b.readableBytes >= RecordsSplice.minimumBytes else {
+        guard let splice = RecordsSplice.current, !RecordsSplice.isCopied(b) else {
             writeKafkaBytes(b, compact: compact)
             return
         }
-        if compact { writeUnsignedVarint(UInt32(b.readableBytes + 1)) } else { writeInteger(Int32(b.readableBytes)) }
+        writeKafkaBytesLength(b.readableBytes, compact: compact)
         splice.add(b, at: writerIndex)
     }
 
     public mutating func writeKafkaNullableRecords(_ b: ByteBuffer?, compact: Bool) {
-        guard let b else {
-            if compact { writeUnsignedVarint(0) } else { writeInteger(Int32(-1)) }
-            return
-        }
+        guard let b else { return writeKafkaNullableBytes(nil, compact: compact) }
         writeKafkaRecords(b, compact: compact)
     }
 
