@@ -22,6 +22,9 @@ public struct KafkaClientConfiguration: Sendable {
     public var requestTimeout: TimeAmount = .seconds(30)
     /// The largest response frame accepted (fetch responses are the large ones).
     public var maxResponseBytes: Int = 256 * 1024 * 1024
+    /// Where large responses are gathered (a pooling allocator spares a reader that takes
+    /// many MiB per second the page faults of fresh buffers).
+    public var responseAllocator = ByteBufferAllocator()
 
     public init() {}
 }
@@ -52,12 +55,13 @@ public final class KafkaConnection: Sendable {
     public static func connect(to address: BrokerAddress, configuration: KafkaClientConfiguration = .init(),
                                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> KafkaConnection {
         let maxFrame = configuration.maxResponseBytes
+        let allocator = configuration.responseAllocator
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(configuration.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ResponseFrameDecoder(maxFrameSize: maxFrame)))
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ResponseFrameDecoder(maxFrameSize: maxFrame, allocator: allocator)))
                     try channel.pipeline.syncOperations.addHandler(ClientHandler(address: address))
                 }
             }

@@ -16,7 +16,8 @@ import Darwin
 /// pages again:
 /// - `responseBodies`: a GET collects its body in one buffer of Content-Length bytes. On 4
 ///   parallel 8 MiB GETs that was ~1200 page faults per object, half the client's CPU, and
-///   25-30% of its throughput on a 2-core machine.
+///   25-30% of its throughput on a 2-core machine. The CLI's Kafka connections gather large
+///   responses (fetches of many MiB) in the same pool.
 /// - `batchSlabs`: the 4 MiB slabs appended batches are copied into (`BatchSlabs`). At 230
 ///   MB/s of produce their page faults were 10-15% of the broker's CPU.
 ///

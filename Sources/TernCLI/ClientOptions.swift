@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KafkaClient
 import KafkaProtocol
+import ObjectStore
 
 /// `--bootstrap-server`, shared by every command that talks to a running broker.
 struct ClientOptions: ParsableArguments {
@@ -26,6 +27,8 @@ struct ClientOptions: ParsableArguments {
         configuration.clientId = "tern-cli"
         configuration.softwareName = "tern-cli"
         configuration.softwareVersion = ternVersion
+        // Fetch responses of many MiB, one after another: reuse their memory.
+        configuration.responseAllocator = ReusedMemory.responseBodies.allocator
         return configuration
     }
 

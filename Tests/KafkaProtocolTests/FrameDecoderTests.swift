@@ -43,6 +43,49 @@ import Testing
         #expect(!storage.contains(at), "the frame is a copy, not a slice of the input")
     }
 
+    /// A big frame that arrives in pieces is gathered into its own buffer as they come: the
+    /// handler's buffer is emptied by every read instead of growing to hold the whole frame,
+    /// which it then copied out again.
+    @Test func aBigFrameIsGatheredAsItArrives() throws {
+        let pool = ReusePool<ByteBuffer>(keep: 2)
+        let poolStorage: UInt = {  // the pool holds the only reference
+            var pooled = ByteBuffer()
+            pooled.reserveCapacity(1 << 20)
+            pool.give(pooled)
+            return pooled.withVeryUnsafeBytes { UInt(bitPattern: $0.baseAddress!) }
+        }()
+        var d = KafkaFrameDecoder(maxFrameSize: 1 << 20, frames: pool)
+        let body = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        var whole = frame(body)
+        whole.writeBytes([0, 0, 0, 2, 7, 7])  // a small frame right behind it
+        var got: [ByteBuffer] = []
+        var carry = ByteBuffer()
+        while whole.readableBytes > 0 {
+            var read = carry
+            var piece = whole.readSlice(length: min(65_536, whole.readableBytes))!
+            read.writeBuffer(&piece)
+            while let f = try d.decode(buffer: &read) { got.append(f) }
+            carry = read
+            #expect(carry.readableBytes == 0, "the handler keeps none of a big frame's bytes")
+        }
+        try #require(got.count == 2)
+        #expect(Array(got[0].readableBytesView) == body)
+        #expect(got[0].withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress!) } == poolStorage, "gathered in the pooled buffer")
+        #expect(Array(got[1].readableBytesView) == [7, 7])
+    }
+
+    @Test func bigFramesDecodeWhateverTheReadsSizes() throws {
+        var input = frame(Array(repeating: 3, count: 70_000))
+        var second = frame([1, 2])
+        var third = frame((0..<200_000).map { UInt8(truncatingIfNeeded: $0) })
+        input.writeBuffer(&second)
+        input.writeBuffer(&third)
+        try ByteToMessageDecoderVerifier.verifyDecoder(
+            inputOutputPairs: [(input, [ByteBuffer(bytes: Array(repeating: 3, count: 70_000)), ByteBuffer(bytes: [1, 2]),
+                                        ByteBuffer(bytes: (0..<200_000).map { UInt8(truncatingIfNeeded: $0) })])],
+            decoderFactory: { KafkaFrameDecoder(maxFrameSize: 1 << 20) })
+    }
+
     @Test func oversizedFrameIsRefusedBeforeItArrives() {
         var d = KafkaFrameDecoder(maxFrameSize: 100)
         var b = ByteBuffer()

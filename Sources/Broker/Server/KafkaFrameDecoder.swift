@@ -1,3 +1,4 @@
+import KafkaProtocol
 import NIOCore
 import ObjectStore
 
@@ -8,7 +9,8 @@ import ObjectStore
 /// decoder's buffer: a slice still held while the decoder discards what it read made it copy
 /// its multi-MiB buffer into fresh memory, page fault by page fault (92% of the broker's page
 /// faults under 4 MiB produce requests). Frames of `pooledFrameBytes` and more come from
-/// `frames`, to which the server gives them back once answered.
+/// `frames`, to which the server gives them back once answered, and are gathered there as
+/// they arrive (`FrameGatherer`), not first in the handler's buffer.
 public struct KafkaFrameDecoder: NIOSingleStepByteToMessageDecoder {
     public typealias InboundOut = ByteBuffer
 
@@ -27,6 +29,7 @@ public struct KafkaFrameDecoder: NIOSingleStepByteToMessageDecoder {
 
     public let maxFrameSize: Int
     let frames: ReusePool<ByteBuffer>?
+    private var gatherer = FrameGatherer(gatherBytes: Self.pooledFrameBytes)
 
     public init(maxFrameSize: Int, frames: ReusePool<ByteBuffer>? = nil) {
         self.maxFrameSize = maxFrameSize
@@ -34,15 +37,14 @@ public struct KafkaFrameDecoder: NIOSingleStepByteToMessageDecoder {
     }
 
     public mutating func decode(buffer: inout ByteBuffer) throws -> ByteBuffer? {
-        guard let size = buffer.getInteger(at: buffer.readerIndex, as: Int32.self) else { return nil }
-        guard size >= 0 else { throw InvalidFrame(size: size) }
-        guard Int(size) <= maxFrameSize else { throw FrameTooLarge(size: Int(size), limit: maxFrameSize) }
-        guard buffer.readableBytes >= 4 + Int(size) else { return nil }
-        buffer.moveReaderIndex(forwardBy: 4)
-        var frame = Int(size) >= Self.pooledFrameBytes ? frames?.take() ?? ByteBuffer() : ByteBuffer()
-        frame.clear(minimumCapacity: Int(size))
-        frame.writeImmutableBuffer(buffer.readSlice(length: Int(size))!)
-        return frame
+        try gatherer.next(from: &buffer, copyWhole: true, check: { [maxFrameSize] size in
+            guard size >= 0 else { throw InvalidFrame(size: size) }
+            guard Int(size) <= maxFrameSize else { throw FrameTooLarge(size: Int(size), limit: maxFrameSize) }
+        }, newFrame: { [frames] size in
+            var frame = size >= Self.pooledFrameBytes ? frames?.take() ?? ByteBuffer() : ByteBuffer()
+            frame.clear(minimumCapacity: size)
+            return frame
+        })
     }
 
     public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> ByteBuffer? {
