@@ -115,6 +115,10 @@ public struct FaultInjectingObjectStore<Base: ObjectStore>: ObjectStore {
         try await inject(.get, key) { try await base.get(key, range: range) }
     }
 
+    public func get(_ key: String, range: Range<Int>?, pieceBytes: Int) async throws -> [ByteBuffer] {
+        try await inject(.get, key) { try await base.get(key, range: range, pieceBytes: pieceBytes) }
+    }
+
     public func head(_ key: String) async throws -> ObjectInfo? {
         try await inject(.head, key) { try await base.head(key) }
     }

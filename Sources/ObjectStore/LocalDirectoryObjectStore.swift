@@ -94,6 +94,15 @@ public final class LocalDirectoryObjectStore: ObjectStore {
     }
 
     public func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer {
+        try await read(key, range: range, pieceBytes: nil).first ?? ByteBuffer()
+    }
+
+    public func get(_ key: String, range: Range<Int>?, pieceBytes: Int) async throws -> [ByteBuffer] {
+        try await read(key, range: range, pieceBytes: max(1, pieceBytes))
+    }
+
+    /// The bytes read straight into buffers of `pieceBytes` (none empty), or into one buffer.
+    private func read(_ key: String, range: Range<Int>?, pieceBytes: Int?) async throws -> [ByteBuffer] {
         let target = try path(key)
         return try await pool.runIfActive {
             let fd = open(target, O_RDONLY | O_CLOEXEC)
@@ -110,21 +119,30 @@ public final class LocalDirectoryObjectStore: ObjectStore {
                 throw ObjectStoreError(.invalidRange, "\(key) \(r) of \(size)")
             }
             let upper = min(r.upperBound, size)  // S3 clips a range that runs past the end
-            var buffer = ByteBufferAllocator().buffer(capacity: upper - r.lowerBound)
-            try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: upper - r.lowerBound) { raw in
-                var done = 0
-                while done < upper - r.lowerBound {
-                    let n = pread(fd, raw.baseAddress! + done, upper - r.lowerBound - done, off_t(r.lowerBound + done))
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw Self.posixError("read \(target)")
+            let step = pieceBytes ?? max(1, upper - r.lowerBound)
+            var pieces: [ByteBuffer] = []
+            var at = r.lowerBound
+            repeat {
+                let want = min(step, upper - at)
+                var buffer = ByteBufferAllocator().buffer(capacity: want)
+                let got = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: want) { raw in
+                    var done = 0
+                    while done < want {
+                        let n = pread(fd, raw.baseAddress! + done, want - done, off_t(at + done))
+                        if n < 0 {
+                            if errno == EINTR { continue }
+                            throw Self.posixError("read \(target)")
+                        }
+                        if n == 0 { break }
+                        done += n
                     }
-                    if n == 0 { break }
-                    done += n
+                    return done
                 }
-                return done
-            }
-            return buffer
+                if got > 0 || pieceBytes == nil { pieces.append(buffer) }
+                at += got
+                if got < want { break }  // the file is shorter than it was
+            } while at < upper
+            return pieces
         }
     }
 

@@ -46,6 +46,10 @@ public protocol ObjectStore: Sendable {
     func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws
     /// Reads an object or a byte range of it.
     func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer
+    /// The same bytes as buffers of their own of `pieceBytes` each (the last one shorter
+    /// where the bytes end): a cache of fixed-size blocks keeps them as they are, instead of
+    /// copying them out of one buffer (a copy of every catch-up byte in the broker).
+    func get(_ key: String, range: Range<Int>?, pieceBytes: Int) async throws -> [ByteBuffer]
     /// The object's size, or nil when it does not exist.
     func head(_ key: String) async throws -> ObjectInfo?
     /// All objects whose keys start with `prefix`, in key order.
@@ -55,6 +59,12 @@ public protocol ObjectStore: Sendable {
 }
 
 extension ObjectStore {
+    /// In pieces copied out of `get`'s one buffer; stores that can read into the pieces
+    /// directly do so instead.
+    public func get(_ key: String, range: Range<Int>?, pieceBytes: Int) async throws -> [ByteBuffer] {
+        try await get(key, range: range).copiedInPieces(of: pieceBytes)
+    }
+
     /// Writes an object held in one buffer.
     public func put(_ key: String, _ body: ByteBuffer, ifNoneMatch: Bool) async throws {
         try await put(key, ObjectBody(body), ifNoneMatch: ifNoneMatch)
@@ -64,4 +74,20 @@ extension ObjectStore {
 /// Request kinds, for metering and fault injection.
 public enum ObjectStoreRequest: String, Sendable, CaseIterable {
     case put = "PUT", get = "GET", head = "HEAD", list = "LIST", delete = "DELETE"
+}
+
+extension ByteBuffer {
+    /// The readable bytes as buffers of their own of `pieceBytes` each, the last one shorter.
+    public func copiedInPieces(of pieceBytes: Int) -> [ByteBuffer] {
+        var pieces: [ByteBuffer] = []
+        var done = 0
+        while done < readableBytes {
+            let n = Swift.min(pieceBytes, readableBytes - done)
+            var piece = ByteBufferAllocator().buffer(capacity: n)
+            piece.writeImmutableBuffer(getSlice(at: readerIndex + done, length: n)!)
+            pieces.append(piece)
+            done += n
+        }
+        return pieces
+    }
 }

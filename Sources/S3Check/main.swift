@@ -81,6 +81,13 @@ func run(_ store: S3ObjectStore, _ obj: [String: Any]) async throws -> [String: 
         return [:]
     case "get":
         let r = (obj["range"] as? [Int]).map { $0[0]..<$0[1] }
+        if let pieceBytes = obj["piece_bytes"] as? Int {
+            // Read straight into pieces (the block cache's GETs): their sizes, and the bytes joined.
+            let pieces = try await store.get(key, range: r, pieceBytes: pieceBytes)
+            var joined = ByteBuffer()
+            for p in pieces { joined.writeImmutableBuffer(p) }
+            return ["body_hex": hex(joined), "size": joined.readableBytes, "pieces": pieces.map(\.readableBytes)]
+        }
         let b = try await store.get(key, range: r)
         return ["body_hex": hex(b), "size": b.readableBytes]
     case "head":

@@ -18,8 +18,8 @@ import NIOCore
 /// aligned: object stores keep objects in chunks (SeaweedFS 4 MiB, multipart parts), and a
 /// range across two of them reads both.
 ///
-/// Every block is copied into its own right-sized buffer, so a cached block never pins a
-/// larger GET buffer. The GETs under way count against `capacity` too: a GET evicts blocks
+/// Every block is a buffer of its own (`fetch` brings them so: the object store reads a GET's
+/// body straight into them), so a cached block never pins a larger GET buffer. The GETs under way count against `capacity` too: a GET evicts blocks
 /// to make room for what it brings.
 public final class BlockCache: Sendable {
     private struct Key: Hashable {
@@ -133,8 +133,9 @@ public final class BlockCache: Sendable {
 
     /// The bytes of `request.range`, from cached blocks, blocks other GETs under way bring,
     /// and at most one miss, fetched with ranged GETs (`fetch`, called with block-aligned
-    /// ranges of about `partBytes`, in parallel, that may run past the object's end).
-    public func read(_ request: Request, fetch: @escaping @Sendable (Range<Int>) async throws -> ByteBuffer) async throws -> ByteBuffer {
+    /// ranges of about `partBytes`, in parallel, that may run past the object's end; it
+    /// answers in buffers of `blockSize` bytes, the last one shorter where the object ends).
+    public func read(_ request: Request, fetch: @escaping @Sendable (Range<Int>) async throws -> [ByteBuffer]) async throws -> ByteBuffer {
         let range = request.range
         guard !range.isEmpty else { return ByteBuffer() }
         let first = range.lowerBound / blockSize
@@ -248,7 +249,10 @@ public final class BlockCache: Sendable {
             }
             break
         }
-        // Assemble the requested bytes.
+        // Within one block: a slice of it. Else the requested bytes assembled.
+        if first == last, let b = blocks[first], range.upperBound - first * blockSize <= b.readableBytes {
+            return b.getSlice(at: b.readerIndex + range.lowerBound - first * blockSize, length: range.count)!
+        }
         var out = ByteBufferAllocator().buffer(capacity: range.count)
         var pos = range.lowerBound
         while pos < range.upperBound {
@@ -267,7 +271,7 @@ public final class BlockCache: Sendable {
     /// cached nor on their way, from the first such block on: the engine asks for the objects
     /// a catch-up reader will read next, so that their GETs overlap its reads of this one.
     /// Nothing when GETs under way and prefetched blocks not read yet hold half the budget.
-    public func prefetch(object: String, range: Range<Int>, fetch: @escaping @Sendable (Range<Int>) async throws -> ByteBuffer) {
+    public func prefetch(object: String, range: Range<Int>, fetch: @escaping @Sendable (Range<Int>) async throws -> [ByteBuffer]) {
         guard !range.isEmpty else { return }
         let get: Range<Int>? = state.withLockedValue { s in
             var start = range.lowerBound / blockSize
@@ -320,7 +324,7 @@ public final class BlockCache: Sendable {
     /// reads waiting for them, whatever happens. Parts holding a `needed` block must arrive;
     /// the others (read ahead, maybe past the object's end) may fail.
     private func fetchRun(object: String, _ get: Range<Int>, needed: ClosedRange<Int>?, reader: Int64?,
-                          fetch: @escaping @Sendable (Range<Int>) async throws -> ByteBuffer) async throws -> [(Int, ByteBuffer, last: Bool)] {
+                          fetch: @escaping @Sendable (Range<Int>) async throws -> [ByteBuffer]) async throws -> [(Int, ByteBuffer, last: Bool)] {
         var fresh: [(Int, ByteBuffer, last: Bool)] = []
         defer { finish(object: object, get, fresh: fresh, requested: needed, reader: reader) }
         fresh = try await withThrowingTaskGroup(of: [(Int, ByteBuffer, last: Bool)].self) { group in
@@ -328,8 +332,8 @@ public final class BlockCache: Sendable {
                 let partBlocks = part.lowerBound / blockSize...(part.upperBound - 1) / blockSize
                 let must = needed.map { partBlocks.overlaps($0) } ?? false
                 group.addTask {
-                    guard must else { return (try? await fetch(part)).map { self.blocks(of: $0, at: part.lowerBound, asked: part.count) } ?? [] }
-                    return self.blocks(of: try await fetch(part), at: part.lowerBound, asked: part.count)
+                    guard must else { return (try? await fetch(part)).flatMap { try? self.blocks(of: $0, at: part.lowerBound, asked: part.count) } ?? [] }
+                    return try self.blocks(of: try await fetch(part), at: part.lowerBound, asked: part.count)
                 }
             }
             return try await group.reduce(into: []) { $0 += $1 }
@@ -337,17 +341,17 @@ public final class BlockCache: Sendable {
         return fresh
     }
 
-    /// A GET's bytes, from object position `at` (block-aligned), as blocks of their own;
-    /// fewer bytes than `asked` (the store clipped the range) make the last one the object's.
-    private func blocks(of fetched: ByteBuffer, at: Int, asked: Int) -> [(Int, ByteBuffer, last: Bool)] {
+    /// A GET's bytes, from object position `at` (block-aligned), as blocks: the pieces of
+    /// `blockSize` it came in. Fewer bytes than `asked` (the store clipped the range) make the
+    /// last one the object's.
+    private func blocks(of pieces: [ByteBuffer], at: Int, asked: Int) throws -> [(Int, ByteBuffer, last: Bool)] {
+        let total = pieces.reduce(0) { $0 + $1.readableBytes }
         var fresh: [(Int, ByteBuffer, last: Bool)] = []
-        var done = 0
-        while done < fetched.readableBytes {
-            let n = min(blockSize, fetched.readableBytes - done)
-            var own = ByteBufferAllocator().buffer(capacity: n)
-            own.writeImmutableBuffer(fetched.getSlice(at: fetched.readerIndex + done, length: n)!)
-            done += n
-            fresh.append(((at + done - n) / blockSize, own, last: done == fetched.readableBytes && fetched.readableBytes < asked))
+        for (i, piece) in pieces.enumerated() {
+            guard piece.readableBytes == blockSize || (i == pieces.count - 1 && piece.readableBytes > 0 && piece.readableBytes < blockSize) else {
+                throw BlockCacheError(description: "a GET at \(at) came in a piece of \(piece.readableBytes) bytes, not a block of \(blockSize)")
+            }
+            fresh.append((at / blockSize + i, piece, last: i == pieces.count - 1 && total < asked))
         }
         return fresh
     }

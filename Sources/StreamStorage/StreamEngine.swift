@@ -1267,7 +1267,7 @@ public final class StreamEngine: Sendable {
             let limit = readCommitted ? lso : hw
             IOClass.$current.withValue(.catchUpRead) {
                 for p in prefetch {
-                    blockCache.prefetch(object: p.object, range: p.range) { [objectStore] in try await objectStore.get(p.object, range: $0) }
+                    blockCache.prefetch(object: p.object, range: p.range) { [objectStore, blockCache] in try await objectStore.get(p.object, range: $0, pieceBytes: blockCache.blockSize) }
                 }
             }
             let block: ByteBuffer
@@ -1394,7 +1394,7 @@ public final class StreamEngine: Sendable {
                                          offsets: r.startOffset..<r.endOffset, readaheadEnd: readaheadEnd,
                                          shared: shared ?? 0..<0)
         return try await IOClass.$current.withValue(.catchUpRead) {
-            try await blockCache.read(request) { [objectStore] in try await objectStore.get(r.objectKey, range: $0) }
+            try await blockCache.read(request) { [objectStore, blockCache] in try await objectStore.get(r.objectKey, range: $0, pieceBytes: blockCache.blockSize) }
         }
     }
 

@@ -162,10 +162,19 @@ public struct ThrottledObjectStore: ObjectStore {
     }
 
     public func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer {
+        try await throttled(range, { try await base.get(key, range: range) }, size: { $0.readableBytes })
+    }
+
+    public func get(_ key: String, range: Range<Int>?, pieceBytes: Int) async throws -> [ByteBuffer] {
+        try await throttled(range, { try await base.get(key, range: range, pieceBytes: pieceBytes) },
+                            size: { $0.reduce(0) { $0 + $1.readableBytes } })
+    }
+
+    private func throttled<T>(_ range: Range<Int>?, _ get: () async throws -> T, size: (T) -> Int) async throws -> T {
         if let range { await limiter.acquire(range.count, as: IOClass.current) }
-        let body = try await base.get(key, range: range)
-        if range == nil { await limiter.acquire(body.readableBytes, as: IOClass.current) }
-        return body
+        let got = try await get()
+        if range == nil { await limiter.acquire(size(got), as: IOClass.current) }
+        return got
     }
 
     public func head(_ key: String) async throws -> ObjectInfo? { try await base.head(key) }

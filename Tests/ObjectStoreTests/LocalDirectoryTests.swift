@@ -22,6 +22,14 @@ import Testing
             if size > 10 {
                 #expect(try await store.get("o/\(size)", range: (size - 10)..<size) == body.getSlice(at: size - 10, length: 10)!)
             }
+            // Read straight into pieces (the block cache's GETs): of 1 MiB, the last shorter, none empty.
+            for range in [nil, 7..<(size + 100)] as [Range<Int>?] where size > 7 || range == nil {
+                let pieces = try await store.get("o/\(size)", range: range, pieceBytes: 1 << 20)
+                var joined = ByteBuffer()
+                for p in pieces { joined.writeImmutableBuffer(p) }
+                #expect(joined == (range == nil ? body : body.getSlice(at: 7, length: size - 7)!), "size \(size) in pieces")
+                #expect(pieces.dropLast().allSatisfy { $0.readableBytes == 1 << 20 } && pieces.allSatisfy { $0.readableBytes > 0 })
+            }
             await #expect(throws: ObjectStoreError.self) { try await store.put("o/\(size)", body, ifNoneMatch: true) }
             // The same bytes in buffers cut where neither the alignment nor a chunk ends.
             var pieces = ObjectBody()

@@ -159,7 +159,7 @@ final class CountingStore: ForwardingStore {
     static func read(_ c: BlockCache, _ store: CountingStore, _ key: String, _ range: Range<Int>, reader: Int64? = nil,
                      offsets: Range<Int64> = 0..<0, readaheadEnd: Int = 0) async throws -> ByteBuffer {
         let out = try await c.read(.init(object: key, range: range, reader: reader, offsets: offsets, readaheadEnd: readaheadEnd)) {
-            try await store.get(key, range: $0)
+            try await store.get(key, range: $0, pieceBytes: c.blockSize)
         }
         #expect(out.readableBytes == range.count)
         #expect(out.readableBytesView.enumerated().allSatisfy { Int($0.element) == (range.lowerBound + $0.offset) % 251 }, "wrong bytes for \(range)")
@@ -192,7 +192,7 @@ final class CountingStore: ForwardingStore {
                         let out = try await c.read(.init(object: "o\(o)", range: lo..<hi, reader: Int64(reader), offsets: Int64(lo)..<Int64(hi),
                                                          readaheadEnd: min(size, hi + Int.random(in: 0...(8 * kib), using: &rng)), shared: 0..<whole)) { r in
                             try await Task.sleep(for: .microseconds(Int.random(in: 0...300)))
-                            return try await store.get("o\(o)", range: r)
+                            return try await store.get("o\(o)", range: r, pieceBytes: c.blockSize)
                         }
                         #expect(out.readableBytes == hi - lo)
                         let ok = out.readableBytesView.enumerated().allSatisfy { $0.element == byte(o, lo + $0.offset) }
@@ -215,7 +215,7 @@ final class CountingStore: ForwardingStore {
             // Wait (at most 2 s) for the other parts: fetched one after another, they never come.
             for _ in 0..<2000 where inFlight.withLockedValue({ $0.most }) < 4 { try await Task.sleep(for: .milliseconds(1)) }
             defer { inFlight.withLockedValue { $0.now -= 1 } }
-            return try await store.get("o", range: range)
+            return try await store.get("o", range: range, pieceBytes: c.blockSize)
         }
         #expect(inFlight.withLockedValue { $0.most } == 4, "four parts of 4 KiB in flight at once")
         #expect(store.gets.map(\.range!).sorted { $0.lowerBound < $1.lowerBound } == stride(from: 0, to: 16, by: 4).map { ($0 * Self.kib)..<(($0 + 4) * Self.kib) })
@@ -248,7 +248,7 @@ final class CountingStore: ForwardingStore {
                 try await c.read(.init(object: "sso", range: (i * kib + 10)..<(i * kib + 20), reader: Int64(i), offsets: 0..<1,
                                        readaheadEnd: (i + 1) * kib, shared: 0..<(16 * kib))) { range in
                     for await _ in gate { break }  // held until every reader has asked
-                    return try await store.get("sso", range: range)
+                    return try await store.get("sso", range: range, pieceBytes: c.blockSize)
                 }
             }
         }
@@ -275,7 +275,7 @@ final class CountingStore: ForwardingStore {
         let c = BlockCache(capacity: 16 * kib, blockSize: kib, maxReadahead: kib, partBytes: 64 * kib)
         func read(_ object: String, _ reader: Int) async throws {
             let out = try await c.read(.init(object: object, range: (reader * kib)..<(reader * kib + 10), reader: Int64(reader), offsets: 0..<1,
-                                             readaheadEnd: (reader + 1) * kib, shared: 0..<(6 * kib))) { try await store.get(object, range: $0) }
+                                             readaheadEnd: (reader + 1) * kib, shared: 0..<(6 * kib))) { try await store.get(object, range: $0, pieceBytes: c.blockSize) }
             #expect(out.readableBytesView.enumerated().allSatisfy { Int($0.element) == (reader * kib + $0.offset) % 251 })
         }
         try await read("a", 0)
@@ -314,7 +314,7 @@ final class CountingStore: ForwardingStore {
         try await Self.object(store, "big", kib: 32)
         let c = BlockCache(capacity: 64 * kib, blockSize: kib, maxReadahead: kib, partBytes: 64 * kib)
         let out = try await c.read(.init(object: "big", range: (10 * kib + 5)..<(10 * kib + 50), reader: 1, offsets: 0..<1,
-                                         readaheadEnd: 11 * kib, shared: (8 * kib)..<(16 * kib))) { try await store.get("big", range: $0) }
+                                         readaheadEnd: 11 * kib, shared: (8 * kib)..<(16 * kib))) { try await store.get("big", range: $0, pieceBytes: c.blockSize) }
         #expect(out.readableBytesView.enumerated().allSatisfy { Int($0.element) == (10 * kib + 5 + $0.offset) % 251 })
         #expect(store.gets.map(\.range) == [(8 * kib)..<(16 * kib)])
     }
@@ -330,12 +330,12 @@ final class CountingStore: ForwardingStore {
         let (gate, open) = AsyncStream.makeStream(of: Void.self)
         c.prefetch(object: "next", range: 0..<(9 * kib)) { range in
             for await _ in gate { break }
-            return try await store.get("next", range: range)
+            return try await store.get("next", range: range, pieceBytes: c.blockSize)
         }
         #expect(c.stats.prefetches == 1)
-        c.prefetch(object: "next", range: 0..<(9 * kib)) { try await store.get("next", range: $0) }
+        c.prefetch(object: "next", range: 0..<(9 * kib)) { try await store.get("next", range: $0, pieceBytes: c.blockSize) }
         #expect(c.stats.prefetches == 1, "already on its way")
-        c.prefetch(object: "big", range: 0..<(64 * kib)) { try await store.get("big", range: $0) }
+        c.prefetch(object: "big", range: 0..<(64 * kib)) { try await store.get("big", range: $0, pieceBytes: c.blockSize) }
         #expect(c.stats.prefetches == 1, "more than half the budget")
         let read = Task { try await Self.read(c, store, "next", (3 * kib)..<(3 * kib + 100)) }
         try await Task.sleep(for: .milliseconds(20))
@@ -395,7 +395,7 @@ final class CountingStore: ForwardingStore {
         _ = try await Self.read(tail, store, "o", (63 * Self.kib)..<(64 * Self.kib))
         #expect(store.gets.last!.range == (60 * Self.kib)..<(70 * Self.kib))
         await #expect(throws: BlockCacheError.self) {
-            _ = try await tail.read(.init(object: "o", range: (63 * Self.kib)..<(65 * Self.kib))) { try await store.get("o", range: $0) }
+            _ = try await tail.read(.init(object: "o", range: (63 * Self.kib)..<(65 * Self.kib))) { try await store.get("o", range: $0, pieceBytes: tail.blockSize) }
         }
     }
 
@@ -469,7 +469,7 @@ final class CountingStore: ForwardingStore {
         let held = Task {
             try await c.read(.init(object: "a", range: 0..<(5 * kib))) { range in
                 for await _ in gate { break }
-                return try await store.get("a", range: range)
+                return try await store.get("a", range: range, pieceBytes: c.blockSize)
             }
         }
         while c.stats.gets < 3 { await Task.yield() }
@@ -480,6 +480,30 @@ final class CountingStore: ForwardingStore {
         _ = try await held.value
         try await next(4)
         #expect(store.gets.last!.range == (4 * kib)..<(8 * kib), "readahead is back once the GET is done, up to half the budget")
+    }
+
+    /// A GET's pieces are the cached blocks themselves, and a read within one block is a
+    /// slice of it: a catch-up byte is not copied between the object store and the fetch.
+    @Test func blocksAreTheGetsPiecesAndAReadWithinOneIsASliceOfIt() async throws {
+        let kib = Self.kib
+        let store = CountingStore()
+        try await Self.object(store, "o", kib: 8)
+        let c = BlockCache(capacity: 64 * kib, blockSize: kib, maxReadahead: kib)
+        let brought = NIOLockedValueBox<[UInt]>([])
+        let out = try await c.read(.init(object: "o", range: (2 * kib + 10)..<(2 * kib + 100))) { range in
+            let pieces = try await store.get("o", range: range, pieceBytes: c.blockSize)
+            brought.withLockedValue { $0 += pieces.map { p in p.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress!) } } }
+            return pieces
+        }
+        let at = out.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress!) }
+        #expect(brought.withLockedValue { $0 } == [at - 10], "a slice of the one block the GET brought")
+        #expect(out.readableBytesView.enumerated().allSatisfy { Int($0.element) == (2 * kib + 10 + $0.offset) % 251 })
+        // Pieces that are not blocks are refused, not cached at the wrong positions.
+        await #expect(throws: BlockCacheError.self) {
+            try await c.read(.init(object: "o", range: (5 * kib)..<(5 * kib + 1))) { range in
+                try await store.get("o", range: range, pieceBytes: 100)
+            }
+        }
     }
 
     /// A GET under way is memory too: it evicts blocks so that they and it fit the budget.
@@ -494,7 +518,7 @@ final class CountingStore: ForwardingStore {
         let held = Task {
             try await c.read(.init(object: "a", range: (16 * kib)..<(19 * kib))) { range in
                 for await _ in gate { break }
-                return try await store.get("a", range: range)
+                return try await store.get("a", range: range, pieceBytes: c.blockSize)
             }
         }
         while c.stats.gets < 9 { await Task.yield() }

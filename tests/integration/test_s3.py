@@ -111,6 +111,22 @@ def test_put_get_head_with_prefix_and_odd_keys(server, store_factory):
     assert [k for k, _ in store("list", prefix="dir/")["objects"]] == ["dir/sub/obj"]
 
 
+def test_get_read_straight_into_pieces(server, store_factory):
+    """The block cache's GETs: the body read into buffers of the asked size as it arrives,
+    the last one shorter where the bytes end, byte for byte, whole or ranged or clipped."""
+    bucket = new_bucket(server)
+    store = store_factory(server.endpoint, bucket)
+    piece = 64 << 10
+    body = bytes((j * 13 + j // 251) % 256 for j in range(3 * piece + 1000))
+    assert store("put", key="o", body_hex=body.hex())["ok"]
+    for rng in [None, [piece, 3 * piece], [2 * piece, 5 * piece], [3 * piece, 3 * piece + 10]]:
+        want = body if rng is None else body[rng[0]:rng[1]]
+        r = store("get", key="o", piece_bytes=piece, **({} if rng is None else {"range": rng}))
+        assert bytes.fromhex(r["body_hex"]) == want, rng
+        assert r["pieces"] == [piece] * (len(want) // piece) + ([len(want) % piece] if len(want) % piece else []), rng
+    assert store("get", key="o", piece_bytes=piece, range=[len(body) + 5, len(body) + 9])["error"] == "invalidRange"
+
+
 def test_conditional_put_refuses_an_existing_key(server, store_factory):
     bucket = new_bucket(server)
     store = store_factory(server.endpoint, bucket)

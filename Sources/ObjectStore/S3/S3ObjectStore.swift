@@ -75,15 +75,24 @@ public final class S3ObjectStore: ObjectStore {
     }
 
     public func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer {
+        try await get(key, range: range, split: nil).first ?? ByteBuffer()
+    }
+
+    public func get(_ key: String, range: Range<Int>?, pieceBytes: Int) async throws -> [ByteBuffer] {
+        try await get(key, range: range, split: max(1, pieceBytes))
+    }
+
+    /// In one buffer (`split` nil) or in pieces of `split` bytes, none empty.
+    private func get(_ key: String, range: Range<Int>?, split: Int?) async throws -> [ByteBuffer] {
         do {
             if let range, range.isEmpty {
                 // S3 has no empty range; answer it as the local store does.
                 guard let info = try await headObject(config.prefix + key) else { throw ObjectStoreError(.notFound, key) }
                 guard range.lowerBound >= 0, range.lowerBound <= info.size else { throw ObjectStoreError(.invalidRange, "\(key) \(range) of \(info.size)") }
-                return ByteBuffer()
+                return split == nil ? [ByteBuffer()] : []
             }
             return try await retrying("GET \(key)") {
-                try await self.getOnce(self.config.prefix + key, range: range)
+                try await self.getOnce(self.config.prefix + key, range: range, split: split)
             }
         } catch let e as S3Error {
             throw Self.storeError(e, key: key)
@@ -146,6 +155,8 @@ public final class S3ObjectStore: ObjectStore {
         var status: Int
         var headers: HTTPHeaders
         var body: ByteBuffer
+        /// The body in pieces instead, when `send` was asked to split it and could.
+        var pieces: [ByteBuffer]?
     }
 
     /// One attempt. Returns 2xx answers (and those in `accept`); throws `S3Error` for the rest
@@ -156,7 +167,7 @@ public final class S3ObjectStore: ObjectStore {
     /// without a byte read.
     func send(_ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [(String, String)] = [],
               body: ObjectBody? = nil, accept: Set<Int> = [], maxResponseBytes: Int = 16 << 20,
-              expectedBytes: Int = 0) async throws -> Response {
+              expectedBytes: Int = 0, split: BodyCollector.Split? = nil) async throws -> Response {
         let (url, signed) = builder.build(method: method.rawValue, key: key, query: query, headers: headers, body: body,
                                           date: Int(Date().timeIntervalSince1970))
         var requestHeaders = HTTPHeaders()
@@ -167,7 +178,7 @@ public final class S3ObjectStore: ObjectStore {
         do {
             // A known length: Content-Length, never chunked.
             let request = try HTTPClient.Request(url: url, method: method, headers: requestHeaders, body: body.map(Self.requestBody))
-            let collector = BodyCollector(limit: maxResponseBytes, accept: accept)
+            let collector = BodyCollector(limit: maxResponseBytes, accept: accept, split: split)
             // Spread requests over the event loops: with `.indifferent` the pool may put every
             // connection on one loop, and one thread then copies every body.
             let task = client.execute(request: request, delegate: collector, eventLoop: .delegateAndChannel(on: eventLoopGroup.next()),
@@ -187,9 +198,9 @@ public final class S3ObjectStore: ObjectStore {
             throw S3Error(kind: .transport, code: Self.transportCode(error), message: "\(method.rawValue) \(url): \(error)")
         }
         let status = Int(answer.head.status.code)
-        requests.record(Self.operation(method, key: key, query: query), bytesUp: body?.readableBytes ?? 0, bytesDown: answer.body.readableBytes)
+        requests.record(Self.operation(method, key: key, query: query), bytesUp: body?.readableBytes ?? 0, bytesDown: answer.bytes)
         if (200..<300).contains(status) || accept.contains(status) {
-            return Response(status: status, headers: answer.head.headers, body: answer.body)
+            return Response(status: status, headers: answer.head.headers, body: answer.body, pieces: answer.pieces)
         }
         throw S3Error.from(status: status, body: Array(answer.body.readableBytesView), requestId: answer.head.headers.first(name: "x-amz-request-id"),
                            bucketRegion: answer.head.headers.first(name: "x-amz-bucket-region"))
@@ -283,18 +294,21 @@ public final class S3ObjectStore: ObjectStore {
         return s.lowercased()
     }
 
-    private func getOnce(_ fullKey: String, range: Range<Int>?) async throws -> ByteBuffer {
+    private func getOnce(_ fullKey: String, range: Range<Int>?, split: Int?) async throws -> [ByteBuffer] {
         var headers: [(String, String)] = []
         if let range {
             guard range.lowerBound >= 0 else { throw S3Error(kind: .response, status: 416, code: "InvalidRange", message: "negative range \(range)") }
             headers.append(("range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)"))
         }
-        let r = try await send(.GET, key: fullKey, headers: headers, maxResponseBytes: Int.max, expectedBytes: range?.count ?? 0)
-        var body = r.body
-        if let declared = r.headers.first(name: "content-length").flatMap({ Int($0) }), declared != body.readableBytes {
+        let r = try await send(.GET, key: fullKey, headers: headers, maxResponseBytes: Int.max, expectedBytes: range?.count ?? 0,
+                               split: split.map { BodyCollector.Split(pieceBytes: $0, ranged: range != nil) })
+        let got = r.pieces?.reduce(0) { $0 + $1.readableBytes } ?? r.body.readableBytes
+        if let declared = r.headers.first(name: "content-length").flatMap({ Int($0) }), declared != got {
             // A short body is a broken connection, not an object.
-            throw S3Error(kind: .transport, code: "TruncatedBody", message: "GET \(fullKey): \(body.readableBytes) of \(declared) bytes")
+            throw S3Error(kind: .transport, code: "TruncatedBody", message: "GET \(fullKey): \(got) of \(declared) bytes")
         }
+        if let pieces = r.pieces { return pieces }
+        var body = r.body
         if let range, r.status == 200 {
             // The server ignored Range and sent the whole object: cut the range out.
             let upper = min(range.upperBound, body.readableBytes)
@@ -303,7 +317,7 @@ public final class S3ObjectStore: ObjectStore {
             }
             body = body.getSlice(at: body.readerIndex + range.lowerBound, length: upper - range.lowerBound)!
         }
-        return body
+        return split.map { body.copiedInPieces(of: $0) } ?? [body]
     }
 
     /// Hex MD5 of the body: S3's ETag of a single-part object.
@@ -519,28 +533,47 @@ public final class S3ObjectStore: ObjectStore {
 /// Collects a response on its event loop: one buffer sized from Content-Length (or the single
 /// chunk itself when the body came in one piece), and no hop to a task per chunk, which
 /// costs large GETs a tenth of their throughput. Error answers keep at most 64 KiB.
-private final class BodyCollector: HTTPClientResponseDelegate, @unchecked Sendable {
+///
+/// With `split`, a successful GET's body goes instead into buffers of `pieceBytes` each as it
+/// arrives (the blocks a cache keeps), unless the server sent a whole object for a range
+/// (then it is cut out of one buffer).
+final class BodyCollector: HTTPClientResponseDelegate, @unchecked Sendable {
+    struct Split: Sendable {
+        var pieceBytes: Int
+        /// The request named a range: only a 206 answer holds just those bytes.
+        var ranged: Bool
+    }
+
     struct Answer: Sendable {
         var head: HTTPResponseHead
         var body: ByteBuffer
+        var pieces: [ByteBuffer]?
+
+        var bytes: Int { pieces?.reduce(0) { $0 + $1.readableBytes } ?? body.readableBytes }
     }
 
     // Touched only on the request's event loop, one call at a time (AHC's contract).
     private var head: HTTPResponseHead?
     private var body: ByteBuffer?
+    private var pieces: [ByteBuffer]?
+    private var collected = 0
     private var declared: Int?
     private var limit: Int
     private let accept: Set<Int>
+    private var split: Split?
 
-    init(limit: Int, accept: Set<Int>) {
+    init(limit: Int, accept: Set<Int>, split: Split? = nil) {
         self.limit = limit
         self.accept = accept
+        self.split = split
     }
 
     func didReceiveHead(task: HTTPClient.Task<Answer>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
         self.head = head
         let status = Int(head.status.code)
         if !(200..<300).contains(status) && !accept.contains(status) { limit = 64 << 10 }
+        if let s = split, !(status == 206 || (status == 200 && !s.ranged)) { split = nil }
+        if split != nil { pieces = [] }
         declared = head.headers.first(name: "content-length").flatMap { Int($0) }
         if let declared, declared > limit {
             return task.eventLoop.makeFailedFuture(S3Error(kind: .protocolViolation, status: status, code: "ResponseTooLarge",
@@ -550,7 +583,22 @@ private final class BodyCollector: HTTPClientResponseDelegate, @unchecked Sendab
     }
 
     func didReceiveBodyPart(task: HTTPClient.Task<Answer>, _ part: ByteBuffer) -> EventLoopFuture<Void> {
-        if body == nil {
+        collected += part.readableBytes
+        if collected > limit {
+            return task.eventLoop.makeFailedFuture(S3Error(kind: .protocolViolation, status: Int(head?.status.code ?? 0),
+                                                           code: "ResponseTooLarge", message: "more than \(limit) bytes"))
+        }
+        if let split {
+            var part = part
+            while part.readableBytes > 0 {
+                if pieces!.last.map({ $0.readableBytes == split.pieceBytes }) ?? true {
+                    let rest = declared.map { $0 - (collected - part.readableBytes) } ?? split.pieceBytes
+                    pieces!.append(ByteBufferAllocator().buffer(capacity: max(1, min(split.pieceBytes, rest))))
+                }
+                let n = min(part.readableBytes, split.pieceBytes - pieces![pieces!.count - 1].readableBytes)
+                pieces![pieces!.count - 1].writeImmutableBuffer(part.readSlice(length: n)!)
+            }
+        } else if body == nil {
             if part.readableBytes == declared {
                 body = part  // all of it in one piece: no copy
                 return task.eventLoop.makeSucceededVoidFuture()
@@ -561,10 +609,6 @@ private final class BodyCollector: HTTPClientResponseDelegate, @unchecked Sendab
         } else {
             body!.writeImmutableBuffer(part)
         }
-        if body!.readableBytes > limit {
-            return task.eventLoop.makeFailedFuture(S3Error(kind: .protocolViolation, status: Int(head?.status.code ?? 0),
-                                                           code: "ResponseTooLarge", message: "more than \(limit) bytes"))
-        }
         return task.eventLoop.makeSucceededVoidFuture()
     }
 
@@ -572,6 +616,6 @@ private final class BodyCollector: HTTPClientResponseDelegate, @unchecked Sendab
 
     func didFinishRequest(task: HTTPClient.Task<Answer>) throws -> Answer {
         guard let head else { throw HTTPClientError.remoteConnectionClosed }
-        return Answer(head: head, body: body ?? ByteBuffer())
+        return Answer(head: head, body: body ?? ByteBuffer(), pieces: pieces)
     }
 }
