@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import BINARY, start_tern  # noqa: E402
 
 MiB = 1 << 20
-DEFAULTS = {"log.cache.bytes": 256 * MiB, "block.cache.bytes": 128 * MiB}
+DEFAULTS = {"log.cache.bytes": 256 * MiB, "block.cache.bytes": 256 * MiB}
 
 
 def rss_kib(pid, key="VmRSS"):

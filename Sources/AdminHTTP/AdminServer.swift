@@ -144,6 +144,11 @@ public enum PrometheusText {
         out += "tern_block_cache_gets_total \(cache.gets)\n"
         family("tern_block_cache_prefetches_total", "counter", "Prefetches the block cache started (objects a catch-up reader reads next).")
         out += "tern_block_cache_prefetches_total \(cache.prefetches)\n"
+        family("tern_block_cache_shared_gets_total", "counter",
+               "Misses in a stream set object that asked to GET bytes its other streams' readers want too: all of them, the aligned windows around the read, or none (no room).")
+        out += "tern_block_cache_shared_gets_total{result=\"taken\"} \(cache.sharedTaken)\n"
+        out += "tern_block_cache_shared_gets_total{result=\"windows\"} \(cache.sharedWindows)\n"
+        out += "tern_block_cache_shared_gets_total{result=\"refused\"} \(cache.sharedRefused)\n"
         let log = broker.engine.logCacheStats
         family("tern_log_cache_bytes", "gauge", "Bytes of recent batches held by the log cache.")
         out += "tern_log_cache_bytes \(log.bytes)\n"

@@ -68,7 +68,7 @@ public struct BrokerConfig: Sendable {
         .init(name: "wal.buffer.max.bytes", flag: nil, defaultValue: "67108864", help: "unflushed bytes above which produce waits"),
         .init(name: "wal.upload.concurrency", flag: nil, defaultValue: "4", help: "WAL objects uploading at once"),
         .init(name: "log.cache.bytes", flag: nil, defaultValue: "268435456", help: "memory for recent batches (tail reads)"),
-        .init(name: "block.cache.bytes", flag: nil, defaultValue: "134217728", help: "memory for object blocks (catch-up reads)"),
+        .init(name: "block.cache.bytes", flag: nil, defaultValue: "268435456", help: "memory for object blocks (catch-up reads); raise it when tern_block_cache_shared_gets_total{result=\"refused\"} grows"),
         .init(name: "block.cache.block.bytes", flag: nil, defaultValue: "524288", help: "block cache unit: ranged GETs are aligned to it; the smallest readahead"),
         .init(name: "block.cache.readahead.max.bytes", flag: nil, defaultValue: "33554432", help: "largest readahead of a sequential catch-up reader"),
         .init(name: "block.cache.prefetch.objects", flag: nil, defaultValue: "0", help: "objects a catch-up reader's GETs run ahead by, in the background (stream set objects whole, shared by their partitions' readers), while read-ahead holds less than half of block.cache.bytes; 0: none (the default: on 2 GB it made 2x the GETs)"),

@@ -62,6 +62,9 @@ public final class BlockCache: Sendable {
         /// the same stream set objects share one GET of each).
         var pending: [Key: [OneShot<Void>]] = [:]
         var prefetches = 0
+        var sharedTaken = 0
+        var sharedWindows = 0
+        var sharedRefused = 0
         /// Bytes of cached blocks read ahead that nobody read yet: prefetches stop while these
         /// and the GETs under way hold half the budget, or they would evict each other's
         /// blocks before their readers come (objects fetched twice, in pieces).
@@ -105,6 +108,12 @@ public final class BlockCache: Sendable {
         public var gets: Int
         /// Prefetches started (`prefetch`).
         public var prefetches: Int = 0
+        /// Misses that asked for shared bytes (`Request.shared`): GET with them all, with the
+        /// aligned windows around the read only, or without them, for want of room in half
+        /// the budget.
+        public var sharedTaken: Int = 0
+        public var sharedWindows: Int = 0
+        public var sharedRefused: Int = 0
     }
 
     private let state = NIOLockedValueBox(State())
@@ -215,10 +224,25 @@ public final class BlockCache: Sendable {
                 // nobody read yet leave room for them within half the budget: readers spread over
                 // more objects than the cache holds GET each object again and again (7.6 GB of
                 // GETs for a 2 GB catch-up through a 128 MiB cache).
-                if !request.shared.isEmpty && s.fetching + s.unreadPrefetched + request.shared.count <= capacity / 2 {
-                    want = max(want, request.shared.upperBound)
-                    let floor = request.shared.lowerBound / blockSize
-                    while start > floor && !s.cachedOrPending(Key(object: request.object, index: start - 1)) { start -= 1 }
+                // Without room for all of them, the aligned windows of `partBytes` around the read
+                // (the neighbouring streams' data, which their readers want next), if those fit:
+                // else each reader GETs its own data, a GET per stream per object (2x the GETs,
+                // and SeaweedFS reads a whole 4 MiB chunk for each).
+                if !request.shared.isEmpty {
+                    let room = capacity / 2 - s.fetching - s.unreadPrefetched
+                    var shared = request.shared
+                    if shared.count > room {
+                        shared = max(shared.lowerBound, range.lowerBound / partBytes * partBytes)
+                            ..< min(shared.upperBound, (range.upperBound + partBytes - 1) / partBytes * partBytes)
+                    }
+                    if shared.count <= room {
+                        if shared == request.shared { s.sharedTaken += 1 } else { s.sharedWindows += 1 }
+                        want = max(want, shared.upperBound)
+                        let floor = shared.lowerBound / blockSize
+                        while start > floor && !s.cachedOrPending(Key(object: request.object, index: start - 1)) { start -= 1 }
+                    } else {
+                        s.sharedRefused += 1
+                    }
                 }
                 var end = (want + blockSize - 1) / blockSize
                 var i = last + 1
@@ -413,7 +437,8 @@ public final class BlockCache: Sendable {
     }
 
     public var stats: Stats {
-        state.withLockedValue { Stats(bytes: $0.bytes, blocks: $0.blocks.count, hits: $0.hits, misses: $0.misses, gets: $0.gets, prefetches: $0.prefetches) }
+        state.withLockedValue { Stats(bytes: $0.bytes, blocks: $0.blocks.count, hits: $0.hits, misses: $0.misses, gets: $0.gets, prefetches: $0.prefetches,
+                                        sharedTaken: $0.sharedTaken, sharedWindows: $0.sharedWindows, sharedRefused: $0.sharedRefused) }
     }
 }
 

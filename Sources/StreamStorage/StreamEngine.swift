@@ -19,7 +19,7 @@ public struct StorageConfig: Sendable {
     /// `log.cache.bytes`: recent batches kept in memory for tail reads.
     public var logCacheBytes = 256 << 20
     /// `block.cache.bytes`: object blocks kept for catch-up reads.
-    public var blockCacheBytes = 128 << 20
+    public var blockCacheBytes = 256 << 20
     /// `block.cache.block.bytes`: the unit of the block cache and of its ranged GETs, and the
     /// smallest readahead.
     public var blockCacheBlockBytes = 512 << 10
