@@ -71,7 +71,7 @@ public struct BrokerConfig: Sendable {
         .init(name: "block.cache.bytes", flag: nil, defaultValue: "268435456", help: "memory for object blocks (catch-up reads); raise it when tern_block_cache_shared_gets_total{result=\"refused\"} grows"),
         .init(name: "block.cache.block.bytes", flag: nil, defaultValue: "524288", help: "block cache unit: ranged GETs are aligned to it; the smallest readahead"),
         .init(name: "block.cache.readahead.max.bytes", flag: nil, defaultValue: "33554432", help: "largest readahead of a sequential catch-up reader"),
-        .init(name: "block.cache.prefetch.objects", flag: nil, defaultValue: "0", help: "objects a catch-up reader's GETs run ahead by, in the background (stream set objects whole, shared by their partitions' readers), while read-ahead holds less than half of block.cache.bytes; 0: none (the default: on 2 GB it made 2x the GETs)"),
+        .init(name: "block.cache.prefetch.objects", flag: nil, defaultValue: "2", help: "objects a catch-up reader's GETs run ahead by, in the background (stream set objects whole, shared by their partitions' readers), while read-ahead holds less than half of block.cache.bytes; 0: none"),
         .init(name: "auto.create.topics.enable", flag: nil, defaultValue: "true", help: "create unknown topics named in metadata requests that allow it"),
         .init(name: "num.partitions", flag: nil, defaultValue: "1", help: "partitions of auto-created topics and of CreateTopics with -1"),
         .init(name: "default.replication.factor", flag: nil, defaultValue: "1", help: "reported replication factor (data durability comes from the object store)"),

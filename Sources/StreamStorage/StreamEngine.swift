@@ -26,7 +26,7 @@ public struct StorageConfig: Sendable {
     /// `block.cache.readahead.max.bytes`: the largest readahead of a sequential reader.
     public var readaheadMaxBytes = 32 << 20
     /// `block.cache.prefetch.objects`: objects a catch-up reader's GETs run ahead by.
-    public var prefetchObjects = 0
+    public var prefetchObjects = 2
     /// `object.store.max.bytes.per.sec`, `catchup.read.max.bytes.per.sec`,
     /// `compaction.min.bytes.per.sec`: the throughput classes' limits.
     public var throughput = ThroughputLimits()
