@@ -20,7 +20,7 @@ volume writeback made the WAL's fdatasyncs (and 16 KiB O_DIRECT writes) take 100
 and then, in either phase, and the comparison measured that instead of the catch-up read.
 
     python3 bench/catchup.py [--gb 2] [--rate-mb 20] [--catchup-limit-mb 64] [--seconds 20] [--also-block-cache-mb 512]
-                             [--seaweed-dir DIR]
+                             [--seaweed-dir DIR] [--set KEY=VALUE ...]
 """
 import argparse
 import json
@@ -113,6 +113,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--also-block-cache-mb", type=int, default=512,
                     help="read the same data again with block.cache.bytes this large, for comparison (0: not)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a broker setting for every phase (repeatable), e.g. block.cache.prefetch.objects=0")
     ap.add_argument("--seaweed-dir", help="where SeaweedFS keeps its data (default: /dev/shm when it has room, else the temp dir)")
     a = ap.parse_args()
     records = int(a.gb * 1e9 / RECORD)
@@ -127,13 +129,13 @@ def main():
     work = tempfile.mkdtemp(prefix="tern-catchup-")
     try:
         bucket = server.create_bucket("catchup")
-        tern = Tern(server, bucket, work).start()
+        tern = Tern(server, bucket, work).start(a.set)
         w = perf("produce", "--bootstrap-server", tern.bootstrap, "--topic", "old", "--num-records", str(records), *LOAD)
         print(f"wrote {w['bytes'] / 1e9:.2f} GB into 'old' at {w['mb_per_sec']:.1f} MB/s", flush=True)
         tern.stop()  # flushes and uploads everything
 
         def catch_up(settings=()):
-            tern.start(QUIET + list(settings))
+            tern.start(QUIET + a.set + list(settings))
             r = perf("consume", "--bootstrap-server", tern.bootstrap, "--topic", "old", "--from-beginning",
                      "--num-records", str(records), "--timeout", "60")
             gets = metric(tern.mport, 'tern_object_store_requests_total{type="GET"}')
@@ -153,7 +155,7 @@ def main():
                   f"ratio {big['mb_per_sec'] / ceiling:.2f}", flush=True)
 
         limit = int(a.catchup_limit_mb * 1e6)
-        tern.start(QUIET + [f"catchup.read.max.bytes.per.sec={limit}"])
+        tern.start(QUIET + a.set + [f"catchup.read.max.bytes.per.sec={limit}"])
         rate = str(int(a.rate_mb * 1e6 / RECORD))
         # Warm up first (topic creation, connections, the first WAL objects): a first produce
         # after a restart had a p99 of 340-470 ms on its own and made the comparison meaningless.
