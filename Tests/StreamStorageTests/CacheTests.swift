@@ -166,6 +166,22 @@ final class CountingStore: ForwardingStore {
         return out
     }
 
+    /// Stream set objects "a" and "b" of 6 KiB, and a 16 KiB cache of 1 KiB blocks whose GETs go
+    /// in parts of `partBytes`.
+    static func twoStreamSetObjects(partBytes: Int) async throws -> (BlockCache, CountingStore) {
+        let store = CountingStore()
+        for name in ["a", "b"] { try await object(store, name, kib: 6) }
+        return (BlockCache(capacity: 16 * kib, blockSize: kib, maxReadahead: kib, partBytes: partBytes), store)
+    }
+
+    /// Reader `reader`'s read of the start of its own KiB of a stream set object of `n` KiB
+    /// (one KiB per stream), which asks to share the whole object.
+    static func readOwnKiB(_ c: BlockCache, _ store: CountingStore, _ object: String, _ reader: Int, ofKiB n: Int) async throws {
+        let out = try await c.read(.init(object: object, range: (reader * kib)..<(reader * kib + 10), reader: Int64(reader), offsets: 0..<1,
+                                         readaheadEnd: (reader + 1) * kib, shared: 0..<(n * kib))) { try await store.get(object, range: $0, pieceBytes: c.blockSize) }
+        #expect(out.readableBytesView.enumerated().allSatisfy { Int($0.element) == (reader * kib + $0.offset) % 251 })
+    }
+
     /// Many readers of a few objects at once, with readahead, whole-object misses, evictions
     /// and GETs that finish in any order: every read gets exactly its own bytes.
     @Test func concurrentReadersAlwaysGetTheirOwnBytes() async throws {
@@ -270,14 +286,8 @@ final class CountingStore: ForwardingStore {
     /// evicting each other's unread blocks (7.6 GB of GETs for a 2 GB catch-up).
     @Test func aWholeObjectGetNeedsRoomBesideTheBlocksNotReadYet() async throws {
         let kib = Self.kib
-        let store = CountingStore()
-        for name in ["a", "b"] { try await Self.object(store, name, kib: 6) }
-        let c = BlockCache(capacity: 16 * kib, blockSize: kib, maxReadahead: kib, partBytes: 64 * kib)
-        func read(_ object: String, _ reader: Int) async throws {
-            let out = try await c.read(.init(object: object, range: (reader * kib)..<(reader * kib + 10), reader: Int64(reader), offsets: 0..<1,
-                                             readaheadEnd: (reader + 1) * kib, shared: 0..<(6 * kib))) { try await store.get(object, range: $0, pieceBytes: c.blockSize) }
-            #expect(out.readableBytesView.enumerated().allSatisfy { Int($0.element) == (reader * kib + $0.offset) % 251 })
-        }
+        let (c, store) = try await Self.twoStreamSetObjects(partBytes: 64 * kib)
+        func read(_ object: String, _ reader: Int) async throws { try await Self.readOwnKiB(c, store, object, reader, ofKiB: 6) }
         try await read("a", 0)
         #expect(store.gets.map(\.range) == [0..<(6 * kib)], "the first object whole")
         try await read("b", 0)
@@ -293,14 +303,8 @@ final class CountingStore: ForwardingStore {
     /// there, instead of each making a GET of its own (2x the GETs on a 2 GB catch-up).
     @Test func withoutRoomForTheWholeObjectAMissGetsTheWindowAroundIt() async throws {
         let kib = Self.kib
-        let store = CountingStore()
-        for name in ["a", "b"] { try await Self.object(store, name, kib: 6) }
-        let c = BlockCache(capacity: 16 * kib, blockSize: kib, maxReadahead: kib, partBytes: 2 * kib)
-        func read(_ object: String, _ reader: Int) async throws {
-            let out = try await c.read(.init(object: object, range: (reader * kib)..<(reader * kib + 10), reader: Int64(reader), offsets: 0..<1,
-                                             readaheadEnd: (reader + 1) * kib, shared: 0..<(6 * kib))) { try await store.get(object, range: $0, pieceBytes: c.blockSize) }
-            #expect(out.readableBytesView.enumerated().allSatisfy { Int($0.element) == (reader * kib + $0.offset) % 251 })
-        }
+        let (c, store) = try await Self.twoStreamSetObjects(partBytes: 2 * kib)
+        func read(_ object: String, _ reader: Int) async throws { try await Self.readOwnKiB(c, store, object, reader, ofKiB: 6) }
         try await read("a", 0)
         #expect(store.gets.map(\.range) == [0..<(2 * kib), (2 * kib)..<(4 * kib), (4 * kib)..<(6 * kib)], "the first object whole")
         try await read("b", 3)
