@@ -61,8 +61,7 @@ public struct MeteredObjectStore<Base: ObjectStore>: ObjectStore {
     }
 
     public func get(_ key: String, range: Range<Int>?, pieceBytes: Int) async throws -> [ByteBuffer] {
-        try await timed(.get, { try await base.get(key, range: range, pieceBytes: pieceBytes) },
-                        bytesIn: { $0.reduce(0) { $0 + $1.readableBytes } })
+        try await timed(.get, { try await base.get(key, range: range, pieceBytes: pieceBytes) }, bytesIn: { $0.readableBytes })
     }
 
     public func head(_ key: String) async throws -> ObjectInfo? {

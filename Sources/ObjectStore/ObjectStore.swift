@@ -76,6 +76,11 @@ public enum ObjectStoreRequest: String, Sendable, CaseIterable {
     case put = "PUT", get = "GET", head = "HEAD", list = "LIST", delete = "DELETE"
 }
 
+extension Array where Element == ByteBuffer {
+    /// The readable bytes of all the buffers.
+    public var readableBytes: Int { reduce(0) { $0 + $1.readableBytes } }
+}
+
 extension ByteBuffer {
     /// The readable bytes as buffers of their own of `pieceBytes` each, the last one shorter.
     public func copiedInPieces(of pieceBytes: Int) -> [ByteBuffer] {

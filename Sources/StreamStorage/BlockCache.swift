@@ -19,8 +19,8 @@ import NIOCore
 /// range across two of them reads both.
 ///
 /// Every block is a buffer of its own (`fetch` brings them so: the object store reads a GET's
-/// body straight into them), so a cached block never pins a larger GET buffer. The GETs under way count against `capacity` too: a GET evicts blocks
-/// to make room for what it brings.
+/// body straight into them), so a cached block never pins a larger GET buffer. The GETs under
+/// way count against `capacity` too: a GET evicts blocks to make room for what it brings.
 public final class BlockCache: Sendable {
     private struct Key: Hashable {
         var object: String
@@ -369,7 +369,7 @@ public final class BlockCache: Sendable {
     /// `blockSize` it came in. Fewer bytes than `asked` (the store clipped the range) make the
     /// last one the object's.
     private func blocks(of pieces: [ByteBuffer], at: Int, asked: Int) throws -> [(Int, ByteBuffer, last: Bool)] {
-        let total = pieces.reduce(0) { $0 + $1.readableBytes }
+        let total = pieces.readableBytes
         var fresh: [(Int, ByteBuffer, last: Bool)] = []
         for (i, piece) in pieces.enumerated() {
             guard piece.readableBytes == blockSize || (i == pieces.count - 1 && piece.readableBytes > 0 && piece.readableBytes < blockSize) else {

@@ -67,7 +67,7 @@ public struct ReadResult: Sendable {
     public var lastStableOffset: Int64 = -1
     /// For read_committed reads: the aborted transactions overlapping the batches returned.
     public var abortedTxns: [AbortedTxnRecord] = []
-    public var bytes: Int { batches.reduce(0) { $0 + $1.readableBytes } }
+    public var bytes: Int { batches.readableBytes }
 
     public init(batches: [ByteBuffer], span: ByteBuffer? = nil, highWatermark: Int64, logStartOffset: Int64, lastStableOffset: Int64 = -1) {
         self.batches = batches
@@ -1267,7 +1267,7 @@ public final class StreamEngine: Sendable {
             let limit = readCommitted ? lso : hw
             IOClass.$current.withValue(.catchUpRead) {
                 for p in prefetch {
-                    blockCache.prefetch(object: p.object, range: p.range) { [objectStore, blockCache] in try await objectStore.get(p.object, range: $0, pieceBytes: blockCache.blockSize) }
+                    blockCache.prefetch(object: p.object, range: p.range, fetch: blockFetch(p.object))
                 }
             }
             let block: ByteBuffer
@@ -1394,8 +1394,13 @@ public final class StreamEngine: Sendable {
                                          offsets: r.startOffset..<r.endOffset, readaheadEnd: readaheadEnd,
                                          shared: shared ?? 0..<0)
         return try await IOClass.$current.withValue(.catchUpRead) {
-            try await blockCache.read(request) { [objectStore, blockCache] in try await objectStore.get(r.objectKey, range: $0, pieceBytes: blockCache.blockSize) }
+            try await blockCache.read(request, fetch: blockFetch(r.objectKey))
         }
+    }
+
+    /// The block cache's GETs of `key`: ranges read straight into buffers of its block size.
+    private func blockFetch(_ key: String) -> @Sendable (Range<Int>) async throws -> [ByteBuffer] {
+        { [objectStore, blockCache] range in try await objectStore.get(key, range: range, pieceBytes: blockCache.blockSize) }
     }
 
     // MARK: offsets by time and epoch

@@ -166,8 +166,7 @@ public struct ThrottledObjectStore: ObjectStore {
     }
 
     public func get(_ key: String, range: Range<Int>?, pieceBytes: Int) async throws -> [ByteBuffer] {
-        try await throttled(range, { try await base.get(key, range: range, pieceBytes: pieceBytes) },
-                            size: { $0.reduce(0) { $0 + $1.readableBytes } })
+        try await throttled(range, { try await base.get(key, range: range, pieceBytes: pieceBytes) }, size: { $0.readableBytes })
     }
 
     private func throttled<T>(_ range: Range<Int>?, _ get: () async throws -> T, size: (T) -> Int) async throws -> T {

@@ -302,7 +302,7 @@ public final class S3ObjectStore: ObjectStore {
         }
         let r = try await send(.GET, key: fullKey, headers: headers, maxResponseBytes: Int.max, expectedBytes: range?.count ?? 0,
                                split: split.map { BodyCollector.Split(pieceBytes: $0, ranged: range != nil) })
-        let got = r.pieces?.reduce(0) { $0 + $1.readableBytes } ?? r.body.readableBytes
+        let got = r.pieces?.readableBytes ?? r.body.readableBytes
         if let declared = r.headers.first(name: "content-length").flatMap({ Int($0) }), declared != got {
             // A short body is a broken connection, not an object.
             throw S3Error(kind: .transport, code: "TruncatedBody", message: "GET \(fullKey): \(got) of \(declared) bytes")
@@ -549,7 +549,7 @@ final class BodyCollector: HTTPClientResponseDelegate, @unchecked Sendable {
         var body: ByteBuffer
         var pieces: [ByteBuffer]?
 
-        var bytes: Int { pieces?.reduce(0) { $0 + $1.readableBytes } ?? body.readableBytes }
+        var bytes: Int { pieces?.readableBytes ?? body.readableBytes }
     }
 
     // Touched only on the request's event loop, one call at a time (AHC's contract).
