@@ -50,15 +50,21 @@ public final class Broker: Sendable {
 
     public var isReady: Bool { readyBox.withLockedValue { $0 } }
 
-    /// Joins the cluster (lease, placement; the controller's duties when it holds that lease),
-    /// opens the streams of the partitions assigned here (each at a new epoch) and marks the
-    /// broker ready.
+    /// Joins the cluster (lease, placement; the controller's duties when it holds that lease)
+    /// and opens the streams of the partitions assigned here (each at a new epoch). The broker
+    /// is ready once its owner calls `markReady()`.
     public func start() async throws {
         try await renewLease()
         try await clusterLock.withLock { try await self.clusterRound() }
         // After the streams: transactions that were completing write their markers now.
         try await loadTransactions()
-        readyBox.withLockedValue { $0 = true }
+    }
+
+    /// `/readyz` answers ready from now on, unless the broker was superseded meanwhile.
+    /// `tern serve` calls it once its signal handlers are in place, so that a SIGTERM sent
+    /// after readiness is always a graceful shutdown.
+    public func markReady() {
+        readyBox.withLockedValue { $0 = !cluster.withLockedValue { $0.superseded } }
     }
 
     public func stopAccepting() { readyBox.withLockedValue { $0 = false } }

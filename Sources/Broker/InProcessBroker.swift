@@ -19,6 +19,7 @@ extension Broker {
         let broker = Broker(config: config, engine: engine, metadata: metadata, clusterId: clusterId,
                             metrics: BrokerMetrics(), logger: logger)
         try await broker.start()
+        broker.markReady()
         return broker
     }
 }

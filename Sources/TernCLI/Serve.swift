@@ -247,7 +247,9 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
                    }),
                    .init(service: PeriodicService.paced(intervalMs: config.compaction.intervalMs) {
                        await engine.runCompaction(config: config.compaction, now: Broker.wallClockMs())
-                   })],
+                   }),
+                   // Last: started once the group traps SIGTERM, stopped first.
+                   .init(service: ReadinessService(broker: broker))],
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
     try await group.run()
@@ -260,6 +262,18 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
 }
 
 let ternVersion = "0.1.0"
+
+/// Marks the broker ready while it runs. The service group traps its shutdown signals before
+/// it starts any service, so a SIGTERM sent after `/readyz` said ready shuts down gracefully
+/// (before, one sent in the moments between the two killed the process).
+struct ReadinessService: Service {
+    let broker: Broker
+    func run() async throws {
+        broker.markReady()
+        try? await gracefulShutdown()
+        broker.stopAccepting()
+    }
+}
 
 /// Stands in for a service that is not configured (no internal listener on one broker).
 struct NoService: Service {

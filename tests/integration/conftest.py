@@ -47,18 +47,18 @@ class Broker:
             a += ["--set", f"{k}={v}"]
         return a + self.extra_args
 
-    def start(self, timeout=30, attempts=3):
+    def start(self, timeout=30, attempts=3, poll=0.05):
         # free_port() releases the port before tern binds it, so another process can take it
         # in between: on a bind failure pick new ports and try again.
         for attempt in range(attempts):
             try:
-                return self._start(timeout)
+                return self._start(timeout, poll)
             except RuntimeError as e:
                 if "ddress already in use" not in str(e) or attempt == attempts - 1:
                     raise
                 self.port, self.metrics_port = free_port(), free_port()
 
-    def _start(self, timeout):
+    def _start(self, timeout, poll):
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
@@ -71,7 +71,7 @@ class Broker:
                         return self
             except OSError:
                 pass
-            time.sleep(0.05)
+            time.sleep(poll)
         raise RuntimeError(f"tern did not become ready:\n{self.log()}")
 
     def log(self):
