@@ -298,7 +298,9 @@ class Emitter:
         if t == "bytes":
             return f"buffer.write{'KafkaNullableBytes' if nullable else 'KafkaBytes'}({value}, compact: flexible)"
         if t == "records":
-            return f"buffer.write{'KafkaNullableRecords' if nullable else 'KafkaRecords'}({value}, compact: flexible)"
+            # `self.records` carries on in `self.recordsContinued` (see emit_struct).
+            more = f"continued: {value.split(' ')[0]}Continued, " if value.startswith("self.") else ""
+            return f"buffer.write{'KafkaNullableRecords' if nullable else 'KafkaRecords'}({value}, {more}compact: flexible)"
         raise SchemaError(t)
 
     def emit_write(self, ind, f, value):
@@ -358,6 +360,10 @@ class Emitter:
                 continue
             self.out(ind + 1, f"/// Versions {f.versions.text}" + (f", nullable {f.nullable.text}" if not f.nullable.empty else "") + (f", tag {f.tag}" if f.tag is not None else "") + ".")
             self.out(ind + 1, f"public var {f.swift_name}: {self.swift_type(f)} = {self.default_value(f)}")
+            if f.element == "records" and not f.is_array:
+                self.out(ind + 1, f"/// More of `{f.swift_name}`: parts of the same record set that follow it (not a field")
+                self.out(ind + 1, "/// on the wire; encoded after it, and never filled by decoding).")
+                self.out(ind + 1, f"public var {f.swift_name}Continued: [ByteBuffer] = []")
         self.out(ind)
         self.out(ind + 1, "public init() {}")
         for f in fields:

@@ -220,7 +220,10 @@ public final class Broker: Sendable {
                 // The record sets go out as they are (RecordsSplice); room up front for the
                 // rest, and for the small record sets, which are copied.
                 let copied = response.responses.reduce(0) {
-                    $0 + $1.partitions.reduce(0) { n, p in n + 64 + (p.records.map { RecordsSplice.isCopied($0) ? $0.readableBytes : 0 } ?? 0) }
+                    $0 + $1.partitions.reduce(0) { n, p in
+                        let bytes = p.recordsContinued.reduce(p.records?.readableBytes ?? 0) { $0 + $1.readableBytes }
+                        return n + 64 + (RecordsSplice.isCopied(bytes: bytes) ? bytes : 0)
+                    }
                 }
                 let splice = RecordsSplice()
                 let b = RecordsSplice.$current.withValue(splice) { self.encode(header, response, capacity: 256 + copied, extra: splice) }

@@ -79,6 +79,28 @@ public enum ObjectStoreRequest: String, Sendable, CaseIterable {
 extension Array where Element == ByteBuffer {
     /// The readable bytes of all the buffers.
     public var readableBytes: Int { reduce(0) { $0 + $1.readableBytes } }
+
+    /// Bytes `range` of the buffers laid end to end, as slices of them (no copy).
+    public func slices(_ range: Range<Int>) -> [ByteBuffer] {
+        var out: [ByteBuffer] = []
+        var start = 0  // where the current buffer starts in the whole
+        for b in self {
+            let end = start + b.readableBytes
+            let lo = Swift.max(range.lowerBound, start), hi = Swift.min(range.upperBound, end)
+            if lo < hi { out.append(b.getSlice(at: b.readerIndex + lo - start, length: hi - lo)!) }
+            if end >= range.upperBound { break }
+            start = end
+        }
+        return out
+    }
+
+    /// The buffers' bytes in one buffer: the only one as it is, else copied together.
+    public func joined() -> ByteBuffer {
+        if count == 1 { return self[0] }
+        var out = ByteBufferAllocator().buffer(capacity: readableBytes)
+        for b in self { out.writeImmutableBuffer(b) }
+        return out
+    }
 }
 
 extension ByteBuffer {

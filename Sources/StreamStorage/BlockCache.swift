@@ -1,4 +1,5 @@
 import Metadata
+import ObjectStore
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -145,8 +146,14 @@ public final class BlockCache: Sendable {
     /// ranges of about `partBytes`, in parallel, that may run past the object's end; it
     /// answers in buffers of `blockSize` bytes, the last one shorter where the object ends).
     public func read(_ request: Request, fetch: @escaping @Sendable (Range<Int>) async throws -> [ByteBuffer]) async throws -> ByteBuffer {
+        try await readParts(request, fetch: fetch).joined()
+    }
+
+    /// The same bytes as slices of the blocks they lie in, in order: a read across blocks
+    /// copies nothing (assembling such reads was a tenth of the broker's CPU in a catch-up).
+    public func readParts(_ request: Request, fetch: @escaping @Sendable (Range<Int>) async throws -> [ByteBuffer]) async throws -> [ByteBuffer] {
         let range = request.range
-        guard !range.isEmpty else { return ByteBuffer() }
+        guard !range.isEmpty else { return [] }
         let first = range.lowerBound / blockSize
         let last = (range.upperBound - 1) / blockSize
         enum Step {
@@ -273,11 +280,8 @@ public final class BlockCache: Sendable {
             }
             break
         }
-        // Within one block: a slice of it. Else the requested bytes assembled.
-        if first == last, let b = blocks[first], range.upperBound - first * blockSize <= b.readableBytes {
-            return b.getSlice(at: b.readerIndex + range.lowerBound - first * blockSize, length: range.count)!
-        }
-        var out = ByteBufferAllocator().buffer(capacity: range.count)
+        var out: [ByteBuffer] = []
+        out.reserveCapacity(last - first + 1)
         var pos = range.lowerBound
         while pos < range.upperBound {
             let i = pos / blockSize
@@ -285,7 +289,7 @@ public final class BlockCache: Sendable {
             let inBlock = pos - i * blockSize
             let n = min(range.upperBound - pos, b.readableBytes - inBlock)
             guard n > 0 else { throw BlockCacheError(description: "\(request.object): bytes \(range) run past the object's end") }
-            out.writeImmutableBuffer(b.getSlice(at: b.readerIndex + inBlock, length: n)!)
+            out.append(b.getSlice(at: b.readerIndex + inBlock, length: n)!)
             pos += n
         }
         return out

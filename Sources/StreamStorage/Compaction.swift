@@ -461,9 +461,9 @@ extension StreamEngine {
     /// Reads a block; if its object is gone (another broker's compaction superseded it and
     /// the grace period passed), reloads the stream's ranges from the metadata store and reads
     /// the block that holds `offset` now.
-    func readBlockOrReload(_ r: StreamRange, streamId: Int64, offset: Int64, readaheadEnd: Int = 0) async throws -> ByteBuffer {
+    func readBlockOrReload(_ r: StreamRange, streamId: Int64, offset: Int64, readaheadEnd: Int = 0) async throws -> [ByteBuffer] {
         do {
-            return try await readBlock(try await block(of: r, holding: offset), reader: streamId, readaheadEnd: readaheadEnd)
+            return try await readBlockParts(try await block(of: r, holding: offset), reader: streamId, readaheadEnd: readaheadEnd)
         } catch let e as ObjectStoreError where e.code == .notFound {
             indexCache.forget(r.objectKey)
             let stored = try await metadata.ranges(streamId: streamId)
@@ -477,7 +477,7 @@ extension StreamEngine {
             }
             guard let fresh, fresh.objectKey != r.objectKey else { throw e }
             logger.info("reloaded a stream's ranges: an object it held was compacted away", metadata: ["stream": "\(streamId)", "key": "\(r.objectKey)"])
-            return try await readBlock(try await block(of: fresh, holding: offset))
+            return try await readBlockParts(try await block(of: fresh, holding: offset))
         }
     }
 

@@ -58,34 +58,52 @@ public struct AppendResult: Sendable, Equatable {
 
 /// A fetch's view of a stream.
 public struct ReadResult: Sendable {
-    public private(set) var batches: [ByteBuffer]
-    /// The batches as one slice of the block they were read from, when they came from one.
-    private var span: ByteBuffer?
+    /// The records, end to end, as the buffers that hold them: the LogCache's batches, or
+    /// slices of the object blocks they were read from (where a batch may run from one
+    /// block into the next). A Fetch answers with these parts as they are.
+    public private(set) var parts: [ByteBuffer]
+    /// Whether `parts` are whole batches, one each.
+    private var partsAreBatches: Bool
+    /// The offset after the last batch, or nil when there is none.
+    public private(set) var nextOffset: Int64?
     public var highWatermark: Int64
     public var logStartOffset: Int64
     /// The last stable offset: below it no transaction is open.
     public var lastStableOffset: Int64 = -1
     /// For read_committed reads: the aborted transactions overlapping the batches returned.
     public var abortedTxns: [AbortedTxnRecord] = []
-    public var bytes: Int { batches.readableBytes }
+    public let bytes: Int
 
-    public init(batches: [ByteBuffer], span: ByteBuffer? = nil, highWatermark: Int64, logStartOffset: Int64, lastStableOffset: Int64 = -1) {
-        self.batches = batches
-        self.span = span
+    /// Whole batches, each in a buffer of its own.
+    public init(batches: [ByteBuffer], highWatermark: Int64, logStartOffset: Int64, lastStableOffset: Int64 = -1) {
+        self.init(parts: batches, partsAreBatches: true, nextOffset: batches.last.flatMap { RecordBatchHeader(peeking: $0) }.map { $0.lastOffset + 1 },
+                  highWatermark: highWatermark, logStartOffset: logStartOffset, lastStableOffset: lastStableOffset)
+    }
+
+    /// Whole batches laid end to end over `parts`, the last of them ending before `nextOffset`.
+    init(parts: [ByteBuffer], partsAreBatches: Bool, nextOffset: Int64?, highWatermark: Int64, logStartOffset: Int64, lastStableOffset: Int64) {
+        self.parts = parts
+        self.partsAreBatches = partsAreBatches
+        self.nextOffset = nextOffset
+        self.bytes = parts.readableBytes
         self.highWatermark = highWatermark
         self.logStartOffset = logStartOffset
         self.lastStableOffset = lastStableOffset
     }
 
-    /// The batches end to end in one buffer, as a fetch answers with them: the slice of the
-    /// object block they lie in (no copy) when they were read from one, else a copy.
-    public var records: ByteBuffer {
-        if let span { return span }
-        if batches.count == 1 { return batches[0] }
-        var b = ByteBufferAllocator().buffer(capacity: bytes)
-        for x in batches { b.writeImmutableBuffer(x) }
-        return b
+    /// The batches, each in one buffer: a batch that runs from one part into the next is
+    /// copied together (only tests ask).
+    public var batches: [ByteBuffer] {
+        partsAreBatches ? parts : RecordBatch.split(parts.joined()).map(\.bytes)
     }
+
+    /// The batches' headers, without copying the batches together.
+    public var headers: [RecordBatchHeader] {
+        partsAreBatches ? parts.compactMap { RecordBatchHeader(peeking: $0) } : RecordBatch.split(parts: parts).map(\.header)
+    }
+
+    /// The records in one buffer: the only part as it is, else a copy.
+    public var records: ByteBuffer { parts.joined() }
 }
 
 /// Why a DeleteRecords trim was refused.
@@ -1204,7 +1222,7 @@ public final class StreamEngine: Sendable {
                      readCommitted: Bool = false) async throws(ReadError) -> ReadResult {
         let r = try await readBatches(streamId: streamId, offset: offset, maxBytes: maxBytes, currentLeaderEpoch: currentLeaderEpoch,
                                       readCommitted: readCommitted)
-        if !r.batches.isEmpty {
+        if r.bytes > 0 {
             let n = Int64(r.bytes)
             // A table of plain integers: updating it in place allocates nothing (a field of
             // the stream's struct, reached through the state's dictionary, did).
@@ -1212,7 +1230,7 @@ public final class StreamEngine: Sendable {
         }
         guard readCommitted else { return r }
         var out = r
-        let upper = r.batches.last.flatMap { RecordBatchHeader(peeking: $0) }.map { $0.lastOffset + 1 } ?? r.lastStableOffset
+        let upper = r.nextOffset ?? r.lastStableOffset
         out.abortedTxns = state.withLockedValue { s in
             (s.streams[streamId]?.aborted ?? []).filter { $0.lastOffset >= offset && $0.firstOffset < upper }
         }
@@ -1270,26 +1288,24 @@ public final class StreamEngine: Sendable {
                     blockCache.prefetch(object: p.object, range: p.range, fetch: blockFetch(p.object))
                 }
             }
-            let block: ByteBuffer
+            let block: [ByteBuffer]
             do {
                 block = try await readBlockOrReload(range, streamId: streamId, offset: offset, readaheadEnd: readaheadEnd)
             } catch {
                 throw .storage("\(error)")
             }
-            var out: [ByteBuffer] = []
-            var bytes = 0
-            var skipped = 0  // the block's bytes before the first batch taken
-            for (h, b) in RecordBatch.split(block) {
+            var taken: Range<Int>?  // the block's bytes of the batches taken
+            var next: Int64?
+            for (h, at) in RecordBatch.split(parts: block) {
                 guard h.lastOffset >= offset else {
-                    if !out.isEmpty { break }  // out of order: what was taken stays one span
-                    skipped += b.readableBytes
+                    if taken != nil { break }  // out of order: what was taken stays one span
                     continue
                 }
-                if h.baseOffset >= limit || (!out.isEmpty && bytes + b.readableBytes > maxBytes) { break }
-                out.append(b)
-                bytes += b.readableBytes
+                if h.baseOffset >= limit || (taken.map { $0.count + at.count > maxBytes } ?? false) { break }
+                taken = (taken?.lowerBound ?? at.lowerBound)..<at.upperBound
+                next = h.lastOffset + 1
             }
-            return ReadResult(batches: out, span: block.getSlice(at: block.readerIndex + skipped, length: bytes),
+            return ReadResult(parts: taken.map { block.slices($0) } ?? [], partsAreBatches: false, nextOffset: next,
                               highWatermark: hw, logStartOffset: start, lastStableOffset: lso)
         }
     }
@@ -1383,10 +1399,15 @@ public final class StreamEngine: Sendable {
         return dataEnd <= wholeBytes ? 0..<wholeBytes : nil
     }
 
-    /// A range's bytes through the BlockCache; `reader` (the stream, for fetches) drives
-    /// readahead up to `readaheadEnd`, and a miss in a stream set object GETs it whole or the
-    /// part of it around the read (`sharedRange`).
-    func readBlock(_ r: StreamRange, reader: Int64? = nil, readaheadEnd: Int = 0) async throws -> ByteBuffer {
+    /// A range's bytes in one buffer.
+    func readBlock(_ r: StreamRange) async throws -> ByteBuffer {
+        try await readBlockParts(r).joined()
+    }
+
+    /// A range's bytes through the BlockCache, as slices of its blocks; `reader` (the stream,
+    /// for fetches) drives readahead up to `readaheadEnd`, and a miss in a stream set object
+    /// GETs it whole or the part of it around the read (`sharedRange`).
+    func readBlockParts(_ r: StreamRange, reader: Int64? = nil, readaheadEnd: Int = 0) async throws -> [ByteBuffer] {
         let shared = reader == nil ? nil
             : Self.sharedRange(of: r, dataEnd: max(readaheadEnd, r.position + r.size), wholeBytes: wholeObjectBytes,
                                window: blockCache.partBytes, maxBytes: config.readaheadMaxBytes)
@@ -1394,7 +1415,7 @@ public final class StreamEngine: Sendable {
                                          offsets: r.startOffset..<r.endOffset, readaheadEnd: readaheadEnd,
                                          shared: shared ?? 0..<0)
         return try await IOClass.$current.withValue(.catchUpRead) {
-            try await blockCache.read(request, fetch: blockFetch(r.objectKey))
+            try await blockCache.readParts(request, fetch: blockFetch(r.objectKey))
         }
     }
 

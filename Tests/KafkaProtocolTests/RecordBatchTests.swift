@@ -12,6 +12,36 @@ import Testing
         return b.build()
     }
 
+    /// Batches over parts cut anywhere (within headers too) are the batches of the whole:
+    /// same headers, at the same places, and a partial trailing batch is left out.
+    @Test func splittingPartsFindsTheBatchesOfTheWhole() {
+        var whole = ByteBuffer()
+        for (i, n) in [3, 1, 7, 2].enumerated() {
+            var b = batch(records: n)
+            RecordBatch.stamp(&b, baseOffset: Int64(i * 10), leaderEpoch: 0)
+            whole.writeImmutableBuffer(b)
+        }
+        let full = whole.readableBytes
+        whole.writeBytes([0, 0, 0, 0, 0, 0, 0, 40, 0, 0])  // the start of a batch that did not fit
+        var expected: [(RecordBatchHeader, Range<Int>)] = []
+        var at = 0
+        for (h, b) in RecordBatch.split(whole) {
+            expected.append((h, at..<(at + b.readableBytes)))
+            at += b.readableBytes
+        }
+        #expect(expected.count == 4 && at == full)
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<300 {
+            var cuts = (0..<Int.random(in: 0...6, using: &rng)).map { _ in Int.random(in: 0...whole.readableBytes, using: &rng) }
+            cuts = ([0] + cuts + [whole.readableBytes]).sorted()
+            let parts = zip(cuts, cuts.dropFirst()).map { whole.getSlice(at: $0, length: $1 - $0)! }
+            let got = RecordBatch.split(parts: parts)
+            #expect(got.map(\.range) == expected.map(\.1), "cuts \(cuts)")
+            #expect(got.map(\.header.baseOffset) == expected.map(\.0.baseOffset))
+            #expect(got.map(\.header.lastOffsetDelta) == expected.map(\.0.lastOffsetDelta))
+        }
+    }
+
     @Test func validBatchPasses() throws {
         let h = try RecordBatch.validateSingle(batch())
         #expect(h.recordCount == 3)

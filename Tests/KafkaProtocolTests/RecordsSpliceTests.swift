@@ -42,6 +42,33 @@ import Testing
         #expect(parts.filter { $0.readableBytes >= big }.count == 4)
     }
 
+    /// A record set in parts (`recordsContinued`) is encoded as the one set they make, kept
+    /// out of the buffer part by part, or copied, whole either way.
+    @Test(arguments: [4, 12])
+    func aRecordSetInPartsIsOneSet(version: Int16) {
+        let big = RecordsSplice.minimumBytes
+        for sizes in [[big, 1, big + 3], [10, 20], [0, big]] {
+            let bytes = (0..<sizes.reduce(0, +)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+            var whole = Self.response([bytes.count])
+            whole.responses[0].partitions[0].records = ByteBuffer(bytes: bytes)
+            var inParts = whole
+            var cut = 0
+            let parts = sizes.map { n in defer { cut += n }; return ByteBuffer(bytes: bytes[cut..<(cut + n)]) }
+            inParts.responses[0].partitions[0].records = parts[0]
+            inParts.responses[0].partitions[0].recordsContinued = Array(parts.dropFirst())
+            var expected = ByteBuffer()
+            whole.encode(into: &expected, version: version)
+            var copied = ByteBuffer()
+            inParts.encode(into: &copied, version: version)
+            #expect(copied == expected, "\(sizes) copied")
+            let splice = RecordsSplice()
+            var head = ByteBuffer()
+            RecordsSplice.$current.withValue(splice) { inParts.encode(into: &head, version: version) }
+            #expect(splice.parts(of: head).reduce(into: ByteBuffer()) { $0.writeImmutableBuffer($1) } == expected, "\(sizes) spliced")
+            #expect(splice.bytes == (bytes.count >= big ? bytes.count : 0))
+        }
+    }
+
     @Test func withoutACollectorRecordsAreCopied() {
         let r = Self.response([RecordsSplice.minimumBytes * 2])
         var b = ByteBuffer()

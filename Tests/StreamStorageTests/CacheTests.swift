@@ -508,9 +508,9 @@ final class CountingStore: ForwardingStore {
         #expect(store.gets.last!.range == (4 * kib)..<(8 * kib), "readahead is back once the GET is done, up to half the budget")
     }
 
-    /// A GET's pieces are the cached blocks themselves, and a read within one block is a
-    /// slice of it: a catch-up byte is not copied between the object store and the fetch.
-    @Test func blocksAreTheGetsPiecesAndAReadWithinOneIsASliceOfIt() async throws {
+    /// A GET's pieces are the cached blocks themselves, and a read is a slice of each block it
+    /// lies in: a catch-up byte is not copied between the object store and the fetch.
+    @Test func blocksAreTheGetsPiecesAndAReadIsASliceOfEachBlock() async throws {
         let kib = Self.kib
         let store = CountingStore()
         try await Self.object(store, "o", kib: 8)
@@ -524,9 +524,21 @@ final class CountingStore: ForwardingStore {
         let at = out.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress!) }
         #expect(brought.withLockedValue { $0 } == [at - 10], "a slice of the one block the GET brought")
         #expect(out.readableBytesView.enumerated().allSatisfy { Int($0.element) == (2 * kib + 10 + $0.offset) % 251 })
+        // A read across blocks: a slice of each block, in order, none copied.
+        let across = (4 * kib + 10)..<(6 * kib + 100)
+        brought.withLockedValue { $0 = [] }
+        let parts = try await c.readParts(.init(object: "o", range: across)) { range in
+            let pieces = try await store.get("o", range: range, pieceBytes: c.blockSize)
+            brought.withLockedValue { $0 += pieces.map { p in p.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress!) } } }
+            return pieces
+        }
+        #expect(parts.map(\.readableBytes) == [kib - 10, kib, 100])
+        #expect(parts.map { p in p.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress!) } }
+                == brought.withLockedValue { b in [b[0] + 10, b[1], b[2]] })
+        #expect(parts.joined().readableBytesView.enumerated().allSatisfy { Int($0.element) == (across.lowerBound + $0.offset) % 251 })
         // Pieces that are not blocks are refused, not cached at the wrong positions.
         await #expect(throws: BlockCacheError.self) {
-            try await c.read(.init(object: "o", range: (5 * kib)..<(5 * kib + 1))) { range in
+            try await c.read(.init(object: "o", range: (7 * kib)..<(7 * kib + 1))) { range in
                 try await store.get("o", range: range, pieceBytes: 100)
             }
         }

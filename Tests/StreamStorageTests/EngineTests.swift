@@ -86,6 +86,29 @@ import Testing
             #expect(r.batches.count == batches)
             #expect(r.records == r.batches.reduce(into: ByteBuffer()) { $0.writeImmutableBuffer($1) })
             #expect(base(r.records) == base(r.batches[0]), "a slice of the block, not a copy")
+            #expect(r.parts.count == 1)
+        }
+        await e.shutdown()
+        await committer.value
+    }
+
+    /// Batches that lie across cache blocks come as slices of each block, in order (a batch
+    /// may run from one into the next): nothing is copied together for a fetch.
+    @Test func batchesAcrossBlocksComeAsSlicesOfEachBlock() async throws {
+        let f = try await Self.fixture()
+        var config = Self.oneFlush(CompactionTests.noCache)
+        config.blockCacheBlockBytes = 256
+        let e = try await Self.engine(f, config: config)
+        let committer = Task { await e.runCommitter() }
+        try await e.open(streamId: f.streamId)
+        let values = (0..<12).map { i in String(repeating: Character(UnicodeScalar(UInt8(97 + i))), count: 100 + 37 * i) }
+        await Self.appendTogether(e, f.streamId, values.map { [$0] })
+        try await CompactionTests.waitForCommits(f.metadata, try await CompactionTests.committedWALObjects(f))
+        for offset in [Int64(0), 5, 11] {
+            let r = try await e.read(streamId: f.streamId, offset: offset, maxBytes: 1 << 20)
+            #expect(try Self.values(r) == Array(values[Int(offset)...]))
+            #expect(r.parts.count > 1 && r.parts.allSatisfy { $0.readableBytes <= 256 }, "a slice of each block, not one copy")
+            #expect(r.records.readableBytes == r.bytes && r.parts.readableBytes == r.bytes)
         }
         await e.shutdown()
         await committer.value

@@ -129,15 +129,16 @@ extension Broker {
                         t.firstOffset = a.firstOffset
                         return t
                     }
-                    if zstdRefused && read.batches.contains(where: { RecordBatchHeader(peeking: $0)?.compression == CompressionCodec.zstd.rawValue }) {
+                    if zstdRefused && read.headers.contains(where: { $0.compression == CompressionCodec.zstd.rawValue }) {
                         pr.errorCode = ErrorCode.unsupportedCompressionType.rawValue
                         hasError = true
                     } else if total > 0 && budget == 0 {
                         pr.records = ByteBuffer()
                     } else {
-                        let records = read.records
-                        total += records.readableBytes
-                        pr.records = records
+                        // The parts as they are: slices of the cache's blocks, not copied together.
+                        pr.records = read.parts.first ?? ByteBuffer()
+                        pr.recordsContinued = Array(read.parts.dropFirst())
+                        total += read.bytes
                     }
                 } catch {
                     hasError = true

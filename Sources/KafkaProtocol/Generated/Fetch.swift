@@ -300,6 +300,9 @@ public struct FetchResponse: KafkaMessage {
             public var preferredReadReplica: Int32 = -1
             /// Versions 0+, nullable 0+.
             public var records: ByteBuffer? = ByteBuffer()
+            /// More of `records`: parts of the same record set that follow it (not a field
+            /// on the wire; encoded after it, and never filled by decoding).
+            public var recordsContinued: [ByteBuffer] = []
 
             public init() {}
 
@@ -478,7 +481,7 @@ public struct FetchResponse: KafkaMessage {
                 if version >= 11 {
                     buffer.writeInteger(self.preferredReadReplica)
                 }
-                buffer.writeKafkaNullableRecords(self.records, compact: flexible)
+                buffer.writeKafkaNullableRecords(self.records, continued: self.recordsContinued, compact: flexible)
                 if flexible {
                     var tagCount: UInt32 = 0
                     if version >= 12 && self.divergingEpoch != EpochEndOffset() { tagCount += 1 }

@@ -32,6 +32,9 @@ public struct ProduceRequest: KafkaMessage {
             public var index: Int32 = 0
             /// Versions 0+, nullable 0+.
             public var records: ByteBuffer? = ByteBuffer()
+            /// More of `records`: parts of the same record set that follow it (not a field
+            /// on the wire; encoded after it, and never filled by decoding).
+            public var recordsContinued: [ByteBuffer] = []
 
             public init() {}
 
@@ -45,7 +48,7 @@ public struct ProduceRequest: KafkaMessage {
             public func encode(into buffer: inout ByteBuffer, version: Int16) {
                 let flexible = version >= 9
                 buffer.writeInteger(self.index)
-                buffer.writeKafkaNullableRecords(self.records, compact: flexible)
+                buffer.writeKafkaNullableRecords(self.records, continued: self.recordsContinued, compact: flexible)
                 if flexible {
                     buffer.writeUnsignedVarint(0)
                 }

@@ -331,4 +331,50 @@ public enum RecordBatch {
         }
         return out
     }
+
+    /// The same over batches held in `parts`, laid end to end (the cache blocks a read took
+    /// them from, a batch maybe running from one into the next): each batch's header and where
+    /// it lies in the whole. Only a header split between two parts is copied.
+    public static func split(parts: [ByteBuffer]) -> [(header: RecordBatchHeader, range: Range<Int>)] {
+        var out: [(RecordBatchHeader, Range<Int>)] = []
+        let total = parts.reduce(0) { $0 + $1.readableBytes }
+        var pos = 0
+        var part = 0, inPart = 0  // where `pos` lies
+        while total - pos >= RecordBatchHeader.size {
+            while parts[part].readableBytes == inPart {
+                part += 1
+                inPart = 0
+            }
+            var header: ByteBuffer
+            if parts[part].readableBytes - inPart >= RecordBatchHeader.size {
+                header = parts[part].getSlice(at: parts[part].readerIndex + inPart, length: RecordBatchHeader.size)!
+            } else {
+                header = ByteBuffer()
+                header.reserveCapacity(RecordBatchHeader.size)
+                var p = part, o = inPart
+                while header.readableBytes < RecordBatchHeader.size {
+                    let n = min(RecordBatchHeader.size - header.readableBytes, parts[p].readableBytes - o)
+                    header.writeImmutableBuffer(parts[p].getSlice(at: parts[p].readerIndex + o, length: n)!)
+                    p += 1
+                    o = 0
+                }
+            }
+            guard let h = RecordBatchHeader(peeking: header), h.batchLength >= 49, total - pos >= h.totalSize else { break }
+            out.append((h, pos..<(pos + h.totalSize)))
+            pos += h.totalSize
+            var n = h.totalSize
+            while n > 0 {
+                let left = parts[part].readableBytes - inPart
+                if n < left {
+                    inPart += n
+                    n = 0
+                } else {
+                    n -= left
+                    part += 1
+                    inPart = 0
+                }
+            }
+        }
+        return out
+    }
 }

@@ -176,20 +176,23 @@ extension ByteBuffer {
         writeKafkaBytes(b, compact: compact)
     }
 
-    /// A record set: copied, or, while a `RecordsSplice` collects, only its length prefix,
-    /// the records to follow at this place in the frame.
-    public mutating func writeKafkaRecords(_ b: ByteBuffer, compact: Bool) {
-        guard let splice = RecordsSplice.current, !RecordsSplice.isCopied(b) else {
-            writeKafkaBytes(b, compact: compact)
-            return
+    /// A record set, `b` and then the parts `continued` (a set read across cache blocks):
+    /// copied, or, while a `RecordsSplice` collects, only its length prefix, the parts to
+    /// follow at this place in the frame.
+    public mutating func writeKafkaRecords(_ b: ByteBuffer, continued: [ByteBuffer] = [], compact: Bool) {
+        let total = continued.reduce(b.readableBytes) { $0 + $1.readableBytes }
+        writeKafkaBytesLength(total, compact: compact)
+        if let splice = RecordsSplice.current, !RecordsSplice.isCopied(bytes: total) {
+            for part in [b] + continued where part.readableBytes > 0 { splice.add(part, at: writerIndex) }
+        } else {
+            writeImmutableBuffer(b)
+            for part in continued { writeImmutableBuffer(part) }
         }
-        writeKafkaBytesLength(b.readableBytes, compact: compact)
-        splice.add(b, at: writerIndex)
     }
 
-    public mutating func writeKafkaNullableRecords(_ b: ByteBuffer?, compact: Bool) {
+    public mutating func writeKafkaNullableRecords(_ b: ByteBuffer?, continued: [ByteBuffer] = [], compact: Bool) {
         guard let b else { return writeKafkaNullableBytes(nil, compact: compact) }
-        writeKafkaRecords(b, compact: compact)
+        writeKafkaRecords(b, continued: continued, compact: compact)
     }
 
     public mutating func writeKafkaArrayCount(_ n: Int?, compact: Bool) {

@@ -15,8 +15,8 @@ public final class RecordsSplice: @unchecked Sendable {
     /// Smaller record sets are copied: a part of their own would cost more than the copy.
     public static let minimumBytes = 16 << 10
 
-    /// Whether a record set is copied into the buffer even while a splice collects.
-    public static func isCopied(_ records: ByteBuffer) -> Bool { records.readableBytes < minimumBytes }
+    /// Whether a record set of `bytes` is copied into the buffer even while a splice collects.
+    public static func isCopied(bytes: Int) -> Bool { bytes < minimumBytes }
 
     // Filled by the one encoder that runs with it (hence @unchecked).
     private var spans: [(at: Int, records: ByteBuffer)] = []
