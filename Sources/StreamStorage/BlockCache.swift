@@ -1,7 +1,8 @@
+import DequeModule
 import Metadata
-import ObjectStore
 import NIOConcurrencyHelpers
 import NIOCore
+import ObjectStore
 
 /// LRU cache of object blocks for catch-up reads, bounded in bytes (`block.cache.bytes`).
 ///
@@ -71,7 +72,39 @@ public final class BlockCache: Sendable {
         /// blocks before their readers come (objects fetched twice, in pieces).
         var unreadPrefetched = 0
 
+        /// Eviction order: blocks as they were cached or last read, in tick order, those read
+        /// (or asked for) apart from those read ahead and not read yet. An entry whose block
+        /// has a newer tick (read since) or went is stale and skipped. (A scan of every block
+        /// for the oldest, per eviction, grew with the cache.)
+        var readOrder = Deque<(tick: UInt64, key: Key)>()
+        var aheadOrder = Deque<(tick: UInt64, key: Key)>()
+
         func cachedOrPending(_ k: Key) -> Bool { blocks[k] != nil || pending[k] != nil }
+
+        /// Caches or re-ticks block `k`, and queues it for eviction in its order.
+        mutating func put(_ e: Entry, at k: Key) {
+            blocks[k] = e
+            if e.prefetched { aheadOrder.append((e.tick, k)) } else { readOrder.append((e.tick, k)) }
+            // Stale entries pile up when blocks are read again and again without evictions.
+            if readOrder.count + aheadOrder.count > 2 * blocks.count + 1024 {
+                let live = blocks.sorted { $0.value.tick < $1.value.tick }
+                readOrder = Deque(live.filter { !$0.value.prefetched }.map { ($0.value.tick, $0.key) })
+                aheadOrder = Deque(live.filter { $0.value.prefetched }.map { ($0.value.tick, $0.key) })
+            }
+        }
+
+        /// The block to evict: the least recently used of those read, else of those read ahead.
+        mutating func nextVictim() -> (key: Key, entry: Entry)? {
+            while let (tick, k) = readOrder.first {
+                if let e = blocks[k], e.tick == tick { return (k, e) }
+                readOrder.removeFirst()
+            }
+            while let (tick, k) = aheadOrder.first {
+                if let e = blocks[k], e.tick == tick { return (k, e) }
+                aheadOrder.removeFirst()
+            }
+            return nil
+        }
         /// Whether the object is known to end before block `k`.
         func pastEnd(_ k: Key) -> Bool { k.index > 0 && blocks[Key(object: k.object, index: k.index - 1)]?.last == true }
     }
@@ -191,7 +224,7 @@ public final class BlockCache: Sendable {
                             e.prefetched = false
                             s.unreadPrefetched -= e.buffer.readableBytes
                         }
-                        s.blocks[k] = e
+                        s.put(e, at: k)
                         have[i] = e.buffer
                     } else if s.pending[k] != nil {
                         let w = OneShot<Void>()
@@ -402,7 +435,7 @@ public final class BlockCache: Sendable {
                 }
                 // Read ahead (by a prefetch, or past what a read asked for): unread until a read comes.
                 let ahead = !(requested?.contains(i) ?? false)
-                s.blocks[k] = Entry(buffer: b, tick: s.tick, unreadBy: ahead ? reader : nil, last: isLast, prefetched: ahead)
+                s.put(Entry(buffer: b, tick: s.tick, unreadBy: ahead ? reader : nil, last: isLast, prefetched: ahead), at: k)
                 s.bytes += b.readableBytes
                 if ahead { s.unreadPrefetched += b.readableBytes }
             }
@@ -417,13 +450,12 @@ public final class BlockCache: Sendable {
     /// back, while a block read ahead is evicted only when nothing read is left (read-ahead is
     /// held to half the budget, so that is rare).
     private func evictToBudget(_ s: inout State) {
-        while s.bytes + s.fetching > capacity,
-              let victim = s.blocks.min(by: { ($0.value.prefetched ? 1 : 0, $0.value.tick) < ($1.value.prefetched ? 1 : 0, $1.value.tick) }) {
-            s.bytes -= victim.value.buffer.readableBytes
-            if victim.value.prefetched { s.unreadPrefetched -= victim.value.buffer.readableBytes }
+        while s.bytes + s.fetching > capacity, let victim = s.nextVictim() {
+            s.bytes -= victim.entry.buffer.readableBytes
+            if victim.entry.prefetched { s.unreadPrefetched -= victim.entry.buffer.readableBytes }
             s.blocks[victim.key] = nil
             // Read ahead for nothing: that reader's window was too large for the cache.
-            if let id = victim.value.unreadBy, var r = s.readers[id] {
+            if let id = victim.entry.unreadBy, var r = s.readers[id] {
                 r.window = max(blockSize, r.window / 2)
                 s.readers[id] = r
             }

@@ -443,6 +443,25 @@ final class CountingStore: ForwardingStore {
         #expect(store.gets.last!.range == block(1).lowerBound..<(2 * Self.kib))
     }
 
+    /// The eviction order stays least recently used first through thousands of hits (each
+    /// queues the block again; the queue is rebuilt when stale entries pile up).
+    @Test func leastRecentlyUsedHoldsThroughManyHits() async throws {
+        let store = CountingStore()
+        try await Self.object(store, "o", kib: 8)
+        let c = BlockCache(capacity: 3 * Self.kib, blockSize: Self.kib, maxReadahead: Self.kib)
+        func block(_ i: Int) -> Range<Int> { (i * Self.kib)..<(i * Self.kib + 10) }
+        for round in 0..<1500 {
+            for i in [0, 1, 2].shuffled() { _ = try await Self.read(c, store, "o", block(i)) }
+            if round == 1499 { for i in [2, 0, 1] { _ = try await Self.read(c, store, "o", block(i)) } }
+        }
+        #expect(store.gets.count == 3)
+        _ = try await Self.read(c, store, "o", block(3))  // evicts 2, the least recent
+        for i in [0, 1] { _ = try await Self.read(c, store, "o", block(i)) }
+        #expect(store.gets.count == 4, "blocks 0 and 1 stayed")
+        _ = try await Self.read(c, store, "o", block(2))
+        #expect(store.gets.count == 5, "block 2 was evicted")
+    }
+
     /// A sequential reader of 1 KiB ranges: its GETs double from one block to the maximum,
     /// and the reads in between are served from what was read ahead. Each GET ends on a
     /// multiple of its window (2, 4, 8, 16 KiB), so the first ones are cut short to get there.
