@@ -221,7 +221,7 @@ public final class Broker: Sendable {
                 // rest, and for the small record sets, which are copied.
                 let copied = response.responses.reduce(0) {
                     $0 + $1.partitions.reduce(0) { n, p in
-                        let bytes = p.recordsContinued.reduce(p.records?.readableBytes ?? 0) { $0 + $1.readableBytes }
+                        let bytes = (p.records?.readableBytes ?? 0) + p.recordsContinued.readableBytes
                         return n + 64 + (RecordsSplice.isCopied(bytes: bytes) ? bytes : 0)
                     }
                 }

@@ -183,7 +183,8 @@ extension ByteBuffer {
         let total = continued.reduce(b.readableBytes) { $0 + $1.readableBytes }
         writeKafkaBytesLength(total, compact: compact)
         if let splice = RecordsSplice.current, !RecordsSplice.isCopied(bytes: total) {
-            for part in [b] + continued where part.readableBytes > 0 { splice.add(part, at: writerIndex) }
+            if b.readableBytes > 0 { splice.add(b, at: writerIndex) }
+            for part in continued where part.readableBytes > 0 { splice.add(part, at: writerIndex) }
         } else {
             writeImmutableBuffer(b)
             for part in continued { writeImmutableBuffer(part) }
