@@ -80,6 +80,9 @@ public final class ThroughputLimiter: Sendable {
     /// Bytes let through so far, by class.
     public var bytesByClass: [IOClass: Int] { state.withLockedValue { $0.bytes } }
 
+    /// Requests waiting, all classes together.
+    public var waitingRequests: Int { state.withLockedValue { $0.waiting.values.reduce(0) { $0 + $1.count } } }
+
     /// Waits until `bytes` of class `cls` may go to the object store.
     public func acquire(_ bytes: Int, as cls: IOClass) async {
         if cls == .produce || limits.isUnlimited {
