@@ -150,13 +150,24 @@ public final class ThroughputLimiter: Sendable {
 /// An object store whose GETs and PUTs wait for the limiter, by the class of the task that
 /// makes them (`IOClass.current`). A GET of a whole object, whose size is not known before,
 /// is counted after it arrived.
+///
+/// A ranged GET into pieces (the block cache's) that a limited class makes is sent as GETs of
+/// at most `chunkBytes` each, one after another, each waiting for its own bytes: one GET of
+/// a whole 50 MB stream set object at a 64 MB/s class limit would otherwise come at the
+/// server's full speed and leave the limiter in debt for the rest of the second, and that
+/// burst of the server's, the broker's and the reader's CPU is what a produce beside it
+/// waits behind.
 public struct ThrottledObjectStore: ObjectStore {
     public let base: any ObjectStore
     public let limiter: ThroughputLimiter
+    /// The largest GET a limited class sends (SeaweedFS's chunk size: a GET of a whole
+    /// chunk costs it no more per byte than one of a whole object).
+    public let chunkBytes: Int
 
-    public init(base: any ObjectStore, limiter: ThroughputLimiter) {
+    public init(base: any ObjectStore, limiter: ThroughputLimiter, chunkBytes: Int = 4 << 20) {
         self.base = base
         self.limiter = limiter
+        self.chunkBytes = chunkBytes
     }
 
     public func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
@@ -169,7 +180,34 @@ public struct ThrottledObjectStore: ObjectStore {
     }
 
     public func get(_ key: String, range: Range<Int>?, pieceBytes: Int) async throws -> [ByteBuffer] {
-        try await throttled(range, { try await base.get(key, range: range, pieceBytes: pieceBytes) }, size: { $0.readableBytes })
+        guard let range, IOClass.current != .produce, range.count > chunkBytes else {
+            return try await throttled(range, { try await base.get(key, range: range, pieceBytes: pieceBytes) }, size: { $0.readableBytes })
+        }
+        var pieces: [ByteBuffer] = []
+        for sub in Self.chunks(of: range, chunkBytes: chunkBytes, pieceBytes: max(1, pieceBytes)) {
+            let got = try await throttled(sub, { try await base.get(key, range: sub, pieceBytes: pieceBytes) }, size: { $0.readableBytes })
+            pieces += got
+            if got.readableBytes < sub.count { break }  // the object ends here (S3 clips a range)
+        }
+        return pieces
+    }
+
+    /// `range` cut into GETs of at most `chunkBytes` (rounded up to whole pieces), whose pieces
+    /// laid end to end are the pieces of `range`: cut at multiples of the chunk size in the
+    /// object (the server's own chunks, whole) when `range` starts on a piece, else every
+    /// chunk from its start.
+    static func chunks(of range: Range<Int>, chunkBytes: Int, pieceBytes: Int) -> [Range<Int>] {
+        let chunk = (max(chunkBytes, pieceBytes) + pieceBytes - 1) / pieceBytes * pieceBytes
+        var cut = range.lowerBound % pieceBytes == 0 ? (range.lowerBound / chunk + 1) * chunk : range.lowerBound + chunk
+        var out: [Range<Int>] = []
+        var at = range.lowerBound
+        while cut < range.upperBound {
+            out.append(at..<cut)
+            at = cut
+            cut += chunk
+        }
+        out.append(at..<range.upperBound)
+        return out
     }
 
     private func throttled<T>(_ range: Range<Int>?, _ get: () async throws -> T, size: (T) -> Int) async throws -> T {

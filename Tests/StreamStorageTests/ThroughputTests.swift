@@ -88,4 +88,50 @@ import Testing
         _ = try await IOClass.$current.withValue(.compaction) { try await store.get("a", range: nil) }
         #expect(l.bytesByClass == [.produce: 1000, .catchUpRead: 100, .compaction: 1000])
     }
+
+    /// Records each GET's range, and whether the limiter had let its bytes through first.
+    final class RecordingStore: ObjectStore, @unchecked Sendable {
+        let base = InMemoryObjectStore()
+        let gets = NIOLockedValueBox<[(Range<Int>?, Int)]>([])
+        var limiter: ThroughputLimiter?
+
+        func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws { try await base.put(key, body, ifNoneMatch: ifNoneMatch) }
+        func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer {
+            let counted = limiter?.bytesByClass[.catchUpRead] ?? 0
+            gets.withLockedValue { $0.append((range, counted)) }
+            return try await base.get(key, range: range)
+        }
+        func head(_ key: String) async throws -> ObjectInfo? { try await base.head(key) }
+        func list(prefix: String) async throws -> [ObjectInfo] { try await base.list(prefix: prefix) }
+        func delete(_ keys: [String]) async throws { try await base.delete(keys) }
+    }
+
+    @Test func aLimitedClassGetsALargeRangeInChunksOfTheObjectEachCountedBeforeItIsSent() async throws {
+        let l = Self.limiter(catchUp: 1 << 40)
+        let base = RecordingStore()
+        base.limiter = l
+        let store = ThrottledObjectStore(base: base, limiter: l, chunkBytes: 1000)
+        let object = ByteBuffer(bytes: (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        try await store.put("o", object, ifNoneMatch: true)
+        let pieces = try await IOClass.$current.withValue(.catchUpRead) { try await store.get("o", range: 300..<3900, pieceBytes: 100) }
+        // Cut at the object's multiples of 1000: the chunks the server keeps, each whole.
+        #expect(base.gets.withLockedValue { $0.map(\.0) } == [300..<1000, 1000..<2000, 2000..<3000, 3000..<3900])
+        // Each GET went once its own bytes were let through, not all of them at first.
+        #expect(base.gets.withLockedValue { $0.map(\.1) } == [700, 1700, 2700, 3600])
+        #expect(pieces.map(\.readableBytes) == Array(repeating: 100, count: 36))
+        #expect(pieces.joined() == object.getSlice(at: 300, length: 3600)!)
+        #expect(l.bytesByClass == [.produce: 5000, .catchUpRead: 3600])
+
+        // A range that starts within a piece: cut every chunk from its start, pieces still whole.
+        base.gets.withLockedValue { $0 = [] }
+        let odd = try await IOClass.$current.withValue(.catchUpRead) { try await store.get("o", range: 250..<5000, pieceBytes: 300) }
+        #expect(base.gets.withLockedValue { $0.map(\.0) } == [250..<1450, 1450..<2650, 2650..<3850, 3850..<5000])
+        #expect(odd.dropLast().allSatisfy { $0.readableBytes == 300 } && odd.joined() == object.getSlice(at: 250, length: 4750)!)
+
+        // Produce (recovery) and ranges of at most a chunk go in one GET.
+        base.gets.withLockedValue { $0 = [] }
+        _ = try await store.get("o", range: 0..<5000, pieceBytes: 100)
+        _ = try await IOClass.$current.withValue(.catchUpRead) { try await store.get("o", range: 0..<1000, pieceBytes: 100) }
+        #expect(base.gets.withLockedValue { $0.map(\.0) } == [0..<5000, 0..<1000])
+    }
 }
