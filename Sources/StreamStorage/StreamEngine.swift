@@ -812,7 +812,13 @@ public final class StreamEngine: Sendable {
             // Taken out and put back, never copied: a copy shares the LogCache Deque and the
             // producer table with the dictionary's value, and changing them would copy them whole.
             guard var st = s.streams.removeValue(forKey: streamId) else { return .answer(.failure(.unknownStream)) }
-            defer { s.streams[streamId] = st }
+            defer {
+                s.streams[streamId] = st
+                // Evicted as the cache grows, not only as uploads finish (once the stream is
+                // back: eviction skips streams it cannot find): a slab then goes back to its
+                // pool as the next one is taken, not several at once when an upload lands.
+                evictCache(&s)
+            }
             if st.releasing { return .answer(.failure(.fenced)) }
             switch st.producers.check(header) {
             case .reject(let code): return .answer(.failure(.rejected(code)))

@@ -98,6 +98,35 @@ final class CountingStore: ForwardingStore {
         #expect(store.gets.count == 2, "evicted batches come back from their objects")
     }
 
+    /// Eviction as the cache grows: the batches appended after the uploaded ones push the
+    /// oldest out at once, so the slabs they free are taken again by the next appends instead
+    /// of all going back when an upload lands (they faulted in fresh pages: 170k page faults
+    /// per GB produced). Before, the cache grew past its budget until the next upload landed.
+    @Test func appendsOverTheBudgetEvictUploadedBatchesAtOnce() async throws {
+        let store = CountingStore(held: [2])
+        let (e, s) = try await Self.setup(store) { $0.logCacheBytes = 2 * Self.batchSize }
+        for i in 0..<2 { _ = try await Self.appendAndFlush(e, s, i).result().get() }
+        #expect(e.logCacheStats.batches == 2)
+        // Batch 2 goes into a held upload, batch 3 stays buffered: neither is uploaded, and
+        // each append makes room by evicting the oldest uploaded batch.
+        let held = await Self.appendAndFlush(e, s, 2)
+        #expect(e.logCacheStats.batches == 2, "appending over the budget evicted nothing")
+        let (b, h) = EngineTests.batch([Self.value + "3"])
+        let buffered = await e.append(streamId: s, batch: b, header: h, timeout: .seconds(60))
+        #expect(e.logCacheStats.batches == 2 && e.logCacheStats.bytes == 2 * Self.batchSize)
+        // Batches not uploaded stay even over the budget.
+        let (b4, h4) = EngineTests.batch([Self.value + "4"])
+        let more = await e.append(streamId: s, batch: b4, header: h4, timeout: .seconds(60))
+        #expect(e.logCacheStats.batches == 3)
+        store.release(2)
+        e.flush()
+        for t in [held, buffered, more] { _ = try await t.result().get() }
+        for offset in Int64(0)...4 {
+            let r = try await e.read(streamId: s, offset: offset, maxBytes: 1)
+            #expect(try EngineTests.values(r) == [Self.value + "\(offset)"])
+        }
+    }
+
     @Test func aCacheOfZeroBytesKeepsOnlyWhatIsNotUploaded() async throws {
         let store = CountingStore(held: [0])
         let (e, s) = try await Self.setup(store) { $0.logCacheBytes = 0 }
