@@ -89,27 +89,24 @@ import Testing
         #expect(l.bytesByClass == [.produce: 1000, .catchUpRead: 100, .compaction: 1000])
     }
 
-    /// Records each GET's range, and whether the limiter had let its bytes through first.
-    final class RecordingStore: ObjectStore, @unchecked Sendable {
+    /// Records each GET's range, and how many catch-up bytes the limiter had let through then.
+    final class RecordingStore: ForwardingStore, Sendable {
         let base = InMemoryObjectStore()
         let gets = NIOLockedValueBox<[(Range<Int>?, Int)]>([])
-        var limiter: ThroughputLimiter?
+        let limiter: ThroughputLimiter
 
-        func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws { try await base.put(key, body, ifNoneMatch: ifNoneMatch) }
+        init(limiter: ThroughputLimiter) { self.limiter = limiter }
+
         func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer {
-            let counted = limiter?.bytesByClass[.catchUpRead] ?? 0
+            let counted = limiter.bytesByClass[.catchUpRead] ?? 0
             gets.withLockedValue { $0.append((range, counted)) }
             return try await base.get(key, range: range)
         }
-        func head(_ key: String) async throws -> ObjectInfo? { try await base.head(key) }
-        func list(prefix: String) async throws -> [ObjectInfo] { try await base.list(prefix: prefix) }
-        func delete(_ keys: [String]) async throws { try await base.delete(keys) }
     }
 
     @Test func aLimitedClassGetsALargeRangeInChunksOfTheObjectEachCountedBeforeItIsSent() async throws {
         let l = Self.limiter(catchUp: 1 << 40)
-        let base = RecordingStore()
-        base.limiter = l
+        let base = RecordingStore(limiter: l)
         let store = ThrottledObjectStore(base: base, limiter: l, chunkBytes: 1000)
         let object = ByteBuffer(bytes: (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
         try await store.put("o", object, ifNoneMatch: true)
