@@ -65,6 +65,7 @@ public struct BrokerConfig: Sendable {
         .init(name: "metrics.listen", flag: "--metrics-listen", defaultValue: "127.0.0.1:9644", help: "HTTP listener for /metrics, /healthz, /readyz"),
         .init(name: "wal.upload.bytes", flag: nil, defaultValue: "8388608", help: "flush the WAL buffer at this size"),
         .init(name: "wal.upload.interval.ms", flag: nil, defaultValue: "250", help: "flush the WAL buffer at the latest after this long"),
+        .init(name: "wal.upload.idle.ms", flag: nil, defaultValue: "10", help: "with no upload under way, flush once the buffer holds wal.upload.bytes/8 and no append came for this long; 0: never"),
         .init(name: "wal.buffer.max.bytes", flag: nil, defaultValue: "67108864", help: "unflushed bytes above which produce waits"),
         .init(name: "wal.upload.concurrency", flag: nil, defaultValue: "4", help: "WAL objects uploading at once"),
         .init(name: "log.cache.bytes", flag: nil, defaultValue: "268435456", help: "memory for recent batches (tail reads)"),
@@ -210,6 +211,7 @@ public struct BrokerConfig: Sendable {
         if let v = raw["metrics.listen"] { c.metricsListen = try HostPort.parse(v, setting: "metrics.listen") }
         if let n = try int("wal.upload.bytes", 1024...(1 << 30)) { c.storage.uploadBytes = n }
         if let n = try int("wal.upload.interval.ms", 1...60_000) { c.storage.uploadIntervalMs = n }
+        if let n = try int("wal.upload.idle.ms", 0...60_000) { c.storage.uploadIdleMs = n }
         if let n = try int("wal.buffer.max.bytes", 1 << 20...(16 << 30)) { c.storage.maxUnflushedBytes = n }
         if let n = try int("wal.upload.concurrency", 1...64) { c.storage.maxConcurrentUploads = n }
         if let n = try int("log.cache.bytes", 0...(1 << 40)) { c.storage.logCacheBytes = n }

@@ -12,6 +12,11 @@ public struct StorageConfig: Sendable {
     public var uploadBytes = 8 << 20
     /// `wal.upload.interval.ms`: flush at the latest this long after the first unflushed append.
     public var uploadIntervalMs = 250
+    /// `wal.upload.idle.ms`: with no upload under way, flush a buffer of at least
+    /// `uploadBytes / 8` once no append came for this long (0: never). Producers whose
+    /// requests in flight all wait in that buffer send nothing more, so waiting longer only
+    /// delays their acks.
+    public var uploadIdleMs = 10
     /// `wal.buffer.max.bytes`: unflushed plus uploading bytes above which produce waits.
     public var maxUnflushedBytes = 64 << 20
     /// `wal.upload.concurrency`: WAL objects uploading at once (acked in WAL order).
@@ -237,6 +242,10 @@ public final class StreamEngine: Sendable {
         var unflushedBytes = 0
         var timerArmed = false
         var flushWanted = false
+        /// The idle-flush timer is armed (`StorageConfig.uploadIdleMs`).
+        var idleTimerArmed = false
+        /// When the last batch was appended to `buffer` (object WAL; the idle flush).
+        var lastAppend = NIODeadline.uptimeNanoseconds(0)
         var backpressure: [CheckedContinuation<Void, Never>] = []
         var cacheOrder: Deque<(streamId: Int64, lastOffset: Int64, size: Int)> = []
         var cacheBytes = 0
@@ -804,7 +813,7 @@ public final class StreamEngine: Sendable {
     /// The synchronous part of an append: checks, offsets, buffer. Returns a result when the
     /// append is answered at once (error or duplicate); nil when it waits for a flush.
     private func enqueue(streamId: Int64, batch: ByteBuffer, header: RecordBatchHeader, waiter: OneShot<Result<AppendResult, AppendError>>) -> Result<AppendResult, AppendError>? {
-        enum Next { case answer(Result<AppendResult, AppendError>), flushNow, armTimer(UInt64), syncNow, nothing }
+        enum Next { case answer(Result<AppendResult, AppendError>), flushNow, armTimers(interval: UInt64?, idle: UInt64?), syncNow, nothing }
         let next: Next = state.withLockedValue { s in
             if s.fenced { return .answer(.failure(.fenced)) }
             if s.walFailed { return .answer(.failure(.rejected(.kafkaStorageError))) }
@@ -858,18 +867,25 @@ public final class StreamEngine: Sendable {
             // File WAL: sync at once unless a sync is under way (this batch then joins the next).
             if fileWAL != nil { return s.syncLoopRunning ? .nothing : .syncNow }
             if s.buffer.bytes >= config.uploadBytes { return .flushNow }
+            var interval: UInt64?
+            var idle: UInt64?
             if !s.timerArmed {
                 s.timerArmed = true
-                return .armTimer(s.nextSeq)
+                interval = s.nextSeq
             }
-            return .nothing
+            if config.uploadIdleMs > 0 {
+                s.lastAppend = .now()
+                idle = idleTimerWanted(&s)
+            }
+            return interval == nil && idle == nil ? .nothing : .armTimers(interval: interval, idle: idle)
         }
         switch next {
         case .answer(let r): return r
         case .flushNow: flush()
         case .syncNow: sync()
-        case .armTimer(let seq):
-            armFlushTimer(seq)
+        case .armTimers(let interval, let idle):
+            if let interval { armFlushTimer(interval) }
+            if let idle { armIdleTimer(idle, in: .milliseconds(Int64(config.uploadIdleMs))) }
         case .nothing: break
         }
         return nil
@@ -901,6 +917,41 @@ public final class StreamEngine: Sendable {
     private func armFlushTimer(_ seq: UInt64) {
         loop.scheduleTask(in: .milliseconds(Int64(config.uploadIntervalMs))) {
             if self.state.withLockedValue({ $0.nextSeq == seq }) { self.flush() }
+        }
+    }
+
+    /// The WAL object to arm the idle-flush timer for, if it is now wanted (marked armed).
+    private func idleTimerWanted(_ s: inout State) -> UInt64? {
+        guard config.uploadIdleMs > 0, fileWAL == nil, !s.idleTimerArmed, s.uploads.isEmpty,
+              s.buffer.bytes >= config.uploadBytes / 8 else { return nil }
+        s.idleTimerArmed = true
+        return s.nextSeq
+    }
+
+    /// After `delay`, flushes WAL object `seq` if it is still the buffer, no upload is under
+    /// way and nothing was appended for `uploadIdleMs`; re-armed for the rest of that time
+    /// while appends go on.
+    private func armIdleTimer(_ seq: UInt64, in delay: TimeAmount) {
+        loop.scheduleTask(in: delay) {
+            let idle = TimeAmount.milliseconds(Int64(self.config.uploadIdleMs))
+            enum Then { case flush, wait(TimeAmount), stop }
+            let then: Then = self.state.withLockedValue { s in
+                guard s.nextSeq == seq, s.uploads.isEmpty, !s.closing else {
+                    s.idleTimerArmed = false
+                    return .stop
+                }
+                let quiet = NIODeadline.now() - s.lastAppend
+                if quiet >= idle {
+                    s.idleTimerArmed = false
+                    return .flush
+                }
+                return .wait(idle - quiet)
+            }
+            switch then {
+            case .flush: self.flush()
+            case .wait(let rest): self.armIdleTimer(seq, in: rest)
+            case .stop: break
+            }
         }
     }
 
@@ -1083,6 +1134,7 @@ public final class StreamEngine: Sendable {
         var toResume: [(OneShot<Result<AppendResult, AppendError>>, Result<AppendResult, AppendError>)] = []
         var backpressure: [CheckedContinuation<Void, Never>] = []
         var drained: [OneShot<Bool>] = []
+        var idle: UInt64?
         let flushAgain: Bool = state.withLockedValue { s in
             guard let i = s.uploads.firstIndex(where: { $0.seq == seq }) else { return false }
             s.uploads[i].done = true
@@ -1128,6 +1180,8 @@ public final class StreamEngine: Sendable {
             }
             evictCache(&s)
             (backpressure, drained) = s.takeWaitersFreed(maxUnflushedBytes: config.maxUnflushedBytes)
+            // What was appended while uploads were under way may have stopped growing.
+            if !s.flushWanted { idle = idleTimerWanted(&s) }
             return s.flushWanted || (s.closing && (!s.buffer.batches.isEmpty || !s.buffer.waiters.isEmpty || !s.synced.batches.isEmpty))
         }
         for (w, r) in toResume { w.resume(r) }
@@ -1135,6 +1189,7 @@ public final class StreamEngine: Sendable {
         notifier.notifyAll()
         for c in drained { c.resume(true) }
         if flushAgain { flush() }
+        if let idle { armIdleTimer(idle, in: .milliseconds(Int64(config.uploadIdleMs))) }
     }
 
     /// Drops the oldest cached batches that are already uploaded until under budget.

@@ -15,6 +15,7 @@ final class CountingStore: ForwardingStore {
     let base = InMemoryObjectStore()
     private let gates: [String: OneShot<Void>]
     private let log = NIOLockedValueBox<[(key: String, range: Range<Int>?)]>([])
+    private let walPuts = NIOLockedValueBox(0)
 
     init(held: [Int] = []) {
         gates = Dictionary(uniqueKeysWithValues: held.map { (String(format: "%020d", $0), OneShot<Void>()) })
@@ -23,8 +24,11 @@ final class CountingStore: ForwardingStore {
     func release(_ seq: Int) { gates[String(format: "%020d", seq)]!.resume(()) }
     var gets: [(key: String, range: Range<Int>?)] { log.withLockedValue { $0 } }
     func resetGets() { log.withLockedValue { $0.removeAll() } }
+    /// WAL object PUTs begun, held ones included.
+    var walPutsBegun: Int { walPuts.withLockedValue { $0 } }
 
     func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
+        if key.contains("/wal/") { walPuts.withLockedValue { $0 += 1 } }
         if let gate = gates[String(key.split(separator: "/").last!)] { await gate.wait() }
         try await base.put(key, body, ifNoneMatch: ifNoneMatch)
     }

@@ -340,6 +340,59 @@ import Testing
         await committer.value
     }
 
+    /// With no upload under way, a buffer of at least `wal.upload.bytes / 8` is flushed once
+    /// appends stop for `wal.upload.idle.ms`, not `wal.upload.interval.ms` after its first
+    /// append: producers whose requests all wait in it send nothing more (at half load the
+    /// client's p99 was twice the broker's). A smaller buffer waits for the interval, appends
+    /// that go on put the flush off, and an upload under way holds it until it is done.
+    @Test func aBufferThatStopsGrowingIsFlushedOnceIdle() async throws {
+        let store = CountingStore(held: [1])
+        let f = try await Self.fixture(store: store)
+        var c = Self.oneFlush()  // the interval never fires here
+        c.uploadBytes = 64 << 10  // flushed when idle from 8 KiB
+        c.uploadIdleMs = 200
+        let e = try await Self.engine(f, config: c)
+        let committer = Task { await e.runCommitter() }
+        try await e.open(streamId: f.streamId)
+        let large = String(repeating: "x", count: 10_000)
+        func append(_ v: String) async -> StreamEngine.AppendTicket {
+            let (b, h) = Self.batch([v])
+            return await e.append(streamId: f.streamId, batch: b, header: h, timeout: .seconds(30))
+        }
+
+        let small = await append("small")
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(store.walPutsBegun == 0, "under wal.upload.bytes / 8: not flushed when idle")
+        let first = await append(large)
+        let appended = ContinuousClock.now
+        #expect(try await first.result().get().baseOffset == 1)
+        #expect(try await small.result().get().baseOffset == 0)
+        #expect(ContinuousClock.now - appended >= .milliseconds(200))
+        #expect(store.walPutsBegun == 1)
+
+        // Upload 1 is held: what is appended meanwhile waits for it, however long it idles.
+        let held = await append(large)
+        e.flush()
+        let behind = await append(large)
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(store.walPutsBegun == 2, "flushed when idle while an upload was under way")
+        store.release(1)
+        #expect(try await held.result().get().baseOffset == 2)
+        #expect(try await behind.result().get().baseOffset == 3, "not flushed once the upload was done")
+        #expect(store.walPutsBegun == 3)
+
+        // Appends every 20 ms put the flush off: one object for all of them.
+        var tickets = [await append(large)]
+        for i in 0..<15 {
+            try await Task.sleep(for: .milliseconds(20))
+            tickets.append(await append("\(i)"))
+        }
+        for (i, t) in tickets.enumerated() { #expect(try await t.result().get().baseOffset == Int64(4 + i)) }
+        #expect(store.walPutsBegun == 4, "flushed while appends went on")
+        await e.shutdown()
+        await committer.value
+    }
+
     @Test(arguments: StoreKind.testable) func aRetriedBatchIsNotAckedBeforeItsOriginal(kind: StoreKind) async throws {
         let gated = CountingStore(held: [0, 1])
         let f = try await Self.fixture(kind, store: gated)

@@ -27,6 +27,7 @@ def run_serve(*args, env=None, timeout=15):
     (["--set", "num.partitions=many"], "num.partitions"),
     (["--set", "auto.create.topics.enable=maybe"], "auto.create.topics.enable"),
     (["--set", "wal.upload.interval.ms=0"], "wal.upload.interval.ms"),
+    (["--set", "wal.upload.idle.ms=-1"], "wal.upload.idle.ms"),
     (["--listen", "nowhere"], "listeners"),
     (["--set", "object.store.fault.put.delay.ms=-5"], "object.store.fault.put.delay.ms"),
     (["--set", "object.store.fault.teleport.delay.ms=5"], "object.store.fault.teleport.delay.ms"),

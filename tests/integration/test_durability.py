@@ -88,6 +88,37 @@ def test_produce_is_not_acked_before_its_object_write(make_broker):
                                    [b"acks-1", b"acks-all", b"via-librdkafka"])
 
 
+def test_a_buffer_its_producers_stopped_filling_is_flushed_after_the_idle_time(make_broker):
+    """A produce of more than wal.upload.bytes / 8 that nothing follows is acked after
+    wal.upload.idle.ms and a PUT, not after wal.upload.interval.ms (its producer may be waiting
+    for that ack to send more); a smaller one waits for the interval, and so does everything
+    with wal.upload.idle.ms=0."""
+    interval_s = 3.0
+    for idle in ("10", "0"):
+        broker = make_broker(settings={"wal.upload.interval.ms": str(int(interval_s * 1000)),
+                                       "wal.upload.bytes": str(4 << 20), "wal.upload.idle.ms": idle})
+        topic = f"idle-{uuid.uuid4().hex[:8]}"
+        create_topic(broker, topic)
+        c = connect(broker.port)
+        c.request(API_VERSIONS, 0, b"")
+        took = {}
+        for size in (600_000, 1000):  # over and under 512 KiB
+            t0 = time.monotonic()
+            c.send(API_PRODUCE, 7, produce_request([(topic, [(0, record_batch([b"v" * size]))])], timeout_ms=PRODUCE_TIMEOUT_MS))
+            _, body = c.recv()
+            took[size] = time.monotonic() - t0
+            [(_, p)] = parse_produce_response(body, 7).items()
+            assert p["error"] == 0
+        c.close()
+        if idle == "10":
+            assert took[600_000] < 1.5, f"a 600 kB produce waited {took[600_000]:.2f} s with the idle flush on"
+        else:
+            assert took[600_000] >= interval_s - 0.1, f"acked after {took[600_000]:.2f} s with wal.upload.idle.ms=0"
+        assert took[1000] >= interval_s - 0.1, f"a 1 kB produce was flushed after {took[1000]:.2f} s, before the interval"
+        assert [v for _, v in consume_all(broker, topic)] == [b"v" * 600_000, b"v" * 1000]
+        broker.stop()
+
+
 # ---------------------------------------------------------------------------------------------
 # 2. kill -9 while a write is in flight
 # ---------------------------------------------------------------------------------------------

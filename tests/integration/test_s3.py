@@ -462,7 +462,8 @@ def test_broker_kill9_recovers_every_acked_record(server, s3_env, make_broker):
 def test_broker_wal_objects_above_part_size_go_multipart(server, s3_env, make_broker):
     bucket = new_bucket(server)
     b = make_broker(settings={"s3.part.size": str(5 << 20), "wal.upload.bytes": str(12 << 20),
-                              "wal.upload.interval.ms": "2000", "message.max.bytes": str(2 << 20)},
+                              "wal.upload.interval.ms": "2000", "message.max.bytes": str(2 << 20),
+                              "wal.upload.idle.ms": "0"},  # a stalled client must not cut it short
                     extra_args=s3_args(server, bucket, prefix=""))
     create(b.bootstrap, "big", 1)
     p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 50, "batch.size": 1 << 20,
