@@ -164,7 +164,10 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
         s3Store = s3
         store = try wrap(s3)
     } else {
-        store = try wrap(try LocalDirectoryObjectStore(root: String(config.objectStoreURL.dropFirst("file://".count)), threadPool: pool))
+        // Beside a file WAL, the bucket's writes go in small pieces: its fdatasyncs queue behind them.
+        let directWriteBytes = config.walDirectory == nil ? DirectWrites.defaultChunkBytes : 256 << 10
+        store = try wrap(try LocalDirectoryObjectStore(root: String(config.objectStoreURL.dropFirst("file://".count)), threadPool: pool,
+                                                       directWriteBytes: directWriteBytes))
     }
     if !config.faults.isEmpty { logger.warning("object-store fault injection is on", metadata: ["faults": "\(config.faults)"]) }
 

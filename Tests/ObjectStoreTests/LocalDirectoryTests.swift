@@ -5,13 +5,14 @@ import ObjectStore
 import Testing
 
 /// The embedded bucket: large bodies go through O_DIRECT from aligned memory, padded to the
-/// alignment and cut back, in chunks of 8 MiB; what is read back must be the body, byte for
-/// byte, at every size.
+/// alignment and cut back, in writes of the store's size (2 MiB by default, 256 KiB beside a
+/// file WAL); what is read back must be the body, byte for byte, at every size.
 @Suite struct LocalDirectoryTests {
-    @Test func bodiesOfEverySizeReadBackExactly() async throws {
+    @Test(arguments: [DirectWrites.defaultChunkBytes, 256 << 10, 3 * 4096])
+    func bodiesOfEverySizeReadBackExactly(directWriteBytes: Int) async throws {
         let dir = NSTemporaryDirectory() + "tern-localdir-\(UInt64.random(in: 0...UInt64.max))"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let store = try LocalDirectoryObjectStore(root: dir, threadPool: NIOThreadPool.singleton)
+        let store = try LocalDirectoryObjectStore(root: dir, threadPool: NIOThreadPool.singleton, directWriteBytes: directWriteBytes)
         let min = LocalDirectoryObjectStore.directWriteMinimumBytes
         for size in [0, 1, 4095, min - 1, min, min + 1, min + 4096, 3 * min + 123, 8 << 20, 9 << 20, (16 << 20) + 4097] {
             var body = ByteBuffer()
