@@ -813,7 +813,7 @@ public final class StreamEngine: Sendable {
     /// The synchronous part of an append: checks, offsets, buffer. Returns a result when the
     /// append is answered at once (error or duplicate); nil when it waits for a flush.
     private func enqueue(streamId: Int64, batch: ByteBuffer, header: RecordBatchHeader, waiter: OneShot<Result<AppendResult, AppendError>>) -> Result<AppendResult, AppendError>? {
-        enum Next { case answer(Result<AppendResult, AppendError>), flushNow, armTimers(interval: UInt64?, idle: UInt64?), syncNow, nothing }
+        enum Next { case answer(Result<AppendResult, AppendError>), flushNow, armTimers(interval: UInt64?, idle: Bool), syncNow, nothing }
         let next: Next = state.withLockedValue { s in
             if s.fenced { return .answer(.failure(.fenced)) }
             if s.walFailed { return .answer(.failure(.rejected(.kafkaStorageError))) }
@@ -868,7 +868,7 @@ public final class StreamEngine: Sendable {
             if fileWAL != nil { return s.syncLoopRunning ? .nothing : .syncNow }
             if s.buffer.bytes >= config.uploadBytes { return .flushNow }
             var interval: UInt64?
-            var idle: UInt64?
+            var idle = false
             if !s.timerArmed {
                 s.timerArmed = true
                 interval = s.nextSeq
@@ -877,7 +877,7 @@ public final class StreamEngine: Sendable {
                 s.lastAppend = .now()
                 idle = idleTimerWanted(&s)
             }
-            return interval == nil && idle == nil ? .nothing : .armTimers(interval: interval, idle: idle)
+            return interval == nil && !idle ? .nothing : .armTimers(interval: interval, idle: idle)
         }
         switch next {
         case .answer(let r): return r
@@ -885,7 +885,7 @@ public final class StreamEngine: Sendable {
         case .syncNow: sync()
         case .armTimers(let interval, let idle):
             if let interval { armFlushTimer(interval) }
-            if let idle { armIdleTimer(idle, in: .milliseconds(Int64(config.uploadIdleMs))) }
+            if idle { armIdleTimer(in: .milliseconds(Int64(config.uploadIdleMs))) }
         case .nothing: break
         }
         return nil
@@ -920,23 +920,25 @@ public final class StreamEngine: Sendable {
         }
     }
 
-    /// The WAL object to arm the idle-flush timer for, if it is now wanted (marked armed).
-    private func idleTimerWanted(_ s: inout State) -> UInt64? {
+    /// Whether to arm the idle-flush timer now (then marked armed): the object WAL, no upload
+    /// under way, at least `uploadBytes / 8` buffered, and no timer armed.
+    private func idleTimerWanted(_ s: inout State) -> Bool {
         guard config.uploadIdleMs > 0, fileWAL == nil, !s.idleTimerArmed, s.uploads.isEmpty,
-              s.buffer.bytes >= config.uploadBytes / 8 else { return nil }
+              s.buffer.bytes >= config.uploadBytes / 8 else { return false }
         s.idleTimerArmed = true
-        return s.nextSeq
+        return true
     }
 
-    /// After `delay`, flushes WAL object `seq` if it is still the buffer, no upload is under
-    /// way and nothing was appended for `uploadIdleMs`; re-armed for the rest of that time
-    /// while appends go on.
-    private func armIdleTimer(_ seq: UInt64, in delay: TimeAmount) {
+    /// After `delay`, flushes the buffer if it still holds `uploadBytes / 8`, no upload is
+    /// under way and nothing was appended for `uploadIdleMs`; re-armed for the rest of that
+    /// time while appends go on. It looks at the buffer it finds, not the one it was armed
+    /// for: one armed before a flush may be the only timer when the next buffer needs one.
+    private func armIdleTimer(in delay: TimeAmount) {
         loop.scheduleTask(in: delay) {
             let idle = TimeAmount.milliseconds(Int64(self.config.uploadIdleMs))
             enum Then { case flush, wait(TimeAmount), stop }
             let then: Then = self.state.withLockedValue { s in
-                guard s.nextSeq == seq, s.uploads.isEmpty, !s.closing else {
+                guard s.uploads.isEmpty, !s.closing, s.buffer.bytes >= self.config.uploadBytes / 8 else {
                     s.idleTimerArmed = false
                     return .stop
                 }
@@ -949,7 +951,7 @@ public final class StreamEngine: Sendable {
             }
             switch then {
             case .flush: self.flush()
-            case .wait(let rest): self.armIdleTimer(seq, in: rest)
+            case .wait(let rest): self.armIdleTimer(in: rest)
             case .stop: break
             }
         }
@@ -1134,7 +1136,7 @@ public final class StreamEngine: Sendable {
         var toResume: [(OneShot<Result<AppendResult, AppendError>>, Result<AppendResult, AppendError>)] = []
         var backpressure: [CheckedContinuation<Void, Never>] = []
         var drained: [OneShot<Bool>] = []
-        var idle: UInt64?
+        var idle = false
         let flushAgain: Bool = state.withLockedValue { s in
             guard let i = s.uploads.firstIndex(where: { $0.seq == seq }) else { return false }
             s.uploads[i].done = true
@@ -1189,7 +1191,7 @@ public final class StreamEngine: Sendable {
         notifier.notifyAll()
         for c in drained { c.resume(true) }
         if flushAgain { flush() }
-        if let idle { armIdleTimer(idle, in: .milliseconds(Int64(config.uploadIdleMs))) }
+        if idle { armIdleTimer(in: .milliseconds(Int64(config.uploadIdleMs))) }
     }
 
     /// Drops the oldest cached batches that are already uploaded until under budget.
