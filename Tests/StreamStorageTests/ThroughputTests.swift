@@ -45,7 +45,9 @@ import Testing
 
     /// Compaction, then a catch-up read, ask while the total is in debt. The limiter's timer
     /// runs on a test loop that fires only when both asked: on a busy machine the catch-up
-    /// task once started after the real timer had let compaction through alone.
+    /// task once started after the real timer had let compaction through alone. Each asks for
+    /// the whole 1 MiB burst, so one tick lets only one through (a bucket with any tokens left
+    /// is open): when both went in one tick, their tasks recorded them in either order.
     static func race(total: Int, floor: Int = 0) async -> [IOClass] {
         var limits = ThroughputLimits()
         limits.totalBytesPerSec = total
@@ -53,20 +55,24 @@ import Testing
         let loop = NIOAsyncTestingEventLoop()
         let l = ThroughputLimiter(limits: limits, loop: loop)
         let order = NIOLockedValueBox<[IOClass]>([])
+        let each = MiB
         await l.acquire(3 * MiB, as: .produce)  // the total is 2 MiB in debt: a second at 2 MiB/s
         await withTaskGroup(of: Void.self) { g in
             g.addTask {
-                await l.acquire(MiB / 16, as: .compaction)
+                await l.acquire(each, as: .compaction)
                 order.withLockedValue { $0.append(.compaction) }
             }
             while l.waitingRequests + order.withLockedValue({ $0.count }) < 1 { try? await Task.sleep(for: .milliseconds(1)) }
             g.addTask {
-                await l.acquire(MiB / 16, as: .catchUpRead)
+                await l.acquire(each, as: .catchUpRead)
                 order.withLockedValue { $0.append(.catchUpRead) }
             }
             while l.waitingRequests + order.withLockedValue({ $0.count }) < 2 { try? await Task.sleep(for: .milliseconds(1)) }
-            try? await Task.sleep(for: .milliseconds(1100))  // the debt is paid
-            await loop.advanceTime(by: .seconds(5))  // the limiter's timer fires
+            try? await Task.sleep(for: .milliseconds(1600))  // the debt is paid, the 1 MiB burst refilled
+            await loop.advanceTime(by: .seconds(5))  // the limiter's timer fires: one goes
+            for _ in 0..<5_000 where order.withLockedValue({ $0.count }) < 1 { try? await Task.sleep(for: .milliseconds(1)) }
+            try? await Task.sleep(for: .milliseconds(400))  // room for the other
+            await loop.advanceTime(by: .seconds(5))
         }
         try? await loop.shutdownGracefully()
         return order.withLockedValue { $0 }
