@@ -46,6 +46,7 @@ final class CountingStore: ForwardingStore {
         let f = try await EngineTests.fixture(.sqlite, store: store)
         var c = StorageConfig()
         c.uploadIntervalMs = 3_600_000  // flush only when told
+        c.uploadIdleMs = 0
         configure(&c)
         let e = try await EngineTests.engine(f, config: c)
         try await e.open(streamId: f.streamId)

@@ -60,10 +60,13 @@ import Testing
         for t in tickets { _ = await t.result() }
     }
 
-    /// `config` with a flush timer that never fires within a test: flushes come from `flush()`.
+    /// `config` with no flush timer that fires within a test (the interval far off, the idle
+    /// flush off: on a loaded CI machine a 10 ms pause between two appends cut an object):
+    /// flushes come from `flush()` and from `wal.upload.bytes`.
     static func oneFlush(_ config: StorageConfig = StorageConfig()) -> StorageConfig {
         var c = config
         c.uploadIntervalMs = 600_000
+        c.uploadIdleMs = 0
         return c
     }
 
