@@ -31,7 +31,7 @@ public final class LocalDirectoryObjectStore: ObjectStore {
     ///   most of the disk when objects are the WAL (the embedded default: 2 MiB gave 15% more
     ///   produce throughput than 256 KiB); small ones when a file WAL shares the disk, whose
     ///   fdatasyncs wait behind every write queued before them (bench/file_wal.py: p99 at 50%
-    ///   load 41-46 ms with 2 MiB writes, 21-23 ms with 256 KiB).
+    ///   load 41-46 ms with 2 MiB writes, 21-29 ms with 256 KiB, one run 55).
     public init(root: String, threadPool: NIOThreadPool, directWriteBytes: Int = DirectWrites.defaultChunkBytes) throws {
         self.root = root.hasSuffix("/") ? String(root.dropLast()) : root
         self.pool = threadPool

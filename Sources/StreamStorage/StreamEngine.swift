@@ -885,7 +885,7 @@ public final class StreamEngine: Sendable {
         case .syncNow: sync()
         case .armTimers(let interval, let idle):
             if let interval { armFlushTimer(interval) }
-            if idle { armIdleTimer(in: .milliseconds(Int64(config.uploadIdleMs))) }
+            if idle { armIdleTimer() }
         case .nothing: break
         }
         return nil
@@ -920,25 +920,28 @@ public final class StreamEngine: Sendable {
         }
     }
 
+    /// The least a buffer holds before the idle flush takes it.
+    private var idleFlushMinBytes: Int { config.uploadBytes / 8 }
+
     /// Whether to arm the idle-flush timer now (then marked armed): the object WAL, no upload
     /// under way, at least `uploadBytes / 8` buffered, and no timer armed.
     private func idleTimerWanted(_ s: inout State) -> Bool {
         guard config.uploadIdleMs > 0, fileWAL == nil, !s.idleTimerArmed, s.uploads.isEmpty,
-              s.buffer.bytes >= config.uploadBytes / 8 else { return false }
+              s.buffer.bytes >= idleFlushMinBytes else { return false }
         s.idleTimerArmed = true
         return true
     }
 
-    /// After `delay`, flushes the buffer if it still holds `uploadBytes / 8`, no upload is
+    /// After `delay` (the idle time by default), flushes the buffer if it still holds `uploadBytes / 8`, no upload is
     /// under way and nothing was appended for `uploadIdleMs`; re-armed for the rest of that
     /// time while appends go on. It looks at the buffer it finds, not the one it was armed
     /// for: one armed before a flush may be the only timer when the next buffer needs one.
-    private func armIdleTimer(in delay: TimeAmount) {
-        loop.scheduleTask(in: delay) {
-            let idle = TimeAmount.milliseconds(Int64(self.config.uploadIdleMs))
+    private func armIdleTimer(in delay: TimeAmount? = nil) {
+        let idle = TimeAmount.milliseconds(Int64(config.uploadIdleMs))
+        loop.scheduleTask(in: delay ?? idle) {
             enum Then { case flush, wait(TimeAmount), stop }
             let then: Then = self.state.withLockedValue { s in
-                guard s.uploads.isEmpty, !s.closing, s.buffer.bytes >= self.config.uploadBytes / 8 else {
+                guard s.uploads.isEmpty, !s.closing, s.buffer.bytes >= self.idleFlushMinBytes else {
                     s.idleTimerArmed = false
                     return .stop
                 }
@@ -1191,7 +1194,7 @@ public final class StreamEngine: Sendable {
         notifier.notifyAll()
         for c in drained { c.resume(true) }
         if flushAgain { flush() }
-        if idle { armIdleTimer(in: .milliseconds(Int64(config.uploadIdleMs))) }
+        if idle { armIdleTimer() }
     }
 
     /// Drops the oldest cached batches that are already uploaded until under budget.
