@@ -74,7 +74,7 @@ public final class ThroughputLimiter: Sendable {
         self.limits = limits
         self.loop = loop
         state = NIOLockedValueBox(State(total: Bucket(rate: limits.totalBytesPerSec), catchUp: Bucket(rate: limits.catchUpBytesPerSec),
-                                        floor: Bucket(rate: limits.compactionFloorBytesPerSec), last: .now()))
+                                        floor: Bucket(rate: limits.compactionFloorBytesPerSec), last: loop.now))
     }
 
     /// Bytes let through so far, by class.
@@ -104,7 +104,7 @@ public final class ThroughputLimiter: Sendable {
     /// Lets through every waiter that may go now, highest class first; arms a timer for the
     /// rest. Returns the continuations to resume (outside the lock).
     private func pump(_ s: inout State) -> [CheckedContinuation<Void, Never>] {
-        let now = NIODeadline.now()
+        let now = loop.now  // the loop's clock, so that a test loop's time is the buckets' too
         let seconds = Double((now - s.last).nanoseconds) / 1e9
         s.last = now
         s.total.refill(seconds)

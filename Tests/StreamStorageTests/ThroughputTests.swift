@@ -43,11 +43,11 @@ import Testing
         #expect(c.duration(to: .now) < .milliseconds(250))
     }
 
-    /// Compaction, then a catch-up read, ask while the total is in debt. The limiter's timer
-    /// runs on a test loop that fires only when both asked: on a busy machine the catch-up
-    /// task once started after the real timer had let compaction through alone. Each asks for
-    /// the whole 1 MiB burst, so one tick lets only one through (a bucket with any tokens left
-    /// is open): when both went in one tick, their tasks recorded them in either order.
+    /// Compaction, then a catch-up read, ask while the total is in debt. The limiter runs on a
+    /// test loop, whose clock is the buckets' too: time moves only when the test moves it, so
+    /// a loaded machine cannot change the outcome (on the real clock, a compaction task that
+    /// started a second late once found the debt paid and went alone). The first step lets
+    /// exactly one request through, and the second step is taken only once it is recorded.
     static func race(total: Int, floor: Int = 0) async -> [IOClass] {
         var limits = ThroughputLimits()
         limits.totalBytesPerSec = total
@@ -55,24 +55,24 @@ import Testing
         let loop = NIOAsyncTestingEventLoop()
         let l = ThroughputLimiter(limits: limits, loop: loop)
         let order = NIOLockedValueBox<[IOClass]>([])
-        let each = MiB
-        await l.acquire(3 * MiB, as: .produce)  // the total is 2 MiB in debt: a second at 2 MiB/s
+        let recorded = { order.withLockedValue { $0.count } }
+        await l.acquire(3 * MiB, as: .produce)  // 2 MiB of debt: a second at 2 MiB/s
         await withTaskGroup(of: Void.self) { g in
             g.addTask {
-                await l.acquire(each, as: .compaction)
+                await l.acquire(MiB, as: .compaction)
                 order.withLockedValue { $0.append(.compaction) }
             }
-            while l.waitingRequests + order.withLockedValue({ $0.count }) < 1 { try? await Task.sleep(for: .milliseconds(1)) }
+            while l.waitingRequests + recorded() < 1 { try? await Task.sleep(for: .milliseconds(1)) }
             g.addTask {
-                await l.acquire(each, as: .catchUpRead)
+                await l.acquire(MiB, as: .catchUpRead)
                 order.withLockedValue { $0.append(.catchUpRead) }
             }
-            while l.waitingRequests + order.withLockedValue({ $0.count }) < 2 { try? await Task.sleep(for: .milliseconds(1)) }
-            try? await Task.sleep(for: .milliseconds(1600))  // the debt is paid, the 1 MiB burst refilled
-            await loop.advanceTime(by: .seconds(5))  // the limiter's timer fires: one goes
-            for _ in 0..<5_000 where order.withLockedValue({ $0.count }) < 1 { try? await Task.sleep(for: .milliseconds(1)) }
-            try? await Task.sleep(for: .milliseconds(400))  // room for the other
-            await loop.advanceTime(by: .seconds(5))
+            while l.waitingRequests + recorded() < 2 { try? await Task.sleep(for: .milliseconds(1)) }
+            // The debt is paid at 1 s; the first to go takes the refilled MiB and leaves the
+            // total closed until 1.5 s.
+            await loop.advanceTime(by: .milliseconds(1200))
+            while recorded() < 1 { try? await Task.sleep(for: .milliseconds(1)) }
+            await loop.advanceTime(by: .seconds(1))
         }
         try? await loop.shutdownGracefully()
         return order.withLockedValue { $0 }
