@@ -145,7 +145,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "S3Check",
-            dependencies: ["ObjectStore", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["ObjectStore", .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             swiftSettings: strict
         ),
         .testTarget(

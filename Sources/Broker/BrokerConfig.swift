@@ -101,7 +101,7 @@ public struct BrokerConfig: Sendable {
         .init(name: "catchup.read.max.bytes.per.sec", flag: nil, defaultValue: "0", help: "object-store reads for fetches that miss the log cache (0: no limit of their own)"),
         .init(name: "compaction.min.bytes.per.sec", flag: nil, defaultValue: "4194304", help: "what compaction may use even when object.store.max.bytes.per.sec is used up"),
         .init(name: "compaction.interval.ms", flag: nil, defaultValue: "30000", help: "how often to look for small objects to compact"),
-        .init(name: "compaction.max.bytes.per.sec", flag: nil, defaultValue: "33554432", help: "compaction's share of object-store bandwidth (read + written)"),
+        .init(name: "compaction.max.bytes.per.sec", flag: nil, defaultValue: "33554432", help: "compaction's share of object-store bandwidth (read + written), each of its requests paced to it"),
         .init(name: "compaction.sso.max.bytes", flag: nil, defaultValue: "67108864", help: "the largest object compaction writes; it holds about this much in memory (what one output reads; the output is written from it); objects half this full are not merged again"),
         .init(name: "compaction.gather.quiet.ms", flag: nil, defaultValue: "300000", help: "how long this broker's merged SSOs must stay unchanged before a gather rewrites them all so that each partition's data sits in one object (before that, a gather waits until the SSOs not yet gathered hold as many bytes as the gathered ones)"),
         .init(name: "compaction.sso.min.objects", flag: nil, defaultValue: "16", help: "small SSOs are merged once there are this many, or once the oldest has waited compaction.sso.max.delay.ms (or there is half of compaction.sso.max.bytes of them, or a partition to split out)"),
@@ -241,7 +241,7 @@ public struct BrokerConfig: Sendable {
         if let n = try int("catchup.read.max.bytes.per.sec", 0...(1 << 40)) { c.storage.throughput.catchUpBytesPerSec = n }
         if let n = try int("compaction.min.bytes.per.sec", 0...(1 << 40)) { c.storage.throughput.compactionFloorBytesPerSec = n }
         if let n = try int("compaction.interval.ms", 1...Int(Int32.max)) { c.compaction.intervalMs = n }
-        if let n = try int("compaction.max.bytes.per.sec", 1...(1 << 40)) { c.compaction.maxBytesPerSec = n }
+        if let n = try int("compaction.max.bytes.per.sec", 1...(1 << 40)) { c.storage.throughput.compactionBytesPerSec = n }
         if let n = try int("compaction.sso.max.bytes", 1 << 20...(16 << 30)) { c.compaction.ssoMaxBytes = n }
         if let n = try int("stream.object.split.bytes", 1024...(1 << 40)) { c.compaction.splitBytes = n }
         if let n = try int("compaction.sso.min.objects", 2...10_000) { c.compaction.minMergeObjects = n }

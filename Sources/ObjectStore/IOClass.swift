@@ -20,3 +20,18 @@ public enum IOClass: Int, Sendable, CaseIterable {
     /// The class of the object-store requests the current task makes.
     @TaskLocal public static var current: IOClass = .produce
 }
+
+/// How a limiter paces an upload that a store sends in parts: while `current` is set, a
+/// store calls `beforeSending` with the bytes it is about to send, before each part of a
+/// multipart upload (or the body of a single PUT), and sends them once it returns. Set by
+/// `ThrottledObjectStore` for the classes that wait; `S3ObjectStore` calls it. (A class: a
+/// task-local holding an optional closure crashed in `swift_task_localValuePush`, Swift 6.3.)
+public final class UploadPacing: Sendable {
+    public let beforeSending: @Sendable (Int) async -> Void
+
+    public init(beforeSending: @escaping @Sendable (Int) async -> Void) {
+        self.beforeSending = beforeSending
+    }
+
+    @TaskLocal public static var current: UploadPacing?
+}

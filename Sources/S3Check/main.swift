@@ -13,7 +13,7 @@
 //   Settings from the environment: S3_ENDPOINT, S3_BUCKET, S3_PREFIX, S3_REGION,
 //   S3_PATH_STYLE, S3_PART_SIZE, S3_MAX_ATTEMPTS, S3_TIMEOUT_MS, credentials as the broker.
 //   In:  {"op": "put"|"get"|"head"|"list"|"delete", "key", "body_hex" | "fill": [byte, count],
-//         "if_none_match", "range": [lo, hi], "prefix", "keys", "class": "compaction"}
+//         "if_none_match", "range": [lo, hi], "prefix", "keys", "class": "compaction", "paced"}
 //   Out: {"ok": true, ...result} or {"error": code, "message": ...}
 //
 // `s3-check bench put|get SIZE COUNT CONCURRENCY` PUTs or GETs COUNT objects `bench/SIZE/<i>`
@@ -22,6 +22,7 @@
 // `s3-check bench-serve` (bench/s3_client.py) does the same for each stdin line
 //   `put|get SIZE COUNT CONCURRENCY`, with one store for all of them.
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import ObjectStore
 
@@ -75,10 +76,15 @@ func run(_ store: S3ObjectStore, _ obj: [String: Any]) async throws -> [String: 
         }
         // "class": the traffic class the put runs under ("compaction" sends parts one at a time).
         let ioClass = IOClass.allCases.first { $0.label == obj["class"] as? String } ?? .produce
+        // "paced": answer with the bytes the store asked `UploadPacing` for, in order.
+        let asked = NIOLockedValueBox<[Int]>([])
+        let pacing = obj["paced"] as? Bool == true ? UploadPacing { n in asked.withLockedValue { $0.append(n) } } : nil
         try await IOClass.$current.withValue(ioClass) {
-            try await store.put(key, body, ifNoneMatch: obj["if_none_match"] as? Bool ?? false)
+            try await UploadPacing.$current.withValue(pacing) {
+                try await store.put(key, body, ifNoneMatch: obj["if_none_match"] as? Bool ?? false)
+            }
         }
-        return [:]
+        return pacing == nil ? [:] : ["paced": asked.withLockedValue { $0 }]
     case "get":
         let r = (obj["range"] as? [Int]).map { $0[0]..<$0[1] }
         if let pieceBytes = obj["piece_bytes"] as? Int {

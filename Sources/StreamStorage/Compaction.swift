@@ -9,9 +9,6 @@ import ObjectStore
 public struct CompactionConfig: Sendable {
     /// `compaction.interval.ms`: pause between compaction runs when there is nothing to do.
     public var intervalMs = 30_000
-    /// `compaction.max.bytes.per.sec`: compaction's share of object-store bandwidth (bytes
-    /// read plus written); after each run it waits long enough to stay under it.
-    public var maxBytesPerSec = 32 << 20
     /// `compaction.sso.max.bytes`: most live bytes one output reads (it holds them in memory
     /// and writes the output from them);
     /// SSOs and stream objects with at least half of this live are left as they are.
@@ -504,14 +501,14 @@ extension StreamEngine {
 }
 
 extension StreamEngine {
-    /// One compaction pass: returns the pause before the next (a run's bytes at
-    /// `compaction.max.bytes.per.sec`, so a backlog is worked off at that rate), or nil when
-    /// there was nothing to do or it failed (then `compaction.interval.ms`).
+    /// One compaction pass, its requests paced one by one by the throughput limiter
+    /// (`compaction.max.bytes.per.sec`, `ThroughputLimits.compactionBytesPerSec`): returns 0
+    /// after a pass that compacted something, so that a backlog is worked off at that rate,
+    /// or nil when there was nothing to do or it failed (then `compaction.interval.ms`).
     public func runCompaction(config: CompactionConfig, now: Int64) async -> Int? {
         do {
             let run = try await IOClass.$current.withValue(.compaction) { try await compactOnce(config: config, now: now) }
-            guard let r = run else { return nil }
-            return (r.bytesRead + r.bytesWritten) * 1000 / max(1, config.maxBytesPerSec)
+            return run == nil ? nil : 0
         } catch {
             logger.warning("compaction failed; retrying next interval", metadata: ["error": "\(error)"])
             return nil

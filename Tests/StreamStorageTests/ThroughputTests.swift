@@ -12,10 +12,11 @@ import Testing
 @Suite struct ThroughputTests {
     static let MiB = 1 << 20
 
-    static func limiter(total: Int = 0, catchUp: Int = 0, floor: Int = 0) -> ThroughputLimiter {
+    static func limiter(total: Int = 0, catchUp: Int = 0, compaction: Int = 0, floor: Int = 0) -> ThroughputLimiter {
         var l = ThroughputLimits()
         l.totalBytesPerSec = total
         l.catchUpBytesPerSec = catchUp
+        l.compactionBytesPerSec = compaction
         l.compactionFloorBytesPerSec = floor
         return ThroughputLimiter(limits: l, loop: MultiThreadedEventLoopGroup.singleton.next())
     }
@@ -41,6 +42,18 @@ import Testing
         let c = ContinuousClock.now
         await l.acquire(4 * Self.MiB, as: .compaction)  // no total: compaction is not held
         #expect(c.duration(to: .now) < .milliseconds(250))
+    }
+
+    @Test func compactionKeepsToItsOwnCap() async {
+        let l = Self.limiter(compaction: 20 * Self.MiB)
+        let start = ContinuousClock.now
+        for _ in 0..<8 { await l.acquire(Self.MiB, as: .compaction) }
+        // 2 MiB of burst, then 6 MiB at 20 MiB/s.
+        #expect(start.duration(to: .now) >= .milliseconds(250))
+        let c = ContinuousClock.now
+        await l.acquire(4 * Self.MiB, as: .catchUpRead)  // no catch-up cap, no total
+        #expect(c.duration(to: .now) < .milliseconds(250))
+        #expect(l.bytesByClass == [.compaction: 8 * Self.MiB, .catchUpRead: 4 * Self.MiB])
     }
 
     /// Compaction, then a catch-up read, ask while the total is in debt. The limiter runs on a
@@ -108,6 +121,67 @@ import Testing
             gets.withLockedValue { $0.append((range, counted)) }
             return try await base.get(key, range: range)
         }
+    }
+
+    /// Sends each PUT in parts of `partBytes`, asking `UploadPacing` before each, and records
+    /// how many compaction bytes the limiter had let through as each part went.
+    final class PartedStore: ForwardingStore, Sendable {
+        let base = InMemoryObjectStore()
+        let sent = NIOLockedValueBox<[Int]>([])
+        let limiter: ThroughputLimiter
+        let partBytes: Int
+
+        init(limiter: ThroughputLimiter, partBytes: Int) {
+            self.limiter = limiter
+            self.partBytes = partBytes
+        }
+
+        func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
+            for start in stride(from: 0, to: body.readableBytes, by: partBytes) {
+                await UploadPacing.current?.beforeSending(min(partBytes, body.readableBytes - start))
+                let counted = limiter.bytesByClass[.compaction] ?? 0
+                sent.withLockedValue { $0.append(counted) }
+            }
+            try await base.put(key, body, ifNoneMatch: ifNoneMatch)
+        }
+    }
+
+    @Test func aLimitedClassPutWaitsForEachPartTheStoreSends() async throws {
+        let l = Self.limiter(compaction: 1 << 40)
+        let parted = PartedStore(limiter: l, partBytes: 1000)
+        let store = ThrottledObjectStore(base: parted, limiter: l)
+        try await IOClass.$current.withValue(.compaction) { try await store.put("o", ByteBuffer(repeating: 2, count: 3500), ifNoneMatch: true) }
+        // Each part was let through before it went, not the whole body at first.
+        #expect(parted.sent.withLockedValue { $0 } == [1000, 2000, 3000, 3500])
+        #expect(l.bytesByClass == [.compaction: 3500])
+
+        // A store that sends without asking: the body is counted once it was sent.
+        let plain = ThrottledObjectStore(base: InMemoryObjectStore(), limiter: l)
+        try await IOClass.$current.withValue(.compaction) { try await plain.put("p", ByteBuffer(repeating: 3, count: 700), ifNoneMatch: true) }
+        #expect(l.bytesByClass == [.compaction: 4200])
+        // Produce never waits: counted at once, the store not asked to pace.
+        parted.sent.withLockedValue { $0 = [] }
+        try await store.put("q", ByteBuffer(repeating: 4, count: 1500), ifNoneMatch: true)
+        #expect(parted.sent.withLockedValue { $0 } == [4200, 4200])
+        #expect(l.bytesByClass == [.compaction: 4200, .produce: 1500])
+    }
+
+    @Test func aLimitedClassPlainGetOfALargeRangeGoesInChunksTooAndReadsBackWhole() async throws {
+        let l = Self.limiter(compaction: 1 << 40)
+        let base = RecordingStore(limiter: l)
+        let store = ThrottledObjectStore(base: base, limiter: l, chunkBytes: 1000)
+        let object = ByteBuffer(bytes: (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 13) })
+        try await store.put("o", object, ifNoneMatch: true)
+        let got = try await IOClass.$current.withValue(.compaction) { try await store.get("o", range: 300..<3900) }
+        #expect(got == object.getSlice(at: 300, length: 3600)!)
+        #expect(base.gets.withLockedValue { $0.map(\.0) } == [300..<1300, 1300..<2300, 2300..<3300, 3300..<3900])
+        #expect(l.bytesByClass == [.produce: 5000, .compaction: 3600])
+
+        // A class with no limit (no total, no cap of its own) sends its GET as it is.
+        base.gets.withLockedValue { $0 = [] }
+        _ = try await IOClass.$current.withValue(.catchUpRead) { try await store.get("o", range: 0..<5000) }
+        _ = try await IOClass.$current.withValue(.catchUpRead) { try await store.get("o", range: 0..<5000, pieceBytes: 100) }
+        #expect(base.gets.withLockedValue { $0.map(\.0) } == [0..<5000, 0..<5000])
     }
 
     @Test func aLimitedClassGetsALargeRangeInChunksOfTheObjectEachCountedBeforeItIsSent() async throws {

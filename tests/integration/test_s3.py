@@ -195,6 +195,19 @@ def test_multipart_above_part_size(server, store_factory):
     assert server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+
+def test_a_limiter_is_asked_for_each_part_before_it_is_sent(server, store_factory):
+    """The throughput limiter paces compaction's uploads part by part: the store asks
+    `UploadPacing` for each multipart part's bytes, and for a single PUT's whole body."""
+    bucket = new_bucket(server)
+    store = store_factory(server.endpoint, bucket, env={"S3_PART_SIZE": str(5 << 20)})
+    size = (5 << 20) * 2 + 12345
+    assert store("put", key="parts", fill=[3, size], paced=True, **{"class": "compaction"}) == \
+        {"ok": True, "paced": [5 << 20, 5 << 20, 12345]}
+    assert store("put", key="one", fill=[4, 1000], paced=True) == {"ok": True, "paced": [1000]}
+    assert server.client().head_object(Bucket=bucket, Key="parts")["ContentLength"] == size
+
+
 def test_objects_are_typed_so_the_server_stores_them_as_sent(server, store_factory):
     """Our objects say what they are (binary/octet-stream, S3's own default). Without a type,
     SeaweedFS gzips each 4 MiB chunk whose first 128 bytes compress, record batches of text

@@ -67,6 +67,7 @@ public final class S3ObjectStore: ObjectStore {
             if body.readableBytes > config.partSize {
                 try await putMultipart(config.prefix + key, body, ifNoneMatch: ifNoneMatch)
             } else {
+                await UploadPacing.current?.beforeSending(body.readableBytes)
                 try await putSingle(config.prefix + key, body, ifNoneMatch: ifNoneMatch)
             }
         } catch let e as S3Error {
@@ -393,6 +394,7 @@ public final class S3ObjectStore: ObjectStore {
                     next += 1
                     let part = body.slice(n * partSize..<min((n + 1) * partSize, body.readableBytes))
                     group.addTask {
+                        await UploadPacing.current?.beforeSending(part.readableBytes)
                         let r = try await self.retrying("UploadPart \(n + 1) \(fullKey)") {
                             try await self.send(.PUT, key: fullKey, query: [("partNumber", "\(n + 1)"), ("uploadId", uploadId)], headers: [Self.contentType],
                                                body: part, maxResponseBytes: 64 << 10)
