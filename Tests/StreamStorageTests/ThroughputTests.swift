@@ -33,27 +33,20 @@ import Testing
         #expect(l.bytesByClass == [.produce: 8 * Self.MiB, .catchUpRead: Self.MiB])
     }
 
-    @Test func catchUpReadsKeepToTheirOwnCap() async {
-        let l = Self.limiter(catchUp: 20 * Self.MiB)
+    /// A class with a cap of its own keeps to it; the other, with no cap and no total, is
+    /// not held.
+    @Test(arguments: [IOClass.catchUpRead, .compaction])
+    func aClassKeepsToItsOwnCap(_ cls: IOClass) async {
+        let other: IOClass = cls == .compaction ? .catchUpRead : .compaction
+        let l = cls == .compaction ? Self.limiter(compaction: 20 * Self.MiB) : Self.limiter(catchUp: 20 * Self.MiB)
         let start = ContinuousClock.now
-        for _ in 0..<8 { await l.acquire(Self.MiB, as: .catchUpRead) }
+        for _ in 0..<8 { await l.acquire(Self.MiB, as: cls) }
         // 2 MiB of burst (100 ms of the rate), then 6 MiB at 20 MiB/s.
         #expect(start.duration(to: .now) >= .milliseconds(250))
         let c = ContinuousClock.now
-        await l.acquire(4 * Self.MiB, as: .compaction)  // no total: compaction is not held
+        await l.acquire(4 * Self.MiB, as: other)
         #expect(c.duration(to: .now) < .milliseconds(250))
-    }
-
-    @Test func compactionKeepsToItsOwnCap() async {
-        let l = Self.limiter(compaction: 20 * Self.MiB)
-        let start = ContinuousClock.now
-        for _ in 0..<8 { await l.acquire(Self.MiB, as: .compaction) }
-        // 2 MiB of burst, then 6 MiB at 20 MiB/s.
-        #expect(start.duration(to: .now) >= .milliseconds(250))
-        let c = ContinuousClock.now
-        await l.acquire(4 * Self.MiB, as: .catchUpRead)  // no catch-up cap, no total
-        #expect(c.duration(to: .now) < .milliseconds(250))
-        #expect(l.bytesByClass == [.compaction: 8 * Self.MiB, .catchUpRead: 4 * Self.MiB])
+        #expect(l.bytesByClass == [cls: 8 * Self.MiB, other: 4 * Self.MiB])
     }
 
     /// Compaction, then a catch-up read, ask while the total is in debt. The limiter runs on a
