@@ -12,41 +12,66 @@ import Testing
 @Suite struct ThroughputTests {
     static let MiB = 1 << 20
 
-    static func limiter(total: Int = 0, catchUp: Int = 0, compaction: Int = 0, floor: Int = 0) -> ThroughputLimiter {
+    static func limiter(total: Int = 0, catchUp: Int = 0, compaction: Int = 0, floor: Int = 0,
+                        loop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()) -> ThroughputLimiter {
         var l = ThroughputLimits()
         l.totalBytesPerSec = total
         l.catchUpBytesPerSec = catchUp
         l.compactionBytesPerSec = compaction
         l.compactionFloorBytesPerSec = floor
-        return ThroughputLimiter(limits: l, loop: MultiThreadedEventLoopGroup.singleton.next())
+        return ThroughputLimiter(limits: l, loop: loop)
     }
 
-    @Test func produceNeverWaitsButItsBytesCount() async {
-        let l = Self.limiter(total: 10 * Self.MiB)
-        let start = ContinuousClock.now
-        for _ in 0..<8 { await l.acquire(Self.MiB, as: .produce) }  // 8 MiB over a 1 MiB burst: debt
-        #expect(start.duration(to: .now) < .seconds(0.5), "produce went straight through")
-        let before = ContinuousClock.now
-        await l.acquire(Self.MiB, as: .catchUpRead)
+    /// Runs `work`, moving the test loop's clock (the limiter's) 10 ms at a time while one of
+    /// its requests waits, and returns how far the clock moved: at least the waits the rates
+    /// call for, at most 10 ms more per wait, however slow the machine. A request that goes
+    /// without waiting moves it not at all.
+    static func clockTime(_ l: ThroughputLimiter, _ loop: NIOAsyncTestingEventLoop, _ work: @escaping @Sendable () async -> Void) async -> TimeAmount {
+        let start = loop.now
+        let done = NIOLockedValueBox(false)
+        await withTaskGroup(of: Void.self) { g in
+            g.addTask {
+                await work()
+                done.withLockedValue { $0 = true }
+            }
+            while !done.withLockedValue({ $0 }) {
+                if l.waitingRequests > 0 {
+                    await loop.advanceTime(by: .milliseconds(10))
+                } else {
+                    try? await Task.sleep(for: .milliseconds(1))
+                }
+            }
+        }
+        return loop.now - start
+    }
+
+    @Test(.timeLimit(.minutes(1))) func produceNeverWaitsButItsBytesCount() async throws {
+        let loop = NIOAsyncTestingEventLoop()
+        let l = Self.limiter(total: 10 * Self.MiB, loop: loop)
+        // 8 MiB over a 1 MiB burst: debt. The clock does not move: produce went straight through.
+        #expect(await Self.clockTime(l, loop) { for _ in 0..<8 { await l.acquire(Self.MiB, as: .produce) } } == .zero)
         // The 7 MiB of debt at 10 MiB/s are paid before a read may go.
-        #expect(before.duration(to: .now) >= .milliseconds(600))
+        let waited = await Self.clockTime(l, loop) { await l.acquire(Self.MiB, as: .catchUpRead) }
+        #expect(waited >= .milliseconds(700) && waited <= .milliseconds(720), "\(waited)")
         #expect(l.bytesByClass == [.produce: 8 * Self.MiB, .catchUpRead: Self.MiB])
+        try await loop.shutdownGracefully()
     }
 
     /// A class with a cap of its own keeps to it; the other, with no cap and no total, is
     /// not held.
-    @Test(arguments: [IOClass.catchUpRead, .compaction])
-    func aClassKeepsToItsOwnCap(_ cls: IOClass) async {
+    @Test(.timeLimit(.minutes(1)), arguments: [IOClass.catchUpRead, .compaction])
+    func aClassKeepsToItsOwnCap(_ cls: IOClass) async throws {
         let other: IOClass = cls == .compaction ? .catchUpRead : .compaction
-        let l = cls == .compaction ? Self.limiter(compaction: 20 * Self.MiB) : Self.limiter(catchUp: 20 * Self.MiB)
-        let start = ContinuousClock.now
-        for _ in 0..<8 { await l.acquire(Self.MiB, as: cls) }
-        // 2 MiB of burst (100 ms of the rate), then 6 MiB at 20 MiB/s.
-        #expect(start.duration(to: .now) >= .milliseconds(250))
-        let c = ContinuousClock.now
-        await l.acquire(4 * Self.MiB, as: other)
-        #expect(c.duration(to: .now) < .milliseconds(250))
+        let loop = NIOAsyncTestingEventLoop()
+        let l = cls == .compaction ? Self.limiter(compaction: 20 * Self.MiB, loop: loop) : Self.limiter(catchUp: 20 * Self.MiB, loop: loop)
+        // 2 MiB of burst (100 ms of the rate); a request goes while any tokens are left and
+        // takes the bucket into debt, so the 8th goes once 5 MiB more came in: 250 ms at
+        // 20 MiB/s (and up to one 10 ms step more for each of the 6 waits).
+        let waited = await Self.clockTime(l, loop) { for _ in 0..<8 { await l.acquire(Self.MiB, as: cls) } }
+        #expect(waited >= .milliseconds(250) && waited <= .milliseconds(310), "\(waited)")
+        #expect(await Self.clockTime(l, loop) { await l.acquire(4 * Self.MiB, as: other) } == .zero)
         #expect(l.bytesByClass == [cls: 8 * Self.MiB, other: 4 * Self.MiB])
+        try await loop.shutdownGracefully()
     }
 
     /// Compaction, then a catch-up read, ask while the total is in debt. The limiter runs on a
