@@ -184,12 +184,19 @@ import Testing
         #expect(l.bytesByClass == [.compaction: 4200, .produce: 1500])
     }
 
-    @Test func aLimitedClassPlainGetOfALargeRangeGoesInChunksTooAndReadsBackWhole() async throws {
-        let l = Self.limiter(compaction: 1 << 40)
+    /// A recording store behind a limiter with 1000-byte chunks, holding object "o" of 5000
+    /// distinct-looking bytes (written as produce).
+    static func recordedObject(_ l: ThroughputLimiter) async throws -> (RecordingStore, ThrottledObjectStore, ByteBuffer) {
         let base = RecordingStore(limiter: l)
         let store = ThrottledObjectStore(base: base, limiter: l, chunkBytes: 1000)
-        let object = ByteBuffer(bytes: (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 13) })
+        let object = ByteBuffer(bytes: (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
         try await store.put("o", object, ifNoneMatch: true)
+        return (base, store, object)
+    }
+
+    @Test func aLimitedClassPlainGetOfALargeRangeGoesInChunksTooAndReadsBackWhole() async throws {
+        let l = Self.limiter(compaction: 1 << 40)
+        let (base, store, object) = try await Self.recordedObject(l)
         let got = try await IOClass.$current.withValue(.compaction) { try await store.get("o", range: 300..<3900) }
         #expect(got == object.getSlice(at: 300, length: 3600)!)
         #expect(base.gets.withLockedValue { $0.map(\.0) } == [300..<1300, 1300..<2300, 2300..<3300, 3300..<3900])
@@ -204,10 +211,7 @@ import Testing
 
     @Test func aLimitedClassGetsALargeRangeInChunksOfTheObjectEachCountedBeforeItIsSent() async throws {
         let l = Self.limiter(catchUp: 1 << 40)
-        let base = RecordingStore(limiter: l)
-        let store = ThrottledObjectStore(base: base, limiter: l, chunkBytes: 1000)
-        let object = ByteBuffer(bytes: (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
-        try await store.put("o", object, ifNoneMatch: true)
+        let (base, store, object) = try await Self.recordedObject(l)
         let pieces = try await IOClass.$current.withValue(.catchUpRead) { try await store.get("o", range: 300..<3900, pieceBytes: 100) }
         // Cut at the object's multiples of 1000: the chunks the server keeps, each whole.
         #expect(base.gets.withLockedValue { $0.map(\.0) } == [300..<1000, 1000..<2000, 2000..<3000, 3000..<3900])
