@@ -195,10 +195,10 @@ def test_multipart_above_part_size(server, store_factory):
     assert server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
-
-def test_a_limiter_is_asked_for_each_part_before_it_is_sent(server, store_factory):
+def test_the_store_asks_the_limiter_for_each_part(server, store_factory):
     """The throughput limiter paces compaction's uploads part by part: the store asks
-    `UploadPacing` for each multipart part's bytes, and for a single PUT's whole body."""
+    `UploadPacing` for each multipart part's bytes, and for a single PUT's whole body. (That
+    it asks before sending is checked on ThrottledObjectStore's side, in ThroughputTests.)"""
     bucket = new_bucket(server)
     store = store_factory(server.endpoint, bucket, env={"S3_PART_SIZE": str(5 << 20)})
     size = (5 << 20) * 2 + 12345
