@@ -6,10 +6,12 @@ GETs from the same server, and what they cost produce on the file WAL.
    writes `--gb` GB of 1 KiB records (16 partitions) into topic `old`.
 2. Restarts the broker (a cold block cache) and reads `old` from the start with
    `tern perf consume`: catch-up MB/s. Then boto3 GETs the same bytes (the broker's objects,
-   whole, 8 threads) from the same server: the ceiling. Target: catch-up >= 80% of it.
+   whole, 8 threads) from the same server: the ceiling, `--reads` times in turns. Target:
+   catch-up >= 80% of it in the median turn.
 3. Restarts the broker with `catchup.read.max.bytes.per.sec` set, produces into topic `new`
    at a fixed rate alone, then at the same rate while a consumer reads `old` from the start,
-   and compares produce p99. Target: less than 20% higher with the catch-up read running.
+   and compares produce p99, in `--pairs` pairs taken in turns. Target: less than 20% higher
+   with the catch-up read running, in the median pair.
 
    The catch-up read runs a second time with a larger block cache (`--also-block-cache-mb`),
    for comparison; the target applies to the default one.
@@ -19,13 +21,14 @@ object store is across the network, not on the WAL's disk. On this machine's one
 volume writeback made the WAL's fdatasyncs (and 16 KiB O_DIRECT writes) take 100-530 ms now
 and then, in either phase, and the comparison measured that instead of the catch-up read.
 
-    python3 bench/catchup.py [--gb 2] [--rate-mb 20] [--catchup-limit-mb 64] [--seconds 20] [--also-block-cache-mb 512]
+    python3 bench/catchup.py [--gb 2] [--rate-mb 20] [--catchup-limit-mb 64] [--seconds 20] [--reads 3] [--pairs 3] [--also-block-cache-mb 512]
                              [--seaweed-dir DIR] [--set KEY=VALUE ...]
 """
 import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -110,7 +113,9 @@ def main():
     ap.add_argument("--gb", type=float, default=2.0)
     ap.add_argument("--rate-mb", type=float, default=20.0, help="produce rate in phase 3 (MB/s)")
     ap.add_argument("--catchup-limit-mb", type=float, default=64.0, help="catchup.read.max.bytes.per.sec in phase 3 (MB/s)")
-    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--seconds", type=int, default=20, help="each produce phase of step 3")
+    ap.add_argument("--reads", type=int, default=3, help="step 2's (catch-up read, boto3 GETs) turns; the verdict is on the median")
+    ap.add_argument("--pairs", type=int, default=3, help="step 3's (alone, beside a read) pairs; the verdict is on the median")
     ap.add_argument("--also-block-cache-mb", type=int, default=512,
                     help="read the same data again with block.cache.bytes this large, for comparison (0: not)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -139,19 +144,26 @@ def main():
             r = perf("consume", "--bootstrap-server", tern.bootstrap, "--topic", "old", "--from-beginning",
                      "--num-records", str(records), "--timeout", "60")
             gets = metric(tern.mport, 'tern_object_store_requests_total{type="GET"}')
+            fetched = metric(tern.mport, "tern_object_store_bytes_in_total")
             tern.stop()
-            return r, gets
+            return r, f"{gets:.0f} GETs of {fetched / 1e9:.2f} GB"
 
-        r, gets = catch_up()
-        if a.also_block_cache_mb:
-            big, big_gets = catch_up([f"block.cache.bytes={a.also_block_cache_mb << 20}"])
-        ceiling, got = boto3_get_ceiling(server, bucket, r["bytes"])
-        ratio = r["mb_per_sec"] / ceiling
-        print(f"catch-up read from a cold cache: {r['mb_per_sec']:.1f} MB/s ({r['bytes'] / 1e9:.2f} GB, {gets:.0f} GETs); "
-              f"boto3 parallel GET of {got / 1e9:.2f} GB: {ceiling:.1f} MB/s; ratio {ratio:.2f} (target 0.80): "
+        # Reads and ceilings in turns, the ratio of each turn: both moved by a sixth from one
+        # run to the next on this shared machine (a 2 GB read takes about 2 s).
+        ratios = []
+        for turn in range(a.reads):
+            r, gets = catch_up()
+            ceiling, got = boto3_get_ceiling(server, bucket, r["bytes"])
+            ratios.append(r["mb_per_sec"] / ceiling)
+            print(f"  catch-up read from a cold cache: {r['mb_per_sec']:.1f} MB/s ({r['bytes'] / 1e9:.2f} GB; {gets}); "
+                  f"boto3 parallel GET of {got / 1e9:.2f} GB: {ceiling:.1f} MB/s; ratio {ratios[-1]:.2f}", flush=True)
+        ratio = statistics.median(ratios)
+        print(f"catch-up read against boto3's GETs, median of {len(ratios)} turns: {ratio:.2f} (target 0.80): "
               f"{'PASS' if ratio >= 0.8 else 'FAIL'}", flush=True)
         if a.also_block_cache_mb:
-            print(f"  with a {a.also_block_cache_mb} MiB block cache: {big['mb_per_sec']:.1f} MB/s ({big_gets:.0f} GETs), "
+            big, big_gets = catch_up([f"block.cache.bytes={a.also_block_cache_mb << 20}"])
+        if a.also_block_cache_mb:
+            print(f"  with a {a.also_block_cache_mb} MiB block cache: {big['mb_per_sec']:.1f} MB/s ({big_gets}), "
                   f"ratio {big['mb_per_sec'] / ceiling:.2f}", flush=True)
 
         limit = int(a.catchup_limit_mb * 1e6)
@@ -160,26 +172,35 @@ def main():
         # Warm up first (topic creation, connections, the first WAL objects): a first produce
         # after a restart had a p99 of 340-470 ms on its own and made the comparison meaningless.
         perf("produce", "--bootstrap-server", tern.bootstrap, "--topic", "new", "--duration", "3", "--throughput", rate, *LOAD)
-        alone = perf("produce", "--bootstrap-server", tern.bootstrap, "--topic", "new", "--duration", str(a.seconds),
-                     "--throughput", rate, *LOAD)
-        result = {}
+        # Pairs in turns, alone then beside a read: one pair's p99 rise ranged from -2% to
+        # +106% on this machine (each phase's p99 moved by a third on its own), so the
+        # verdict is on the median pair.
+        rises = []
+        for pair in range(a.pairs):
+            alone = perf("produce", "--bootstrap-server", tern.bootstrap, "--topic", "new", "--duration", str(a.seconds),
+                         "--throughput", rate, *LOAD)
+            result = {}
 
-        def read():
-            result["read"] = perf("consume", "--bootstrap-server", tern.bootstrap, "--topic", "old", "--from-beginning",
-                                  "--duration", str(a.seconds + 4))
-        reader = threading.Thread(target=read)
-        reader.start()
-        time.sleep(2)
-        both = perf("produce", "--bootstrap-server", tern.bootstrap, "--topic", "new", "--duration", str(a.seconds),
-                    "--throughput", rate, *LOAD)
-        reader.join()
+            def read():
+                # From the start each time: a block cache of 256 MiB no longer holds it.
+                result["read"] = perf("consume", "--bootstrap-server", tern.bootstrap, "--topic", "old", "--from-beginning",
+                                      "--duration", str(a.seconds + 4))
+            reader = threading.Thread(target=read)
+            reader.start()
+            time.sleep(2)
+            both = perf("produce", "--bootstrap-server", tern.bootstrap, "--topic", "new", "--duration", str(a.seconds),
+                        "--throughput", rate, *LOAD)
+            reader.join()
+            p_alone, p_both = alone["latency_ms"]["p99"], both["latency_ms"]["p99"]
+            rises.append(p_both / p_alone - 1)
+            print(f"  pair {pair + 1}: produce at {a.rate_mb:.0f} MB/s alone: p50 {alone['latency_ms']['p50']:.2f} ms, "
+                  f"p99 {p_alone:.2f} ms; beside a catch-up read at {result['read']['mb_per_sec']:.1f} MB/s "
+                  f"(limit {a.catchup_limit_mb:.0f} MB/s): p50 {both['latency_ms']['p50']:.2f} ms, p99 {p_both:.2f} ms; "
+                  f"rise {rises[-1] * 100:+.0f}%", flush=True)
         tern.stop()
-        p_alone, p_both = alone["latency_ms"]["p99"], both["latency_ms"]["p99"]
-        rise = p_both / p_alone - 1
-        print(f"produce at {a.rate_mb:.0f} MB/s alone: p50 {alone['latency_ms']['p50']:.2f} ms, p99 {p_alone:.2f} ms; "
-              f"with a catch-up read at {result['read']['mb_per_sec']:.1f} MB/s (limit {a.catchup_limit_mb:.0f} MB/s): "
-              f"p50 {both['latency_ms']['p50']:.2f} ms, p99 {p_both:.2f} ms; rise {rise * 100:+.0f}% (target < 20%): "
-              f"{'PASS' if rise < 0.2 else 'FAIL'}")
+        rise = statistics.median(rises)
+        print(f"produce p99 rise beside a catch-up read, median of {len(rises)} pairs: {rise * 100:+.0f}% "
+              f"(target < 20%): {'PASS' if rise < 0.2 else 'FAIL'}")
         failed = ratio < 0.8 or rise >= 0.2
     finally:
         server.stop()
