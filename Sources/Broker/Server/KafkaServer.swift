@@ -47,7 +47,7 @@ public final class KafkaServer: Service, Sendable {
             try await channel.executeThenClose { inbound in
                 try await withThrowingDiscardingTaskGroup { group in
                     for try await connection in inbound {
-                        group.addTask { await self.serve(connection) }
+                        group.addTask(executorPreference: EventLoopTaskExecutor(connection.channel.eventLoop)) { await self.serve(connection) }
                     }
                 }
             }
