@@ -63,6 +63,7 @@ public struct BrokerConfig: Sendable {
         .init(name: "metadata", flag: "--metadata", defaultValue: "sqlite://<data.dir>/metadata.sqlite", help: "metadata store: sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE"),
         .init(name: "wal", flag: "--wal", defaultValue: "object", help: "WAL mode: object (one object per flush, acked on its PUT) or file://DIR (acked on fdatasync, uploaded behind)"),
         .init(name: "metrics.listen", flag: "--metrics-listen", defaultValue: "127.0.0.1:9644", help: "HTTP listener for /metrics, /healthz, /readyz"),
+        .init(name: "wal.sync.min.interval.us", flag: nil, defaultValue: "500", help: "file WAL: the least time between the starts of two group commits; what arrives meanwhile joins the next (0: sync at once)"),
         .init(name: "wal.upload.bytes", flag: nil, defaultValue: "8388608", help: "flush the WAL buffer at this size"),
         .init(name: "wal.upload.interval.ms", flag: nil, defaultValue: "250", help: "flush the WAL buffer at the latest after this long"),
         .init(name: "wal.upload.idle.ms", flag: nil, defaultValue: "10", help: "with no upload under way, flush once the buffer holds wal.upload.bytes/8 and no append came for this long; 0: never"),
@@ -133,6 +134,8 @@ public struct BrokerConfig: Sendable {
     public var objectStoreURL = ""
     /// The file WAL's directory (`wal = file://DIR`); nil for the S3 WAL.
     public var walDirectory: String?
+    /// `wal.sync.min.interval.us`.
+    public var walSyncMinIntervalUs = 500
     public var metadataURL = ""
     public var metricsListen = HostPort(host: "127.0.0.1", port: 9644)
     /// `internal.listeners`: where other brokers send internal requests; nil for none (one
@@ -209,6 +212,7 @@ public struct BrokerConfig: Sendable {
             c.walDirectory = String(v.dropFirst("file://".count))
         }
         if let v = raw["metrics.listen"] { c.metricsListen = try HostPort.parse(v, setting: "metrics.listen") }
+        if let n = try int("wal.sync.min.interval.us", 0...1_000_000) { c.walSyncMinIntervalUs = n }
         if let n = try int("wal.upload.bytes", 1024...(1 << 30)) { c.storage.uploadBytes = n }
         if let n = try int("wal.upload.interval.ms", 1...60_000) { c.storage.uploadIntervalMs = n }
         if let n = try int("wal.upload.idle.ms", 0...60_000) { c.storage.uploadIdleMs = n }

@@ -70,6 +70,8 @@ public final class FileWAL: Sendable {
         var fd: Int32 = -1
         var memory: AlignedMemory?
         var direct = DirectWrites.openFlag != nil
+        /// When the last group's write began.
+        var lastStart: ContinuousClock.Instant?
     }
     private let writer = NIOLockedValueBox(Writer())
 
@@ -80,9 +82,13 @@ public final class FileWAL: Sendable {
     public typealias Hook = @Sendable (_ operation: String, _ path: String, _ length: Int) throws -> Void
     let hook: Hook?
     let mutations: TestMutations
+    /// `wal.sync.min.interval.us`: the least time from one group's write to the next.
+    let minSyncInterval: Duration
 
     /// Opens `root/<node>/` for broker epoch `epoch` of `node`.
-    public init(root: String, node: Int32, epoch: Int64, hook: Hook? = nil, testMutations: TestMutations = []) throws {
+    public init(root: String, node: Int32, epoch: Int64, minSyncInterval: Duration = .zero, hook: Hook? = nil,
+                testMutations: TestMutations = []) throws {
+        self.minSyncInterval = minSyncInterval
         self.hook = hook
         self.mutations = testMutations
         self.root = root.hasSuffix("/") ? String(root.dropLast()) : root
@@ -176,6 +182,7 @@ public final class FileWAL: Sendable {
     /// acked). Segments are written in increasing `seq`; a new one closes the one before.
     public func append(_ batches: [ObjectFormat.Batch], segment seq: UInt64) throws -> Bool {
         try writer.withLockedValue { w in
+            w.lastStart = .now
             try openSegment(seq, &w)
             let size = Self.frameSize(batches)
             if (w.memory?.capacity ?? 0) < size {
@@ -192,6 +199,21 @@ public final class FileWAL: Sendable {
             guard fdatasync(w.fd) == 0 else { throw LocalDirectoryObjectStore.posixError("fdatasync \(segmentPath(seq))") }
         }
         return access(fencePath, F_OK) != 0
+    }
+
+    /// On the WAL thread, before the next group is taken: waits until `minSyncInterval` has
+    /// passed since the last group's write began, so that what arrives meanwhile joins the
+    /// group. Each group costs the thread about the same (a write, a flush, two waits for the
+    /// device) however small it is. Returns how long it waited.
+    @discardableResult
+    public func waitForNextGroup() -> Duration {
+        guard minSyncInterval > .zero, let last = writer.withLockedValue({ $0.lastStart }) else { return .zero }
+        let left = last + minSyncInterval - .now
+        guard left > .zero else { return .zero }
+        let (seconds, attoseconds) = left.components
+        var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+        nanosleep(&ts, nil)
+        return left
     }
 
     private func segmentPath(_ seq: UInt64) -> String { "\(directory)/\(Self.segmentName(epoch: epoch, seq: seq))" }

@@ -990,9 +990,11 @@ public final class StreamEngine: Sendable {
 
     /// Group commit, on the WAL thread: appends everything buffered to the current segment
     /// and fdatasyncs it; what arrives meanwhile makes up the next group. The thread never
-    /// waits for another to pick the next group up, so under load it is always writing.
+    /// waits for another to pick the next group up, so under load it is always writing; a
+    /// group that would begin within `wal.sync.min.interval.us` of the last one waits for it.
     private func syncLoop(_ fileWAL: FileWAL) {
         while true {
+            fileWAL.waitForNextGroup()
             let next: (Buffer, UInt64)? = state.withLockedValue { s in
                 guard !s.buffer.batches.isEmpty || !s.buffer.waiters.isEmpty else {
                     s.syncLoopRunning = false

@@ -182,7 +182,7 @@ func serve(_ config: BrokerConfig, logger: Logger) async throws {
     var fileWAL: FileWAL?
     if let dir = config.walDirectory {
         do {
-            fileWAL = try FileWAL(root: dir, node: config.nodeId, epoch: brokerEpoch)
+            fileWAL = try FileWAL(root: dir, node: config.nodeId, epoch: brokerEpoch, minSyncInterval: .microseconds(config.walSyncMinIntervalUs))
         } catch {
             failStartup("wal file://\(dir): \(error)")
         }

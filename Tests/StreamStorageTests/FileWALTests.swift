@@ -18,11 +18,12 @@ import Testing
     }
 
     /// An engine on the file WAL under `dir`, at the node's next broker epoch.
-    static func engine(_ f: EngineTests.Fixture, dir: String, config: StorageConfig = slow) async throws -> StreamEngine {
+    static func engine(_ f: EngineTests.Fixture, dir: String, config: StorageConfig = slow,
+                       minSyncInterval: Duration = .zero) async throws -> StreamEngine {
         let (_, epoch) = try await f.metadata.bootstrap(nodeId: 1)
         return StreamEngine(config: config, objectStore: f.store, metadata: f.metadata, nodeId: 1, clusterId: f.clusterId,
                             brokerEpoch: epoch, loop: MultiThreadedEventLoopGroup.singleton.next(), logger: Logger(label: "test"),
-                            fileWAL: try FileWAL(root: dir, node: 1, epoch: epoch))
+                            fileWAL: try FileWAL(root: dir, node: 1, epoch: epoch, minSyncInterval: minSyncInterval))
     }
 
     /// Uploads wait a minute unless flushed: whatever is acked before is acked by the file.
@@ -75,6 +76,47 @@ import Testing
         #expect(try await f.store.list(prefix: "").count == 1, "one object for the three acks")
         try await Task.sleep(for: .milliseconds(100))  // the segment is deleted off the WAL thread
         #expect(Self.segments(dir).isEmpty, "a committed object's segment is deleted, and a clean shutdown deletes the next one")
+    }
+
+    /// `wal.sync.min.interval.us`: a group that would begin sooner after the last one waits,
+    /// and what arrives meanwhile joins it.
+    @Test func groupsBeginAtLeastTheMinimumIntervalApart() async throws {
+        let f = try await EngineTests.fixture()
+        let dir = Self.directory()
+        let e = try await Self.engine(f, dir: dir, minSyncInterval: .milliseconds(300))
+        let committer = Task { await e.runCommitter() }
+        try await e.open(streamId: f.streamId)
+        let start = ContinuousClock.now
+        for i in 0..<3 { #expect(try await EngineTests.append(e, f.streamId, ["v\(i)"]).get().baseOffset == Int64(i)) }
+        #expect(ContinuousClock.now - start >= .milliseconds(600), "three groups one after another, each 300 ms after the last")
+        #expect(e.walSyncDurations.count == 3)
+
+        // Appended together right after a group: they wait for the interval, in one group.
+        var tickets: [StreamEngine.AppendTicket] = []
+        for i in 3..<13 {
+            let (b, h) = EngineTests.batch(["v\(i)"])
+            tickets.append(await e.append(streamId: f.streamId, batch: b, header: h, timeout: .seconds(10)))
+        }
+        for (i, t) in tickets.enumerated() { #expect(try await t.result().get().baseOffset == Int64(3 + i)) }
+        #expect(e.walSyncDurations.count == 4, "ten appends, one group")
+        #expect(try await Self.readAll(e, f.streamId, to: 13) == (0..<13).map { "v\($0)" })
+
+        await e.shutdown()
+        await committer.value
+    }
+
+    /// A group waits only for what is left of the interval: nothing before the first group
+    /// or after a quiet spell as long as the interval.
+    @Test func aGroupAfterAQuietSpellBeginsAtOnce() throws {
+        let wal = try FileWAL(root: Self.directory(), node: 1, epoch: 1, minSyncInterval: .milliseconds(100))
+        defer { wal.stop() }
+        #expect(wal.waitForNextGroup() == .zero, "no group yet")
+        #expect(try wal.append([], segment: 0))
+        let waited = wal.waitForNextGroup()
+        #expect(waited > .zero && waited <= .milliseconds(100), "right after a group")
+        #expect(try wal.append([], segment: 0))
+        Thread.sleep(forTimeInterval: 0.15)
+        #expect(wal.waitForNextGroup() == .zero, "after a quiet spell")
     }
 
     @Test func aCrashBeforeTheUploadIsReplayedFromTheSegment() async throws {
