@@ -111,6 +111,8 @@ public struct FaultInjectingObjectStore<Base: ObjectStore>: ObjectStore {
         try await inject(.put, key) { try await base.put(key, body, ifNoneMatch: ifNoneMatch) }
     }
 
+    public var pacesDownloads: Bool { base.pacesDownloads }
+
     public func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer {
         try await inject(.get, key) { try await base.get(key, range: range) }
     }

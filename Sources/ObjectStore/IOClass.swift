@@ -21,17 +21,24 @@ public enum IOClass: Int, Sendable, CaseIterable {
     @TaskLocal public static var current: IOClass = .produce
 }
 
-/// How a limiter paces an upload that a store sends in parts: while `current` is set, a
-/// store calls `beforeSending` with the bytes it is about to send, before each part of a
-/// multipart upload (or the body of a single PUT), and sends them once it returns. Set by
-/// `ThrottledObjectStore` for the classes that wait; `S3ObjectStore` calls it. (A class: a
-/// task-local holding an optional closure crashed in `swift_task_localValuePush`, Swift 6.3.)
-public final class UploadPacing: Sendable {
-    public let beforeSending: @Sendable (Int) async -> Void
+/// How a limiter paces a transfer that a store makes in parts: while `current` is set, a store
+/// calls `take` with the bytes of each part of an upload before it sends them (each part of a
+/// multipart upload, or the body of a single PUT), and, if it `pacesDownloads`, with those of
+/// each part of a download as it receives them, reading no more until `then` is called. Set
+/// by `ThrottledObjectStore` for the classes that wait. (A class: a task-local holding an
+/// optional closure crashed in `swift_task_localValuePush`, Swift 6.3.)
+public final class TransferPacing: Sendable {
+    /// Calls `then` once `bytes` may go (at once, or later on another thread).
+    public let take: @Sendable (_ bytes: Int, _ then: @escaping @Sendable () -> Void) -> Void
 
-    public init(beforeSending: @escaping @Sendable (Int) async -> Void) {
-        self.beforeSending = beforeSending
+    public init(take: @escaping @Sendable (_ bytes: Int, _ then: @escaping @Sendable () -> Void) -> Void) {
+        self.take = take
     }
 
-    @TaskLocal public static var current: UploadPacing?
+    /// Returns once `bytes` may go.
+    public func take(_ bytes: Int) async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in take(bytes) { c.resume() } }
+    }
+
+    @TaskLocal public static var current: TransferPacing?
 }

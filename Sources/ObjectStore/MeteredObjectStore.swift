@@ -56,6 +56,8 @@ public struct MeteredObjectStore<Base: ObjectStore>: ObjectStore {
         try await timed(.put, bytesOut: body.readableBytes) { try await base.put(key, body, ifNoneMatch: ifNoneMatch) }
     }
 
+    public var pacesDownloads: Bool { base.pacesDownloads }
+
     public func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer {
         try await timed(.get, { try await base.get(key, range: range) }, bytesIn: { $0.readableBytes })
     }

@@ -56,9 +56,14 @@ public protocol ObjectStore: Sendable {
     func list(prefix: String) async throws -> [ObjectInfo]
     /// Deletes objects; missing keys are not an error.
     func delete(_ keys: [String]) async throws
+    /// Whether a GET asks `TransferPacing.current` for each part it receives (so a limiter
+    /// can pace it as it arrives instead of before it is sent).
+    var pacesDownloads: Bool { get }
 }
 
 extension ObjectStore {
+    public var pacesDownloads: Bool { false }
+
     /// In pieces copied out of `get`'s one buffer; stores that can read into the pieces
     /// directly do so instead.
     public func get(_ key: String, range: Range<Int>?, pieceBytes: Int) async throws -> [ByteBuffer] {

@@ -76,26 +76,46 @@ func run(_ store: S3ObjectStore, _ obj: [String: Any]) async throws -> [String: 
         }
         // "class": the traffic class the put runs under ("compaction" sends parts one at a time).
         let ioClass = IOClass.allCases.first { $0.label == obj["class"] as? String } ?? .produce
-        // "paced": answer with the bytes the store asked `UploadPacing` for, in order.
+        // "paced": answer with the bytes the store asked `TransferPacing` for, in order.
         let asked = NIOLockedValueBox<[Int]>([])
-        let pacing = obj["paced"] as? Bool == true ? UploadPacing { n in asked.withLockedValue { $0.append(n) } } : nil
+        let pacing = obj["paced"] as? Bool == true ? TransferPacing { n, then in asked.withLockedValue { $0.append(n) }; then() } : nil
         try await IOClass.$current.withValue(ioClass) {
-            try await UploadPacing.$current.withValue(pacing) {
+            try await TransferPacing.$current.withValue(pacing) {
                 try await store.put(key, body, ifNoneMatch: obj["if_none_match"] as? Bool ?? false)
             }
         }
         return pacing == nil ? [:] : ["paced": asked.withLockedValue { $0 }]
     case "get":
         let r = (obj["range"] as? [Int]).map { $0[0]..<$0[1] }
-        if let pieceBytes = obj["piece_bytes"] as? Int {
-            // Read straight into pieces (the block cache's GETs): their sizes, and the bytes joined.
-            let pieces = try await store.get(key, range: r, pieceBytes: pieceBytes)
-            var joined = ByteBuffer()
-            for p in pieces { joined.writeImmutableBuffer(p) }
-            return ["body_hex": hex(joined), "size": joined.readableBytes, "pieces": pieces.map(\.readableBytes)]
+        // "pace_ms": the store asks `TransferPacing` for each part it receives, answered that
+        // long after; the answer adds the parts' sizes and the milliseconds the GET took.
+        let asked = NIOLockedValueBox<[Int]>([])
+        let pacing = (obj["pace_ms"] as? Int).map { ms in
+            TransferPacing { n, then in
+                asked.withLockedValue { $0.append(n) }
+                Task {
+                    try? await Task.sleep(for: .milliseconds(ms))
+                    then()
+                }
+            }
         }
-        let b = try await store.get(key, range: r)
-        return ["body_hex": hex(b), "size": b.readableBytes]
+        let start = ContinuousClock.now
+        var answer: [String: Any] = try await TransferPacing.$current.withValue(pacing) {
+            if let pieceBytes = obj["piece_bytes"] as? Int {
+                // Read straight into pieces (the block cache's GETs): their sizes, and the bytes joined.
+                let pieces = try await store.get(key, range: r, pieceBytes: pieceBytes)
+                var joined = ByteBuffer()
+                for p in pieces { joined.writeImmutableBuffer(p) }
+                return ["body_hex": hex(joined), "size": joined.readableBytes, "pieces": pieces.map(\.readableBytes)]
+            }
+            let b = try await store.get(key, range: r)
+            return ["body_hex": hex(b), "size": b.readableBytes]
+        }
+        if pacing != nil {
+            answer["paced"] = asked.withLockedValue { $0 }
+            answer["ms"] = Int((ContinuousClock.now - start).seconds * 1000)
+        }
+        return answer
     case "head":
         let info = try await store.head(key)
         return info.map { ["size": $0.size] } ?? ["missing": true]

@@ -67,7 +67,7 @@ public final class ThroughputLimiter: Sendable {
 
     struct Waiter {
         var bytes: Int
-        var go: CheckedContinuation<Void, Never>
+        var go: @Sendable () -> Void
     }
 
     struct State {
@@ -120,24 +120,32 @@ public final class ThroughputLimiter: Sendable {
     /// Waits until `bytes` of class `cls` may go to the object store.
     public func acquire(_ bytes: Int, as cls: IOClass) async {
         if !limits.isLimited(cls) {
+            acquire(bytes, as: cls) {}
+            return
+        }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in acquire(bytes, as: cls) { c.resume() } }
+    }
+
+    /// Calls `then` once `bytes` of class `cls` may go to the object store: at once on this
+    /// thread, or later on the limiter's event loop.
+    public func acquire(_ bytes: Int, as cls: IOClass, then: @escaping @Sendable () -> Void) {
+        if !limits.isLimited(cls) {
             state.withLockedValue { s in
                 s.total.take(bytes)
                 s.bytes[cls, default: 0] += bytes
             }
-            return
+            return then()
         }
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let ready = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
-                s.waiting[cls, default: []].append(Waiter(bytes: bytes, go: c))
-                return pump(&s)
-            }
-            for r in ready { r.resume() }
+        let ready = state.withLockedValue { s -> [@Sendable () -> Void] in
+            s.waiting[cls, default: []].append(Waiter(bytes: bytes, go: then))
+            return pump(&s)
         }
+        for go in ready { go() }
     }
 
     /// Lets through every waiter that may go now, highest class first; arms a timer for the
-    /// rest. Returns the continuations to resume (outside the lock).
-    private func pump(_ s: inout State) -> [CheckedContinuation<Void, Never>] {
+    /// rest. Returns the waiters' callbacks to call (outside the lock).
+    private func pump(_ s: inout State) -> [@Sendable () -> Void] {
         let now = loop.now  // the loop's clock, so that a test loop's time is the buckets' too
         let seconds = Double((now - s.last).nanoseconds) / 1e9
         s.last = now
@@ -145,7 +153,7 @@ public final class ThroughputLimiter: Sendable {
         s.catchUp.refill(seconds)
         s.compaction.refill(seconds)
         s.floor.refill(seconds)
-        var ready: [CheckedContinuation<Void, Never>] = []
+        var ready: [@Sendable () -> Void] = []
         var wake = Double.infinity
         // In priority order: a class waiting for the total finds it closed for the classes
         // below too (one bucket), so they wait behind it; compaction may use its floor.
@@ -174,25 +182,28 @@ public final class ThroughputLimiter: Sendable {
     }
 
     private func tick() {
-        let ready = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
+        let ready = state.withLockedValue { s -> [@Sendable () -> Void] in
             s.timerArmed = false
             return pump(&s)
         }
-        for r in ready { r.resume() }
+        for go in ready { go() }
     }
 }
 
 /// An object store whose GETs and PUTs wait for the limiter, by the class of the task that
-/// makes them (`IOClass.current`). A GET of a whole object, whose size is not known before,
-/// is counted after it arrived.
+/// makes them (`IOClass.current`).
 ///
-/// A ranged GET that a limited class makes is sent as GETs of at most `chunkBytes` each, one
-/// after another, each waiting for its own bytes: one GET of a whole 50 MB stream set object
-/// at a 64 MB/s class limit would otherwise come at the server's full speed and leave the
-/// limiter in debt for the rest of the second, and that burst of the server's, the broker's
-/// and the reader's CPU is what a produce beside it waits behind. Likewise a limited class's
-/// PUT waits for each part that the store sends (`UploadPacing`); what a store sends without
-/// asking is counted after it was sent.
+/// A limited class's transfers go at the limiter's pace as they happen (`TransferPacing`): a
+/// PUT waits for each part the store sends, and a store that `pacesDownloads` reads each part
+/// of a GET only once the limiter let it through, so the server sends at that pace too. A
+/// transfer counted whole before it starts would come at the server's full speed and leave
+/// the limiter in debt: that burst of the server's, the broker's and the reader's CPU is what
+/// a produce beside it waits behind. What a store sends or receives without asking is
+/// counted after it was sent; a GET from a store that does not pace downloads is counted
+/// before it is sent when its range is known, else after it arrived.
+///
+/// A ranged GET that a limited class makes is also sent as GETs of at most `chunkBytes` each,
+/// one after another, so that no GET of a large object stays open long at a low limit.
 public struct ThrottledObjectStore: ObjectStore {
     public let base: any ObjectStore
     public let limiter: ThroughputLimiter
@@ -212,16 +223,7 @@ public struct ThrottledObjectStore: ObjectStore {
             await limiter.acquire(body.readableBytes, as: cls)
             return try await base.put(key, body, ifNoneMatch: ifNoneMatch)
         }
-        let asked = NIOLockedValueBox(0)
-        let pacing = UploadPacing { [limiter] bytes in
-            asked.withLockedValue { $0 += bytes }
-            await limiter.acquire(bytes, as: cls)
-        }
-        try await UploadPacing.$current.withValue(pacing) {
-            try await base.put(key, body, ifNoneMatch: ifNoneMatch)
-        }
-        let rest = body.readableBytes - asked.withLockedValue { $0 }
-        if rest > 0 { await limiter.acquire(rest, as: cls) }
+        try await paced(cls, size: { body.readableBytes }) { try await base.put(key, body, ifNoneMatch: ifNoneMatch) }
     }
 
     public func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer {
@@ -262,10 +264,28 @@ public struct ThrottledObjectStore: ObjectStore {
         return out
     }
 
+    /// One GET: paced as it arrives by a store that `pacesDownloads`; else a range is counted
+    /// before it is sent and a whole object after it arrived.
     private func throttled<T>(_ range: Range<Int>?, _ get: () async throws -> T, size: (T) -> Int) async throws -> T {
-        if let range { await limiter.acquire(range.count, as: IOClass.current) }
+        let cls = IOClass.current
+        if base.pacesDownloads && limiter.limits.isLimited(cls) { return try await paced(cls, size: size, get) }
+        if let range { await limiter.acquire(range.count, as: cls) }
         let got = try await get()
-        if range == nil { await limiter.acquire(size(got), as: IOClass.current) }
+        if range == nil { await limiter.acquire(size(got), as: cls) }
+        return got
+    }
+
+    /// Runs `transfer` with the limiter pacing each part the store sends or receives
+    /// (`TransferPacing`), then counts the bytes the store did not ask for.
+    private func paced<T>(_ cls: IOClass, size: (T) -> Int, _ transfer: () async throws -> T) async throws -> T {
+        let asked = NIOLockedValueBox(0)
+        let pacing = TransferPacing { [limiter] bytes, then in
+            asked.withLockedValue { $0 += bytes }
+            limiter.acquire(bytes, as: cls, then: then)
+        }
+        let got = try await TransferPacing.$current.withValue(pacing) { try await transfer() }
+        let rest = size(got) - asked.withLockedValue { $0 }
+        if rest > 0 { await limiter.acquire(rest, as: cls) }
         return got
     }
 

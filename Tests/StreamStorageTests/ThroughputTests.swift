@@ -141,8 +141,10 @@ import Testing
         }
     }
 
-    /// Sends each PUT in parts of `partBytes`, asking `UploadPacing` before each, and records
-    /// how many compaction bytes the limiter had let through as each part went.
+    /// Sends each PUT in parts of `partBytes`, asking `TransferPacing` before each, and records
+    /// how many compaction bytes the limiter had let through as each part went. Receives each
+    /// GET in parts of `partBytes` too, asking after each, and records the same of catch-up
+    /// bytes as each part was read.
     final class PartedStore: ForwardingStore, Sendable {
         let base = InMemoryObjectStore()
         let sent = NIOLockedValueBox<[Int]>([])
@@ -154,14 +156,50 @@ import Testing
             self.partBytes = partBytes
         }
 
+        let received = NIOLockedValueBox<[Int]>([])
+
         func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
             for start in stride(from: 0, to: body.readableBytes, by: partBytes) {
-                await UploadPacing.current?.beforeSending(min(partBytes, body.readableBytes - start))
+                await TransferPacing.current?.take(min(partBytes, body.readableBytes - start))
                 let counted = limiter.bytesByClass[.compaction] ?? 0
                 sent.withLockedValue { $0.append(counted) }
             }
             try await base.put(key, body, ifNoneMatch: ifNoneMatch)
         }
+
+        var pacesDownloads: Bool { true }
+
+        func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer {
+            let body = try await base.get(key, range: range)
+            for start in stride(from: 0, to: body.readableBytes, by: partBytes) {
+                received.withLockedValue { $0.append(limiter.bytesByClass[.catchUpRead] ?? 0) }
+                await TransferPacing.current?.take(min(partBytes, body.readableBytes - start))
+            }
+            return body
+        }
+    }
+
+    @Test func aLimitedClassGetReadsEachPartOnlyOnceTheOneBeforeWasLetThrough() async throws {
+        let l = Self.limiter(catchUp: 1 << 40)
+        let parted = PartedStore(limiter: l, partBytes: 1000)
+        let store = ThrottledObjectStore(base: parted, limiter: l, chunkBytes: 3000)
+        try await store.put("o", ByteBuffer(repeating: 5, count: 4500), ifNoneMatch: true)
+        let got = try await IOClass.$current.withValue(.catchUpRead) { try await store.get("o", range: 0..<4500) }
+        #expect(got == ByteBuffer(repeating: 5, count: 4500))
+        // Counted as it arrived, not before each GET went: chunks of 3000, parts of 1000.
+        #expect(parted.received.withLockedValue { $0 } == [0, 1000, 2000, 3000, 4000])
+        #expect(l.bytesByClass == [.produce: 4500, .catchUpRead: 4500])
+
+        // A whole object: paced the same, its size unknown before.
+        parted.received.withLockedValue { $0 = [] }
+        _ = try await IOClass.$current.withValue(.catchUpRead) { try await store.get("o", range: nil) }
+        #expect(parted.received.withLockedValue { $0 } == [4500, 5500, 6500, 7500, 8500])
+        #expect(l.bytesByClass == [.produce: 4500, .catchUpRead: 9000])
+
+        // A class with no limit is not paced: counted once, as before.
+        parted.received.withLockedValue { $0 = [] }
+        _ = try await IOClass.$current.withValue(.compaction) { try await store.get("o", range: 0..<4500) }
+        #expect(l.bytesByClass == [.produce: 4500, .catchUpRead: 9000, .compaction: 4500])
     }
 
     @Test func aLimitedClassPutWaitsForEachPartTheStoreSends() async throws {

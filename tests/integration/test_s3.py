@@ -197,7 +197,7 @@ def test_multipart_above_part_size(server, store_factory):
 
 def test_the_store_asks_the_limiter_for_each_part(server, store_factory):
     """The throughput limiter paces compaction's uploads part by part: the store asks
-    `UploadPacing` for each multipart part's bytes, and for a single PUT's whole body. (That
+    `TransferPacing` for each multipart part's bytes, and for a single PUT's whole body. (That
     it asks before sending is checked on ThrottledObjectStore's side, in ThroughputTests.)"""
     bucket = new_bucket(server)
     store = store_factory(server.endpoint, bucket, env={"S3_PART_SIZE": str(5 << 20)})
@@ -206,6 +206,26 @@ def test_the_store_asks_the_limiter_for_each_part(server, store_factory):
         {"ok": True, "paced": [5 << 20, 5 << 20, 12345]}
     assert store("put", key="one", fill=[4, 1000], paced=True) == {"ok": True, "paced": [1000]}
     assert server.client().head_object(Bucket=bucket, Key="parts")["ContentLength"] == size
+
+
+def test_a_paced_get_reads_each_part_only_once_the_limiter_let_the_one_before_through(server, store_factory):
+    """A catch-up read at its class limit is paced as it arrives: the store asks
+    `TransferPacing` for each part of the body it receives and reads the next only once the
+    answer came, so the bytes come at the limiter's pace, not in a burst at the server's."""
+    bucket = new_bucket(server)
+    store = store_factory(server.endpoint, bucket)
+    size = 3 << 20
+    assert store("put", key="o", fill=[6, size]) == {"ok": True}
+    for ask in [{"range": [1000, size]}, {"range": [0, size], "piece_bytes": 512 << 10}, {}]:
+        got = store("get", key="o", pace_ms=20, **ask)
+        want = size - ask.get("range", [0])[0]
+        assert got["size"] == want and got["body_hex"] == "06" * want
+        # Every byte received was asked for, in parts (the socket's reads), one after another:
+        # the GET took at least a pause per part.
+        assert sum(got["paced"]) == want and len(got["paced"]) >= 4, got["paced"]
+        assert got["ms"] >= 20 * len(got["paced"]), (got["ms"], len(got["paced"]))
+    # Not paced: nothing asked.
+    assert "paced" not in store("get", key="o", range=[0, 10])
 
 
 def test_objects_are_typed_so_the_server_stores_them_as_sent(server, store_factory):

@@ -67,13 +67,16 @@ public final class S3ObjectStore: ObjectStore {
             if body.readableBytes > config.partSize {
                 try await putMultipart(config.prefix + key, body, ifNoneMatch: ifNoneMatch)
             } else {
-                await UploadPacing.current?.beforeSending(body.readableBytes)
+                await TransferPacing.current?.take(body.readableBytes)
                 try await putSingle(config.prefix + key, body, ifNoneMatch: ifNoneMatch)
             }
         } catch let e as S3Error {
             throw Self.storeError(e, key: key)
         }
     }
+
+    /// Each part of a GET's body waits for `TransferPacing.current` before the next is read.
+    public var pacesDownloads: Bool { true }
 
     public func get(_ key: String, range: Range<Int>?) async throws -> ByteBuffer {
         try await get(key, range: range, split: nil).first ?? ByteBuffer()
@@ -168,7 +171,7 @@ public final class S3ObjectStore: ObjectStore {
     /// without a byte read.
     func send(_ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [(String, String)] = [],
               body: ObjectBody? = nil, accept: Set<Int> = [], maxResponseBytes: Int = 16 << 20,
-              expectedBytes: Int = 0, split: BodyCollector.Split? = nil) async throws -> Response {
+              expectedBytes: Int = 0, split: BodyCollector.Split? = nil, pacing: TransferPacing? = nil) async throws -> Response {
         let (url, signed) = builder.build(method: method.rawValue, key: key, query: query, headers: headers, body: body,
                                           date: Int(Date().timeIntervalSince1970))
         var requestHeaders = HTTPHeaders()
@@ -179,7 +182,7 @@ public final class S3ObjectStore: ObjectStore {
         do {
             // A known length: Content-Length, never chunked.
             let request = try HTTPClient.Request(url: url, method: method, headers: requestHeaders, body: body.map(Self.requestBody))
-            let collector = BodyCollector(limit: maxResponseBytes, accept: accept, split: split)
+            let collector = BodyCollector(limit: maxResponseBytes, accept: accept, split: split, pacing: pacing)
             // Spread requests over the event loops: with `.indifferent` the pool may put every
             // connection on one loop, and one thread then copies every body.
             let task = client.execute(request: request, delegate: collector, eventLoop: .delegateAndChannel(on: eventLoopGroup.next()),
@@ -302,7 +305,7 @@ public final class S3ObjectStore: ObjectStore {
             headers.append(("range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)"))
         }
         let r = try await send(.GET, key: fullKey, headers: headers, maxResponseBytes: Int.max, expectedBytes: range?.count ?? 0,
-                               split: split.map { BodyCollector.Split(pieceBytes: $0, ranged: range != nil) })
+                               split: split.map { BodyCollector.Split(pieceBytes: $0, ranged: range != nil) }, pacing: TransferPacing.current)
         let got = r.pieces?.readableBytes ?? r.body.readableBytes
         if let declared = r.headers.first(name: "content-length").flatMap({ Int($0) }), declared != got {
             // A short body is a broken connection, not an object.
@@ -394,7 +397,7 @@ public final class S3ObjectStore: ObjectStore {
                     next += 1
                     let part = body.slice(n * partSize..<min((n + 1) * partSize, body.readableBytes))
                     group.addTask {
-                        await UploadPacing.current?.beforeSending(part.readableBytes)
+                        await TransferPacing.current?.take(part.readableBytes)
                         let r = try await self.retrying("UploadPart \(n + 1) \(fullKey)") {
                             try await self.send(.PUT, key: fullKey, query: [("partNumber", "\(n + 1)"), ("uploadId", uploadId)], headers: [Self.contentType],
                                                body: part, maxResponseBytes: 64 << 10)
@@ -538,7 +541,9 @@ public final class S3ObjectStore: ObjectStore {
 ///
 /// With `split`, a successful GET's body goes instead into buffers of `pieceBytes` each as it
 /// arrives (the blocks a cache keeps), unless the server sent a whole object for a range
-/// (then it is cut out of one buffer).
+/// (then it is cut out of one buffer). With `pacing`, each part of a successful answer's body
+/// waits for it before the next is read: the socket is not read meanwhile, so TCP slows the
+/// server down to the pace.
 final class BodyCollector: HTTPClientResponseDelegate, @unchecked Sendable {
     struct Split: Sendable {
         var pieceBytes: Int
@@ -563,17 +568,20 @@ final class BodyCollector: HTTPClientResponseDelegate, @unchecked Sendable {
     private var limit: Int
     private let accept: Set<Int>
     private var split: Split?
+    private var pacing: TransferPacing?
 
-    init(limit: Int, accept: Set<Int>, split: Split? = nil) {
+    init(limit: Int, accept: Set<Int>, split: Split? = nil, pacing: TransferPacing? = nil) {
         self.limit = limit
         self.accept = accept
         self.split = split
+        self.pacing = pacing
     }
 
     func didReceiveHead(task: HTTPClient.Task<Answer>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
         self.head = head
         let status = Int(head.status.code)
         if !(200..<300).contains(status) && !accept.contains(status) { limit = 64 << 10 }
+        if !(200..<300).contains(status) { pacing = nil }
         if let s = split, !(status == 206 || (status == 200 && !s.ranged)) { split = nil }
         if split != nil { pieces = [] }
         declared = head.headers.first(name: "content-length").flatMap { Int($0) }
@@ -590,6 +598,15 @@ final class BodyCollector: HTTPClientResponseDelegate, @unchecked Sendable {
             return task.eventLoop.makeFailedFuture(S3Error(kind: .protocolViolation, status: Int(head?.status.code ?? 0),
                                                            code: "ResponseTooLarge", message: "more than \(limit) bytes"))
         }
+        keep(part)
+        guard let pacing else { return task.eventLoop.makeSucceededVoidFuture() }
+        let paced = task.eventLoop.makePromise(of: Void.self)
+        pacing.take(part.readableBytes) { paced.succeed() }
+        return paced.futureResult
+    }
+
+    /// Adds a part to the body or its pieces.
+    private func keep(_ part: ByteBuffer) {
         if let split {
             var part = part
             while part.readableBytes > 0 {
@@ -603,7 +620,7 @@ final class BodyCollector: HTTPClientResponseDelegate, @unchecked Sendable {
         } else if body == nil {
             if part.readableBytes == declared {
                 body = part  // all of it in one piece: no copy
-                return task.eventLoop.makeSucceededVoidFuture()
+                return
             }
             var b = ReusedMemory.responseBodies.allocator.buffer(capacity: max(declared ?? 0, part.readableBytes))
             b.writeImmutableBuffer(part)
@@ -611,7 +628,6 @@ final class BodyCollector: HTTPClientResponseDelegate, @unchecked Sendable {
         } else {
             body!.writeImmutableBuffer(part)
         }
-        return task.eventLoop.makeSucceededVoidFuture()
     }
 
     func didReceiveError(task: HTTPClient.Task<Answer>, _ error: any Error) {}
