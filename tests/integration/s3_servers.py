@@ -125,7 +125,10 @@ class SeaweedFS(S3Server):
                     f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
                     "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
                     "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.config={config}",
-                    "-volume.max=200", "-master.volumeSizeLimitMB=256",
+                    # Each bucket is a collection whose first write grows volumes of its own:
+                    # test_s3.py's ~30 buckets on one server used up 200, and the next
+                    # bucket's PUTs got 500 InternalError.
+                    "-volume.max=1000", "-master.volumeSizeLimitMB=256",
                     "-s3.port.iceberg=0", "-s3.port.lance=0", f"-metricsPort={self.metrics_port or 0}"]
             self.proc = subprocess.Popen(args, stdout=open(self.log_path, "a"), stderr=subprocess.STDOUT,
                                          start_new_session=True)
