@@ -1,3 +1,4 @@
+import CCRC32C
 import KafkaProtocol
 import NIOCore
 import Testing
@@ -8,6 +9,32 @@ import Testing
         var b = ByteBuffer()
         b.writeString("123456789")
         #expect(CRC32C.checksum(b) == 0xE306_9283)
+    }
+
+    /// The hardware path runs three streams over blocks of 3 x 8 KiB, then 3 x 256 bytes, then
+    /// 8 bytes at a time and single bytes, and joins the streams' CRCs: every length around those
+    /// edges, at every alignment, agrees with the table-driven path, whole and extended in parts.
+    @Test func crc32cHardwarePathAgreesWithTheTables() {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<100_000).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        var lengths = Array(0...800)
+        for edge in [3 * 256, 3 * 8192, 2 * 3 * 8192, 3 * 8192 + 3 * 256] {
+            lengths += (edge - 9)...(edge + 9)
+        }
+        lengths += [65_536, 99_990]
+        bytes.withUnsafeBytes { all in
+            for length in lengths {
+                for offset in 0..<8 where offset + length <= all.count {
+                    let part = UnsafeRawBufferPointer(rebasing: all[offset..<(offset + length)])
+                    let expected = tern_crc32c_portable(0, part.baseAddress, part.count)
+                    #expect(CRC32C.extend(0, part) == expected, "length \(length) at offset \(offset)")
+                    let split = length / 3
+                    let head = CRC32C.extend(0, UnsafeRawBufferPointer(rebasing: part[0..<split]))
+                    #expect(CRC32C.extend(head, UnsafeRawBufferPointer(rebasing: part[split...])) == expected)
+                }
+            }
+        }
+        #expect(CRC32C.isHardwareAccelerated == (tern_crc32c_hardware() != 0))
     }
 
     @Test(arguments: [Int32.min, -300, -1, 0, 1, 63, 64, 300, Int32.max])
