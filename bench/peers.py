@@ -12,9 +12,9 @@ one after another and each on fresh state (new bucket, new data directory):
     tansu-mem    tansu broker --storage-engine memory://tansu/ (keeps nothing durable)
 
 and drives each with the same load, 1 KiB records, acks=all, 16 partitions, from two
-generators: `tern perf produce` (ours) and a confluent-kafka (librdkafka) producer in its own
-process, each for --seconds; then `tern perf e2e` at half the rate `tern perf produce` reached
-on that broker. It reads the broker's CPU time from /proc/PID/stat, its peak RSS (VmHWM) from
+generators: `tern perf produce` (ours) and bench/rdkafka_perf.c (a producer in C on librdkafka,
+built here with `cc`), each for --seconds; then `tern perf e2e` at half the rate `tern perf
+produce` reached on that broker. It reads the broker's CPU time from /proc/PID/stat, its peak RSS (VmHWM) from
 /proc/PID/status and the object-store requests from SeaweedFS's `SeaweedFS_s3_request_total`
 (before/after deltas per phase, this broker's bucket only), prints one table with the ratios
 Tern/peer, and checks the targets of issue 6 (PASS/FAIL each; exit status 1 if any fails).
@@ -236,58 +236,35 @@ def tern_perf(mode, broker, topic, seconds, throughput=None):
     return out
 
 
-def rdkafka_producer_main(bootstrap, topic, seconds):
-    """Runs in its own process (`peers.py --rdkafka-producer`): creates the topic, produces
-    1 KiB records for `seconds`, prints one JSON line like `tern perf --json`."""
-    from confluent_kafka import Producer
+RDKAFKA_PERF_SOURCE = os.path.join(ROOT, "bench", "rdkafka_perf.c")
+
+
+def rdkafka_perf_bin(workdir):
+    """bench/rdkafka_perf.c built into the work directory: compiled with librdkafka-dev's header
+    (the bench/peers wrapper installs it) and linked to the librdkafka that confluent-kafka's wheel
+    bundles (2.16), not to Debian's 2.0.2, which cannot read Tansu's ApiVersions v3 response
+    ("Protocol read buffer underflow" in its tagged fields) and so never gets to produce."""
+    import confluent_kafka
+    libs = os.path.join(os.path.dirname(os.path.dirname(confluent_kafka.__file__)), "confluent_kafka.libs")
+    lib = next(os.path.join(libs, f) for f in sorted(os.listdir(libs)) if f.startswith("librdkafka"))
+    out = os.path.join(workdir, "rdkafka_perf")
+    subprocess.run([os.environ.get("CC", "cc"), "-O2", "-o", out, RDKAFKA_PERF_SOURCE, lib, f"-Wl,-rpath,{libs}"],
+                   check=True)
+    return out
+
+
+def rdkafka_produce(generator, broker, topic, seconds):
+    """Creates the topic with confluent-kafka's AdminClient, then runs bench/rdkafka_perf.c (a
+    librdkafka producer in C) for `seconds`; returns its JSON line, shaped like `tern perf --json`."""
     from confluent_kafka.admin import AdminClient, NewTopic
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(60)
     time.sleep(1)
-    conf = dict(RDKAFKA_CONF, **{"bootstrap.servers": bootstrap})
-    p = Producer(conf)
-    value = os.urandom(RECORD_SIZE)
-    latencies = []
-    errors = {}
-
-    def done(err, msg):
-        if err is None:
-            latencies.append(msg.latency())
-        else:
-            errors[err.name()] = errors.get(err.name(), 0) + 1
-
-    # warm up: metadata and one connection per broker
-    p.produce(topic, value, on_delivery=done)
-    p.flush(60)
-    latencies.clear()
-    start = time.monotonic()
-    end = start + seconds
-    sent = 0
-    produce = p.produce
-    while True:
-        for _ in range(1000):
-            try:
-                produce(topic, value, on_delivery=done)
-                sent += 1
-            except BufferError:
-                p.poll(0.005)
-        p.poll(0)
-        if time.monotonic() >= end:
-            break
-    p.flush(300)
-    elapsed = time.monotonic() - start
-    latencies.sort()
-    n = len(latencies)
-    q = (lambda f: latencies[min(n - 1, int(f * n))] * 1000) if n else (lambda f: None)
-    print(json.dumps({"records": n, "bytes": n * RECORD_SIZE, "seconds": elapsed, "sent": sent,
-                      "latency_ms": {"p50": q(0.5), "p99": q(0.99), "max": q(1.0)}, "errors": errors}))
-
-
-def rdkafka_produce(broker, topic, seconds):
-    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--rdkafka-producer", broker.bootstrap, topic,
-                        str(seconds)], capture_output=True, text=True, timeout=seconds * 4 + 300)
+    args = [generator, broker.bootstrap, topic, str(seconds), str(RECORD_SIZE)]
+    args += [f"{k}={v}" for k, v in RDKAFKA_CONF.items()]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=seconds * 4 + 300)
     if r.returncode != 0:
-        log(f"confluent-kafka producer on {broker.name} exited {r.returncode}: {r.stderr[-1500:]}")
+        log(f"librdkafka producer on {broker.name} exited {r.returncode}: {r.stderr[-1500:]}")
         return None
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -415,7 +392,7 @@ def measure_phase(broker, fn):
             "requests": {k: req1.get(k, 0) - req0.get(k, 0) for k in req1 if req1.get(k, 0) != req0.get(k, 0)}}
 
 
-def run_broker(cls, name, workdir, server, s3, seconds, e2e_seconds, profile_dir=None):
+def run_broker(cls, name, workdir, server, s3, seconds, e2e_seconds, rdkafka_perf, profile_dir=None):
     bucket = server.create_bucket(f"peers-{name}-{int(time.time())}") if s3 else None
     broker = cls(name, workdir, server if s3 else None, bucket).start()
     out = {"name": name}
@@ -431,8 +408,8 @@ def run_broker(cls, name, workdir, server, s3, seconds, e2e_seconds, profile_dir
         if profiler:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(60)
-        log(f"{name}: {out['perf'] and round(out['perf']['mb_s'], 1)} MB/s; confluent-kafka producer for {seconds}s")
-        out["rdkafka"] = measure_phase(broker, lambda: rdkafka_produce(broker, "rdkafka", seconds))
+        log(f"{name}: {out['perf'] and round(out['perf']['mb_s'], 1)} MB/s; librdkafka producer for {seconds}s")
+        out["rdkafka"] = measure_phase(broker, lambda: rdkafka_produce(rdkafka_perf, broker, "rdkafka", seconds))
         log(f"{name}: {out['rdkafka'] and round(out['rdkafka']['mb_s'], 1)} MB/s")
         if out["perf"]:
             rate = 0.5 * out["perf"]["mb_s"] * 1e6 / RECORD_SIZE
@@ -571,11 +548,7 @@ def main():
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--profile", metavar="DIR", help="`perf record -g` each broker during `tern perf produce` "
                     "(NAME.perf.data in DIR; perturbs the numbers: use on its own run)")
-    ap.add_argument("--rdkafka-producer", nargs=3, metavar=("BOOTSTRAP", "TOPIC", "SECONDS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.rdkafka_producer:
-        b, t, s = args.rdkafka_producer
-        return rdkafka_producer_main(b, t, float(s))
     seconds = args.seconds or (8 if args.quick else 30)
     e2e_seconds = args.e2e_seconds or (6 if args.quick else 20)
     if not os.path.exists(TERN):
@@ -594,6 +567,7 @@ def main():
         log(f"warning: {free_gb:.0f} GB free under {args.workdir}; a full run writes up to {need_gb} GB "
             f"(--workdir elsewhere, or free some space)")
 
+    rdkafka_perf = rdkafka_perf_bin(args.workdir)
     load_before = os.getloadavg()
     server = SeaweedFS(metrics=True).start()
     results = []
@@ -621,7 +595,8 @@ def main():
             plan = [p for p in plan if p[1] in keep]
         for cls, name, s3 in plan:
             try:
-                results.append(run_broker(cls, name, args.workdir, server, s3, seconds, e2e_seconds, args.profile))
+                results.append(run_broker(cls, name, args.workdir, server, s3, seconds, e2e_seconds, rdkafka_perf,
+                                          args.profile))
             except Exception as e:  # noqa: BLE001  -- one broker failing must not hide the others
                 log(f"{name} failed: {e}")
                 results.append({"name": name, "error": str(e)})

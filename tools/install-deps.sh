@@ -2,18 +2,24 @@
 # Installs what the build and the tests need on a fresh machine: Debian packages (the C
 # libraries the build links: SQLite and the record batch codecs; kcat and PostgreSQL for the
 # tests) and the
-# Python clients. `--build` installs only what building `tern` needs. Safe to run again: it
-# skips what is there.
+# Python clients. `--build` installs only what building `tern` needs; `--bench` that and
+# librdkafka's headers (bench/peers builds its librdkafka producer, bench/rdkafka_perf.c). Safe
+# to run again: it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_only=false
-[ "${1:-}" = "--build" ] && build_only=true
+bench=false
+case "${1:-}" in
+    --build) build_only=true ;;
+    --bench) build_only=true; bench=true ;;
+esac
 
 apt_packages=(pkg-config libsqlite3-dev zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev)
 # kcat for the client tests; postgresql for the PostgreSQL metadata store tests (tools/test.sh
 # and tests/integration/pg_server.py start throwaway servers from its binaries).
 $build_only || apt_packages+=(kcat postgresql)
+$bench && apt_packages+=(librdkafka-dev)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
