@@ -100,7 +100,7 @@ public struct BrokerConfig: Sendable {
         .init(name: "object.gc.interval.ms", flag: nil, defaultValue: "10000", help: "how often unreferenced objects are marked and deleted"),
         .init(name: "object.store.max.bytes.per.sec", flag: nil, defaultValue: "0", help: "object-store bandwidth of all traffic together, 0 for no limit: WAL uploads never wait but count; catch-up reads, then compaction, wait for what is left"),
         .init(name: "catchup.read.max.bytes.per.sec", flag: nil, defaultValue: "0", help: "object-store reads for fetches that miss the log cache (0: no limit of their own)"),
-        .init(name: "compaction.min.bytes.per.sec", flag: nil, defaultValue: "4194304", help: "what compaction may use even when object.store.max.bytes.per.sec is used up"),
+        .init(name: "compaction.min.bytes.per.sec", flag: nil, defaultValue: "4194304", help: "what compaction may still use when object.store.max.bytes.per.sec is used up or produce is backed up on the object store, so that object and row counts stay bounded"),
         .init(name: "compaction.interval.ms", flag: nil, defaultValue: "30000", help: "how often to look for small objects to compact"),
         .init(name: "compaction.max.bytes.per.sec", flag: nil, defaultValue: "33554432", help: "compaction's share of object-store bandwidth (read + written), each of its requests paced to it"),
         .init(name: "compaction.sso.max.bytes", flag: nil, defaultValue: "67108864", help: "the largest object compaction writes; it holds about this much in memory (what one output reads; the output is written from it); objects half this full are not merged again"),

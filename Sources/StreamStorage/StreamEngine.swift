@@ -242,6 +242,10 @@ public final class StreamEngine: Sendable {
         var unflushedBytes = 0
         var timerArmed = false
         var flushWanted = false
+        /// Every upload slot is taken or a flush waits for one, as last told to the limiter
+        /// (`backedUpChange`), and how many times that changed.
+        var backedUp = false
+        var backedUpVersion: UInt64 = 0
         /// The idle-flush timer is armed (`StorageConfig.uploadIdleMs`).
         var idleTimerArmed = false
         /// When the last batch was appended to `buffer` (object WAL; the idle flush).
@@ -903,13 +907,39 @@ public final class StreamEngine: Sendable {
             cut()
             return
         }
-        let upload: Upload? = state.withLockedValue { s in
+        let (upload, change): (Upload?, BackedUpChange?) = state.withLockedValue { s in
             s.timerArmed = false
-            guard !s.buffer.batches.isEmpty || !s.buffer.waiters.isEmpty else { return nil }
-            return takeUpload(\.buffer, &s)
+            guard !s.buffer.batches.isEmpty || !s.buffer.waiters.isEmpty else { return (nil, nil) }
+            let u = takeUpload(\.buffer, &s)
+            return (u, backedUpChange(&s))
         }
+        report(change)
         guard let upload else { return }
         Task { await self.runUpload(upload) }
+    }
+
+    typealias BackedUpChange = (backedUp: Bool, version: UInt64)
+
+    /// Whether produce is backed up changed since the limiter was last told; to be passed to
+    /// `report` outside the lock. Backed up: half the upload slots or more are taken, or a
+    /// flush waits for one. A WAL object then waits for the one before it to land, so the
+    /// object store's latency is what paces produce: a client's requests in flight (librdkafka's
+    /// 32 MiB queue in bench/peers) are acked only as fast as the PUTs land, and a compaction
+    /// beside them slowed the PUTs (bench/peers, `--only tern-s3`: librdkafka 160-167 MB/s with
+    /// compaction and 175-176 without; the e2e phase's produce p99 1.3-1.4 s in 3 runs of 4,
+    /// 257-306 ms without).
+    private func backedUpChange(_ s: inout State) -> BackedUpChange? {
+        let now = s.flushWanted || s.uploads.count >= max(1, config.maxConcurrentUploads / 2)
+        guard now != s.backedUp else { return nil }
+        s.backedUp = now
+        s.backedUpVersion += 1
+        return (now, s.backedUpVersion)
+    }
+
+    /// Tells the limiter: while produce is backed up, the object store is what holds it back,
+    /// and compaction keeps to its floor.
+    private func report(_ change: BackedUpChange?) {
+        if let change, let limiter = throughputLimiter { limiter.setProduceBackedUp(change.backedUp, version: change.version) }
     }
 
     /// `wal.upload.interval.ms` from now, flushes WAL object `seq` unless it was flushed
@@ -1069,19 +1099,20 @@ public final class StreamEngine: Sendable {
     /// File WAL: makes the synced batches the next WAL object and starts uploading it, once
     /// no group is being synced into its segment and fewer than the maximum uploads run.
     private func cut() {
-        let upload: Upload? = state.withLockedValue { s in
+        let (upload, change): (Upload?, BackedUpChange?) = state.withLockedValue { s in
             guard !s.synced.batches.isEmpty else {
                 s.cutWanted = false
-                return nil
+                return (nil, nil)
             }
             guard s.syncing == nil else {
                 s.cutWanted = true
-                return nil
+                return (nil, nil)
             }
             let u = takeUpload(\.synced, &s)
             if u != nil { s.cutWanted = false }
-            return u
+            return (u, backedUpChange(&s))
         }
+        report(change)
         guard let upload else { return }
         Task { await self.runUpload(upload) }
     }
@@ -1142,6 +1173,7 @@ public final class StreamEngine: Sendable {
         var backpressure: [CheckedContinuation<Void, Never>] = []
         var drained: [OneShot<Bool>] = []
         var idle = false
+        var change: BackedUpChange?
         let flushAgain: Bool = state.withLockedValue { s in
             guard let i = s.uploads.firstIndex(where: { $0.seq == seq }) else { return false }
             s.uploads[i].done = true
@@ -1189,8 +1221,10 @@ public final class StreamEngine: Sendable {
             (backpressure, drained) = s.takeWaitersFreed(maxUnflushedBytes: config.maxUnflushedBytes)
             // What was appended while uploads were under way may have stopped growing.
             if !s.flushWanted { idle = idleTimerWanted(&s) }
+            change = backedUpChange(&s)
             return s.flushWanted || (s.closing && (!s.buffer.batches.isEmpty || !s.buffer.waiters.isEmpty || !s.synced.batches.isEmpty))
         }
+        report(change)
         for (w, r) in toResume { w.resume(r) }
         for c in backpressure { c.resume() }
         notifier.notifyAll()

@@ -36,7 +36,9 @@ public struct ThroughputLimits: Sendable, Equatable {
 /// (the total may go into debt); the other classes wait for the total in priority order
 /// (a class waiting on the total holds back every class below it), catch-up reads and
 /// compaction also for their own caps, and compaction may take from its floor instead of
-/// the total. A request larger than a
+/// the total. While produce is backed up (`produceBackedUp`: WAL objects wait for the ones
+/// before them to land; `StreamEngine.backedUpChange`), the object store itself is what
+/// limits produce, so compaction takes from its floor only, whatever the configured total. A request larger than a
 /// bucket holds is let through once the bucket is full and leaves it in debt, so any size
 /// passes at the configured rate.
 public final class ThroughputLimiter: Sendable {
@@ -78,6 +80,8 @@ public final class ThroughputLimiter: Sendable {
         var last: NIODeadline
         var waiting: [IOClass: [Waiter]] = [:]
         var timerArmed = false
+        var produceBackedUp = false
+        var produceBackedUpVersion: UInt64 = 0
         /// Bytes let through, by class.
         var bytes: [IOClass: Int] = [:]
 
@@ -116,6 +120,23 @@ public final class ThroughputLimiter: Sendable {
 
     /// Requests waiting, all classes together.
     public var waitingRequests: Int { state.withLockedValue { $0.waiting.values.reduce(0) { $0 + $1.count } } }
+
+    /// Whether produce's uploads are backed up: while they are, compaction takes only its
+    /// floor (`compaction.min.bytes.per.sec`), as it does when the total is used up.
+    public var produceBackedUp: Bool { state.withLockedValue { $0.produceBackedUp } }
+
+    /// Sets `produceBackedUp`. `version` orders the calls: one older than the last applied
+    /// (computed before it, but arriving after) is ignored.
+    public func setProduceBackedUp(_ on: Bool, version: UInt64) {
+        let ready = state.withLockedValue { s -> [@Sendable () -> Void] in
+            guard version > s.produceBackedUpVersion else { return [] }
+            s.produceBackedUpVersion = version
+            guard s.produceBackedUp != on else { return [] }
+            s.produceBackedUp = on
+            return pump(&s)
+        }
+        for go in ready { go() }
+    }
 
     /// Waits until `bytes` of class `cls` may go to the object store.
     public func acquire(_ bytes: Int, as cls: IOClass) async {
@@ -159,7 +180,7 @@ public final class ThroughputLimiter: Sendable {
         // below too (one bucket), so they wait behind it; compaction may use its floor.
         for cls in IOClass.allCases where cls != .produce {
             while let w = s.waiting[cls]?.first {
-                let fromFloor = cls == .compaction && !s.total.open && s.floor.rate > 0
+                let fromFloor = cls == .compaction && (!s.total.open || s.produceBackedUp) && s.floor.rate > 0
                 let totalOK = fromFloor ? s.floor.open : s.total.open
                 let classOK = s[cap: cls]?.open ?? true
                 guard totalOK && classOK else {

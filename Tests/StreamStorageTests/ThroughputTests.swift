@@ -2,6 +2,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import NIOPosix
+import Metadata
 import ObjectStore
 import StreamStorage
 import Testing
@@ -72,6 +73,79 @@ import Testing
         #expect(await Self.clockTime(l, loop) { await l.acquire(4 * Self.MiB, as: other) } == .zero)
         #expect(l.bytesByClass == [cls: 8 * Self.MiB, other: 4 * Self.MiB])
         try await loop.shutdownGracefully()
+    }
+
+    /// While produce is backed up, compaction keeps to its floor, though no total is set; once
+    /// it is not, to its own cap again. A report older than the last one applied is ignored.
+    @Test(.timeLimit(.minutes(1))) func compactionKeepsToItsFloorWhileProduceIsBackedUp() async throws {
+        let loop = NIOAsyncTestingEventLoop()
+        let l = Self.limiter(compaction: 20 * Self.MiB, floor: 4 * Self.MiB, loop: loop)
+        l.setProduceBackedUp(true, version: 1)
+        // The floor's 1 MiB of burst, then 1 MiB per 250 ms: the 8th request goes after 6 more
+        // such waits (1.5 s, and up to one 10 ms step more for each of the 7 waits). At the
+        // cap alone the same took 250-310 ms (aClassKeepsToItsOwnCap).
+        let backedUp = await Self.clockTime(l, loop) { for _ in 0..<8 { await l.acquire(Self.MiB, as: .compaction) } }
+        #expect(backedUp >= .milliseconds(1500) && backedUp <= .milliseconds(1580), "\(backedUp)")
+        l.setProduceBackedUp(false, version: 2)
+        l.setProduceBackedUp(true, version: 1)  // computed before version 2, arriving after it
+        #expect(!l.produceBackedUp)
+        // The cap's bucket is full again (2 MiB): 4 MiB go within 50 ms, not the floor's 750.
+        let free = await Self.clockTime(l, loop) { for _ in 0..<4 { await l.acquire(Self.MiB, as: .compaction) } }
+        #expect(free <= .milliseconds(100), "\(free)")
+        #expect(l.bytesByClass == [.compaction: 12 * Self.MiB])
+        try await loop.shutdownGracefully()
+    }
+
+    /// Holds every PUT until the test lets it go (`release`).
+    final class HeldPutsStore: ForwardingStore, Sendable {
+        let base = InMemoryObjectStore()
+        let held = NIOLockedValueBox<(puts: [OneShot<Void>], open: Bool)>(([], false))
+        var count: Int { held.withLockedValue { $0.puts.count } }
+        func put(_ key: String, _ body: ObjectBody, ifNoneMatch: Bool) async throws {
+            let go = OneShot<Void>()
+            if !held.withLockedValue({ h in h.puts.append(go); return h.open }) { await go.wait() }
+            try await base.put(key, body, ifNoneMatch: ifNoneMatch)
+        }
+        /// Lets the held PUTs go, and every later one (`forever`) or only those.
+        func release(forever: Bool = false) {
+            let puts = held.withLockedValue { h in
+                if forever { h.open = true }
+                return h.puts
+            }
+            for go in puts { go.resume(()) }
+        }
+    }
+
+    /// The engine tells the limiter that produce is backed up while half its upload slots or
+    /// more are taken, and that it is not once fewer are.
+    @Test(.timeLimit(.minutes(1))) func theEngineReportsProduceBackedUpWhileHalfItsUploadSlotsAreTaken() async throws {
+        let held = HeldPutsStore()
+        let l = Self.limiter(compaction: 32 * Self.MiB, floor: 4 * Self.MiB)
+        let f = try await EngineTests.fixture(store: ThrottledObjectStore(base: held, limiter: l))
+        var config = EngineTests.oneFlush()
+        config.maxConcurrentUploads = 4
+        let e = try await EngineTests.engine(f, config: config)
+        let committer = Task { await e.runCommitter() }
+        try await e.open(streamId: f.streamId)
+        func flushOne(_ value: String) async -> StreamEngine.AppendTicket {
+            let (b, h) = EngineTests.batch([value])
+            let ticket = await e.append(streamId: f.streamId, batch: b, header: h, timeout: .seconds(30))
+            let before = held.count
+            e.flush()
+            while held.count == before { try? await Task.sleep(for: .milliseconds(1)) }
+            return ticket
+        }
+        let first = await flushOne("a")
+        #expect(!l.produceBackedUp, "one upload of four under way")
+        let second = await flushOne("b")
+        #expect(l.produceBackedUp, "two upload slots of four taken")
+        held.release()
+        _ = await first.result()
+        _ = await second.result()
+        #expect(!l.produceBackedUp, "no upload under way")
+        held.release(forever: true)
+        await e.shutdown()
+        await committer.value
     }
 
     /// Compaction, then a catch-up read, ask while the total is in debt. The limiter runs on a
