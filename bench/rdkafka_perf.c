@@ -12,7 +12,10 @@
  * (librdkafka's own, from produce() to the acknowledgement) p50/p99/max in ms, and failed
  * deliveries by error name. CONF=VALUE pairs are librdkafka settings.
  *
- * Built by bench/peers: cc -O2 -o rdkafka_perf bench/rdkafka_perf.c -lrdkafka
+ * Built by bench/peers (`rdkafka_perf_bin`): compiled with librdkafka-dev's header and linked to
+ * the librdkafka that confluent-kafka's wheel bundles, e.g.
+ *   cc -O2 -o rdkafka_perf bench/rdkafka_perf.c .../confluent_kafka.libs/librdkafka-*.so.1 \
+ *      -Wl,-rpath,.../confluent_kafka.libs
  */
 #include <librdkafka/rdkafka.h>
 #include <stdint.h>

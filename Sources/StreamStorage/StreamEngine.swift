@@ -242,8 +242,8 @@ public final class StreamEngine: Sendable {
         var unflushedBytes = 0
         var timerArmed = false
         var flushWanted = false
-        /// Every upload slot is taken or a flush waits for one, as last told to the limiter
-        /// (`backedUpChange`), and how many times that changed.
+        /// Produce is backed up (`backedUpChange`), as last told to the limiter, and how many
+        /// times that changed.
         var backedUp = false
         var backedUpVersion: UInt64 = 0
         /// The idle-flush timer is armed (`StorageConfig.uploadIdleMs`).
@@ -925,9 +925,7 @@ public final class StreamEngine: Sendable {
     /// flush waits for one. A WAL object then waits for the one before it to land, so the
     /// object store's latency is what paces produce: a client's requests in flight (librdkafka's
     /// 32 MiB queue in bench/peers) are acked only as fast as the PUTs land, and a compaction
-    /// beside them slowed the PUTs (bench/peers, `--only tern-s3`: librdkafka 160-167 MB/s with
-    /// compaction and 175-176 without; the e2e phase's produce p99 1.3-1.4 s in 3 runs of 4,
-    /// 257-306 ms without).
+    /// beside them slows the PUTs (figures in the README, "Throughput classes").
     private func backedUpChange(_ s: inout State) -> BackedUpChange? {
         let now = s.flushWanted || s.uploads.count >= max(1, config.maxConcurrentUploads / 2)
         guard now != s.backedUp else { return nil }
