@@ -85,7 +85,8 @@ extension Broker {
         let tickets = plans.flatMap { $0.partitions.compactMap { p -> StreamEngine.AppendTicket? in
             if case .pending(let t, _) = p.1 { t } else { nil }
         } }
-        let answer = Answer()
+        // Nothing below refers to the request: the batches are copies now.
+        let answer = Answer(readsRequest: false)
         let results = NIOLockedValueBox(AppendResults(left: tickets.count, got: Array(repeating: nil, count: tickets.count)))
         let finish: @Sendable () -> Void = {
             let got = results.withLockedValue { $0.got }

@@ -15,9 +15,15 @@ public final class Answer: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Whether the work behind the answer may still read the request's bytes. When not (a
+    /// produce: its batches are copied into the engine before it is answered), the server
+    /// reuses the request's frame for the next one at once, not only after the answer.
+    public let readsRequest: Bool
 
     /// An answer that `succeed` completes.
-    public init() {}
+    public init(readsRequest: Bool = true) {
+        self.readsRequest = readsRequest
+    }
 
     /// An answer complete already.
     public static func ready(_ bytes: ByteBuffer) -> Answer {

@@ -68,9 +68,9 @@ public final class KafkaServer: Service, Sendable {
         }
     }
 
-    /// A big request frame goes back to the decoders' pool once its request is answered. One
-    /// still held elsewhere (acks=0 appends in flight) is safe there: the decoder's next write
-    /// to it copies it first.
+    /// A big request frame goes back to the decoders' pool once nothing reads it any more:
+    /// when its request is answered, or sooner (`Answer.readsRequest`). One still referred to
+    /// elsewhere is safe there: the decoder's next write to it copies it first.
     private func giveBack(_ frame: ByteBuffer) {
         if frame.capacity >= KafkaFrameDecoder.pooledFrameBytes { frames.give(frame) }
     }
@@ -97,9 +97,14 @@ public final class KafkaServer: Service, Sendable {
                         let seq = issued
                         issued += 1
                         pending.add(answer, at: seq)
+                        // A produce's frame gathers the next request while its answer waits
+                        // for the object store: otherwise every request in flight holds one,
+                        // more than the pool keeps, and the rest fault in fresh pages.
+                        let held: ByteBuffer? = answer.readsRequest ? frame : nil
+                        if held == nil { giveBack(frame) }
                         answer.whenReady { bytes in
                             pending.remove(seq)
-                            writer.write(bytes, at: seq, frame: frame)
+                            writer.write(bytes, at: seq, frame: held)
                         }
                     case .noResponse:
                         giveBack(frame)
@@ -144,18 +149,18 @@ final class ResponseWriter: @unchecked Sendable {
     private let release: @Sendable (ByteBuffer) -> Void
     // On the event loop only (hence @unchecked):
     private var next = 0
-    private var waiting: [Int: (bytes: ResponseFrame, frame: ByteBuffer)] = [:]
+    private var waiting: [Int: (bytes: ResponseFrame, frame: ByteBuffer?)] = [:]
     private var lastWrite: EventLoopFuture<Void>?
     private var drains: [(count: Int, promise: EventLoopPromise<Void>)] = []
 
-    /// `release`: gets each answered request's frame back once its answer is written.
+    /// `release`: gets each answered request's frame (if it was kept) back once its answer is written.
     init(channel: any Channel, release: @escaping @Sendable (ByteBuffer) -> Void) {
         self.channel = channel
         self.release = release
     }
 
     /// The answer to the `seq`-th request (counting from 0) of the connection.
-    func write(_ bytes: ResponseFrame, at seq: Int, frame: ByteBuffer) {
+    func write(_ bytes: ResponseFrame, at seq: Int, frame: ByteBuffer?) {
         if channel.eventLoop.inEventLoop {
             ready(bytes, at: seq, frame: frame)
         } else {
@@ -176,7 +181,7 @@ final class ResponseWriter: @unchecked Sendable {
         }
     }
 
-    private func ready(_ bytes: ResponseFrame, at seq: Int, frame: ByteBuffer) {
+    private func ready(_ bytes: ResponseFrame, at seq: Int, frame: ByteBuffer?) {
         channel.eventLoop.assertInEventLoop()
         waiting[seq] = (bytes, frame)
         guard seq == next else { return }
@@ -191,7 +196,7 @@ final class ResponseWriter: @unchecked Sendable {
                 channel.write(parts.last ?? ByteBuffer(), promise: p)
             }
             lastWrite = p.futureResult
-            release(f)
+            if let f { release(f) }
             next += 1
         }
         channel.flush()
