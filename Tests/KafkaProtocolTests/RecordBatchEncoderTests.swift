@@ -56,6 +56,23 @@ import Testing
         #expect(rs[2].key == ByteBuffer() && rs[2].value == nil)
     }
 
+    /// The in-place append (one pointer through the whole record) writes the same bytes as the
+    /// append of ByteBuffer fields, across varint widths: offset deltas past 63 and 8191,
+    /// negative timestamp deltas, lengths of one to three varint bytes, null and empty fields.
+    @Test func inPlaceAppendsWriteWhatFieldAppendsWrite() {
+        var inPlace = RecordBatchEncoder(baseTimestamp: 5, capacity: 8)
+        var fields = RecordBatchEncoder(baseTimestamp: 5, capacity: 8)
+        let lengths: [Int?] = [nil, 0, 1, 63, 64, 8191, 8192, 20_000]
+        for i in 0..<9000 {
+            let key = lengths[i % lengths.count].map { [UInt8](repeating: UInt8(i % 251), count: min($0, 100)) }
+            let value = lengths[(i / 3) % lengths.count].map { [UInt8](repeating: UInt8(i % 241), count: i < 60 ? $0 : min($0, 64)) }
+            let delta = Int64(i % 7 == 0 ? -i : i * 1000)
+            Self.append(&inPlace, key: key, value: value, timestampDelta: delta)
+            fields.append(key: key.map { ByteBuffer(bytes: $0) }, value: value.map { ByteBuffer(bytes: $0) }, timestampDelta: delta)
+        }
+        #expect(inPlace.finish() == fields.finish())
+    }
+
     @Test func recordSizeIsWhatAnAppendAdds() {
         var e = RecordBatchEncoder(baseTimestamp: 0)
         #expect(e.sizeInBytes == RecordBatchHeader.size)

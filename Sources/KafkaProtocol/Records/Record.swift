@@ -135,33 +135,47 @@ public struct RecordBatchEncoder: Sendable {
 
     /// Appends a record whose key (nil: null) and value (nil: null) the closures write in
     /// place: `key` gets exactly `keyLength` bytes to fill, `value` `valueLength`. No headers.
+    /// The record is written through one pointer: a ByteBuffer write per field (a dozen with
+    /// the varints' bytes) each checked the capacity and the storage's exclusive access, about
+    /// a tenth of `tern perf produce`'s CPU.
     public mutating func append(timestampDelta: Int64 = 0,
                                 keyLength: Int?, key: (UnsafeMutableRawBufferPointer) -> Void,
                                 valueLength: Int?, value: (UnsafeMutableRawBufferPointer) -> Void) {
         precondition((keyLength ?? 0) >= 0 && (valueLength ?? 0) >= 0, "negative field length")
         let body = Self.bodySize(timestampDelta: timestampDelta, offsetDelta: count, keyLength: keyLength, valueLength: valueLength)
-        buffer.reserveCapacity(minimumWritableBytes: Self.varlongSize(Int64(body)) + body)
-        buffer.writeVarint(Int32(body))
-        buffer.writeInteger(Int8(0))
-        buffer.writeVarlong(timestampDelta)
-        buffer.writeVarint(count)
-        writeField(keyLength, key)
-        writeField(valueLength, value)
-        buffer.writeVarint(0)
+        let total = Self.varlongSize(Int64(body)) + body
+        let offsetDelta = count
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { raw in
+            var at = 0
+            @inline(__always) func varlong(_ v: Int64) {
+                var z = UInt64(bitPattern: (v << 1) ^ (v >> 63))
+                while z >= 0x80 {
+                    raw[at] = UInt8(truncatingIfNeeded: z) | 0x80
+                    z >>= 7
+                    at += 1
+                }
+                raw[at] = UInt8(z)
+                at += 1
+            }
+            @inline(__always) func field(_ length: Int?, _ fill: (UnsafeMutableRawBufferPointer) -> Void) {
+                guard let length else { return varlong(-1) }
+                varlong(Int64(length))
+                fill(UnsafeMutableRawBufferPointer(rebasing: raw[at..<(at + length)]))
+                at += length
+            }
+            varlong(Int64(body))
+            raw[at] = 0  // attributes
+            at += 1
+            varlong(timestampDelta)
+            varlong(Int64(offsetDelta))
+            field(keyLength, key)
+            field(valueLength, value)
+            raw[at] = 0  // header count
+            at += 1
+            precondition(at == total, "record of \(at) bytes, \(total) expected")
+            return total
+        }
         noteAppended(timestampDelta: timestampDelta)
-    }
-
-    private mutating func writeField(_ length: Int?, _ fill: (UnsafeMutableRawBufferPointer) -> Void) {
-        guard let length else {
-            buffer.writeVarint(-1)
-            return
-        }
-        buffer.writeVarint(Int32(length))
-        guard length > 0 else { return }
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { p in
-            fill(UnsafeMutableRawBufferPointer(rebasing: p[..<length]))
-            return length
-        }
     }
 
     private mutating func noteAppended(timestampDelta: Int64) {
