@@ -21,21 +21,27 @@ import Testing
         return await withCheckedContinuation { c in answer.whenReady { c.resume(returning: $0) } }
     }
 
-    @Test(arguments: [Int16(4), 12])
-    func largeRecordSetsArePartsOfTheFrame(version: Int16) async throws {
+    /// An in-process broker (in-memory object store) with topic `name` created.
+    static func brokerWithTopic(_ name: String, partitions: Int32, uploadIntervalMs: Int) async throws -> Broker {
         var log = Logger(label: "test")
         log.logLevel = .critical
         var config = BrokerConfig()
-        config.storage.uploadIntervalMs = 1
-        let broker = try await Broker.inProcess(config: config, metadataPath: NSTemporaryDirectory() + "tern-fetch-\(UUID().uuidString).sqlite",
+        config.storage.uploadIntervalMs = uploadIntervalMs
+        let broker = try await Broker.inProcess(config: config, metadataPath: NSTemporaryDirectory() + "tern-frame-\(UUID().uuidString).sqlite",
                                                 logger: log)
         var create = CreateTopicsRequest()
         var t = CreateTopicsRequest.CreatableTopic()
-        t.name = "t"
-        t.numPartitions = 2
+        t.name = name
+        t.numPartitions = partitions
         t.replicationFactor = 1
         create.topics = [t]
-        _ = await Self.answer(broker, Self.frame(create, version: 7, correlationId: 1))
+        _ = await answer(broker, frame(create, version: 7, correlationId: 1))
+        return broker
+    }
+
+    @Test(arguments: [Int16(4), 12])
+    func largeRecordSetsArePartsOfTheFrame(version: Int16) async throws {
+        let broker = try await Self.brokerWithTopic("t", partitions: 2, uploadIntervalMs: 1)
 
         // Partition 0 gets a batch larger than RecordsSplice.minimumBytes, partition 1 a small one.
         var batches: [ByteBuffer] = []

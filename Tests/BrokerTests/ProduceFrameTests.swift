@@ -1,7 +1,5 @@
 import Broker
-import Foundation
 import KafkaProtocol
-import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import Testing
@@ -11,19 +9,8 @@ import Testing
 /// request while the answer waits for the object store (`Answer.readsRequest`).
 @Suite struct ProduceFrameTests {
     @Test func aPendingProduceHoldsNoReferenceToItsFrame() async throws {
-        var log = Logger(label: "test")
-        log.logLevel = .critical
-        var config = BrokerConfig()
-        config.storage.uploadIntervalMs = 600_000  // the answer stays pending through the checks
-        let broker = try await Broker.inProcess(config: config, metadataPath: NSTemporaryDirectory() + "tern-produce-frame-\(UUID().uuidString).sqlite",
-                                                logger: log)
-        var create = CreateTopicsRequest()
-        var t = CreateTopicsRequest.CreatableTopic()
-        t.name = "t"
-        t.numPartitions = 1
-        t.replicationFactor = 1
-        create.topics = [t]
-        _ = await FetchFrameTests.answer(broker, FetchFrameTests.frame(create, version: 7, correlationId: 1))
+        // The answer stays pending through the checks: no upload for 10 minutes.
+        let broker = try await FetchFrameTests.brokerWithTopic("t", partitions: 1, uploadIntervalMs: 600_000)
 
         var batch = RecordBatchBuilder(baseTimestamp: 1_700_000_000_000)
         for i in 0..<200 { batch.append(key: nil, value: ByteBuffer(repeating: UInt8(65 + i % 26), count: 500)) }
