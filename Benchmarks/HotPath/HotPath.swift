@@ -81,17 +81,7 @@ struct HotPathFixture: Sendable {
         var batch = RecordBatchBuilder(baseTimestamp: 1_700_000_000_000)
         let value = ByteBuffer(repeating: 0x61, count: 100)
         for i in 0..<recordsPerBatch { batch.append(key: nil, value: value, timestampDelta: Int64(i)) }
-        var p = ProduceRequest.TopicProduceData.PartitionProduceData()
-        p.index = 0
-        p.records = batch.build()
-        var td = ProduceRequest.TopicProduceData()
-        td.name = topic
-        td.partitionData = [p]
-        var r = ProduceRequest()
-        r.acks = acks
-        r.timeoutMs = 30_000
-        r.topicData = [td]
-        return frame(r, version: 9)
+        return frame(ProduceRequest(topic: topic, partition: 0, records: batch.build(), acks: acks), version: 9)
     }
 
     static func fetch() -> ByteBuffer {

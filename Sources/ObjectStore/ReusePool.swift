@@ -10,6 +10,9 @@ public final class ReusePool<Item: Sendable>: Sendable {
     /// Holds at most `keep` items; more given back are dropped.
     public init(keep: Int) { self.keep = keep }
 
+    /// Items kept right now.
+    public var count: Int { items.withLockedValue { $0.count } }
+
     public func take() -> Item? { items.withLockedValue { $0.popLast() } }
 
     public func give(_ item: Item) {

@@ -211,7 +211,8 @@ final class PerfProducer {
 
     private let loop: any EventLoop = MultiThreadedEventLoopGroup.singleton.any()
     private let window: SendWindow
-    /// Leader slot (index into `leaderNodes`) of each partition, by position in `plan.layout.partitions`.
+    /// The partitions' leaders, ascending: a leader's slot (in `Batches` and `SendWindow`) is
+    /// its index here, and so is its connection's in `connections`.
     private let leaderNodes: [Int32]
     private var connections: [KafkaConnection] = []
     private var batches: Batches

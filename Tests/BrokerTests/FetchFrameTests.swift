@@ -22,11 +22,12 @@ import Testing
     }
 
     /// An in-process broker (in-memory object store) with topic `name` created.
-    static func brokerWithTopic(_ name: String, partitions: Int32, uploadIntervalMs: Int) async throws -> Broker {
+    static func brokerWithTopic(_ name: String, partitions: Int32, uploadIntervalMs: Int, listen: HostPort? = nil) async throws -> Broker {
         var log = Logger(label: "test")
         log.logLevel = .critical
         var config = BrokerConfig()
         config.storage.uploadIntervalMs = uploadIntervalMs
+        if let listen { config.listen = listen }
         let broker = try await Broker.inProcess(config: config, metadataPath: NSTemporaryDirectory() + "tern-frame-\(UUID().uuidString).sqlite",
                                                 logger: log)
         var create = CreateTopicsRequest()
@@ -48,17 +49,8 @@ import Testing
         for (partition, count) in [(0, 200), (1, 3)] {
             var batch = RecordBatchBuilder(baseTimestamp: 1_700_000_000_000)
             for i in 0..<count { batch.append(key: nil, value: ByteBuffer(repeating: UInt8(65 + i % 26), count: 500)) }
-            var p = ProduceRequest.TopicProduceData.PartitionProduceData()
-            p.index = Int32(partition)
-            p.records = batch.build()
-            batches.append(p.records!)
-            var td = ProduceRequest.TopicProduceData()
-            td.name = "t"
-            td.partitionData = [p]
-            var r = ProduceRequest()
-            r.acks = 1
-            r.timeoutMs = 30_000
-            r.topicData = [td]
+            batches.append(batch.build())
+            let r = ProduceRequest(topic: "t", partition: Int32(partition), records: batches.last!, acks: 1)
             _ = await Self.answer(broker, Self.frame(r, version: 9, correlationId: 2))
         }
         #expect(batches[0].readableBytes >= RecordsSplice.minimumBytes && batches[1].readableBytes < RecordsSplice.minimumBytes)

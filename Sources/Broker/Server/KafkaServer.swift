@@ -42,6 +42,9 @@ public final class KafkaServer: Service, Sendable {
 
     public var localPort: Int? { channel.channel.localAddress?.port }
 
+    /// Big request frames' buffers waiting in the pool for the next request (tests).
+    public var idleFrames: Int { frames.count }
+
     public func run() async throws {
         try await withGracefulShutdownHandler {
             try await channel.executeThenClose { inbound in
