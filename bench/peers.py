@@ -583,13 +583,14 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    # Tern on the embedded default keeps what it is sent (no retention), plus compaction's
-    # copies until their inputs are collected: up to 32 GB in a 20 s phase at 1.6 GB/s (each
-    # phase starts on a fresh data directory, `fresh` in run_broker), 48 GB in the default
-    # 30 s. Without the room, uploads fail with ENOSPC and retry, and the run measures stalls
-    # (an e2e produce p99 of 20-39 s, produce requests unanswered for 30 s).
+    # Tern on the embedded default keeps what it is sent (no retention): up to 1.6 GB/s for a
+    # phase (each phase starts on a fresh data directory, `fresh` in run_broker), plus
+    # compaction's copies until their inputs are collected (at most its 32 MiB/s), so 40 GB
+    # for 20 s phases and 56 GB for the default 30 s. Without the room, uploads fail with
+    # ENOSPC and retry, and the run measures stalls (an e2e produce p99 of 20-39 s, produce
+    # requests unanswered for 30 s).
     free_gb = shutil.disk_usage(args.workdir).free / 1e9
-    need_gb = 12 if args.quick else 2 * 1.6 * (args.seconds or 30)
+    need_gb = 12 if args.quick else 1.6 * (args.seconds or 30) + 8
     if free_gb < need_gb:
         log(f"warning: {free_gb:.0f} GB free under {args.workdir}; a full run writes up to {need_gb} GB "
             f"(--workdir elsewhere, or free some space)")
